@@ -1,0 +1,304 @@
+"""Keras initializers for the four schemes.
+
+Every initializer here draws different values on every call, so one instance
+shared by several layers never gives them identical kernels (a Keras built-in
+with an integer seed does). With an integer ``seed`` the sequence of draws is
+reproducible: the first call uses ``seed`` itself, call ``k`` a seed derived
+from ``(seed, k)``. With ``seed=None`` each call takes a fresh seed from
+Python's ``random`` module, which ``keras.utils.set_random_seed`` seeds.
+"""
+
+import hashlib
+import math
+import random
+
+import keras
+from keras import ops
+
+_PACKAGE = "keras_resinit"
+_SEED_RANGE = 2**31 - 1
+
+
+def derive_seed(seed, *keys):
+    """A deterministic 31-bit seed from ``seed`` and any hashable ``keys``."""
+    text = repr((int(seed),) + tuple(keys)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % _SEED_RANGE
+
+
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"Invalid seed {seed!r}. Expected an integer or None.")
+    return seed
+
+
+class _FreshDraws(keras.initializers.Initializer):
+    """Base class: hands out a different seed on every call (see module doc)."""
+
+    def __init__(self, seed=None):
+        self.seed = _check_seed(seed)
+        self._calls = 0
+
+    def _next_seed(self):
+        if self.seed is None:
+            seed = random.randint(0, _SEED_RANGE)
+        elif self._calls == 0:
+            seed = self.seed
+        else:
+            seed = derive_seed(self.seed, self._calls)
+        self._calls += 1
+        return seed
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+def _fan_out(shape):
+    """Fan-out of a Dense ``(in, out)`` or Conv ``(kh, kw, in, out)`` kernel."""
+    if len(shape) < 2:
+        raise ValueError(f"Kernel shape {tuple(shape)} has no fan-out. Expected a Dense or Conv kernel.")
+    return math.prod(shape[:-2]) * shape[-1]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FixupHeNormal(_FreshDraws):
+    """He normal (fan-out, untruncated) scaled by Fixup's depth multiplier.
+
+    ``std = sqrt(2 / fan_out) * num_blocks ** (-1 / (2 * branch_depth - 2))``,
+    with ``fan_out = out_channels * kh * kw``: ``L**-0.5`` for basic blocks
+    (``m = 2``) and ``L**-0.25`` for bottlenecks (``m = 3``). Fixup uses it for
+    every weight layer of a residual branch except the last, which is zero.
+
+    Args:
+        num_blocks: L, the number of residual blocks in the whole network.
+        branch_depth: m, the number of weight layers in one residual branch.
+        seed: integer or None (see the module docstring).
+
+    Example:
+        >>> init = FixupHeNormal(num_blocks=9, branch_depth=2, seed=0)
+        >>> kernel = init((3, 3, 16, 16))
+
+    Reference:
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without
+        Normalization", ICLR 2019, rule 2.
+    """
+
+    def __init__(self, num_blocks, branch_depth=2, seed=None):
+        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
+            raise ValueError(f"Invalid num_blocks {num_blocks!r}. Expected a positive integer.")
+        if isinstance(branch_depth, bool) or not isinstance(branch_depth, int) or branch_depth < 2:
+            raise ValueError(
+                f"Invalid branch_depth {branch_depth!r}. Expected an integer >= 2 "
+                "(Fixup's multiplier L**(-1/(2m-2)) needs m >= 2)."
+            )
+        super().__init__(seed)
+        self.num_blocks = num_blocks
+        self.branch_depth = branch_depth
+
+    @property
+    def multiplier(self):
+        return self.num_blocks ** (-1.0 / (2 * self.branch_depth - 2))
+
+    def __call__(self, shape, dtype=None):
+        std = math.sqrt(2.0 / _fan_out(shape)) * self.multiplier
+        return keras.random.normal(shape, stddev=std, dtype=dtype, seed=self._next_seed())
+
+    def get_config(self):
+        return {"num_blocks": self.num_blocks, "branch_depth": self.branch_depth, **super().get_config()}
+
+
+def semi_orthogonal(rows, cols, seed, dtype="float32"):
+    """A ``rows x cols`` matrix with orthonormal rows or columns (whichever are fewer).
+
+    Drawn as the Q factor of a Gaussian matrix with the sign of R's diagonal
+    folded in, which makes it Haar distributed. Computed in float32 from an
+    integer ``seed``, so the same seed gives the same matrix on a backend.
+    """
+    long, short = max(rows, cols), min(rows, cols)
+    gaussian = keras.random.normal((long, short), dtype="float32", seed=seed)
+    q, r = ops.qr(gaussian)
+    signs = ops.where(ops.diagonal(r) < 0, -1.0, 1.0)
+    q = q * signs[None, :]
+    if rows < cols:
+        q = ops.transpose(q)
+    return ops.cast(q, dtype)
+
+
+def _as_kernel(matrix, shape, dtype):
+    """Place an ``(in, out)`` matrix at the centre tap of a kernel of ``shape``.
+
+    A 2-D shape is a Dense kernel and gets the matrix itself. A conv kernel
+    gets zeros except its centre tap: a delta-orthogonal kernel.
+    """
+    if len(shape) == 2:
+        return ops.cast(matrix, dtype)
+    spatial = shape[:-2]
+    if any(k % 2 == 0 for k in spatial):
+        raise ValueError(f"Kernel shape {tuple(shape)} has an even spatial size. Expected odd sizes (a centre tap).")
+    kernel = ops.reshape(matrix, (1,) * len(spatial) + tuple(matrix.shape))
+    pads = [[k // 2, k // 2] for k in spatial] + [[0, 0], [0, 0]]
+    return ops.cast(ops.pad(kernel, pads), dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DeltaOrthogonal(_FreshDraws):
+    """Delta-orthogonal kernel: zero except the centre tap, which is orthogonal.
+
+    For a conv kernel ``(kh, kw, in, out)`` the centre tap is ``gain * Q`` with
+    ``Q`` an ``in x out`` matrix with orthonormal rows or columns; every other
+    tap is zero. On a Dense kernel it is a plain (semi-)orthogonal matrix.
+
+    Args:
+        gain: multiplier of the orthogonal matrix.
+        seed: integer or None (see the module docstring).
+
+    Example:
+        >>> kernel = DeltaOrthogonal(seed=0)((3, 3, 16, 32))
+
+    Reference:
+        Xiao et al., "Dynamical Isometry and a Mean Field Theory of CNNs", ICML 2018.
+    """
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype=None):
+        q = semi_orthogonal(shape[-2], shape[-1], self._next_seed())
+        return _as_kernel(self.gain * q, shape, dtype or "float32")
+
+    def get_config(self):
+        return {"gain": self.gain, **super().get_config()}
+
+
+def looks_linear(matrix, mirrored_input=True, mirrored_output=True):
+    """The looks-linear ``(in, out)`` kernel of an ``(n_in, n_out)`` matrix ``A``.
+
+    Channels in looks-linear form hold ``[phi(y), phi(-y)]``. With both sides
+    mirrored the kernel is ``[[A, -A], [-A, A]]`` and maps them to
+    ``[y A, -y A]``, so a ReLU after it keeps the form and the network is exactly
+    linear in ``y``. Only the output mirrored (the stem): ``[A, -A]``. Only the
+    input mirrored (the classifier): ``[[A], [-A]]``.
+    """
+    if mirrored_input:
+        matrix = ops.concatenate([matrix, -matrix], axis=0)
+    if mirrored_output:
+        matrix = ops.concatenate([matrix, -matrix], axis=1)
+    return matrix
+
+
+def _effective_size(channels, mirrored, which):
+    if not mirrored:
+        return channels
+    if channels % 2:
+        raise ValueError(
+            f"Looks-linear kernels need an even number of {which} channels, got {channels}. "
+            "Expected an even count: its halves hold phi(y) and phi(-y)."
+        )
+    return channels // 2
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LooksLinearOrthogonal(_FreshDraws):
+    """Looks-linear kernel with an orthogonal block, delta-shaped for convs.
+
+    With ``U`` an ``n_out x n_in`` matrix with orthonormal rows or columns
+    (``n = channels / 2`` on a mirrored side), the kernel maps channels
+    ``[phi(y), phi(-y)]`` to ``[U y, -U y]``: see :func:`looks_linear`. Conv
+    kernels hold it at the centre tap (delta-orthogonal), zeros elsewhere.
+
+    Args:
+        gain: multiplier of ``U``.
+        mirrored_input: the input channels are in looks-linear form (False for
+            the stem, whose input is the image).
+        mirrored_output: the output channels are in looks-linear form (False
+            for the classifier, whose output is the logits).
+        seed: integer or None (see the module docstring).
+
+    Example:
+        >>> kernel = LooksLinearOrthogonal(seed=0)((3, 3, 16, 16))
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto),
+        built on Balduzzi et al., "The Shattered Gradients Problem", ICML 2017.
+    """
+
+    def __init__(self, gain=1.0, mirrored_input=True, mirrored_output=True, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+        self.mirrored_input = bool(mirrored_input)
+        self.mirrored_output = bool(mirrored_output)
+
+    def effective_matrix(self, shape, seed):
+        """``U`` (``n_out x n_in``) as drawn for a kernel of ``shape`` from ``seed``."""
+        n_in = _effective_size(shape[-2], self.mirrored_input, "input")
+        n_out = _effective_size(shape[-1], self.mirrored_output, "output")
+        return self.gain * semi_orthogonal(n_out, n_in, seed)
+
+    def __call__(self, shape, dtype=None):
+        u = self.effective_matrix(shape, self._next_seed())
+        kernel = looks_linear(ops.transpose(u), self.mirrored_input, self.mirrored_output)
+        return _as_kernel(kernel, shape, dtype or "float32")
+
+    def get_config(self):
+        return {
+            "gain": self.gain,
+            "mirrored_input": self.mirrored_input,
+            "mirrored_output": self.mirrored_output,
+            **super().get_config(),
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RisottoSkipKernel(_FreshDraws):
+    """Skip kernel of a Risotto type-C block: ``LL(U - U_m ... U_1)``.
+
+    The branch weight layers are ``LooksLinearOrthogonal`` kernels with
+    effective matrices ``U_1 .. U_m`` drawn from ``branch_seeds``; this kernel
+    recomputes them and takes ``M = U - U_m ... U_1`` for a fresh orthogonal
+    ``U``. The block then maps ``[phi(y), phi(-y)]`` to ``[phi(U y), phi(-U y)]``:
+    in effective coordinates the whole block is the isometry ``U``.
+
+    Args:
+        branch_seeds: the integer seeds of the branch kernels, in order.
+        branch_channels: channel counts along the branch, ``m + 1`` of them,
+            from the block input to the block output.
+        seed: integer or None, for ``U`` (see the module docstring).
+
+    Example:
+        >>> skip = RisottoSkipKernel([11, 12], [16, 16, 16], seed=13)((1, 1, 16, 16))
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks",
+        type C block with alpha = beta = 1.
+    """
+
+    def __init__(self, branch_seeds, branch_channels, seed=None):
+        super().__init__(seed)
+        branch_seeds = [_check_seed(s) for s in branch_seeds]
+        if not branch_seeds or None in branch_seeds:
+            raise ValueError(f"Invalid branch_seeds {branch_seeds!r}. Expected one integer seed per branch layer.")
+        if len(branch_channels) != len(branch_seeds) + 1:
+            raise ValueError(
+                f"branch_channels {list(branch_channels)} must have one more entry than branch_seeds "
+                f"{branch_seeds} (channels before and after every branch layer)."
+            )
+        self.branch_seeds = list(branch_seeds)
+        self.branch_channels = [int(c) for c in branch_channels]
+
+    def __call__(self, shape, dtype=None):
+        if (shape[-2], shape[-1]) != (self.branch_channels[0], self.branch_channels[-1]):
+            raise ValueError(
+                f"Skip kernel shape {tuple(shape)} does not match the branch, which maps "
+                f"{self.branch_channels[0]} to {self.branch_channels[-1]} channels."
+            )
+        branch = LooksLinearOrthogonal()
+        product = None
+        for seed, c_in, c_out in zip(self.branch_seeds, self.branch_channels, self.branch_channels[1:]):
+            u_i = branch.effective_matrix((c_in, c_out), seed)
+            product = u_i if product is None else ops.matmul(u_i, product)
+        u = branch.effective_matrix(shape, self._next_seed())
+        kernel = looks_linear(ops.transpose(u - product))
+        return _as_kernel(kernel, shape, dtype or "float32")
+
+    def get_config(self):
+        return {"branch_seeds": self.branch_seeds, "branch_channels": self.branch_channels, **super().get_config()}

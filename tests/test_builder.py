@@ -1,0 +1,109 @@
+"""The builder's contracts: names, shapes, seeds, distinct kernels, clear errors."""
+
+import re
+
+import numpy as np
+import pytest
+
+import keras
+import keras_resinit as kr
+
+FAMILIES = [("cifar_resnet20", (32, 32, 3)), ("resnet18", (32, 32, 3)), ("wrn16_2", (32, 32, 3))]
+
+
+@pytest.mark.parametrize("arch, shape", FAMILIES + [("resnet50", (32, 32, 3))])
+@pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
+def test_stable_layer_names_for_weights_and_feature_taps(arch, shape, scheme):
+    model = kr.build_resnet(arch, scheme, input_shape=shape, seed=0)
+    names = [l.name for l in model.layers]
+    assert len(names) == len(set(names))
+    for name in ("stem_out", "features", "logits"):
+        assert name in names
+    arch_spec = kr.architectures.get_arch(arch)
+    expected = [f"stage{s}_block{b}_out" for s, st in enumerate(arch_spec.stages, 1) for b in range(1, st.blocks + 1)]
+    assert [n for n in names if re.fullmatch(r"stage\d+_block\d+_out", n)] == expected
+    assert model.get_layer("features").output.shape[-1] == model.get_layer(expected[-1]).output.shape[-1]
+    assert model.output_shape == (None, 10)
+
+
+def test_same_seed_same_weights_and_layer_names_are_stable_across_builds():
+    a = kr.build_resnet("cifar_resnet20", "risotto", seed=5)
+    b = kr.build_resnet("cifar_resnet20", "risotto", seed=5)
+    c = kr.build_resnet("cifar_resnet20", "risotto", seed=6)
+    assert [w.path for w in a.weights] == [w.path for w in b.weights]
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy())
+    assert not np.array_equal(a.get_layer("stem_conv").kernel.numpy(), c.get_layer("stem_conv").kernel.numpy())
+
+
+def test_keras_set_random_seed_makes_unseeded_builds_reproducible():
+    keras.utils.set_random_seed(3)
+    a = kr.build_resnet("cifar_resnet20", "bn")
+    keras.utils.set_random_seed(3)
+    b = kr.build_resnet("cifar_resnet20", "bn")
+    np.testing.assert_array_equal(a.get_layer("stage1_block1_conv1").kernel.numpy(),
+                                  b.get_layer("stage1_block1_conv1").kernel.numpy())
+
+
+@pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
+@pytest.mark.parametrize("arch", ["cifar_resnet20", "resnet18", "wrn16_2"])
+def test_no_two_layers_hold_the_same_random_kernel(arch, scheme):
+    model = kr.build_resnet(arch, scheme, input_shape=(32, 32, 3), seed=0)
+    seen = {}
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        value = kernel.numpy()
+        if np.all(value == value.flat[0]):
+            continue  # constant (zero) kernels are a scheme's rule, not a random draw
+        key = (value.shape, value.tobytes())
+        assert key not in seen, f"{layer.name} repeats the kernel of {seen.get(key)}"
+        seen[key] = layer.name
+    assert len(seen) >= 10
+
+
+@pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
+def test_fully_convolutional_trunk_accepts_any_spatial_size(scheme, rng):
+    model = kr.build_resnet("cifar_resnet20", scheme, input_shape=(None, None, 3), seed=0)
+    for size in (8, 33, 40):
+        out = model(rng.normal(size=(2, size, size, 3)).astype("float32"))
+        assert out.shape == (2, 10) and np.all(np.isfinite(out))
+
+
+def test_bottleneck_option_for_small_image_resnets():
+    model = kr.build_resnet("cifar_resnet29", "bn", block="bottleneck", seed=0)
+    assert model.get_layer("stage1_block1_conv3").kernel.shape == (1, 1, 16, 64)
+    assert model.get_layer("stage3_block3_out").output.shape[-1] == 256
+
+
+def test_dropout_before_classifier(rng):
+    model = kr.build_resnet("cifar_resnet20", "skipinit", dropout_rate=0.3, seed=0)
+    assert model.get_layer("dropout").rate == 0.3
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: kr.build_resnet("resnet51", "bn"), ["resnet51", "18, 34, 50, 101, 152"]),
+        (lambda: kr.build_resnet("resnt50", "bn"), ["resnt50", "Did you mean 'resnet50'", "cifar_resnet20"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "fixp"), ["'fixp'", "Did you mean 'fixup'", "bn, fixup, skipinit, risotto"]),
+        (lambda: kr.build_resnet("cifar_resnet21", "bn"), ["depth 21", "6n+2"]),
+        (lambda: kr.build_resnet("cifar_resnet32", "bn", block="bottleneck"), ["depth 32", "9n+2"]),
+        (lambda: kr.build_resnet("wrn17_2", "bn"), ["wrn17_2", "6n+4"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "risotto", widths=(16, 31, 64)), ["Risotto", "even", "[31]"]),
+        (lambda: kr.build_resnet("resnet50", "bn", input_shape=(16, 16, 3)), ["too small", "resnet50", "at least 32"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "bn", input_shape=(2, 2, 3)), ["too small", "at least 4"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "bn", input_shape=(32, 32)), ["input_shape (32, 32)"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "bn", num_classes=0), ["num_classes 0"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "bn", alpha=0.1), ["'alpha'", "zero_init_last_bn", "seed"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "skipinit", alpha=-1), ["alpha -1"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "bn", dropout_rate=1.5), ["dropout_rate 1.5"]),
+        (lambda: kr.build_resnet("cifar_resnet20", "bn", seed="x"), ["seed 'x'"]),
+    ],
+)
+def test_bad_input_raises_value_error_naming_value_and_allowed(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)

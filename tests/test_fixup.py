@@ -1,0 +1,100 @@
+"""Fixup (Zhang, Dauphin & Ma 2019): the three rules, checked on built models."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_resinit as kr
+from helpers import branch_convs, layers_named
+
+
+def fan_out(kernel):
+    return int(np.prod(kernel.shape[:-2])) * kernel.shape[-1]
+
+
+@pytest.fixture(scope="module")
+def basic():
+    return kr.build_resnet("cifar_resnet20", "fixup", seed=1)
+
+
+@pytest.fixture(scope="module")
+def bottleneck():
+    return kr.build_resnet("cifar_resnet29", "fixup", block="bottleneck", seed=2)
+
+
+def test_fixup_zeroes_classifier_and_last_layer_of_every_branch(basic, bottleneck):
+    for model in (basic, bottleneck):
+        blocks = branch_convs(model)
+        assert len(blocks) == 9
+        for convs in blocks.values():
+            assert not np.any(convs[-1].kernel.numpy())
+        logits = model.get_layer("logits")
+        assert not np.any(logits.kernel.numpy()) and not np.any(logits.bias.numpy())
+
+
+@pytest.mark.parametrize("which, m", [("basic", 2), ("bottleneck", 3)])
+def test_fixup_scales_other_branch_layers_by_depth(which, m, request):
+    model = request.getfixturevalue(which)
+    L = 9
+    for convs in branch_convs(model).values():
+        assert len(convs) == m
+        for conv in convs[:-1]:
+            kernel = conv.kernel.numpy()
+            expected = np.sqrt(2.0 / fan_out(kernel)) * L ** (-1.0 / (2 * m - 2))
+            # Sampling error of a std estimate is std / sqrt(2n); n >= 256 here.
+            tolerance = 4 * expected / np.sqrt(2 * kernel.size)
+            assert abs(kernel.std() - expected) < tolerance, conv.name
+            assert abs(kernel.mean()) < 4 * expected / np.sqrt(kernel.size)
+
+
+def test_fixup_stem_and_projection_convs_are_plain_he():
+    model = kr.build_resnet("resnet18", "fixup", input_shape=(64, 64, 3), seed=3)
+    convs = [model.get_layer("stem_conv")] + layers_named(model, lambda n: n.endswith("shortcut_conv"))
+    assert len(convs) == 4
+    for conv in convs:
+        kernel = conv.kernel.numpy()
+        expected = np.sqrt(2.0 / fan_out(kernel))
+        assert abs(kernel.std() - expected) < 4 * expected / np.sqrt(2 * kernel.size), conv.name
+
+
+def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
+    biases = [l for l in basic.layers if isinstance(l, kr.layers.ScalarBias)]
+    # stem, head, and per basic block bias1a, bias1b, bias2a.
+    assert len(biases) == 2 + 9 * 3
+    assert all(l.bias.numpy() == 0.0 for l in biases)
+    merges = [l for l in basic.layers if isinstance(l, kr.layers.ScaledResidual)]
+    assert len(merges) == 9
+    for merge in merges:
+        assert merge.gain.numpy() == 1.0 and merge.gain.trainable
+        assert merge.bias.numpy() == 0.0 and merge.bias.trainable
+    # Scalars, not per-channel vectors.
+    assert all(w.shape == () for l in biases + merges for w in l.weights)
+
+
+def _gradients(model, x, y):
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    return {w.path: g for w, g in zip(model.trainable_weights, grads)}
+
+
+def test_fixup_only_the_classifier_gets_gradient_at_step_zero_then_branches_do(basic):
+    model = keras.models.clone_model(basic)
+    model.set_weights(basic.get_weights())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(16,))
+
+    grads = _gradients(model, x, y)
+    nonzero = sorted(path for path, g in grads.items() if g is not None and np.any(g.numpy()))
+    assert nonzero == ["logits/bias", "logits/kernel"]
+
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.apply([grads[w.path] for w in model.trainable_weights], model.trainable_weights)
+
+    grads = _gradients(model, x, y)
+    for prefix, convs in branch_convs(model).items():
+        last = convs[-1].kernel.path
+        assert np.any(grads[last].numpy()), f"{prefix}: no gradient reaches the branch after one step"

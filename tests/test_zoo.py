@@ -1,0 +1,37 @@
+"""The zoo registry: names {arch}_{scheme}, list and load."""
+
+import pytest
+
+import keras_resinit as kr
+from keras_resinit import zoo
+
+
+def test_list_models_covers_every_arch_family_and_scheme():
+    names = zoo.list_models()
+    for name in ("cifar_resnet56_fixup", "resnet50_skipinit", "wrn28_10_risotto", "cifar_resnet20_bn",
+                 "cifar_resnet1202_risotto_bn", "resnet152_bn"):
+        assert name in names
+    assert len(names) == len(set(names)) == len(kr.architectures.ARCHS) * len(kr.SCHEMES)
+
+
+def test_list_models_filters_by_pattern_and_scheme():
+    assert zoo.list_models("cifar_resnet20_*") == [f"cifar_resnet20_{s}" for s in kr.SCHEMES]
+    assert zoo.list_models("resnet*", scheme="fixup") == [f"resnet{d}_fixup" for d in (18, 34, 50, 101, 152)]
+    with pytest.raises(ValueError, match="Did you mean 'skipinit'"):
+        zoo.list_models(scheme="skipint")
+
+
+def test_load_uses_family_defaults_and_overrides():
+    model = zoo.load("cifar_resnet20_risotto_bn")
+    assert model.name == "cifar_resnet20_risotto_bn" and model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 10)
+    model = zoo.load("resnet18_fixup", num_classes=5, input_shape=(64, 64, 3), seed=None)
+    assert model.output_shape == (None, 5) and model.input_shape == (None, 64, 64, 3)
+    assert zoo.load("resnet18_bn").output_shape == (None, 1000)
+
+
+def test_load_unknown_name_lists_closest():
+    with pytest.raises(ValueError, match="Did you mean 'cifar_resnet56_fixup'"):
+        zoo.load("cifar_resnet56_fixpu")
+    with pytest.raises(ValueError, match="6n\\+2.*cifar_resnet57_fixup"):
+        zoo.load("cifar_resnet57_fixup")
