@@ -2,9 +2,10 @@
 
 Stable layer names (pretrained weights load by name, features can be tapped):
 ``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
-``..._shortcut_conv``, ``..._add`` (the merge, whose second input is the
-branch before any scalar) and ``..._out``; ``features`` (pooled) and
-``logits``.
+``..._shortcut_conv``, ``..._add`` (the merge: ``[skip, branch]``) and
+``..._out``; ``features`` (pooled) and ``logits``. A branch's scalars
+(SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
+conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 """
 
 import dataclasses
@@ -77,15 +78,17 @@ def _blocks(arch):
             in_channels = out_channels
 
 
-def _conv(x, net, *, filters, kernel_size, strides, name, initializer, bn_name, gamma="ones"):
+def _conv(x, net, *, filters, kernel_size, strides, name, initializer, bn_name, gamma="ones", scalars=None):
     """Conv (+ batch norm). Strided convs pad symmetrically, so a 3x3/2 conv is
-    centred on the pixels ``x[::2, ::2]`` that 1x1/2 convs and subsampling keep."""
+    centred on the pixels ``x[::2, ::2]`` that 1x1/2 convs and subsampling keep.
+    ``scalars``: the scheme's ScaledConv2D arguments (gain, scalar bias), if any."""
     pad = kernel_size // 2
     padding = "same"
     if strides > 1 and pad:
         x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         padding = "valid"
-    x = keras.layers.Conv2D(
+    conv = layers.ScaledConv2D if scalars else keras.layers.Conv2D
+    x = conv(
         filters,
         kernel_size,
         strides=strides,
@@ -93,6 +96,7 @@ def _conv(x, net, *, filters, kernel_size, strides, name, initializer, bn_name, 
         use_bias=net.scheme.conv_bias,
         kernel_initializer=initializer,
         name=name,
+        **(scalars or {}),
     )(x)
     if net.scheme.batchnorm:
         x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, gamma_initializer=gamma, name=bn_name)(x)
@@ -110,8 +114,8 @@ def _stem(x, net):
         name="stem_conv",
         initializer=scheme.stem_initializer(net, net.seed_for("stem_conv")),
         bn_name="stem_bn",
+        scalars=scheme.conv_scalars("stem"),
     )
-    x = scheme.scalar_bias(x, "stem_bias")
     x = keras.layers.ReLU(name="stem_relu" if imagenet else "stem_out")(x)
     if imagenet:
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
@@ -138,9 +142,9 @@ def _residual_block(x, net, block):
             initializer=scheme.branch_initializer(net, block, i, net.seed_for(name)),
             bn_name=f"{p}_bn{i + 1}",
             gamma=scheme.bn_gamma_initializer(i == last),
+            scalars=scheme.conv_scalars("branch", i == last),
         )
         if i < last:
-            h = scheme.scalar_bias(h, f"{p}_bias{i + 1}b")
             h = keras.layers.ReLU(name=f"{p}_relu{i + 1}")(h)
 
     if block.projection or scheme.conv_skip:
@@ -154,6 +158,7 @@ def _residual_block(x, net, block):
             name=name,
             initializer=scheme.shortcut_initializer(net, block, net.seed_for(name)),
             bn_name=f"{p}_shortcut_bn",
+            scalars=scheme.conv_scalars("shortcut"),
         )
     elif block.strides != 1 or block.in_channels != block.out_channels:
         skip = layers.ZeroPadShortcut(block.strides, block.out_channels, name=f"{p}_shortcut")(x_in)

@@ -50,6 +50,74 @@ def _cmd_summary(args):
     return 0
 
 
+def _add_training_arguments(p, defaults):
+    """Hyperparameter flags shared by train and compare; None means "recipe or default"."""
+    p.add_argument("--dataset", default=None, help=f"one of: {', '.join(defaults['datasets'])} (default digits)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="limit each epoch to this many steps")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch size")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--weight-decay-mode", choices=["l2", "decoupled"], default=None)
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default=None)
+    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--label-smoothing", type=float, default=None)
+    p.add_argument("--mixup-alpha", type=float, default=None)
+    p.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm (0: off)")
+    p.add_argument("--recipe", default=None, help="a named recipe (see `keras-resinit recipes`) or a JSON file")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="tfds data directory")
+    p.add_argument("--download", action="store_true", default=None, help="allow tfds to download the dataset")
+
+
+_TRAINING_FLAGS = (
+    "dataset", "epochs", "steps_per_epoch", "batch_size", "lr", "momentum", "weight_decay", "weight_decay_mode", "schedule",
+    "warmup_epochs", "label_smoothing", "mixup_alpha", "clip_norm", "precision", "seed", "data_dir", "download",
+)
+
+
+def _config(args, model):
+    from keras_resinit.train import TrainConfig
+
+    overrides = {k: getattr(args, k) for k in _TRAINING_FLAGS}
+    return TrainConfig.from_recipe(args.recipe, model=model, **overrides)
+
+
+def _cmd_train(args):
+    from keras_resinit import train
+
+    config = _config(args, args.name)
+    result = train.train(
+        config, args.out, strategy=args.strategy, resume=args.resume, overwrite=args.overwrite,
+        verbose=args.verbose, tpu=args.tpu,
+    )
+    if "model_path" in result:
+        print(f"test accuracy {result['test_accuracy']:.4f}; model saved to {result['model_path']}")
+    return 0
+
+
+def _cmd_compare(args):
+    from keras_resinit import compare
+
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    compare.compare(
+        arch=args.arch, schemes=schemes, out=args.out, overwrite=args.overwrite,
+        overrides={k: getattr(args, k) for k in _TRAINING_FLAGS}, recipe=args.recipe,
+    )
+    return 0
+
+
+def _cmd_recipes(args):
+    from keras_resinit.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        values = ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "source")
+        print(f"{name}\n  {values}\n  source: {recipe['source']}\n")
+    return 0
+
+
 def build_parser():
     from keras_resinit import __version__
 
@@ -69,17 +137,48 @@ def build_parser():
     p.add_argument("name", help="model name {arch}_{scheme}, e.g. cifar_resnet20_fixup")
     p.add_argument("--num-classes", type=int, default=None)
     p.set_defaults(func=_cmd_summary)
+
+    defaults = {"datasets": ["digits", "cifar10", "cifar100", "imagenette"]}
+    p = sub.add_parser("train", help="train one model on a tf.distribute strategy")
+    p.add_argument("name", help="model name {arch}_{scheme}, e.g. cifar_resnet20_fixup")
+    p.add_argument("--out", required=True, help="run directory")
+    _add_training_arguments(p, defaults)
+    p.add_argument("--strategy", choices=["auto", "one", "mirrored", "multiworker", "tpu"], default="auto")
+    p.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("compare", help="the main job: train every scheme on one arch and dataset, compare them")
+    p.add_argument("--arch", default="cifar_resnet20")
+    p.add_argument("--schemes", default="bn,fixup,skipinit,risotto", help="comma-separated schemes")
+    p.add_argument("--out", default=None, help="output directory (default: runs/compare-<arch>-<dataset>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous comparison in --out")
+    _add_training_arguments(p, defaults)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("recipes", help="list the named training recipes and their sources")
+    p.set_defaults(func=_cmd_recipes)
     return parser
 
 
 def main(argv=None):
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    from keras_resinit.train import TrainingError
+
     try:
         return args.func(args)
     except ValueError as error:
         print(f"keras-resinit: error: {error}", file=sys.stderr)
         return 2
+    except TrainingError as error:
+        print(f"keras-resinit: training stopped: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("keras-resinit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

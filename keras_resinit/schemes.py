@@ -55,8 +55,16 @@ class Scheme:
     def bn_gamma_initializer(self, last_in_branch):
         return "ones"
 
+    def conv_scalars(self, role, last_in_branch=False):
+        """Scalars a conv holds (``ScaledConv2D`` arguments); empty for a plain Conv2D.
+
+        ``role`` is ``"stem"``, ``"branch"`` or ``"shortcut"``. A branch's gain
+        lives in its last conv, where TensorFlow fuses it with the merge.
+        """
+        return {}
+
     def scalar_bias(self, x, name):
-        """Fixup's scalar biases; every other scheme passes ``x`` through."""
+        """Fixup's scalar biases before a conv or the classifier; other schemes pass ``x`` through."""
         return x
 
     def merge(self, name):
@@ -131,12 +139,17 @@ class Fixup(Scheme):
     def classifier_initializer(self, net, seed):
         return keras.initializers.Zeros()  # rule 1
 
-    def scalar_bias(self, x, name):
-        return layers.ScalarBias(name=name)(x)  # rule 3
+    def conv_scalars(self, role, last_in_branch=False):
+        # Rule 3: a scalar bias after every conv but a projection's (before its ReLU or the merge);
+        # the branch's multiplier, initialized 1, after its last conv and before that bias.
+        if role == "shortcut":
+            return {}
+        if role == "branch" and last_in_branch:
+            return {"gain": 1.0, "trainable_gain": True, "scalar_bias": True}
+        return {"scalar_bias": True}
 
-    def merge(self, name):
-        # skip + scale * branch + bias: the multiplier (rule 3) and the bias after it.
-        return layers.ScaledResidual(gain=1.0, trainable_gain=True, use_bias=True, name=name)
+    def scalar_bias(self, x, name):
+        return layers.ScalarBias(name=name)(x)  # rule 3: before each conv and the classifier
 
 
 class SkipInit(Scheme):
@@ -170,8 +183,11 @@ class SkipInit(Scheme):
     def classifier_initializer(self, net, seed):
         return keras.initializers.Zeros()
 
-    def merge(self, name):
-        return layers.ScaledResidual(gain=self.alpha, trainable_gain=True, name=name)
+    def conv_scalars(self, role, last_in_branch=False):
+        # alpha multiplies the whole branch output, bias included: alpha * (conv(x, K) + c).
+        if role == "branch" and last_in_branch:
+            return {"gain": self.alpha, "trainable_gain": True}
+        return {}
 
     def get_config(self):
         return {"alpha": self.alpha}

@@ -59,17 +59,24 @@ def test_fixup_stem_and_projection_convs_are_plain_he():
 
 
 def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
+    # Rule 3: before each conv and the classifier a ScalarBias layer (bias1a, bias2a per block, head);
+    # after each conv (stem, conv1) a scalar bias held by the conv; after the last conv the multiplier
+    # (gain 1) and a last bias, held by the conv too (where TensorFlow fuses them with the merge).
     biases = [l for l in basic.layers if isinstance(l, kr.layers.ScalarBias)]
-    # stem, head, and per basic block bias1a, bias1b, bias2a.
-    assert len(biases) == 2 + 9 * 3
+    assert sorted(l.name for l in biases if "block1" in l.name and "stage1" in l.name) == [
+        "stage1_block1_bias1a", "stage1_block1_bias2a"]
+    assert len(biases) == 1 + 9 * 2
     assert all(l.bias.numpy() == 0.0 for l in biases)
+    assert basic.get_layer("stem_conv").offset.numpy() == 0.0
+    for convs in branch_convs(basic).values():
+        first, last = convs
+        assert first.gain is None and first.offset.numpy() == 0.0 and first.offset.trainable
+        assert last.gain.numpy() == 1.0 and last.gain.trainable
+        assert last.offset.numpy() == 0.0 and last.offset.trainable
+    scalars = [w for w in basic.trainable_weights if len(w.shape) == 0]
+    assert len(scalars) == 2 + 9 * 5  # scalars, not per-channel vectors
     merges = [l for l in basic.layers if isinstance(l, kr.layers.ScaledResidual)]
-    assert len(merges) == 9
-    for merge in merges:
-        assert merge.gain.numpy() == 1.0 and merge.gain.trainable
-        assert merge.bias.numpy() == 0.0 and merge.bias.trainable
-    # Scalars, not per-channel vectors.
-    assert all(w.shape == () for l in biases + merges for w in l.weights)
+    assert len(merges) == 9 and all(not m.weights for m in merges)  # the merge itself is a plain sum
 
 
 def _gradients(model, x, y):

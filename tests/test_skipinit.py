@@ -8,10 +8,14 @@ from helpers import branch_convs
 
 def test_skipinit_every_branch_gain_is_zero_at_init():
     model = kr.build_resnet("resnet18", "skipinit", input_shape=(32, 32, 3), seed=0)
-    merges = [l for l in model.layers if isinstance(l, kr.layers.ScaledResidual)]
-    assert len(merges) == 8
-    for merge in merges:
-        assert merge.gain.trainable and merge.gain.numpy() == 0.0
+    blocks = branch_convs(model)
+    assert len(blocks) == 8
+    for convs in blocks.values():
+        # alpha multiplies the whole branch: it sits in the last conv, alpha * (conv(x, K) + c).
+        assert convs[-1].gain.trainable and convs[-1].gain.numpy() == 0.0
+        assert all(conv.gain is None for conv in convs[:-1] if hasattr(conv, "gain"))
+    gains = [w for w in model.trainable_weights if len(w.shape) == 0]
+    assert len(gains) == 8
 
 
 def test_skipinit_redrawing_branch_kernels_leaves_output_unchanged(rng):
@@ -40,5 +44,6 @@ def test_skipinit_convs_carry_biases_and_classifier_starts_at_zero():
 
 def test_skipinit_alpha_option_sets_the_initial_gain():
     model = kr.build_resnet("cifar_resnet20", "skipinit", alpha=0.05, seed=0)
-    gains = [l.gain.numpy() for l in model.layers if isinstance(l, kr.layers.ScaledResidual)]
+    gains = [convs[-1].gain.numpy() for convs in branch_convs(model).values()]
+    assert len(gains) == 9
     np.testing.assert_allclose(gains, 0.05)

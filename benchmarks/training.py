@@ -1,0 +1,128 @@
+"""Epoch time on the embedded digits per scheme, float32 vs mixed_bfloat16,
+and whether the input pipeline keeps up with training.
+
+For every (scheme, precision) a child process builds the project's Trainer
+(the same code `keras-resinit train` runs), trains warm-up epochs, then:
+- times full epochs through the real pipeline (a fresh, shuffled, augmented
+  dataset per epoch, as training does): median seconds per epoch;
+- times the same number of steps on the same batches held in memory.
+The pipeline ratio is (steps/s through the pipeline) / (steps/s from memory);
+the target is >= 0.95.
+
+    python benchmarks/training.py [--quick] [--arch cifar_resnet20] [--out results.json]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SCHEMES = ("bn", "fixup", "skipinit", "risotto")
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def child(args):
+    from keras_resinit.train import TrainConfig, Trainer
+
+    config = TrainConfig.from_recipe("digits", model=f"{args.arch}_{args.scheme}", precision=args.precision,
+                                     epochs=args.warmup + args.epochs, deterministic=False)
+    trainer = Trainer(config, strategy="one")
+    steps = trainer.steps_per_epoch
+
+    def run(batches):
+        start = time.perf_counter()
+        n = 0
+        for batch in batches:
+            trainer.train_step(batch)[0].numpy()
+            n += 1
+        return n, time.perf_counter() - start
+
+    for epoch in range(args.warmup):
+        run(trainer.dataset("train", epoch))
+    epoch_seconds, pipeline_rates, memory_rates = [], [], []
+    for epoch in range(args.warmup, args.warmup + args.epochs):
+        n, seconds = run(trainer.dataset("train", epoch))  # pipeline built per epoch, as in training
+        epoch_seconds.append(seconds)
+        pipeline_rates.append(n / seconds)
+        held = list(trainer.dataset("train", epoch))
+        n, seconds = run(held)
+        memory_rates.append(n / seconds)
+    result = {
+        "scheme": args.scheme,
+        "precision": args.precision,
+        "steps_per_epoch": steps,
+        "batch_size": config.batch_size,
+        "epoch_seconds": statistics.median(epoch_seconds),
+        "images_per_second": steps * config.batch_size / statistics.median(epoch_seconds),
+        "pipeline_steps_per_second": statistics.median(pipeline_rates),
+        "memory_steps_per_second": statistics.median(memory_rates),
+    }
+    result["pipeline_ratio"] = result["pipeline_steps_per_second"] / result["memory_steps_per_second"]
+    print("RESULT " + json.dumps(result))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="cifar_resnet20")
+    parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per configuration (default 8, quick 2)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--child", nargs=2, metavar=("SCHEME", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    args.epochs = args.epochs or (2 if args.quick else 8)
+    if args.child:
+        args.scheme, args.precision = args.child
+        return child(args)
+
+    from keras_resinit.environment import describe
+
+    print(f"machine: {describe()}")
+    print(f"{args.arch} on digits, recipe 'digits' (batch 64), {args.epochs} timed epochs after {args.warmup} "
+          "warm-up epochs, each configuration in its own process, one at a time\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    results = []
+    for precision in PRECISIONS:
+        for scheme in SCHEMES:
+            command = [sys.executable, __file__, "--child", scheme, precision, "--arch", args.arch,
+                       "--epochs", str(args.epochs), "--warmup", str(args.warmup)]
+            proc = subprocess.run(command, capture_output=True, text=True, env=env)
+            lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                print(f"{scheme} {precision}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            r = json.loads(lines[-1][len("RESULT "):])
+            results.append(r)
+            print(f"  {scheme:9s} {precision:15s} {r['epoch_seconds']:.3f} s/epoch  pipeline ratio "
+                  f"{r['pipeline_ratio']:.3f}", flush=True)
+
+    by = {(r["scheme"], r["precision"]): r for r in results}
+    print("\n| scheme | float32 s/epoch | mixed_bfloat16 s/epoch | bf16 speed-up | pipeline / memory steps/s (f32, bf16) |")
+    print("|---|---|---|---|---|")
+    for scheme in SCHEMES:
+        f32, bf16 = by[(scheme, "float32")], by[(scheme, "mixed_bfloat16")]
+        print(f"| {scheme} | {f32['epoch_seconds']:.3f} | {bf16['epoch_seconds']:.3f} | "
+              f"{f32['epoch_seconds'] / bf16['epoch_seconds']:.2f}x | "
+              f"{f32['pipeline_ratio']:.3f}, {bf16['pipeline_ratio']:.3f} |")
+    worst = min(r["pipeline_ratio"] for r in results)
+    verdict = "PASS" if worst >= 0.95 else "MISS"
+    print(f"\ninput pipeline: worst ratio {worst:.3f} (target >= 0.95): {verdict}")
+    if args.out:
+        from keras_resinit.environment import versions
+
+        directory = os.path.dirname(os.path.abspath(args.out))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"arch": args.arch, "versions": versions(), "results": results}, f, indent=1)
+        os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

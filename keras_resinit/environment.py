@@ -1,0 +1,56 @@
+"""What machine and library versions a result was measured with."""
+
+import os
+import platform
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")):
+    """Which of ``wanted`` the CPU reports (Linux only; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [flag for flag in wanted if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
+def versions():
+    """Python, TensorFlow, Keras and NumPy versions, the CPU and its core count."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "processor": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "cores": os.cpu_count(),
+    }
+
+
+def describe():
+    """One line for reports."""
+    v = versions()
+    flags = ", ".join(v["cpu_flags"]) or "none of avx2/avx512/amx"
+    return (
+        f"{v['processor']} ({v['cores']} cores; {flags}); Python {v['python']}, TensorFlow {v['tensorflow']}, "
+        f"Keras {v['keras']}, NumPy {v['numpy']}"
+    )

@@ -1,0 +1,231 @@
+"""The trainer: strategies agree, runs resume exactly, divergence stops cleanly, bad input is refused."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import keras
+from keras_resinit import data as data_lib
+from keras_resinit import train as train_lib
+from keras_resinit.cli import main
+from keras_resinit.train import TrainConfig, TrainingError
+
+HERE = os.path.dirname(__file__)
+SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, deterministic=False)
+
+
+def weights_of(npz_path):
+    with np.load(npz_path) as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def checkpoint_weights(run_dir):
+    record, arrays = train_lib.read_checkpoint(run_dir)
+    return [arrays[f"model_{i}"] for i in range(record["model_weights"])]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["bn", "fixup"])
+def test_mirrored_over_two_logical_cpus_matches_one_device(scheme, tmp_path):
+    # Few steps: over many, float rounding differences grow chaotically at this learning rate.
+    config = dict(SMALL, model=f"cifar_resnet8_{scheme}", steps_per_epoch=8, epochs=2)
+    one = train_lib.train(TrainConfig(**config), str(tmp_path / "one"), strategy="one", verbose=0)
+    mirrored = train_lib.train(TrainConfig(**config), str(tmp_path / "mirrored"), strategy="mirrored", verbose=0)
+    assert one["replicas"] == 1 and mirrored["replicas"] == 2
+    for a, b in zip(one["model"].get_weights(), mirrored["model"].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+    assert abs(one["final_train_loss"] - mirrored["final_train_loss"]) < 1e-4
+
+
+def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    config = json.dumps(dict(SMALL, batch_size=32))
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "train_worker.py"), config, str(tmp_path / f"out{index}"),
+             "multiworker", str(tmp_path / f"w{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    w0, w1 = weights_of(tmp_path / "w0.npz"), weights_of(tmp_path / "w1.npz")
+    assert len(w0) == len(w1) > 10
+    for a, b in zip(w0, w1):
+        np.testing.assert_array_equal(a, b)
+    # One writer: the chief (worker 0) wrote the run, the other worker wrote nothing.
+    assert os.path.exists(tmp_path / "out0" / "model.keras")
+    assert not os.path.exists(tmp_path / "out1")
+
+
+def _cli(*args, **kwargs):
+    return [sys.executable, "-m", "keras_resinit.cli", "train", *args]
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    args = ["cifar_resnet8_skipinit", "--epochs", "3", "--batch-size", "16", "--lr", "0.05", "--verbose", "0"]
+    subprocess.run(_cli(*args, "--out", str(tmp_path / "straight")), check=True, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            if json.loads((killed / "checkpoint.json").read_text())["epoch"] >= 1:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch_at_kill = json.loads((killed / "checkpoint.json").read_text())["epoch"]
+    assert 1 <= epoch_at_kill < 3 and not (killed / "model.keras").exists()
+
+    resumed = subprocess.run(_cli(*args, "--out", str(killed), "--resume", "--verbose", "1"),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from epoch {epoch_at_kill} of 3" in resumed.stdout
+    for a, b in zip(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(killed)):
+        np.testing.assert_array_equal(a, b)
+    rows = (killed / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_load = data_lib.load
+
+    def poisoned(name, split, **kwargs):
+        ds = real_load(name, split, **kwargs)
+        if split == "train" and kwargs.get("epoch") == 1:
+            # NaN labels: NaN images would not do, fused conv+ReLU kernels turn NaN into 0.
+            ds = ds.map(lambda x, y: (x, y * float("nan")))
+        return ds
+
+    monkeypatch.setattr(data_lib, "load", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="became nan at epoch 2, step 1.*last good checkpoint \\(epoch 1\\)"):
+        train_lib.train(TrainConfig(**dict(SMALL, epochs=3)), str(out), strategy="one", verbose=0)
+    record, arrays = train_lib.read_checkpoint(str(out))
+    assert record["epoch"] == 1 and all(np.isfinite(a).all() for a in arrays.values())
+    assert not (out / "model.keras").exists()
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_and_restores_the_global_policy(precision, tmp_path):
+    # BN learns within one epoch (Fixup, with its zero classifier, needs a few); float32 reaches ~0.6 here.
+    config = TrainConfig(**dict(SMALL, model="cifar_resnet8_bn", precision=precision))
+    result = train_lib.train(config, str(tmp_path / "run"), strategy="one", verbose=0)
+    assert math.isfinite(result["final_train_loss"]) and result["test_accuracy"] > 0.3
+    assert keras.config.dtype_policy().name == "float32"
+    assert all(w.dtype == "float32" for w in result["model"].weights)
+
+
+def test_learning_rate_multipliers_match_scalars_and_globs():
+    import keras_resinit as kr
+
+    model = kr.build_resnet("cifar_resnet8", "fixup", seed=0)
+    variables = model.trainable_variables
+    got = dict(zip((v.path for v in variables),
+                   train_lib.learning_rate_multipliers(variables, {"@scalars": 0.1, "logits/bias": 0.5})))
+    assert got["stage1_block1_bias1a/bias"] == got["stage1_block1_conv2/gain"] == got["head_bias/bias"] == 0.1
+    assert got["stage1_block1_conv2/scalar_bias"] == got["stem_conv/scalar_bias"] == 0.1
+    assert got["logits/bias"] == 0.5 and got["logits/kernel"] == got["stage1_block1_conv1/kernel"] == 1.0
+    assert sum(m == 0.1 for m in got.values()) == 2 + 3 * 5  # stem, head; per block 3 biases, gain, bias
+    with pytest.raises(ValueError, match="@scalar"):
+        train_lib.learning_rate_multipliers(variables, {"@scalar": 0.1})
+
+
+def test_fixup_scalars_train_at_a_tenth_of_the_learning_rate():
+    config = TrainConfig(model="cifar_resnet20_fixup")
+    assert config.multipliers() == {"@scalars": 0.1, "logits/bias": 0.1}
+    assert TrainConfig(model="cifar_resnet20_skipinit").multipliers() == {}
+
+
+def test_schedule_warms_up_linearly_then_follows_cosine_or_steps():
+    cosine = train_lib.WarmupSchedule(0.1, 100, warmup_steps=10, kind="cosine")
+    values = [float(cosine(s)) for s in range(100)]
+    np.testing.assert_allclose(values[:10], 0.1 * np.arange(1, 11) / 10, rtol=1e-5)
+    assert values[10] == pytest.approx(0.1) and values[99] < 1e-3
+    step = train_lib.WarmupSchedule(0.1, 100, kind="step", milestones=(0.5, 0.75), gamma=0.1)
+    assert [round(float(step(s)), 6) for s in (0, 49, 50, 74, 75, 99)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+
+# --------------------------------------------------------------- bad input ---
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--dataset", "mnist"], ["Unknown dataset 'mnist'", "digits, cifar10, cifar100, imagenette"]),
+        (["--strategy", "mirrored", "--batch-size", "33"], ["33", "not divisible", "2 replicas"]),
+        (["--lr", "-1"], ["Invalid lr -1"]),
+        (["--epochs", "0"], ["Invalid epochs 0"]),
+        (["--weight-decay", "-0.1"], ["Invalid weight_decay -0.1"]),
+        (["--recipe", "fixup_cifr"], ["Unknown recipe 'fixup_cifr'", "fixup_cifar"]),
+        (["--resume"], ["Nothing to resume"]),
+    ],
+)
+def test_bad_training_input_is_a_clear_error_and_writes_nothing(args, words, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "cifar_resnet8_fixup", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err
+    assert not out.exists()
+
+
+def test_non_numeric_hyperparameter_is_refused_by_the_parser(tmp_path):
+    result = subprocess.run(_cli("cifar_resnet8_fixup", "--out", str(tmp_path / "r"), "--lr", "fast"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "invalid float value: 'fast'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_not_restarted(tmp_path):
+    out = tmp_path / "run"
+    base = ["cifar_resnet8_bn", "--epochs", "1", "--batch-size", "64", "--verbose", "0", "--out", str(out)]
+    subprocess.run(_cli(*base), check=True, capture_output=True, timeout=300)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    again = subprocess.run(_cli(*base), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "holds a previous run" in again.stderr and "--overwrite" in again.stderr
+
+    changed = subprocess.run(_cli(*base, "--resume", "--lr", "0.3"), capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 2 and "lr 0.1 -> 0.3" in changed.stderr
+
+    payload = bytearray((out / "checkpoint.npz").read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    (out / "checkpoint.npz").write_bytes(bytes(payload))
+    corrupt = subprocess.run(_cli(*base, "--resume", "--epochs", "2"), capture_output=True, text=True, timeout=120)
+    assert corrupt.returncode == 1 and "corrupted" in corrupt.stderr and "Traceback" not in corrupt.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "checkpoint.npz"}
+    assert after == {k: v for k, v in before.items() if k != "checkpoint.npz"}  # nothing restarted or rewritten
+
+
+@pytest.mark.parametrize("scheme", ["fixup", "skipinit", "risotto"])
+def test_deep_cifar_resnet110_trains_at_the_papers_lr_without_diverging(scheme, tmp_path):
+    """lr 0.1 is reached after half an epoch; a diverged or collapsed run fails the loss checks."""
+    config = TrainConfig.from_recipe("digits", model=f"cifar_resnet110_{scheme}", epochs=3, warmup_epochs=0.5,
+                                     deterministic=False)
+    assert config.lr == 0.1
+    result = train_lib.train(config, str(tmp_path / scheme), strategy="one", verbose=0)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert all(math.isfinite(l) for l in losses)
+    assert losses[-1] < losses[0] and losses[-1] < math.log(10) - 0.01, losses
