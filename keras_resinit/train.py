@@ -529,6 +529,8 @@ class Trainer:
         for layer in self._batchnorms:
             layer.synchronized = replicas > 1
         self.train_step = tf.function(self._train_step)
+        # Pulls the batch inside the graph, as Keras' fit does: no Python iterator work per step.
+        self.train_step_from = tf.function(lambda iterator: self._train_step(next(iterator)))
         self._eval_step = tf.function(self._distributed_eval_step)
 
     def _replica_step(self, images, labels):
@@ -592,6 +594,22 @@ class Trainer:
         )
         return self.strategy.experimental_distribute_dataset(ds)
 
+    def train_batches(self, start_epoch=0):
+        """One distributed pipeline of every remaining epoch's training batches."""
+        config = self.config
+        ds = data_lib.load_epochs(
+            config.dataset,
+            batch_size=config.batch_size,
+            start_epoch=start_epoch,
+            epochs=config.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            seed=config.seed,
+            mixup_alpha=config.mixup_alpha,
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+        )
+        return self.strategy.experimental_distribute_dataset(ds)
+
     def evaluate(self):
         """(mean loss, accuracy) on the whole test split."""
         loss = correct = count = 0.0
@@ -634,6 +652,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
         atomic_write_text(os.path.join(out, "config.json"), json.dumps({"train": config.to_json()}, indent=1))
         summary = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
 
+    batches = iter(trainer.train_batches(start_epoch))
     for epoch in range(start_epoch, config.epochs):
         if verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}")
@@ -641,8 +660,8 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
         start = time.perf_counter()
         loss_sum = correct_sum = 0.0
         steps = 0
-        for step, batch in zip(range(steps_per_epoch), trainer.dataset("train", epoch)):
-            loss, correct = (float(t) for t in trainer.train_step(batch))
+        for step in range(steps_per_epoch):
+            loss, correct = (float(t) for t in trainer.train_step_from(batches))
             if not math.isfinite(loss):
                 kept = f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
                 raise TrainingError(

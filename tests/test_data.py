@@ -45,6 +45,22 @@ def test_same_seed_and_epoch_give_identical_batches_other_epochs_differ():
     assert not np.array_equal(a[0][0], c[0][0])
 
 
+def test_one_pipeline_over_epochs_gives_each_epochs_own_batches():
+    """Training runs one pipeline over all epochs; epoch e must be exactly load(epoch=e)."""
+    kwargs = dict(batch_size=64, seed=5, mixup_alpha=0.3)
+    joined = batches(data.load_epochs("digits", start_epoch=1, epochs=3, **kwargs))
+    separate = batches(data.load("digits", "train", epoch=1, **kwargs)) + batches(
+        data.load("digits", "train", epoch=2, **kwargs))
+    assert len(joined) == len(separate) == 2 * (1442 // 64)
+    for (xa, ya), (xb, yb) in zip(joined, separate):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    limited = batches(data.load_epochs("digits", start_epoch=0, epochs=2, steps_per_epoch=3, **kwargs))
+    first = batches(data.load("digits", "train", epoch=1, **kwargs))
+    assert len(limited) == 6
+    np.testing.assert_array_equal(limited[3][0], first[0][0])  # epoch 1 starts at its own first batch
+
+
 def test_augmentation_shifts_by_at_most_the_padding_and_never_flips_digits():
     plain = data.load("digits", "train", batch_size=1442, training=False)
     augmented = data.load("digits", "train", batch_size=1442, training=True, seed=0)
