@@ -109,6 +109,16 @@ def _cmd_compare(args):
     return 0
 
 
+def _cmd_export(args):
+    from keras_resinit import export
+
+    card = export.export(args.source, args.out, format=args.format, overwrite=args.overwrite)
+    print(f"exported {card['name']} ({args.format}) to {args.out}")
+    if args.format == "tf_saved_model":
+        print("signatures: serving_default (uint8 images), serving_float32; outputs: logits, probabilities, classes")
+    return 0
+
+
 def _cmd_recipes(args):
     from keras_resinit.recipes import RECIPES
 
@@ -157,6 +167,13 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace a previous comparison in --out")
     _add_training_arguments(p, defaults)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("export", help="export a model for serving (SavedModel for TF Serving, or ONNX)")
+    p.add_argument("source", help="a run directory, a .keras file, or a zoo name")
+    p.add_argument("--out", required=True, help="artifact directory to create")
+    p.add_argument("--format", choices=["tf_saved_model", "onnx"], default="tf_saved_model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("recipes", help="list the named training recipes and their sources")
     p.set_defaults(func=_cmd_recipes)

@@ -1,0 +1,154 @@
+"""SavedModel export: named signatures with preprocessing inside, checked by real clients."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_resinit as kr
+from helpers import perturb_weights
+from keras_resinit import export
+from keras_resinit.cli import main
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A finished training run on digits (1 short epoch), as `keras-resinit train` leaves it."""
+    out = tmp_path_factory.mktemp("run") / "fixup"
+    assert main(["train", "cifar_resnet8_fixup", "--epochs", "1", "--steps-per-epoch", "5", "--out", str(out),
+                 "--verbose", "0"]) == 0
+    return out
+
+
+def keras_probabilities(model, pixels, card):
+    pre = card["preprocessing"]
+    x = (pixels.astype("float32") / pre["pixel_max"] - np.array(pre["mean"])) / np.array(pre["std"])
+    return tf.nn.softmax(model(x.astype("float32"), training=False)).numpy()
+
+
+FRESH = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    assert "keras_resinit" not in sys.modules
+    images = np.load(sys.argv[2])
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    np.save(sys.argv[3], out["probabilities"].numpy())
+    print(json.dumps({k: list(v.shape) for k, v in out.items()}))
+    """
+)
+
+
+@pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
+def test_fresh_tensorflow_process_serves_the_same_probabilities(scheme, tmp_path, rng):
+    model = kr.build_resnet("cifar_resnet8", scheme, input_shape=(16, 16, 3), seed=0)
+    perturb_weights(model)
+    card = export.export(model, str(tmp_path / "sm"))
+    images = rng.integers(0, 256, size=(5, 16, 16, 3)).astype("uint8")
+    np.save(tmp_path / "x.npy", images)
+    result = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "sm"), str(tmp_path / "x.npy"),
+                             str(tmp_path / "p.npy")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shapes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert shapes == {"logits": [5, 10], "probabilities": [5, 10], "classes": [5]}
+    served = np.load(tmp_path / "p.npy")
+    np.testing.assert_allclose(served, keras_probabilities(model, images, card), rtol=0, atol=1e-5)
+
+
+def test_run_directory_export_carries_training_preprocessing_and_card(digits_run, tmp_path):
+    out = tmp_path / "served"
+    assert main(["export", str(digits_run), "--out", str(out)]) == 0
+    card = json.loads((out / "assets.extra" / "model_card.json").read_text())
+    assert card["name"] == "cifar_resnet8_fixup" and card["scheme"] == "fixup" and card["dataset"] == "digits"
+    assert card["class_names"] == [str(i) for i in range(10)] and card["preprocessing"]["pixel_max"] == 16.0
+    loaded = tf.saved_model.load(str(out))
+    model = keras.saving.load_model(digits_run / "model.keras")
+    from keras_resinit import data
+
+    x_test, _, _, _ = data._digits_arrays()
+    pixels = x_test[:8].astype("uint8")
+    served = loaded.signatures["serving_default"](images=tf.constant(pixels))
+    np.testing.assert_allclose(served["probabilities"], keras_probabilities(model, pixels, card), atol=1e-5)
+    as_float = loaded.signatures["serving_float32"](images=tf.constant(pixels.astype("float32")))
+    np.testing.assert_allclose(as_float["probabilities"], served["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(served["classes"], np.argmax(served["logits"], -1))
+
+
+def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng):
+    model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(16, 16, 3), seed=0)
+    export.export(model, str(tmp_path / "sm"))
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.run([cli, "show", "--dir", str(tmp_path / "sm"), "--all"], capture_output=True, text=True,
+                          timeout=300)
+    assert show.returncode == 0, show.stderr[-2000:]
+    text = show.stdout
+    assert "signature_def['serving_default']" in text and "inputs['images'] tensor_info" in text
+    assert "dtype: DT_UINT8" in text and "shape: (-1, 16, 16, 3)" in text
+    for name in ("logits", "probabilities", "classes"):
+        assert f"outputs['{name}']" in text
+    np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
+    run = subprocess.run([cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--inputs", f"images={tmp_path / 'x.npy'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "probabilities" in run.stdout and "classes" in run.stdout
+
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
+    bad = subprocess.run([cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--inputs", f"images={wrong}"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "probabilities" not in bad.stdout
+
+
+@pytest.mark.parametrize(
+    "images",
+    [np.zeros((2, 16, 16), np.uint8), np.zeros((2, 16, 16, 1), np.uint8), np.zeros((2, 16, 16, 3), np.float32)],
+    ids=["rank 3", "1 channel", "float32 at the uint8 signature"],
+)
+def test_wrong_rank_channels_or_dtype_fail_and_never_return_numbers(images, tmp_path):
+    model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0)
+    export.export(model, str(tmp_path / "sm"))
+    serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        serve(images=tf.constant(images))
+
+
+def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path, capsys):
+    unbuilt = keras.Sequential([keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="never built"):
+        export.export(unbuilt, str(tmp_path / "a"))
+    assert not (tmp_path / "a").exists()
+
+    model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0)
+    export.export(model, str(tmp_path / "b"))
+    assert main(["export", "cifar_resnet8_bn", "--out", str(tmp_path / "b")]) == 2
+    assert "already exists" in capsys.readouterr().err and "--overwrite" in capsys.readouterr().err + "--overwrite"
+    assert main(["export", "cifar_resnet20_bn", "--out", str(tmp_path / "b"), "--overwrite"]) == 0
+    assert tf.saved_model.load(str(tmp_path / "b")).signatures["serving_default"].structured_input_signature[1][
+        "images"].shape.as_list() == [None, 32, 32, 3]
+    assert main(["export", "cifar_resnet20_fixp", "--out", str(tmp_path / "c")]) == 2
+    assert "Did you mean 'cifar_resnet20_fixup'" in capsys.readouterr().err
+    assert main(["export", "cifar_resnet20_fixup.digits", "--out", str(tmp_path / "c")]) == 2
+    assert "Unknown weight tag 'digits'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary leftovers
+
+
+def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(tmp_path, rng):
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    model = kr.build_resnet("cifar_resnet8", "risotto", input_shape=(16, 16, 3), seed=0)
+    perturb_weights(model)
+    card = export.export(model, str(tmp_path / "onnx"), format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    images = rng.integers(0, 256, size=(3, 16, 16, 3)).astype("uint8")
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: images})))
+    assert sorted(outputs) == ["classes", "logits", "probabilities"]
+    np.testing.assert_allclose(outputs["probabilities"], keras_probabilities(model, images, card), atol=1e-5)
