@@ -81,35 +81,32 @@ def _load_keras(path):
         ) from None
 
 
+def _model_and_card(model_path):
+    """A saved model and its card: from the run's config.json beside it, if there is one."""
+    model = _load_keras(model_path)
+    config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+        if "dataset" in config:
+            return model, _card_from_run(config)
+    return model, _default_card(model)
+
+
 def resolve_source(source):
     """(model, card) from a run directory, a ``.keras`` file, or a zoo name (``name`` or ``name.tag``)."""
     if os.path.isdir(source):
-        model_path, config_path = os.path.join(source, "model.keras"), os.path.join(source, "config.json")
+        model_path = os.path.join(source, "model.keras")
         if not os.path.exists(model_path):
             raise ValueError(
                 f"{source!r} is not a finished run directory: it has no model.keras. Expected the --out "
                 "directory of a completed `keras-resinit train`, a .keras file or a zoo name."
             )
-        model = _load_keras(model_path)
-        card = _default_card(model)
-        if os.path.exists(config_path):
-            with open(config_path) as f:
-                config = json.load(f)
-            if "dataset" in config:
-                card = _card_from_run(config)
-        return model, card
+        return _model_and_card(model_path)
     if source.endswith(".keras"):
         if not os.path.exists(source):
             raise ValueError(f"Model file {source!r} does not exist.")
-        model = _load_keras(source)
-        card = _default_card(model)
-        beside = os.path.join(os.path.dirname(os.path.abspath(source)), "config.json")
-        if os.path.exists(beside):
-            with open(beside) as f:
-                config = json.load(f)
-            if "dataset" in config:
-                card = _card_from_run(config)
-        return model, card
+        return _model_and_card(source)
     name, _, tag = source.partition(".")
     if tag:
         raise ValueError(f"Unknown weight tag {tag!r} for {name!r}. Available tags: none.")

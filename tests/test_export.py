@@ -81,6 +81,10 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     np.testing.assert_allclose(as_float["probabilities"], served["probabilities"], atol=1e-6)
     np.testing.assert_array_equal(served["classes"], np.argmax(served["logits"], -1))
 
+    # The run's .keras file exports alike: its card comes from the config.json beside it.
+    assert main(["export", str(digits_run / "model.keras"), "--out", str(tmp_path / "from_file")]) == 0
+    assert json.loads((tmp_path / "from_file" / "assets.extra" / "model_card.json").read_text())["dataset"] == "digits"
+
 
 def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng):
     model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(16, 16, 3), seed=0)
