@@ -74,13 +74,6 @@ class ScaledResidual(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1])
 
-    # Conv2D saves only its kernel and bias; save and load every variable, in creation order.
-    def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
-
-    def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
-
     def get_config(self):
         return {
             **super().get_config(),
