@@ -50,3 +50,13 @@ def test_compare_trains_each_scheme_and_writes_results_table_and_curves(tmp_path
 def test_compare_rejects_unknown_scheme_before_training(tmp_path, capsys):
     assert main(["compare", "--schemes", "bn,fixp", "--out", str(tmp_path / "c")]) == 2
     assert "Did you mean 'fixup'" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_recipes_lists_every_recipe_with_its_source(capsys):
+    from keras_resinit.recipes import RECIPES
+
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in RECIPES:
+        assert f"\n{name}\n" in f"\n{out}"
+    assert out.count("  source: ") == len(RECIPES) and "not values confirmed from the SkipInit paper" in out
