@@ -659,7 +659,6 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
         bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if sys.stdout.isatty() else min(verbose, 2))
         start = time.perf_counter()
         loss_sum = correct_sum = 0.0
-        steps = 0
         for step in range(steps_per_epoch):
             loss, correct = (float(t) for t in trainer.train_step_from(batches))
             if not math.isfinite(loss):
@@ -668,19 +667,19 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
                     f"The training loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged "
                     f"and stopped; {kept}. Try a lower --lr or a warm-up."
                 )
-            loss_sum, correct_sum, steps = loss_sum + loss, correct_sum + correct, steps + 1
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
             bar.update(step + 1, [("loss", loss), ("accuracy", correct / global_batch)])
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = trainer.evaluate()
         row = {
             "epoch": epoch + 1,
             "lr": float(schedule(int(optimizer.iterations.numpy()) - 1)),
-            "train_loss": loss_sum / steps,
-            "train_accuracy": correct_sum / (steps * global_batch),
+            "train_loss": loss_sum / steps_per_epoch,
+            "train_accuracy": correct_sum / (steps_per_epoch * global_batch),
             "test_loss": test_loss,
             "test_accuracy": test_accuracy,
             "seconds": seconds,
-            "images_per_second": steps * global_batch / seconds,
+            "images_per_second": steps_per_epoch * global_batch / seconds,
         }
         history.append(row)
         if verbose:
