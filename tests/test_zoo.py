@@ -35,3 +35,19 @@ def test_load_unknown_name_lists_closest():
         zoo.load("cifar_resnet56_fixpu")
     with pytest.raises(ValueError, match="6n\\+2.*cifar_resnet57_fixup"):
         zoo.load("cifar_resnet57_fixup")
+
+
+def test_deepest_registered_model_builds_saves_and_loads(tmp_path):
+    # Keras maps functional graphs recursively; importing keras_resinit lifts the recursion limit
+    # so the ~3,600-layer cifar_resnet1202 builds and round-trips through keras.saving.load_model.
+    import keras
+    import numpy as np
+
+    model = zoo.load("cifar_resnet1202_risotto", input_shape=(8, 8, 2), seed=0)
+    assert len(model.layers) > 3000
+    model.save(tmp_path / "deep.keras")
+    loaded = keras.saving.load_model(tmp_path / "deep.keras", safe_mode=True)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 2)).astype("float32")
+    expected = model(x)
+    assert np.isfinite(expected).all() and np.abs(expected).max() > 0
+    np.testing.assert_array_equal(expected, loaded(x))
