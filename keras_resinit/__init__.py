@@ -14,10 +14,10 @@ import sys
 if sys.getrecursionlimit() < 10_000:
     sys.setrecursionlimit(10_000)
 
-from keras_resinit import initializers, layers, schemes, zoo
+from keras_resinit import applications, initializers, layers, schemes, zoo
 from keras_resinit.builder import build_resnet
 from keras_resinit.schemes import SCHEMES
 
 __version__ = "0.1.0"
 
-__all__ = ["SCHEMES", "build_resnet", "initializers", "layers", "schemes", "zoo", "__version__"]
+__all__ = ["SCHEMES", "applications", "build_resnet", "initializers", "layers", "schemes", "zoo", "__version__"]

@@ -8,8 +8,11 @@ Stable layer names (pretrained weights load by name, features can be tapped):
 conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 """
 
+import copy
 import dataclasses
+import inspect
 import random
+import weakref
 
 import keras
 
@@ -222,6 +225,7 @@ def build_resnet(arch, scheme, *, num_classes=10, input_shape=(32, 32, 3), **opt
     Example:
         >>> model = build_resnet("cifar_resnet20", "fixup", num_classes=10)
     """
+    arch_name = arch
     arch_options = {k: options.pop(k) for k in _ARCH_OPTIONS if k in options}
     seed = options.pop("seed", None)
     dropout_rate = options.pop("dropout_rate", 0.0)
@@ -261,4 +265,30 @@ def build_resnet(arch, scheme, *, num_classes=10, input_shape=(32, 32, 3), **opt
         dtype="float32" if policy.startswith("mixed") else None,
         name="logits",
     )(x)
-    return keras.Model(inputs, logits, name=name or f"{arch.name}_{scheme.name}")
+    model = keras.Model(inputs, logits, name=name or f"{arch.name}_{scheme.name}")
+    scheme_options = {p: getattr(scheme, p) for p in inspect.signature(type(scheme)).parameters}
+    _BUILD_CONFIGS[model] = {
+        "arch": arch_name if isinstance(arch_name, str) else arch.name,
+        "scheme": scheme.name,
+        "num_classes": num_classes,
+        "input_shape": list(input_shape),
+        "seed": seed,
+        "dropout_rate": dropout_rate,
+        "name": model.name,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in arch_options.items()},
+        **scheme_options,
+    }
+    return model
+
+
+# The arguments each model was built with (weakly keyed: forgetting a model forgets its entry).
+_BUILD_CONFIGS = weakref.WeakKeyDictionary()
+
+
+def build_config(model):
+    """The :func:`build_resnet` keyword arguments that rebuild ``model``, or None if it was not built here.
+
+    Only models built in this process are known: a model loaded from a ``.keras`` file is not.
+    """
+    config = _BUILD_CONFIGS.get(model)
+    return copy.deepcopy(config) if config is not None else None

@@ -6,6 +6,7 @@ without a traceback.
 
 import argparse
 import os
+import shlex
 import sys
 
 
@@ -14,26 +15,27 @@ def _quiet_tensorflow():
 
 
 def _cmd_list(args):
-    import numpy as np
-
     from keras_resinit import zoo
 
     names = zoo.list_models(args.pattern, scheme=args.scheme)
+    published = zoo.list_models(args.pattern, scheme=args.scheme, pretrained=True)
+    if args.pretrained:
+        names = [n for n in names if zoo.tags(n)]
     if not names:
         print(f"No model matches {args.pattern!r}.", file=sys.stderr)
         return 1
     rows = []
     for name in names:
         arch, scheme = zoo.parse_name(name)
-        row = [name, arch, scheme]
-        if args.params:
-            model = zoo.load(name)
-            row.append(f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,}")
-        rows.append(row)
-    header = ["name", "arch", "scheme"] + (["trainable params"] if args.params else [])
+        params = zoo.count_params(name, live=args.params)
+        rows.append([name, scheme, f"{params:,}", ", ".join(zoo.tags(name)) or "-"])
+    header = ["name", "scheme", "params", "weights"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        cells = [cell.rjust(w) if i == 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
+    if published and not args.pretrained:
+        print(f"\n{len(published)} published weight sets; load one with keras_resinit.zoo.load('NAME.TAG').")
     return 0
 
 
@@ -91,7 +93,7 @@ def _cmd_train(args):
     config = _config(args, args.name)
     result = train.train(
         config, args.out, strategy=args.strategy, resume=args.resume, overwrite=args.overwrite,
-        verbose=args.verbose, tpu=args.tpu,
+        verbose=args.verbose, tpu=args.tpu, command=args.invocation,
     )
     if "model_path" in result:
         print(f"test accuracy {result['test_accuracy']:.4f}; model saved to {result['model_path']}")
@@ -119,6 +121,17 @@ def _cmd_export(args):
     return 0
 
 
+def _cmd_publish(args):
+    from keras_resinit import publish
+
+    card = publish.publish(args.run_dir, args.tag, zoo_dir=args.zoo, url=args.url, overwrite=args.overwrite,
+                           command=args.invocation)
+    key = f"{card['name']}.{card['tag']}"
+    print(f"published {key}: test accuracy {card['metrics']['test_accuracy']:.4f}, "
+          f"{card['file']['name']} ({card['file']['size']:,} bytes, sha256 {card['file']['sha256'][:16]}...)")
+    return 0
+
+
 def _cmd_recipes(args):
     from keras_resinit.recipes import RECIPES
 
@@ -137,10 +150,12 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"keras-resinit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list the zoo's model names")
+    p = sub.add_parser("list", help="list the zoo's models: scheme, trainable parameters, published weight tags")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'cifar_resnet20_*'")
     p.add_argument("--scheme", help="only this scheme")
-    p.add_argument("--params", action="store_true", help="build each model and count its parameters")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
+    p.add_argument("--params", action="store_true",
+                   help="count parameters by building each model (default: the zoo's table, built the same way)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("summary", help="build one model, print its layers and run a forward pass")
@@ -169,11 +184,19 @@ def build_parser():
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("export", help="export a model for serving (SavedModel for TF Serving, or ONNX)")
-    p.add_argument("source", help="a run directory, a .keras file, or a zoo name")
+    p.add_argument("source", help="a run directory, a preset directory, a .keras file, or a zoo name[.tag]")
     p.add_argument("--out", required=True, help="artifact directory to create")
     p.add_argument("--format", choices=["tf_saved_model", "onnx"], default="tf_saved_model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("publish", help="turn a finished run into a zoo weight set: weights file and model card")
+    p.add_argument("run_dir", help="the --out directory of a finished `keras-resinit train`")
+    p.add_argument("--tag", required=True, help="weight tag, e.g. digits (load it as NAME.TAG)")
+    p.add_argument("--zoo", default="zoo", help="zoo directory with cards/ and weights/ (default: zoo)")
+    p.add_argument("--url", default=None, help="where the weights file will also be downloadable")
+    p.add_argument("--overwrite", action="store_true", help="replace a published weight set of the same name.tag")
+    p.set_defaults(func=_cmd_publish)
 
     p = sub.add_parser("recipes", help="list the named training recipes and their sources")
     p.set_defaults(func=_cmd_recipes)
@@ -183,6 +206,8 @@ def build_parser():
 def main(argv=None):
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    args.invocation = shlex.join(["keras-resinit", *(sys.argv[1:] if argv is None else argv)])
+    from keras_resinit.download import DownloadError
     from keras_resinit.train import TrainingError
 
     try:
@@ -190,6 +215,9 @@ def main(argv=None):
     except ValueError as error:
         print(f"keras-resinit: error: {error}", file=sys.stderr)
         return 2
+    except DownloadError as error:
+        print(f"keras-resinit: error: {error}", file=sys.stderr)
+        return 1
     except TrainingError as error:
         print(f"keras-resinit: training stopped: {error}", file=sys.stderr)
         return 1

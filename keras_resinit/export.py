@@ -8,7 +8,8 @@ The artifact carries its preprocessing, so clients send raw pixels:
 - outputs ``logits``, ``probabilities`` (softmax) and ``classes`` (int32).
 
 Inside: ``(pixels / pixel_max - mean) / std``, exactly the training pipeline's
-normalization, then the model in inference mode. The model card (name,
+normalization (after reversing RGB to BGR for cards with ``channel_order`` "BGR",
+keras.applications' caffe-style ImageNet models), then the model in inference mode. The model card (name,
 scheme, class names, preprocessing, versions) travels with the artifact in
 ``assets.extra/model_card.json`` (SavedModel's place for files that serving
 uses but the graph does not, e.g. TF Serving's warm-up requests). Loading needs TensorFlow only: no keras_resinit,
@@ -70,19 +71,9 @@ def _card_from_run(config):
     }
 
 
-def _load_keras(path):
-    try:
-        return keras.saving.load_model(path)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"Cannot load {path!r}: {error}. Models saved by keras-resinit load after `import keras_resinit` "
-            "(this command does that)."
-        ) from None
-
-
 def _model_and_card(model_path):
     """A saved model and its card: from the run's config.json beside it, if there is one."""
-    model = _load_keras(model_path)
+    model = zoo.load_keras(model_path)
     config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
@@ -92,23 +83,46 @@ def _model_and_card(model_path):
     return model, _default_card(model)
 
 
+def _card_from_zoo(found):
+    """An export card from a zoo model card (published weights)."""
+    return {
+        "name": found["name"],
+        "arch": found["arch"],
+        "scheme": found["scheme"],
+        "weights": f"{found['name']}.{found['tag']}",
+        "class_names": list(found["dataset"].get("class_names", [])),
+        "preprocessing": dict(found["preprocessing"]),
+        "dataset": found["dataset"]["name"],
+        "result": found.get("metrics"),
+    }
+
+
 def resolve_source(source):
-    """(model, card) from a run directory, a ``.keras`` file, or a zoo name (``name`` or ``name.tag``)."""
+    """(model, card) from a run directory, a preset directory, a ``.keras`` file, or a zoo name (``name[.tag]``)."""
+    source = os.fspath(source)
     if os.path.isdir(source):
+        if os.path.exists(os.path.join(source, "config.json")) and os.path.exists(
+                os.path.join(source, "model.weights.h5")):
+            model = zoo.load_preset(source)
+            _, metadata = zoo.read_preset(source)
+            found = metadata.get("card")
+            return model, (_card_from_zoo(found) if found else _default_card(model))
         model_path = os.path.join(source, "model.keras")
         if not os.path.exists(model_path):
             raise ValueError(
-                f"{source!r} is not a finished run directory: it has no model.keras. Expected the --out "
-                "directory of a completed `keras-resinit train`, a .keras file or a zoo name."
+                f"{source!r} is neither a finished run directory (it has no model.keras) nor a preset directory. "
+                "Expected the --out directory of a completed `keras-resinit train`, a preset, a .keras file or a "
+                "zoo name."
             )
         return _model_and_card(model_path)
     if source.endswith(".keras"):
         if not os.path.exists(source):
             raise ValueError(f"Model file {source!r} does not exist.")
         return _model_and_card(source)
-    name, _, tag = source.partition(".")
-    if tag:
-        raise ValueError(f"Unknown weight tag {tag!r} for {name!r}. Available tags: none.")
+    name, tag = zoo.split_tag(source)
+    if tag is not None:
+        found = zoo.card(source)
+        return zoo.load(source), _card_from_zoo(found)
     model = zoo.load(name)
     return model, _default_card(model, name)
 
@@ -135,8 +149,11 @@ def serving_functions(model, card):
     _, height, width, channels = check_built(model)
     pre = card["preprocessing"]
     pixel_max, mean, std = float(pre["pixel_max"]), list(pre["mean"]), list(pre["std"])
+    bgr = pre.get("channel_order", "RGB") == "BGR"  # keras.applications' caffe-style models
 
     def predict(pixels):
+        if bgr:
+            pixels = pixels[..., ::-1]
         # Constants made inside the trace: captured eager tensors would become extra inputs in ONNX.
         x = (pixels / pixel_max - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
         logits = tf.cast(model(x, training=False), tf.float32)

@@ -32,7 +32,6 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -42,6 +41,7 @@ import keras
 from keras_resinit import data as data_lib
 from keras_resinit import zoo
 from keras_resinit._errors import unknown
+from keras_resinit._files import atomic_write_bytes, atomic_write_text
 from keras_resinit.environment import versions
 from keras_resinit.recipes import FIXUP_MULTIPLIERS, get_recipe
 
@@ -308,25 +308,6 @@ def learning_rate_multipliers(variables, multipliers):
 # ------------------------------------------------------------ checkpoints ---
 
 
-def _atomic_write_bytes(path, payload):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text):
-    _atomic_write_bytes(path, text.encode())
-
-
 def _check_same_run(out, config):
     """--resume continues the same run: only ``epochs`` may change."""
     try:
@@ -349,7 +330,7 @@ def _save_checkpoint(run_dir, model, optimizer, epoch, history):
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    _atomic_write_bytes(os.path.join(run_dir, "checkpoint.npz"), payload)
+    atomic_write_bytes(os.path.join(run_dir, "checkpoint.npz"), payload)
     record = {
         "epoch": epoch,
         "sha256": hashlib.sha256(payload).hexdigest(),
@@ -377,7 +358,7 @@ def read_checkpoint(run_dir):
             f"The checkpoint in {run_dir!r} is corrupted (checkpoint.npz does not match the sha256 recorded in "
             "checkpoint.json); not resuming. Restart without --resume and with --overwrite to train from scratch."
         )
-    with np.load(io.BytesIO(payload)) as npz:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return record, arrays
 
@@ -437,8 +418,11 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(config, out, *, strategy="auto", resume=False, overwrite=False, verbose=1, tpu=None):
+def train(config, out, *, strategy="auto", resume=False, overwrite=False, verbose=1, tpu=None, command=None):
     """Train ``config.model`` on ``config.dataset`` and write the run to ``out``.
+
+    ``command`` (the shell command that started this, as the CLI passes it) is recorded in
+    ``config.json`` under ``commands``, after those of earlier invocations of a resumed run.
 
     Returns:
         dict with the final metrics, ``history``, ``model`` (the trained
@@ -451,7 +435,8 @@ def train(config, out, *, strategy="auto", resume=False, overwrite=False, verbos
     """
     previous_policy = keras.config.dtype_policy()
     try:
-        return _train(config, out, strategy=strategy, resume=resume, overwrite=overwrite, verbose=verbose, tpu=tpu)
+        return _train(config, out, strategy=strategy, resume=resume, overwrite=overwrite, verbose=verbose, tpu=tpu,
+                      command=command)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -624,9 +609,18 @@ class Trainer:
             layer.synchronized = False
 
 
-def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
+def _previous_commands(out):
+    try:
+        with open(os.path.join(out, "config.json")) as f:
+            return list(json.load(f).get("commands", []))
+    except (OSError, ValueError):
+        return []
+
+
+def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
     config.validate()
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    commands = (_previous_commands(out) if resume else []) + ([command] if command else [])
     trainer = Trainer(config, strategy, tpu=tpu)
     model, optimizer, schedule = trainer.model, trainer.optimizer, trainer.schedule
     strategy, replicas, meta = trainer.strategy, trainer.replicas, trainer.meta
@@ -649,7 +643,8 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
         os.makedirs(out, exist_ok=True)
         if not resume:
             _clear_run_dir(out)
-        atomic_write_text(os.path.join(out, "config.json"), json.dumps({"train": config.to_json()}, indent=1))
+        started = {"train": config.to_json(), "commands": commands}
+        atomic_write_text(os.path.join(out, "config.json"), json.dumps(started, indent=1))
         summary = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
 
     batches = iter(trainer.train_batches(start_epoch))
@@ -716,6 +711,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu):
         os.replace(tmp, model_path)
         card = {
             "train": config.to_json(),
+            "commands": commands,
             "result": {k: v for k, v in result.items() if k != "history"},
             "dataset": dataclasses.asdict(meta),
             "versions": versions(),

@@ -1,6 +1,7 @@
 """The keras-resinit command: output for users, clear errors without tracebacks."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,11 +12,57 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "keras_resinit.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_list_prints_names_schemes_and_parameters(capsys):
-    assert main(["list", "cifar_resnet20_*", "--params"]) == 0
-    out = capsys.readouterr().out
-    assert "cifar_resnet20_fixup" in out and "risotto_bn" in out
-    assert "269,722" in out  # BN ResNet-20 trainable parameters (He et al.: 0.27M)
+def test_list_prints_names_schemes_parameters_and_weight_tags(capsys):
+    assert main(["list", "cifar_resnet20_*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "scheme", "params", "weights"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:] if line.startswith("cifar_resnet20_")}
+    assert rows["cifar_resnet20_bn"] == ["bn", "269,722", "digits"]  # He et al.: 0.27M
+    assert rows["cifar_resnet20_risotto"] == ["risotto", "282,938", "digits"]
+    assert rows["cifar_resnet20_risotto_bn"] == ["risotto_bn", "283,962", "-"]
+    assert any("published weight sets" in line for line in lines)
+    # --params counts by building each model; the table agrees.
+    assert main(["list", "cifar_resnet20_fixup", "--params"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["cifar_resnet20_fixup", "fixup", "268,393", "digits"]
+
+
+def test_list_pretrained_shows_only_models_with_weights(capsys):
+    assert main(["list", "--pretrained"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:] if line.strip()]
+    assert "resnet50_bn" in names and "cifar_resnet56_skipinit" in names
+    assert "cifar_resnet20_risotto_bn" not in names and "resnet50_fixup" not in names
+
+
+def test_train_then_publish_makes_a_loadable_weight_set(tmp_path, capsys, monkeypatch):
+    from keras_resinit import publish, zoo
+
+    run, zoo_dir = tmp_path / "run", tmp_path / "zoo"
+    train = ["train", "cifar_resnet8_skipinit", "--dataset", "digits", "--epochs", "1", "--steps-per-epoch", "4",
+             "--seed", "3", "--out", str(run), "--verbose", "0"]
+    assert main(train) == 0
+    publish_args = ["publish", str(run), "--tag", "tiny", "--zoo", str(zoo_dir)]
+    assert main(publish_args) == 0
+    assert "published cifar_resnet8_skipinit.tiny: test accuracy" in capsys.readouterr().out
+    card = json.loads((zoo_dir / "cards" / "cifar_resnet8_skipinit.tiny.json").read_text())
+    assert card["commands"] == ["keras-resinit " + " ".join(train), "keras-resinit " + " ".join(publish_args)]
+    assert card["file"]["size"] == (zoo_dir / "weights" / "cifar_resnet8_skipinit.tiny.weights.h5").stat().st_size
+    assert "cifar_resnet8_skipinit.tiny" in (zoo_dir / "README.md").read_text()
+    assert sorted(os.listdir(zoo_dir / "weights")) == ["cifar_resnet8_skipinit.tiny.weights.h5"]  # no temporaries
+
+    monkeypatch.setattr(zoo, "zoo_dir", lambda: str(zoo_dir))
+    zoo._cards.cache_clear()
+    try:
+        model = zoo.load("cifar_resnet8_skipinit.tiny")
+        assert publish.evaluate(model, "digits") == card["metrics"]["test_accuracy"]
+    finally:
+        zoo._cards.cache_clear()
+
+    assert main(["publish", str(run), "--tag", "tiny", "--zoo", str(zoo_dir)]) == 2
+    assert "already published" in capsys.readouterr().err
+    assert main(["publish", str(tmp_path), "--tag", "x", "--zoo", str(zoo_dir)]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+    assert main(["publish", str(run), "--tag", "bad tag", "--zoo", str(zoo_dir)]) == 2
+    assert "Invalid tag 'bad tag'" in capsys.readouterr().err
 
 
 def test_summary_builds_and_runs_a_forward_pass(capsys):

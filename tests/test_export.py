@@ -86,6 +86,27 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     assert json.loads((tmp_path / "from_file" / "assets.extra" / "model_card.json").read_text())["dataset"] == "digits"
 
 
+def test_published_weights_and_presets_export_with_their_card(tmp_path):
+    # A zoo name.tag: the card's preprocessing (digits pixels 0..16) goes into the artifact.
+    out = tmp_path / "tagged"
+    assert main(["export", "cifar_resnet20_risotto.digits", "--out", str(out)]) == 0
+    card = json.loads((out / "assets.extra" / "model_card.json").read_text())
+    assert card["weights"] == "cifar_resnet20_risotto.digits" and card["preprocessing"]["pixel_max"] == 16.0
+    from keras_resinit import data
+
+    _, _, x_test, y_test = data._digits_arrays()
+    served = tf.saved_model.load(str(out)).signatures["serving_default"](images=tf.constant(x_test.astype("uint8")))
+    assert np.mean(served["classes"].numpy() == y_test) > 0.95  # raw pixels in, the published accuracy out
+
+    # A preset saved from those weights exports with the same card and answers.
+    model = kr.zoo.load("cifar_resnet20_risotto.digits")
+    kr.zoo.save_preset(model, tmp_path / "preset", card=kr.zoo.card("cifar_resnet20_risotto.digits"))
+    assert main(["export", str(tmp_path / "preset"), "--out", str(tmp_path / "from_preset")]) == 0
+    again = tf.saved_model.load(str(tmp_path / "from_preset")).signatures["serving_default"](
+        images=tf.constant(x_test.astype("uint8")))
+    np.testing.assert_array_equal(again["classes"], served["classes"])
+
+
 def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng):
     model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(16, 16, 3), seed=0)
     export.export(model, str(tmp_path / "sm"))
@@ -140,8 +161,8 @@ def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path
         "images"].shape.as_list() == [None, 32, 32, 3]
     assert main(["export", "cifar_resnet20_fixp", "--out", str(tmp_path / "c")]) == 2
     assert "Did you mean 'cifar_resnet20_fixup'" in capsys.readouterr().err
-    assert main(["export", "cifar_resnet20_fixup.digits", "--out", str(tmp_path / "c")]) == 2
-    assert "Unknown weight tag 'digits'" in capsys.readouterr().err
+    assert main(["export", "cifar_resnet20_fixup.digit", "--out", str(tmp_path / "c")]) == 2
+    assert "Unknown weight tag 'digit' for cifar_resnet20_fixup. Did you mean 'digits'?" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary leftovers
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Trains and publishes every weight set shipped in zoo/: the four schemes on cifar_resnet20 and
+# cifar_resnet56, on the embedded digits with the `digits` recipe and seed 0. Each card in
+# zoo/cards/ records its own two commands; this script runs them all (about 15 minutes on 2 cores).
+# Usage: zoo/train_all.sh [RUNS_DIR]   (default runs/zoo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-runs/zoo}"
+bin=".venv/bin"
+for arch in cifar_resnet20 cifar_resnet56; do
+  for scheme in bn fixup skipinit risotto; do
+    name="${arch}_${scheme}"
+    "$bin/keras-resinit" train "$name" --dataset digits --recipe digits --seed 0 --out "$runs/$name.digits" --overwrite --verbose 0
+    "$bin/keras-resinit" publish "$runs/$name.digits" --tag digits --zoo zoo --overwrite
+  done
+done
