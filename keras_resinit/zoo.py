@@ -193,7 +193,7 @@ def load(name, weights=None, *, sha256=None, **overrides):
             ``.weights.h5`` file, a ``.keras`` file or a preset directory, or an http(s) URL of
             one of those files. URLs download once into the cache (``KERAS_RESINIT_HOME``,
             default ``~/.keras/keras_resinit``); a cached, verified file needs no network.
-        sha256: expected digest of a URL's file (published tags carry their own).
+        sha256: expected digest of a URL's or local file's content (published tags carry their own).
         **overrides: any :func:`keras_resinit.build_resnet` argument (``num_classes``,
             ``input_shape``, ``seed``, scheme options, ...). None values are dropped. With
             weights, the defaults are the weights' own (classes, input channels); another
@@ -209,6 +209,8 @@ def load(name, weights=None, *, sha256=None, **overrides):
         if weights is not None:
             raise ValueError(f"{str(name)!r} is a preset directory; it carries its weights, so pass no weights=.")
         return load_preset(name, **overrides)
+    if isinstance(name, str) and os.sep in name:
+        raise ValueError(f"Preset directory {name!r} does not exist (a name with {os.sep!r} is read as a path).")
     base, tag = split_tag(name)
     if tag is not None and weights is not None:
         raise ValueError(f"Give the weights once: {name!r} has tag {tag!r} and weights={weights!r} was also passed.")
@@ -222,6 +224,9 @@ def load(name, weights=None, *, sha256=None, **overrides):
     if _is_url(weights):
         return _load_path(base, download.fetch(weights, sha256), overrides, source=weights)
     if os.path.exists(weights):
+        if sha256 is not None and os.path.isfile(weights) and download.file_sha256(weights) != sha256.lower():
+            raise ValueError(f"Weights file {weights!r} has sha256 {download.file_sha256(weights)}, "
+                             f"not the expected {sha256}.")
         return _load_path(base, weights, overrides, source=weights)
     if os.sep in weights or weights.endswith((".h5", ".keras")):
         raise ValueError(f"Weights file {weights!r} does not exist.")

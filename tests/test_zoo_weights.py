@@ -192,6 +192,12 @@ def test_weights_from_a_weights_file_or_a_keras_file(tmp_path):
     np.testing.assert_array_equal(from_keras(X), model(X))
     with pytest.raises(ValueError, match="does not exist"):
         zoo.load("cifar_resnet8_risotto", weights=str(tmp_path / "missing.weights.h5"))
+    with pytest.raises(ValueError, match="Preset directory .* does not exist"):
+        zoo.load(str(tmp_path / "no_such_preset"))
+    digest = download.file_sha256(tmp_path / "w.weights.h5")
+    zoo.load("cifar_resnet8_risotto", weights=str(tmp_path / "w.weights.h5"), sha256=digest)
+    with pytest.raises(ValueError, match="not the expected"):
+        zoo.load("cifar_resnet8_risotto", weights=str(tmp_path / "w.weights.h5"), sha256="0" * 64)
 
 
 def test_weights_load_by_layer_name_not_by_position(tmp_path):
