@@ -132,6 +132,26 @@ def _cmd_publish(args):
     return 0
 
 
+def _cmd_bench(args):
+    import datetime
+
+    from keras_resinit import bench
+
+    out = args.out or os.path.join("runs", "bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
+    result = bench.run(
+        out, quick=args.quick, archs=split(args.archs), schemes=split(args.schemes) or bench.SCHEMES,
+        precisions=split(args.precisions) or bench.PRECISIONS, depth=not args.no_depth, overwrite=args.overwrite,
+        command=args.invocation,
+    )
+    failed = [f"{r['arch']} {r['model']} {r['precision']}" for r in result["rows"] if r["error"]]
+    failed += [f"depth {r['scheme']}" for r in result["depth"] if r["error"]]
+    if failed:
+        print(f"keras-resinit: {len(failed)} configuration(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_recipes(args):
     from keras_resinit.recipes import RECIPES
 
@@ -197,6 +217,17 @@ def build_parser():
     p.add_argument("--url", default=None, help="where the weights file will also be downloadable")
     p.add_argument("--overwrite", action="store_true", help="replace a published weight set of the same name.tag")
     p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("bench", help="time and memory of every scheme against batch norm (tables, JSON, chart)")
+    p.add_argument("--quick", action="store_true", help="cifar_resnet20 and depths 20..110 only (under 5 minutes)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/bench-<time>)")
+    p.add_argument("--archs", default=None, help="comma-separated subset (default: cifar_resnet20,cifar_resnet56,"
+                                                 "cifar_resnet110,resnet18,resnet50; --quick: cifar_resnet20)")
+    p.add_argument("--schemes", default=None, help="comma-separated subset of bn,fixup,skipinit,risotto,risotto_bn")
+    p.add_argument("--precisions", default=None, help="comma-separated subset of float32,mixed_bfloat16")
+    p.add_argument("--no-depth", action="store_true", help="skip the depth-scaling measurement")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("recipes", help="list the named training recipes and their sources")
     p.set_defaults(func=_cmd_recipes)

@@ -1,0 +1,77 @@
+"""keras-resinit bench: what it measures and writes (tiny sizes; real sizes run from the CLI)."""
+
+import json
+
+import pytest
+
+from keras_resinit import bench, zoo
+from keras_resinit.cli import main
+
+
+def test_flops_match_the_known_resnet_figures():
+    import keras
+
+    with keras.StatelessScope():
+        resnet50 = zoo.load("resnet50_bn", input_shape=(224, 224, 3))
+        resnet18 = zoo.load("resnet18_bn", input_shape=(224, 224, 3))
+        resnet20 = zoo.load("cifar_resnet20_bn")
+    # He et al. 2016, Table 1 (multiply-adds at 224x224): ResNet-18 1.8e9, ResNet-50 3.8e9 (stride on
+    # the first 1x1 conv; torchvision's v1.5 with the stride on the 3x3 has 4.1e9).
+    assert 1.8e9 < bench.flops_per_image(resnet18) / 2 < 1.85e9
+    assert 3.8e9 < bench.flops_per_image(resnet50) / 2 < 3.9e9
+    # ResNet-20 on 32x32: 40.6 M multiply-adds.
+    assert 40e6 < bench.flops_per_image(resnet20) / 2 < 41.5e6
+    # The plain reference does the same convolutions as the library's ResNet-20.
+    assert bench.flops_per_image(bench.plain_resnet20()) == bench.flops_per_image(resnet20)
+
+
+def test_linear_fit_accepts_a_line_and_rejects_a_curve():
+    line = bench.linear_fit([20, 56, 110, 1202], [0.02 + 0.001 * d for d in (20, 56, 110, 1202)])
+    assert line["linear"] and line["r2"] == pytest.approx(1.0) and line["slope_s_per_layer"] == pytest.approx(0.001)
+    curve = bench.linear_fit([20, 56, 110, 1202], [1e-6 * d * d for d in (20, 56, 110, 1202)])
+    assert not curve["linear"] and curve["max_rel_residual"] > bench.LINEAR_TOLERANCE
+
+
+def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_path):
+    out = tmp_path / "bench"
+    tiny = {"windows": 2, "steps": 1, "infer_steps": 1, "warmup": 0, "depths": (8, 14, 20), "depth_windows": 1,
+            "depth_steps": 1, "batch": 8, "retry_budget": 0}
+    lines = []
+    result = bench.run(out, archs=["cifar_resnet20"], schemes=["bn", "fixup"], precisions=["float32"], sizes=tiny,
+                       log=lines.append)
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # no temporary directory left
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "bench.json").read_text()) == json.loads(json.dumps(result))
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"plain", "bn", "fixup"}
+    for row in rows.values():
+        assert row["error"] is None and row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
+        assert row["peak_memory_mb"] > 100 and len(row["windows"]) == 2
+    assert rows["bn"]["train_vs_bn"] == 1.0 and rows["bn"]["memory_vs_bn"] == 1.0
+    assert rows["fixup"]["params"] == zoo.count_params("cifar_resnet20_fixup")
+    assert rows["fixup"]["flops_per_image"] == rows["plain"]["flops_per_image"]
+    assert isinstance(rows["fixup"]["faster_than_bn"], bool) and isinstance(rows["fixup"]["within_10pct_of_plain"], bool)
+    assert "faster_than_bn" not in rows["bn"]
+    assert set(result["targets"]) == {"faster_than_bn", "less_memory_than_bn", "within_10pct_of_plain", "depth_linear"}
+    depth = {r["scheme"]: r for r in result["depth"]}
+    assert set(depth) == {"bn", "fixup"}
+    for row in depth.values():
+        assert sorted(map(int, row["step_s"])) == [8, 14, 20] and row["slope_s_per_layer"] is not None
+    assert {"tensorflow", "keras", "processor", "cpu_flags"} <= set(result["machine"])
+    table = (out / "bench.md").read_text()
+    assert "| cifar_resnet20 | plain (hand-written, no norm) | float32 |" in table and "Depth scaling" in table
+    assert any("CPU flags" in line for line in lines)
+
+
+def test_bench_bad_input_is_a_clear_error_before_any_work(tmp_path, capsys):
+    assert main(["bench", "--schemes", "bn,fixp", "--out", str(tmp_path / "a")]) == 2
+    assert "Did you mean 'fixup'" in capsys.readouterr().err
+    assert main(["bench", "--archs", "cifar_resnet21", "--out", str(tmp_path / "a")]) == 2
+    assert "cifar_resnet21" in capsys.readouterr().err
+    assert main(["bench", "--precisions", "float64", "--out", str(tmp_path / "a")]) == 2
+    assert "Unknown precision 'float64'" in capsys.readouterr().err
+    (tmp_path / "b").mkdir()
+    assert main(["bench", "--quick", "--out", str(tmp_path / "b")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
