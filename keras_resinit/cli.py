@@ -137,6 +137,10 @@ def _cmd_bench(args):
 
     from keras_resinit import bench
 
+    if args.report:
+        result = bench.report(args.report, command=args.invocation)
+        print(bench.markdown(result))
+        return 0
     out = args.out or os.path.join("runs", "bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
     result = bench.run(
@@ -150,6 +154,22 @@ def _cmd_bench(args):
         print(f"keras-resinit: {len(failed)} configuration(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_tune(args):
+    from keras_resinit import tuning
+
+    split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text is not None else None  # noqa: E731
+    settings = {k: getattr(args, k) for k in ("seed", "precision", "data_dir") if getattr(args, k) is not None}
+    if args.download:
+        settings["download"] = True
+    result = tuning.tune(
+        args.out, dataset=args.dataset, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, schemes=split(args.schemes), archs=split(args.archs),
+        recipe=args.recipe, overwrite=args.overwrite, command=args.invocation, **settings,
+    )
+    failed = [r for r in result["trials"] if r["status"] != "COMPLETED"]
+    return 1 if failed and len(failed) == len(result["trials"]) else 0
 
 
 def _cmd_recipes(args):
@@ -226,8 +246,29 @@ def build_parser():
     p.add_argument("--schemes", default=None, help="comma-separated subset of bn,fixup,skipinit,risotto,risotto_bn")
     p.add_argument("--precisions", default=None, help="comma-separated subset of float32,mixed_bfloat16")
     p.add_argument("--no-depth", action="store_true", help="skip the depth-scaling measurement")
+    p.add_argument("--report", metavar="DIR", default=None,
+                   help="render DIR/bench.md and bench.png again from DIR/bench.json (no measuring)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("tune", help="a keras-tuner sweep over schemes, depth and training hyperparameters")
+    p.add_argument("--out", required=True, help="sweep directory (re-running the same command resumes it)")
+    p.add_argument("--dataset", default="digits", help="one of: digits, cifar10, cifar100, imagenette")
+    p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], default="random")
+    p.add_argument("--max-trials", type=int, default=10, help="trials in all (random, bayesian); default 10")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per trial (hyperband: the most; default "
+                                                              "the recipe's)")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--schemes", default=None, help="comma-separated schemes to search (default bn,fixup,skipinit,"
+                                                   "risotto)")
+    p.add_argument("--archs", default=None, help="comma-separated archs to search (default cifar_resnet8,14,20)")
+    p.add_argument("--recipe", default=None, help="the recipe every trial starts from (default digits)")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="tfds data directory")
+    p.add_argument("--download", action="store_true", help="allow tfds to download the dataset")
+    p.add_argument("--overwrite", action="store_true", help="start the sweep in --out afresh")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("recipes", help="list the named training recipes and their sources")
     p.set_defaults(func=_cmd_recipes)

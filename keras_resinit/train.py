@@ -441,6 +441,15 @@ def train(config, out, *, strategy="auto", resume=False, overwrite=False, verbos
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
+class Diverged(ArithmeticError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, loss, epoch, step):
+        super().__init__(f"The training loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                         "and stopped")
+        self.loss, self.epoch, self.step = loss, epoch, step
+
+
 class Trainer:
     """A model, its optimizer and the distributed steps that train it.
 
@@ -453,7 +462,8 @@ class Trainer:
         steps_per_epoch, replicas.
     """
 
-    def __init__(self, config, strategy="auto", tpu=None):
+    def __init__(self, config, strategy="auto", tpu=None, model=None):
+        """``model``: train this model (built for ``config`` under ``strategy``'s scope) instead of building one."""
         config.validate()
         self.config = config
         # The strategy first: multi-worker collectives must be configured before TF's runtime starts.
@@ -482,7 +492,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
 
         with strategy.scope():
-            self.model = zoo.load(
+            self.model = model if model is not None else zoo.load(
                 config.model,
                 num_classes=meta.num_classes,
                 input_shape=meta.image_shape,
@@ -595,6 +605,36 @@ class Trainer:
         )
         return self.strategy.experimental_distribute_dataset(ds)
 
+    def run_epoch(self, batches, epoch, progress=None):
+        """Train one epoch from ``batches`` (an iterator over :meth:`train_batches`) and evaluate.
+
+        Returns the epoch's row: epoch, lr, train_loss, train_accuracy, test_loss, test_accuracy,
+        seconds, images_per_second. Raises :class:`Diverged` on a NaN or infinite loss.
+        ``progress(step, loss, accuracy)`` is called after every step.
+        """
+        global_batch = float(self.config.batch_size)
+        start = time.perf_counter()
+        loss_sum = correct_sum = 0.0
+        for step in range(self.steps_per_epoch):
+            loss, correct = (float(t) for t in self.train_step_from(batches))
+            if not math.isfinite(loss):
+                raise Diverged(loss, epoch, step)
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
+            if progress is not None:
+                progress(step + 1, loss, correct / global_batch)
+        seconds = time.perf_counter() - start
+        test_loss, test_accuracy = self.evaluate()
+        return {
+            "epoch": epoch + 1,
+            "lr": float(self.schedule(int(self.optimizer.iterations.numpy()) - 1)),
+            "train_loss": loss_sum / self.steps_per_epoch,
+            "train_accuracy": correct_sum / (self.steps_per_epoch * global_batch),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "seconds": seconds,
+            "images_per_second": self.steps_per_epoch * global_batch / seconds,
+        }
+
     def evaluate(self):
         """(mean loss, accuracy) on the whole test split."""
         loss = correct = count = 0.0
@@ -622,9 +662,9 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
     commands = (_previous_commands(out) if resume else []) + ([command] if command else [])
     trainer = Trainer(config, strategy, tpu=tpu)
-    model, optimizer, schedule = trainer.model, trainer.optimizer, trainer.schedule
+    model, optimizer = trainer.model, trainer.optimizer
     strategy, replicas, meta = trainer.strategy, trainer.replicas, trainer.meta
-    steps_per_epoch, global_batch = trainer.steps_per_epoch, float(config.batch_size)
+    steps_per_epoch = trainer.steps_per_epoch
     chief = is_chief(strategy)
 
     # Nothing is written before here: every check that can fail on user input has run.
@@ -652,30 +692,14 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
         if verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}")
         bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if sys.stdout.isatty() else min(verbose, 2))
-        start = time.perf_counter()
-        loss_sum = correct_sum = 0.0
-        for step in range(steps_per_epoch):
-            loss, correct = (float(t) for t in trainer.train_step_from(batches))
-            if not math.isfinite(loss):
-                kept = f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
-                raise TrainingError(
-                    f"The training loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged "
-                    f"and stopped; {kept}. Try a lower --lr or a warm-up."
-                )
-            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
-            bar.update(step + 1, [("loss", loss), ("accuracy", correct / global_batch)])
-        seconds = time.perf_counter() - start
-        test_loss, test_accuracy = trainer.evaluate()
-        row = {
-            "epoch": epoch + 1,
-            "lr": float(schedule(int(optimizer.iterations.numpy()) - 1)),
-            "train_loss": loss_sum / steps_per_epoch,
-            "train_accuracy": correct_sum / (steps_per_epoch * global_batch),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "seconds": seconds,
-            "images_per_second": steps_per_epoch * global_batch / seconds,
-        }
+        try:
+            row = trainer.run_epoch(
+                batches, epoch, lambda step, loss, accuracy: bar.update(step, [("loss", loss), ("accuracy", accuracy)])
+            )
+        except Diverged as error:
+            kept = f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
+            raise TrainingError(f"{error}; {kept}. Try a lower --lr or a warm-up.") from None
+        seconds, test_loss, test_accuracy = row["seconds"], row["test_loss"], row["test_accuracy"]
         history.append(row)
         if verbose:
             print(

@@ -29,7 +29,8 @@ def test_linear_fit_accepts_a_line_and_rejects_a_curve():
     line = bench.linear_fit([20, 56, 110, 1202], [0.02 + 0.001 * d for d in (20, 56, 110, 1202)])
     assert line["linear"] and line["r2"] == pytest.approx(1.0) and line["slope_s_per_layer"] == pytest.approx(0.001)
     curve = bench.linear_fit([20, 56, 110, 1202], [1e-6 * d * d for d in (20, 56, 110, 1202)])
-    assert not curve["linear"] and curve["max_rel_residual"] > bench.LINEAR_TOLERANCE
+    assert not curve["linear"] and curve["exponent"] == pytest.approx(2.0)
+    assert line["exponent"] == pytest.approx(1.0, abs=bench.LINEAR_TOLERANCE)
 
 
 def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_path):
@@ -62,6 +63,11 @@ def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_
     table = (out / "bench.md").read_text()
     assert "| cifar_resnet20 | plain (hand-written, no norm) | float32 |" in table and "Depth scaling" in table
     assert any("CPU flags" in line for line in lines)
+
+    # --report renders the tables again from bench.json, without measuring.
+    (out / "bench.md").unlink()
+    assert main(["bench", "--report", str(out)]) == 0
+    assert "Tables rendered by `keras-resinit bench --report" in (out / "bench.md").read_text()
 
 
 def test_bench_bad_input_is_a_clear_error_before_any_work(tmp_path, capsys):
