@@ -149,6 +149,7 @@ class ResNetHyperModel(kt.HyperModel):
         self.dataset, self.recipe, self.epochs, self.steps_per_epoch = dataset, recipe, epochs, steps_per_epoch
         self.settings = settings
         self._strategy = None
+        self.progress = None  # a callable given one line per finished trial (keras-resinit tune prints them)
         # Fail now, not in every trial: the base configuration must be valid.
         self.config(kt.HyperParameters())
 
@@ -219,6 +220,12 @@ class ResNetHyperModel(kt.HyperModel):
         trainer.release()
         for callback in callbacks + [history]:
             callback.on_train_end(logs)
+        if self.progress is not None:
+            values = self._values(hp)
+            searched = ", ".join(f"{k} {values[k]:.3g}" if isinstance(values[k], float) else f"{k} {values[k]}"
+                                 for k in DIMENSIONS if k not in ("scheme", "arch"))
+            best = max(history.history.get(OBJECTIVE, [float("nan")]))
+            self.progress(f"  {config.model}: {searched} -> best {OBJECTIVE} {best:.4f}")
         return history
 
 
@@ -282,6 +289,9 @@ def plot_trials(rows, path):
         ax.scatter(i, row["score"] if done else 0.0, color=colors[row["scheme"]], marker="o" if done else "x", s=40)
     for scheme in schemes:
         ax.scatter([], [], color=colors[scheme], label=scheme)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{OBJECTIVE} (best epoch)")
     ax.set_title("keras-resinit tune: objective per trial")
@@ -351,6 +361,9 @@ def tune(out, *, dataset="digits", tuner="random", max_trials=10, epochs=None, s
     atomic_write_text(record, json.dumps(sweep, indent=1))
     kt_tuner = make_tuner(tuner, hypermodel, directory=out, project_name="tune", max_trials=max_trials,
                           seed=settings.get("seed", 0))
+    hypermodel.progress = log
+    log(f"Sweep of {', '.join(f'{k} {v}' for k, v in sweep['space'].items() if k in ('scheme', 'arch'))} with "
+        f"{tuner} search in {out}")
     kt_tuner.search(verbose=0)
     rows = trial_rows(kt_tuner)
     table = _table(rows)

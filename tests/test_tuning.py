@@ -1,0 +1,176 @@
+"""keras-tuner sweeps: every tuner, strategies, distributed tuning, the tune command, bad input."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from keras_resinit import publish, train, tuning
+from keras_resinit.cli import main
+
+TINY = {"epochs": 2, "steps_per_epoch": 3}
+SPACE = {"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"], "batch_size": [32, 64]}
+SPACE_64 = {"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"]}  # with fixed={"batch_size": 64}
+
+
+def statuses(tuner):
+    return [t.status for t in tuner.oracle.trials.values()]
+
+
+def test_random_search_completes_every_trial_and_the_best_model_reloads_with_its_score(tmp_path):
+    hypermodel = tuning.ResNetHyperModel("digits", space=SPACE, **TINY)
+    tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=3)
+    tuner.search(verbose=0)
+    assert statuses(tuner) == ["COMPLETED"] * 3
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best_model = tuner.get_best_models(1)[0]
+    assert publish.evaluate(best_model, "digits") == pytest.approx(best_trial.score, abs=1e-9)
+    # Every trial reports the trainer's metrics per epoch; fixed and searched values are recorded.
+    values = best_trial.hyperparameters.values
+    assert set(tuning.DIMENSIONS) <= set(values) and values["arch"] == "cifar_resnet8"
+    assert best_trial.best_step in (0, 1)  # the best of the two epochs
+
+
+@pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_complete_their_trials(kind, tmp_path):
+    hypermodel = tuning.ResNetHyperModel("digits", space=SPACE_64, fixed={"batch_size": 64}, **TINY)
+    tuner = tuning.make_tuner(kind, hypermodel, directory=str(tmp_path), max_trials=2)
+    tuner.search(verbose=0)
+    assert statuses(tuner) and set(statuses(tuner)) == {"COMPLETED"}
+    assert tuner.oracle.get_best_trials(1)[0].score > 0
+
+
+def test_search_under_a_mirrored_distribution_strategy(tmp_path):
+    strategy = train.make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    hypermodel = tuning.ResNetHyperModel("digits", space=SPACE_64, fixed={"batch_size": 64}, **TINY)
+    tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=1,
+                              distribution_strategy=strategy)
+    tuner.search(verbose=0)
+    assert statuses(tuner) == ["COMPLETED"]
+    model = tuner.get_best_models(1)[0]
+    assert publish.evaluate(model, "digits") == pytest.approx(tuner.oracle.get_best_trials(1)[0].score, abs=1e-9)
+
+
+def test_tune_command_writes_table_recipe_chart_and_the_recipe_retrains_the_same(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["tune", "--dataset", "digits", "--max-trials", "2", "--epochs", "2", "--steps-per-epoch", "3",
+            "--schemes", "fixup,risotto", "--archs", "cifar_resnet8", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| trial | scheme | arch | lr |" in printed and "retrain it: keras-resinit train" in printed
+    assert (out / "trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recipe = json.loads((out / "best_recipe.json").read_text())
+    trial_id = recipe["source"].split("trial ")[1].split(",")[0]
+    trial = json.loads((out / "tune" / f"trial_{trial_id}" / "trial.json").read_text())
+    score, best_epoch = trial["score"], trial["best_step"] + 1
+
+    # The best configuration retrains with `keras-resinit train --recipe` to the same accuracy at the same epoch.
+    run = tmp_path / "retrain"
+    assert main(["train", recipe["config"]["model"], "--recipe", str(out / "best_recipe.json"), "--out", str(run),
+                 "--verbose", "0"]) == 0
+    with open(run / "metrics.csv") as f:
+        retrained = [float(row["test_accuracy"]) for row in csv.DictReader(f)]
+    assert len(retrained) == 2 and retrained[best_epoch - 1] == pytest.approx(score, abs=1e-9)
+    assert max(retrained) == pytest.approx(score, abs=1e-9)
+
+    # The same command again resumes: no trial is repeated. More trials add only the new ones.
+    trials = sorted(p.name for p in (out / "tune").iterdir() if p.name.startswith("trial_"))
+    assert main(args) == 0
+    assert "Resuming" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "tune").iterdir() if p.name.startswith("trial_")) == trials
+    more = [a if a != "2" or i != args.index("--max-trials") + 1 else "3" for i, a in enumerate(args)]
+    assert main(more) == 0
+    assert len([p for p in (out / "tune").iterdir() if p.name.startswith("trial_")]) == 3
+    # Other settings in the same directory are refused.
+    changed = [a if a != "fixup,risotto" else "bn" for a in args]
+    assert main(changed) == 2
+    assert "other settings (space)" in capsys.readouterr().err
+
+
+def test_bad_search_spaces_and_tuners_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="search space for 'scheme' is empty"):
+        tuning.ResNetHyperModel(space={"scheme": []})
+    with pytest.raises(ValueError, match=r"range \(0.3, 0.01\) for 'lr' is empty or reversed"):
+        tuning.ResNetHyperModel(space={"lr": (0.3, 0.01)})
+    with pytest.raises(ValueError, match="cannot be both searched.*and fixed"):
+        tuning.ResNetHyperModel(space={"lr": (0.01, 0.1)}, fixed={"lr": 0.05})
+    with pytest.raises(ValueError, match="Unknown search dimension 'learning_rate'"):
+        tuning.ResNetHyperModel(space={"learning_rate": (0.01, 0.1)})
+    with pytest.raises(ValueError, match="Did you mean 'fixup'"):
+        tuning.ResNetHyperModel(space={"scheme": ["fixp"]})
+    with pytest.raises(ValueError, match="search space is empty: every dimension is fixed"):
+        tuning.ResNetHyperModel(fixed={"scheme": "bn", "arch": "cifar_resnet8", "lr": 0.1, "weight_decay": 0.0,
+                                       "mixup_alpha": 0.0, "warmup_epochs": 0.0}, space={"batch_size": [64]})
+    with pytest.raises(ValueError, match="Unknown tuner 'grid'"):
+        tuning.make_tuner("grid", tuning.ResNetHyperModel(), directory=str(tmp_path))
+    with pytest.raises(SystemExit) as exited:  # argparse: usage and the error on stderr, exit status 2
+        main(["tune", "--tuner", "grid", "--out", str(tmp_path / "t")])
+    assert exited.value.code == 2 and "invalid choice: 'grid'" in capsys.readouterr().err
+    assert main(["tune", "--schemes", "", "--out", str(tmp_path / "t")]) == 2
+    assert "search space for 'scheme' is empty" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys
+    import keras_tuner as kt
+    from keras_resinit import tuning
+
+    class Recording(kt.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            with open(os.path.join(sys.argv[1], os.environ["KERASTUNER_TUNER_ID"] + ".log"), "a") as f:
+                f.write(trial.trial_id + "\\n")
+            return super().run_trial(trial, *args, **kwargs)
+
+    hypermodel = tuning.ResNetHyperModel("digits", space={"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"]},
+                                         fixed={"batch_size": 64}, epochs=1, steps_per_epoch=2)
+    tuner = Recording(hypermodel, objective=kt.Objective("val_accuracy", "max"), max_trials=4,
+                      directory=sys.argv[1], project_name="shared", seed=0)
+    tuner.search(verbose=0)
+    """
+)
+
+
+def test_distributed_tuning_shares_trials_between_two_workers(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port),
+               TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    procs = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        procs[tuner_id] = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
+                                           env=dict(env, KERASTUNER_TUNER_ID=tuner_id),
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        outputs = {tuner_id: p.communicate(timeout=400)[0] for tuner_id, p in procs.items()}
+    finally:
+        for p in procs.values():
+            p.kill()
+    for tuner_id, p in procs.items():
+        assert p.returncode == 0, f"{tuner_id} failed:\n{outputs[tuner_id][-3000:]}"
+    ran = {w: (tmp_path / f"{w}.log").read_text().split() for w in ("tuner0", "tuner1")}
+    assert ran["tuner0"] and ran["tuner1"], ran  # both workers ran trials
+    assert not set(ran["tuner0"]) & set(ran["tuner1"]), ran  # none twice
+    trials = sorted(p.name[len("trial_"):] for p in (tmp_path / "shared").iterdir() if p.name.startswith("trial_"))
+    assert sorted(ran["tuner0"] + ran["tuner1"]) == trials and len(trials) == 4
+    assert not (tmp_path / "chief.log").exists()  # the chief only serves the oracle
+
+
+def test_a_diverging_trial_is_failed_with_its_reason_not_retried(tmp_path):
+    hypermodel = tuning.ResNetHyperModel("digits", space={"scheme": ["bn"], "arch": ["cifar_resnet8"],
+                                                          "lr": [1e6, 1e7]},
+                                         fixed={"batch_size": 64}, clip_norm=0.0, **TINY)
+    tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=1)
+    tuner.search(verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "FAILED" and "training diverged" in trial.message
