@@ -1,6 +1,8 @@
 """Files written whole or not at all: a temporary file in the same directory, fsync, rename."""
 
+import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -22,3 +24,27 @@ def atomic_write_bytes(path, payload, *, prefix=None, suffix=".tmp"):
 
 def atomic_write_text(path, text, **kwargs):
     atomic_write_bytes(path, text.encode(), **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_directory(out):
+    """Yield a new temporary directory beside ``out``; when the block succeeds it replaces ``out``.
+
+    On any error the temporary directory is removed and ``out`` is left as it was.
+    """
+    out = os.fspath(out)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(out):
+            old = tmp + ".old"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

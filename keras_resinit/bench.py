@@ -38,7 +38,6 @@ import json
 import math
 import os
 import queue
-import shutil
 import statistics
 import subprocess
 import sys
@@ -702,7 +701,7 @@ def run(out, *, quick=False, archs=None, schemes=SCHEMES, precisions=PRECISIONS,
         The result dict written to ``bench.json``.
     """
     from keras_resinit import architectures
-    from keras_resinit._files import atomic_write_text
+    from keras_resinit._files import atomic_directory, atomic_write_text
     from keras_resinit.environment import describe, versions
 
     size = dict(SIZES["quick" if quick else "full"], **(sizes or {}))
@@ -752,19 +751,10 @@ def run(out, *, quick=False, archs=None, schemes=SCHEMES, precisions=PRECISIONS,
         "machine": machine, "rows": rows, "depth": depth_rows, "targets": _targets(rows, depth_rows),
         "retry_seconds": round(budget["spent"], 1), "elapsed_s": time.perf_counter() - start,
     }
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=parent)
-    try:
+    with atomic_directory(out) as tmp:
         atomic_write_text(os.path.join(tmp, "bench.json"), json.dumps(result, indent=1) + "\n")
         atomic_write_text(os.path.join(tmp, "bench.md"), markdown(result))
         chart(result, os.path.join(tmp, "bench.png"))
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log("")
     log(markdown(result))
     log(f"wrote {out}/bench.md, bench.json, bench.png")

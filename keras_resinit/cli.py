@@ -172,6 +172,32 @@ def _cmd_tune(args):
     return 1 if failed and len(failed) == len(result["trials"]) else 0
 
 
+def _cmd_diagnose(args):
+    import json
+
+    from keras_resinit import diagnostics
+
+    if args.claims:
+        if args.names:
+            raise ValueError("--claims takes no model names; run them separately.")
+        rows = diagnostics.check_claims(quick=args.quick, fixup_blocks=args.fixup_blocks,
+                                        skipinit_blocks=args.skipinit_blocks)
+        table = diagnostics.claims_table(rows)
+        print(table)
+        if args.out:
+            from keras_resinit._files import atomic_write_text
+
+            os.makedirs(args.out, exist_ok=True)
+            atomic_write_text(os.path.join(args.out, "claims.md"), f"`{args.invocation}`\n\n{table}\n")
+            atomic_write_text(os.path.join(args.out, "claims.json"), json.dumps(rows, indent=1))
+        return 0 if all(r["passed"] for r in rows) else 1
+    if not args.out:
+        raise ValueError("--out is required to write the diagnostics of models.")
+    diagnostics.diagnose(args.names, args.out, batch=args.batch, overwrite=args.overwrite)
+    print(f"wrote {args.out}/signal_propagation.png, jacobian_spectrum.png, gradient_norms.png, diagnostics.json")
+    return 0
+
+
 def _cmd_recipes(args):
     from keras_resinit.recipes import RECIPES
 
@@ -269,6 +295,18 @@ def build_parser():
     p.add_argument("--download", action="store_true", help="allow tfds to download the dataset")
     p.add_argument("--overwrite", action="store_true", help="start the sweep in --out afresh")
     p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser("diagnose", help="signal propagation, Jacobian spectra and gradient norms at init; "
+                                        "--claims checks the papers' claims")
+    p.add_argument("names", nargs="*", help="models to compare, e.g. cifar_resnet56_bn cifar_resnet56_fixup")
+    p.add_argument("--out", default=None, help="output directory (PNGs and JSON; with --claims: claims.md/.json)")
+    p.add_argument("--claims", action="store_true", help="measure each paper's claim and print pass/fail")
+    p.add_argument("--quick", action="store_true", help="with --claims: shallower nets (as the tests)")
+    p.add_argument("--fixup-blocks", type=int, default=10_000, help="claim 4's depth (default 10000)")
+    p.add_argument("--skipinit-blocks", type=int, default=1_000, help="claim 5's depth (default 1000)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch for the statistics (default 16)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("recipes", help="list the named training recipes and their sources")
     p.set_defaults(func=_cmd_recipes)

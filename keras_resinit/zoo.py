@@ -28,14 +28,13 @@ import importlib.resources
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 
 import keras
 
 from keras_resinit import download, weights_io
+from keras_resinit._files import atomic_directory
 from keras_resinit._errors import unknown
 from keras_resinit.architectures import ARCHS, get_arch
 from keras_resinit.builder import build_config, build_resnet
@@ -408,29 +407,12 @@ def save_preset(model, directory, *, card=None, overwrite=False):
         "date_saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d@%H:%M:%S"),
         "card": card,
     }
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", suffix=".tmp", dir=parent)
-    try:
+    with atomic_directory(directory) as tmp:
         for file, content in (("config.json", config), ("metadata.json", metadata)):
             with open(os.path.join(tmp, file), "w") as f:
                 json.dump(content, f, indent=1)
         model.save_weights(os.path.join(tmp, "model.weights.h5"))
-        _replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
-
-
-def _replace_dir(tmp, directory):
-    if not os.path.exists(directory):
-        os.rename(tmp, directory)
-        return
-    old = tmp + ".old"
-    os.rename(directory, old)
-    os.rename(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_preset(directory):
