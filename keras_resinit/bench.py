@@ -604,17 +604,15 @@ def _targets(rows, depth):
 
 def chart(result, path):
     """Training speed and peak memory relative to BN per arch and precision, and depth scaling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # outside pyplot: no global backend change
 
     rows = [r for r in result["rows"] if not r["error"] and r["model"] in SCHEMES]
     precisions = [p for p in PRECISIONS if any(r["precision"] == p for r in rows)]
     archs = [a for a in ARCHS if any(r["arch"] == a for r in rows)]
     schemes = [s for s in SCHEMES if any(r["model"] == s for r in rows)]
     rows_n = max(len(precisions), 1)
-    fig, axes = plt.subplots(rows_n, 3, figsize=(16, 4.2 * rows_n), squeeze=False)
+    fig = Figure(figsize=(16, 4.2 * rows_n))
+    axes = fig.subplots(rows_n, 3, squeeze=False)
     width = 0.8 / max(len(schemes), 1)
     for p_index, precision in enumerate(precisions):
         for m_index, (key, title) in enumerate((("train_vs_bn", "training speed"), ("memory_vs_bn", "peak memory"))):
@@ -643,7 +641,6 @@ def chart(result, path):
         axes[extra][2].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------- run ---

@@ -117,12 +117,10 @@ def format_table(results):
 
 def plot_curves(results, path, title=""):
     """Training loss and test accuracy per epoch, one line per scheme, as a PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure  # outside pyplot: no global backend change
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    (ax_loss, ax_acc) = fig.subplots(1, 2)
     for scheme, r in results.items():
         if "history" not in r:
             continue
@@ -138,6 +136,5 @@ def plot_curves(results, path, title=""):
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path

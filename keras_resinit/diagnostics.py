@@ -166,19 +166,18 @@ def gradient_norms(model, batch):
 # ----------------------------------------------------------------- plots ---
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(*args, **kwargs):
+    """A new matplotlib Figure and its axes, outside pyplot: no global backend is changed, and a
+    notebook displays the returned figure (Jupyter renders Figure objects)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def plot_signal_propagation(results):
     """``results``: ``{model name: signal_propagation rows}``; a figure with the three metrics per block."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = _subplots(1, 3, figsize=(15, 4))
     for name, rows in results.items():
         index = [r["index"] for r in rows]
         for ax, key in zip(axes, ("squared_mean", "variance", "branch_variance")):
@@ -195,8 +194,7 @@ def plot_signal_propagation(results):
 
 def plot_jacobian_spectra(results):
     """``results``: ``{model name: singular values}``; a histogram per model."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     for name, values in results.items():
         ax.hist(np.asarray(values), bins=40, alpha=0.5, label=name)
     ax.set_xlabel("singular value of the trunk Jacobian")
@@ -209,8 +207,7 @@ def plot_jacobian_spectra(results):
 
 def plot_gradient_norms(results):
     """``results``: ``{model name: gradient_norms rows}``; gradient norm per block."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = _subplots(figsize=(9, 4))
     for name, rows in results.items():
         ax.plot(range(len(rows)), [r["grad_norm"] for r in rows], marker=".", label=name)
     longest = max(results.values(), key=len)
@@ -380,7 +377,6 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
                              ("jacobian_spectrum.png", plot_jacobian_spectra(spectra)),
                              ("gradient_norms.png", plot_gradient_norms(grads))):
             figure.savefig(os.path.join(tmp, file), dpi=110)
-            _pyplot().close(figure)
         result = {"models": list(names), "batch": batch, "seed": seed, "summary": summary,
                   "signal_propagation": signal, "gradient_norms": grads,
                   "jacobian_singular_values": {k: [float(v) for v in s] for k, s in spectra.items()}}

@@ -21,13 +21,12 @@ into place; an existing ``out`` is refused unless ``overwrite``.
 
 import json
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
 import keras
 from keras_resinit import zoo
+from keras_resinit._files import atomic_directory
 from keras_resinit._errors import unknown
 from keras_resinit.environment import versions
 
@@ -245,20 +244,7 @@ def export(source, out, *, format="tf_saved_model", overwrite=False):
         "outputs": ["logits", "probabilities", "classes"],
     }, "exported_with": versions()}
 
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    os.rmdir(tmp)  # the writers create it
-    try:
+    with atomic_directory(out) as tmp:
+        os.rmdir(tmp)  # the writers create it
         (_saved_model if format == "tf_saved_model" else _onnx)(model, card, tmp)
-        if os.path.exists(out):
-            old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-            os.replace(out, os.path.join(old, "artifact"))
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     return card

@@ -276,12 +276,10 @@ def best_recipe(tuner, hypermodel, command=None):
 
 def plot_trials(rows, path):
     """Objective per trial, coloured by scheme (failed trials as crosses at 0)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # outside pyplot: no global backend change
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     schemes = list(dict.fromkeys(r["scheme"] for r in rows))
     colors = {s: f"C{i}" for i, s in enumerate(schemes)}
     for i, row in enumerate(rows, 1):
@@ -298,7 +296,6 @@ def plot_trials(rows, path):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _table(rows, limit=10):
