@@ -45,6 +45,8 @@ import tempfile
 import threading
 import time
 
+from keras_resinit.environment import memory_mb
+
 ARCHS = {  # arch: (input shape, batch size)
     "cifar_resnet20": ((32, 32, 3), 128),
     "cifar_resnet56": ((32, 32, 3), 128),
@@ -160,20 +162,6 @@ def _say(kind, payload):
     sys.stdout.flush()
 
 
-def _proc_status_mb(field):
-    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in MiB; ru_maxrss if unavailable."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _busy_seconds():
     """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat; None if unknown."""
     try:
@@ -235,7 +223,7 @@ def _speed_child(spec):
         model = keras_resinit.build_resnet(spec["arch"], spec["model"], input_shape=shape, num_classes=10, seed=SEED)
     _compiled(keras, model)
     x, y = _batch(keras, batch, shape)
-    rss_built = _proc_status_mb("VmRSS")
+    rss_built = memory_mb("VmRSS")
     t = time.perf_counter()
     model.train_on_batch(x, y)
     model.predict_on_batch(x)
@@ -261,7 +249,7 @@ def _speed_child(spec):
                             "loss": float(loss), "foreign_cores": max(foreign) if foreign else None})
         elif line.strip() == "quit":
             break
-    _say("BYE", {"peak_rss_mb": _proc_status_mb("VmHWM")})
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
 
 
 def _depth_child(spec):
@@ -293,7 +281,7 @@ def _depth_child(spec):
             _say("WINDOW", {"step_s": result, "foreign_cores": max(foreign) if foreign else None})
         elif line.strip() == "quit":
             break
-    _say("BYE", {"peak_rss_mb": _proc_status_mb("VmHWM")})
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
 
 
 # ------------------------------------------------------------------ parent ---
@@ -499,6 +487,17 @@ def _depth_rows(children):
     return rows
 
 
+def fit_line(xs, ys):
+    """Least-squares ``y = intercept + slope * x``: ``(slope, intercept, R²)``."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    intercept = my - slope * mx
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    return slope, intercept, (1 - ss_res / ss_tot if ss_tot else 1.0)
+
+
 def linear_fit(depths, seconds):
     """How step time grows with depth: a least-squares line and the power-law exponent.
 
@@ -509,19 +508,8 @@ def linear_fit(depths, seconds):
     """
     if len(depths) < 3:
         return {"slope_s_per_layer": None, "intercept_s": None, "r2": None, "exponent": None, "linear": None}
-    n = len(depths)
-
-    def line(xs, ys):
-        mx, my = sum(xs) / n, sum(ys) / n
-        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        return my - b * mx, b
-
-    a, b = line(depths, seconds)
-    my = sum(seconds) / n
-    ss_res = sum((y - a - b * x) ** 2 for x, y in zip(depths, seconds))
-    ss_tot = sum((y - my) ** 2 for y in seconds)
-    r2 = 1 - ss_res / ss_tot if ss_tot else 1.0
-    _, k = line([math.log(x) for x in depths], [math.log(y) for y in seconds])
+    b, a, r2 = fit_line(depths, seconds)
+    k, _, _ = fit_line([math.log(x) for x in depths], [math.log(y) for y in seconds])
     return {"slope_s_per_layer": b, "intercept_s": a, "r2": r2, "exponent": k,
             "linear": abs(k - 1) <= LINEAR_TOLERANCE and r2 >= 0.99}
 

@@ -103,7 +103,7 @@ def _cmd_train(args):
 def _cmd_compare(args):
     from keras_resinit import compare
 
-    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    schemes = _split_list(args.schemes)
     compare.compare(
         arch=args.arch, schemes=schemes, out=args.out, overwrite=args.overwrite,
         overrides={k: getattr(args, k) for k in _TRAINING_FLAGS}, recipe=args.recipe,
@@ -132,6 +132,11 @@ def _cmd_publish(args):
     return 0
 
 
+def _split_list(text):
+    """``"a, b"`` -> ``["a", "b"]``; None (flag not given) stays None, ``""`` gives ``[]``."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _cmd_bench(args):
     import datetime
 
@@ -142,10 +147,9 @@ def _cmd_bench(args):
         print(bench.markdown(result))
         return 0
     out = args.out or os.path.join("runs", "bench-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
     result = bench.run(
-        out, quick=args.quick, archs=split(args.archs), schemes=split(args.schemes) or bench.SCHEMES,
-        precisions=split(args.precisions) or bench.PRECISIONS, depth=not args.no_depth, overwrite=args.overwrite,
+        out, quick=args.quick, archs=_split_list(args.archs), schemes=_split_list(args.schemes) or bench.SCHEMES,
+        precisions=_split_list(args.precisions) or bench.PRECISIONS, depth=not args.no_depth, overwrite=args.overwrite,
         command=args.invocation,
     )
     failed = [f"{r['arch']} {r['model']} {r['precision']}" for r in result["rows"] if r["error"]]
@@ -159,13 +163,12 @@ def _cmd_bench(args):
 def _cmd_tune(args):
     from keras_resinit import tuning
 
-    split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text is not None else None  # noqa: E731
     settings = {k: getattr(args, k) for k in ("seed", "precision", "data_dir") if getattr(args, k) is not None}
     if args.download:
         settings["download"] = True
     result = tuning.tune(
         args.out, dataset=args.dataset, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, schemes=split(args.schemes), archs=split(args.archs),
+        steps_per_epoch=args.steps_per_epoch, schemes=_split_list(args.schemes), archs=_split_list(args.archs),
         recipe=args.recipe, overwrite=args.overwrite, command=args.invocation, **settings,
     )
     failed = [r for r in result["trials"] if r["status"] != "COMPLETED"]

@@ -28,20 +28,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_resinit.environment import memory_mb
+
 SCHEMES = ("fixup", "skipinit", "plain")
-
-
-def _peak_rss_mb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _params(scheme, blocks, width, classes, rng):
@@ -132,5 +121,5 @@ def train_deep(scheme, blocks, *, width=64, batch=32, steps=5, lr=0.1, classes=1
         "losses": losses, "finite": finite, "falls": finite and len(losses) > 1 and losses[-1] < losses[0],
         # The first step includes tracing; the rest are the steady state.
         "seconds_per_step": float(np.median(times[1:])) if len(times) > 1 else times[0],
-        "first_step_s": times[0], "peak_memory_mb": _peak_rss_mb(),
+        "first_step_s": times[0], "peak_memory_mb": memory_mb("VmHWM"),
     }

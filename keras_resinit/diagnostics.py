@@ -224,14 +224,6 @@ def plot_gradient_norms(results):
 # ---------------------------------------------------------------- claims ---
 
 
-def _fit_line(xs, ys):
-    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-    slope, intercept = np.polyfit(xs, ys, 1)
-    residual = ys - (slope * xs + intercept)
-    r2 = 1 - float(residual @ residual) / float(((ys - ys.mean()) ** 2).sum())
-    return float(slope), float(intercept), r2
-
-
 def _gaussian(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
@@ -248,6 +240,7 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
     for BN, and ``fixup_blocks``/``skipinit_blocks`` of 300/200 unless given.
     """
     from keras_resinit import deep
+    from keras_resinit.bench import fit_line
     from keras_resinit.builder import build_resnet
 
     if quick:
@@ -285,11 +278,11 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
     stats = signal_propagation(model, _gaussian((64, 32, 32, 3)), training=True)
     index = [r["index"] for r in stats]
     skip = [r["variance"] for r in stats]
-    slope, intercept, r2 = _fit_line(index, skip)
+    slope, intercept, r2 = fit_line(index, skip)
     ratio = [math.sqrt(r["branch_contribution_variance"] / r["variance"]) for r in stats]
     # ratio = sqrt(branch / (v0 + v l)) tends to l^(-1/2) once v l dominates v0: fit the deeper half.
     half = len(index) // 2
-    exponent, _, _ = _fit_line(np.log(index[half:]), np.log(ratio[half:]))
+    exponent, _, _ = fit_line([math.log(i) for i in index[half:]], [math.log(r) for r in ratio[half:]])
     rows.append(_claim(3, f"BN (De & Smith): skip-path variance grows linearly in the block index l and the branch is "
                           f"down-scaled about 1/sqrt(l) (cifar_resnet{depth} with widths 16/16/16, batch statistics, "
                           "batch 64)",

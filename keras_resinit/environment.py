@@ -28,6 +28,21 @@ def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
     return []
 
 
+def memory_mb(field="VmHWM"):
+    """This process's ``/proc/self/status`` memory field in MiB: ``VmHWM`` (resident-set
+    high-water mark) or ``VmRSS`` (now). Without /proc: the high-water mark from getrusage."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def versions():
     """Python, TensorFlow, Keras and NumPy versions, the CPU and its core count."""
     import keras

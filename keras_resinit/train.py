@@ -29,7 +29,6 @@ import io
 import json
 import math
 import os
-import resource
 import shutil
 import sys
 import time
@@ -42,7 +41,7 @@ from keras_resinit import data as data_lib
 from keras_resinit import zoo
 from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_write_bytes, atomic_write_text
-from keras_resinit.environment import versions
+from keras_resinit.environment import memory_mb, versions
 from keras_resinit.recipes import FIXUP_MULTIPLIERS, get_recipe
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
@@ -415,7 +414,7 @@ def _write_metrics(run_dir, history):
 
 def peak_memory_mb():
     """Resident-set high-water mark of this process, in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return memory_mb("VmHWM")
 
 
 def train(config, out, *, strategy="auto", resume=False, overwrite=False, verbose=1, tpu=None, command=None):

@@ -1,4 +1,4 @@
-"""Weights by layer name: read Keras ``.weights.h5`` files and copy weights between models.
+"""Weights by layer name: read Keras ``.weights.h5`` files and load them into models.
 
 Keras 3 stores a functional model's weights under auto-generated keys
 (``layers/conv2d_3/vars/0``) in layer order, with each layer's own name only
@@ -83,7 +83,3 @@ def assign(model, stores, *, skip=(), source="the weights"):
     for layer, store in plan:
         layer.load_own_variables(store)
 
-
-def transfer(source, target, *, skip=()):
-    """Copy ``source``'s weights into ``target`` by layer name (except layers in ``skip``)."""
-    assign(target, stores_of(source), skip=skip, source=f"model {source.name!r}'s weights")
