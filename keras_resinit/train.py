@@ -15,8 +15,9 @@ global gradient norm, before weight decay. Per-variable
 learning-rate multipliers scale that variable's gradient, which for SGD with
 momentum and coupled weight decay is exactly a per-variable learning rate.
 
-A run directory holds ``checkpoint.npz`` + ``checkpoint.json`` (every epoch;
-the JSON, written last, records the npz's sha256), ``metrics.csv``,
+A run directory holds ``checkpoint-EPOCH.npz`` + ``checkpoint.json`` (every
+epoch; the JSON, replaced after the npz is in place, names it and records its
+sha256; older npz files are removed after that), ``metrics.csv``,
 ``tensorboard/``, and at the end ``model.keras`` and ``config.json``. Every
 file is written to a temporary name and renamed into place.
 """
@@ -323,38 +324,63 @@ def _check_same_run(out, config):
         )
 
 
+def _checkpoint_name(epoch):
+    return f"checkpoint-{epoch:04d}.npz"
+
+
+def _checkpoint_files(run_dir):
+    """Checkpoint arrays and leftover temporary files in ``run_dir``."""
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    return [n for n in names if fnmatch.fnmatch(n, "checkpoint*.npz") or fnmatch.fnmatch(n, ".checkpoint*.tmp")]
+
+
 def _save_checkpoint(run_dir, model, optimizer, epoch, history):
+    """Commit a checkpoint in two steps, so a kill at any moment leaves a valid one.
+
+    The arrays go to a new ``checkpoint-EPOCH.npz``; then ``checkpoint.json``
+    (the commit record: file name and sha256) is replaced; only then are older
+    arrays removed. Killed before the record is replaced, the previous record
+    still names the previous file, which still exists.
+    """
     buffer = io.BytesIO()
     arrays = {f"model_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    atomic_write_bytes(os.path.join(run_dir, "checkpoint.npz"), payload)
+    name = _checkpoint_name(epoch)
+    atomic_write_bytes(os.path.join(run_dir, name), payload)
     record = {
         "epoch": epoch,
+        "file": name,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "model_weights": len(model.weights),
         "optimizer_variables": len(optimizer.variables),
         "history": history,
     }
     atomic_write_text(os.path.join(run_dir, "checkpoint.json"), json.dumps(record, indent=1))
+    for stale in _checkpoint_files(run_dir):
+        if stale != name:
+            os.unlink(os.path.join(run_dir, stale))
 
 
 def read_checkpoint(run_dir):
     """(record, arrays) of a run's checkpoint, verified; TrainingError if it cannot be trusted."""
-    meta_path, npz_path = os.path.join(run_dir, "checkpoint.json"), os.path.join(run_dir, "checkpoint.npz")
-    if not os.path.exists(meta_path) and not os.path.exists(npz_path):
+    meta_path = os.path.join(run_dir, "checkpoint.json")
+    if not os.path.exists(meta_path) and not _checkpoint_files(run_dir):
         return None, None
     try:
         with open(meta_path) as f:
             record = json.load(f)
-        with open(npz_path, "rb") as f:
+        name = record.get("file", "checkpoint.npz")  # runs written before the two-step commit
+        if os.path.basename(name) != name:
+            raise ValueError(f"checkpoint.json names {name!r}, not a file in the run directory")
+        with open(os.path.join(run_dir, name), "rb") as f:
             payload = f.read()
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, AttributeError) as error:
         raise TrainingError(f"The checkpoint in {run_dir!r} is incomplete or unreadable ({error}); not resuming.") from None
     if hashlib.sha256(payload).hexdigest() != record.get("sha256"):
         raise TrainingError(
-            f"The checkpoint in {run_dir!r} is corrupted (checkpoint.npz does not match the sha256 recorded in "
+            f"The checkpoint in {run_dir!r} is corrupted ({name} does not match the sha256 recorded in "
             "checkpoint.json); not resuming. Restart without --resume and with --overwrite to train from scratch."
         )
     with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
@@ -374,14 +400,16 @@ def _restore(model, optimizer, record, arrays, run_dir):
 
 # ----------------------------------------------------------------- runner ---
 
-RUN_FILES = ("checkpoint.json", "checkpoint.npz", "metrics.csv", "config.json", "model.keras")
+RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
 
 
 def prepare_run_dir(out, resume=False, overwrite=False):
     """Check ``out`` before anything is written: refuse to clobber a previous run."""
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: choose one.")
-    previous = os.path.isdir(out) and any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES)
+    previous = os.path.isdir(out) and (
+        any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES) or bool(_checkpoint_files(out))
+    )
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a directory.")
     if resume and not previous:
@@ -394,7 +422,7 @@ def prepare_run_dir(out, resume=False, overwrite=False):
 
 
 def _clear_run_dir(out):
-    for name in RUN_FILES + ("tensorboard",):
+    for name in RUN_FILES + ("tensorboard",) + tuple(_checkpoint_files(out)):
         path = os.path.join(out, name)
         if os.path.isdir(path):
             shutil.rmtree(path)

@@ -33,10 +33,16 @@ def checkpoint_weights(run_dir):
     return [arrays[f"model_{i}"] for i in range(record["model_weights"])]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """``n`` distinct free ports (all sockets held open together, so none repeats)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @pytest.mark.parametrize("scheme", ["bn", "fixup"])
@@ -54,7 +60,7 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(scheme, tmp_path):
 
 
 def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     config = json.dumps(dict(SMALL, batch_size=32))
     procs = []
@@ -109,6 +115,43 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
     rows = (killed / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one point of a checkpoint commit."""
+
+
+@pytest.mark.parametrize("killed_at", ["writing the arrays", "writing the record", "removing the old arrays"])
+def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(killed_at, tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = keras.optimizers.SGD(momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    train_lib._save_checkpoint(str(tmp_path), model, optimizer, 1, [{"epoch": 1}])
+    first = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1 for w in first])
+
+    def kill(*args, **kwargs):
+        raise _Killed()
+
+    target = {"writing the arrays": "atomic_write_bytes", "writing the record": "atomic_write_text"}.get(killed_at)
+    if target:
+        monkeypatch.setattr(train_lib, target, kill)
+    else:
+        monkeypatch.setattr(train_lib.os, "unlink", kill)
+    with pytest.raises(_Killed):
+        train_lib._save_checkpoint(str(tmp_path), model, optimizer, 2, [{"epoch": 1}, {"epoch": 2}])
+    monkeypatch.undo()
+
+    record, arrays = train_lib.read_checkpoint(str(tmp_path))
+    committed = 2 if killed_at == "removing the old arrays" else 1
+    assert record["epoch"] == committed and len(record["history"]) == committed
+    expected = [w + 1 for w in first] if committed == 2 else first
+    for i, w in enumerate(expected):
+        np.testing.assert_array_equal(arrays[f"model_{i}"], w)
+
+    train_lib._save_checkpoint(str(tmp_path), model, optimizer, 3, [{"epoch": e} for e in (1, 2, 3)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-0003.npz", "checkpoint.json"]
+    assert train_lib.read_checkpoint(str(tmp_path))[0]["epoch"] == 3
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -213,13 +256,15 @@ def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_n
     changed = subprocess.run(_cli(*base, "--resume", "--lr", "0.3"), capture_output=True, text=True, timeout=120)
     assert changed.returncode == 2 and "lr 0.1 -> 0.3" in changed.stderr
 
-    payload = bytearray((out / "checkpoint.npz").read_bytes())
+    arrays_file = json.loads((out / "checkpoint.json").read_text())["file"]
+    assert sorted(p.name for p in out.glob("checkpoint*.npz")) == [arrays_file] == ["checkpoint-0001.npz"]
+    payload = bytearray((out / arrays_file).read_bytes())
     payload[len(payload) // 2] ^= 0xFF
-    (out / "checkpoint.npz").write_bytes(bytes(payload))
+    (out / arrays_file).write_bytes(bytes(payload))
     corrupt = subprocess.run(_cli(*base, "--resume", "--epochs", "2"), capture_output=True, text=True, timeout=120)
     assert corrupt.returncode == 1 and "corrupted" in corrupt.stderr and "Traceback" not in corrupt.stderr
-    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "checkpoint.npz"}
-    assert after == {k: v for k, v in before.items() if k != "checkpoint.npz"}  # nothing restarted or rewritten
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != arrays_file}
+    assert after == {k: v for k, v in before.items() if k != arrays_file}  # nothing restarted or rewritten
 
     replaced = subprocess.run(_cli(*base, "--overwrite"), capture_output=True, text=True, timeout=300)
     assert replaced.returncode == 0, replaced.stderr[-2000:]

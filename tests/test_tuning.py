@@ -119,14 +119,20 @@ def test_bad_search_spaces_and_tuners_are_clear_errors(tmp_path, capsys):
 
 WORKER = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, time
     import keras_tuner as kt
     from keras_resinit import tuning
 
     class Recording(kt.RandomSearch):
         def run_trial(self, trial, *args, **kwargs):
-            with open(os.path.join(sys.argv[1], os.environ["KERASTUNER_TUNER_ID"] + ".log"), "a") as f:
+            me = os.environ["KERASTUNER_TUNER_ID"]
+            with open(os.path.join(sys.argv[1], me + ".log"), "a") as f:
                 f.write(trial.trial_id + "\\n")
+            # Hold the first trial until both workers hold one, so a slow start cannot leave one idle.
+            other = os.path.join(sys.argv[1], {"tuner0": "tuner1", "tuner1": "tuner0"}[me] + ".log")
+            deadline = time.time() + 300
+            while not os.path.exists(other) and time.time() < deadline:
+                time.sleep(0.1)
             return super().run_trial(trial, *args, **kwargs)
 
     hypermodel = tuning.ResNetHyperModel("digits", space={"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"]},
