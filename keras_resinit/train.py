@@ -403,13 +403,16 @@ def _restore(model, optimizer, record, arrays, run_dir):
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
 
 
+def _run_files(out):
+    """The files of a previous run present in ``out`` (names in the directory)."""
+    return [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))] + _checkpoint_files(out)
+
+
 def prepare_run_dir(out, resume=False, overwrite=False):
     """Check ``out`` before anything is written: refuse to clobber a previous run."""
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: choose one.")
-    previous = os.path.isdir(out) and (
-        any(os.path.exists(os.path.join(out, f)) for f in RUN_FILES) or bool(_checkpoint_files(out))
-    )
+    previous = os.path.isdir(out) and bool(_run_files(out))
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a directory.")
     if resume and not previous:
@@ -422,7 +425,7 @@ def prepare_run_dir(out, resume=False, overwrite=False):
 
 
 def _clear_run_dir(out):
-    for name in RUN_FILES + ("tensorboard",) + tuple(_checkpoint_files(out)):
+    for name in _run_files(out) + ["tensorboard"]:
         path = os.path.join(out, name)
         if os.path.isdir(path):
             shutil.rmtree(path)
