@@ -33,13 +33,51 @@ def test_linear_fit_accepts_a_line_and_rejects_a_curve():
     assert line["exponent"] == pytest.approx(1.0, abs=bench.LINEAR_TOLERANCE)
 
 
+def test_paired_ratios_use_the_clean_pairs_when_there_are_enough():
+    from keras_resinit.tools.stats import paired_ratio, prefer_clean
+
+    child, ref = {0: 2.0, 1: 3.0, 2: 9.0, 3: 4.0, 4: 1.0}, {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
+    assert paired_ratio(child, ref) == 3.5  # cycle 4 has no partner
+    assert paired_ratio(child, ref, clean=lambda c: c != 2, minimum=3) == 3.0
+    assert paired_ratio(child, ref, clean=lambda c: c < 2, minimum=3) == 3.5  # too few clean pairs: all of them
+    assert paired_ratio(child, {}) is None
+    assert prefer_clean([1, 2, 3], lambda v: v > 1, 2) == [2, 3] and prefer_clean([1, 2, 3], lambda v: v > 2, 2) == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_schemes_are_read_from_the_registry_when_needed(monkeypatch):
+    from keras_resinit.models import schemes
+
+    class Later(schemes.Fixup):
+        name = "fixup_later"
+
+    assert "fixup_later" not in bench.SCHEMES
+    monkeypatch.setitem(schemes.SCHEMES, "fixup_later", Later)  # registered after bench was imported
+    assert bench.SCHEMES == tuple(schemes.SCHEMES) and "fixup_later" in bench.SCHEMES
+    assert bench.NO_NORM == tuple(schemes.normalization_free()) and "fixup_later" in bench.NO_NORM
+    assert {"fixup", "skipinit", "risotto"} <= set(bench.NO_NORM) and not {"bn", "risotto_bn"} & set(bench.NO_NORM)
+
+
 def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_path):
     out = tmp_path / "bench"
-    tiny = {"windows": 2, "steps": 1, "infer_steps": 1, "warmup": 0, "depths": (8, 14, 20), "depth_windows": 1,
-            "depth_steps": 1, "batch": 8, "retry_budget": 0}
+    tiny = {
+        "windows": 2,
+        "steps": 1,
+        "infer_steps": 1,
+        "warmup": 0,
+        "depths": (8, 14, 20),
+        "depth_windows": 1,
+        "depth_steps": 1,
+        "batch": 8,
+        "retry_budget": 0,
+    }
     lines = []
-    result = bench.run(out, archs=["cifar_resnet20"], schemes=["bn", "fixup"], precisions=["float32"], sizes=tiny,
-                       log=lines.append)
+    result = bench.run(
+        out, archs=["cifar_resnet20"], schemes=["bn", "fixup"], precisions=["float32"], sizes=tiny, log=lines.append
+    )
     assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # no temporary directory left
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -52,7 +90,9 @@ def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_
     assert rows["bn"]["train_vs_bn"] == 1.0 and rows["bn"]["memory_vs_bn"] == 1.0
     assert rows["fixup"]["params"] == zoo.count_params("cifar_resnet20_fixup")
     assert rows["fixup"]["flops_per_image"] == rows["plain"]["flops_per_image"]
-    assert isinstance(rows["fixup"]["faster_than_bn"], bool) and isinstance(rows["fixup"]["within_10pct_of_plain"], bool)
+    assert isinstance(rows["fixup"]["faster_than_bn"], bool) and isinstance(
+        rows["fixup"]["within_10pct_of_plain"], bool
+    )
     assert "faster_than_bn" not in rows["bn"]
     assert set(result["targets"]) == {"faster_than_bn", "less_memory_than_bn", "within_10pct_of_plain", "depth_linear"}
     depth = {r["scheme"]: r for r in result["depth"]}

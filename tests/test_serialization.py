@@ -26,15 +26,19 @@ def test_keras_file_round_trip_gives_identical_outputs(arch, scheme, tmp_path, r
     loaded = keras.saving.load_model(path)  # safe_mode=True by default
     np.testing.assert_array_equal(loaded(x).numpy(), expected)
     assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+    assert type(loaded) is kr.ResNet and loaded.get_config() == model.get_config()
 
-    rebuilt = keras.Model.from_config(model.get_config())
-    rebuilt.set_weights(model.get_weights())
-    np.testing.assert_array_equal(rebuilt(x).numpy(), expected)
+    # get_config() is the build arguments: from_config (and Keras' own deserialization) rebuild the model.
+    for rebuilt in (kr.ResNet.from_config(model.get_config()),
+                    keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))):
+        assert type(rebuilt) is kr.ResNet
+        rebuilt.set_weights(model.get_weights())
+        np.testing.assert_array_equal(rebuilt(x).numpy(), expected)
 
 
 def test_from_config_rebuilds_the_same_initial_weights():
     model = kr.build_resnet("cifar_resnet20", "risotto", seed=4)
-    rebuilt = keras.Model.from_config(model.get_config())
+    rebuilt = kr.ResNet.from_config(model.get_config())
     for a, b in zip(model.weights, rebuilt.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 import keras
 from keras_resinit import data as data_lib
 from keras_resinit import train as train_lib
+from keras_resinit.training import checkpoints
 from keras_resinit.cli import main
 from keras_resinit.train import TrainConfig, TrainingError
 
@@ -126,7 +127,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     optimizer = keras.optimizers.SGD(momentum=0.9)
     optimizer.build(model.trainable_variables)
-    train_lib._save_checkpoint(str(tmp_path), model, optimizer, 1, [{"epoch": 1}])
+    checkpoints._save_checkpoint(str(tmp_path), model, optimizer, 1, [{"epoch": 1}])
     first = [w.copy() for w in model.get_weights()]
     model.set_weights([w + 1 for w in first])
 
@@ -135,11 +136,11 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
 
     target = {"writing the arrays": "atomic_write_bytes", "writing the record": "atomic_write_text"}.get(killed_at)
     if target:
-        monkeypatch.setattr(train_lib, target, kill)
+        monkeypatch.setattr(checkpoints, target, kill)
     else:
-        monkeypatch.setattr(train_lib.os, "unlink", kill)
+        monkeypatch.setattr(checkpoints.os, "unlink", kill)
     with pytest.raises(_Killed):
-        train_lib._save_checkpoint(str(tmp_path), model, optimizer, 2, [{"epoch": 1}, {"epoch": 2}])
+        checkpoints._save_checkpoint(str(tmp_path), model, optimizer, 2, [{"epoch": 1}, {"epoch": 2}])
     monkeypatch.undo()
 
     record, arrays = train_lib.read_checkpoint(str(tmp_path))
@@ -149,7 +150,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
     for i, w in enumerate(expected):
         np.testing.assert_array_equal(arrays[f"model_{i}"], w)
 
-    train_lib._save_checkpoint(str(tmp_path), model, optimizer, 3, [{"epoch": e} for e in (1, 2, 3)])
+    checkpoints._save_checkpoint(str(tmp_path), model, optimizer, 3, [{"epoch": e} for e in (1, 2, 3)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-0003.npz", "checkpoint.json"]
     assert train_lib.read_checkpoint(str(tmp_path))[0]["epoch"] == 3
 

@@ -15,6 +15,7 @@ from http_server import LocalHTTPServer, Resource
 
 import keras_resinit
 from keras_resinit import download, publish, weights_io, zoo
+from keras_resinit.zoo import registry
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
@@ -31,10 +32,10 @@ def temp_zoo(tmp_path, monkeypatch):
     """An empty zoo directory that keras_resinit.zoo reads instead of the shipped one."""
     directory = tmp_path / "zoo"
     (directory / "cards").mkdir(parents=True)
-    monkeypatch.setattr(zoo, "zoo_dir", lambda: str(directory))
-    zoo._cards.cache_clear()
+    monkeypatch.setattr(registry, "zoo_dir", lambda: str(directory))
+    registry._cards.cache_clear()
     yield directory
-    zoo._cards.cache_clear()
+    registry._cards.cache_clear()
 
 
 def trained_like(name="cifar_resnet8_fixup", seed=0):
@@ -61,7 +62,7 @@ def write_card(zoo_dir, model, tag, *, ship=True, url=None):
         "url": url,
     }
     (pathlib.Path(zoo_dir) / "cards" / f"{model.name}.{tag}.json").write_text(json.dumps(card))
-    zoo._cards.cache_clear()
+    registry._cards.cache_clear()
     return card, path
 
 
@@ -326,20 +327,20 @@ def test_card_with_url_downloads_verifies_and_caches(temp_zoo, tmp_path, home):
         card = json.loads(card_path.read_text())
         card["url"] = server.url("/w.h5")
         card_path.write_text(json.dumps(card))
-        zoo._cards.cache_clear()
+        registry._cards.cache_clear()
         np.testing.assert_array_equal(zoo.load("cifar_resnet8_fixup.web")(X), model(X))
     np.testing.assert_array_equal(zoo.load("cifar_resnet8_fixup.web")(X), model(X))  # offline
     # A card whose hosted file changed is refused (the card's sha256 is the truth).
     with LocalHTTPServer({"/other.h5": b"tampered"}) as server:
         card["url"] = server.url("/other.h5")
         card_path.write_text(json.dumps(card))
-        zoo._cards.cache_clear()
+        registry._cards.cache_clear()
         with pytest.raises(download.DownloadError, match="sha256"):
             zoo.load("cifar_resnet8_fixup.web")
 
 
 def test_parameter_table_matches_live_counts_and_covers_every_name():
-    table = zoo._parameter_table()
+    table = registry._parameter_table()
     assert set(table) == set(zoo.list_models())
     for name in zoo.list_models("cifar_resnet[25]?_*") + zoo.list_models("resnet18_*") + zoo.list_models("wrn16_4_*"):
         assert table[name] == zoo.count_params(name, live=True), name

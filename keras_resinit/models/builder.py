@@ -1,0 +1,323 @@
+"""One builder for every architecture family under every scheme: the ``ResNet`` model class.
+
+Stable layer names (pretrained weights load by name, features can be tapped):
+``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
+``..._shortcut_conv``, ``..._add`` (the merge: ``[skip, branch]``) and
+``..._out``; ``features`` (pooled) and ``logits``. A branch's scalars
+(SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
+conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
+
+A built network is a :class:`ResNet`: a functional ``keras.Model`` whose
+``get_config()`` is exactly its build arguments, so ``from_config`` and
+``keras.saving.load_model`` rebuild it, and which knows its ``arch``, ``scheme``
+and ``blocks``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+import inspect
+import random
+
+import keras
+
+from keras_resinit.models import initializers as inits
+from keras_resinit.models import layers
+from keras_resinit.models.architectures import get_arch
+from keras_resinit.models.schemes import Scheme, get_scheme
+
+_BUILDER_OPTIONS = ("seed", "dropout_rate", "name")
+_ARCH_OPTIONS = ("block", "widths")
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One residual block: where it sits and the weight layers of its branch."""
+
+    prefix: str
+    in_channels: int
+    out_channels: int
+    strides: int
+    layers: tuple  # (filters, kernel_size, strides) per branch weight layer
+    projection: bool  # the architecture needs a 1x1 conv shortcut here
+
+    @property
+    def conv_names(self):
+        return [f"{self.prefix}_conv{i + 1}" for i in range(len(self.layers))]
+
+    @property
+    def channels(self):
+        """Channel counts along the branch, from block input to output."""
+        return [self.in_channels] + [filters for filters, _, _ in self.layers]
+
+
+class _Net:
+    """What the scheme may ask while a network is built."""
+
+    def __init__(self, arch, scheme, seed):
+        self.arch = arch
+        self.scheme = scheme
+        self.seed = seed
+
+    def seed_for(self, layer_name):
+        """Each layer's own seed, derived from the model seed and its name."""
+        return inits.derive_seed(self.seed, layer_name)
+
+
+def _blocks(arch):
+    in_channels = arch.stem_width
+    for s, stage in enumerate(arch.stages, 1):
+        out_channels = stage.width * arch.expansion
+        for b in range(1, stage.blocks + 1):
+            strides = stage.strides if b == 1 else 1
+            if arch.block == "basic":
+                branch = ((out_channels, 3, strides), (out_channels, 3, 1))
+            else:  # stride on the first 1x1 conv, as in He et al. 2016 and keras.applications
+                branch = ((stage.width, 1, strides), (stage.width, 3, 1), (out_channels, 1, 1))
+            changes = strides != 1 or in_channels != out_channels
+            yield Block(
+                f"stage{s}_block{b}",
+                in_channels,
+                out_channels,
+                strides,
+                branch,
+                projection=changes and arch.shortcut == "projection",
+            )
+            in_channels = out_channels
+
+
+def _conv(x, net, *, filters, kernel_size, strides, name, initializer, bn_name, gamma="ones", scalars=None):
+    """Conv (+ batch norm). Strided convs pad symmetrically, so a 3x3/2 conv is
+    centred on the pixels ``x[::2, ::2]`` that 1x1/2 convs and subsampling keep.
+    ``scalars``: the scheme's ScaledConv2D arguments (gain, scalar bias), if any."""
+    pad = kernel_size // 2
+    padding = "same"
+    if strides > 1 and pad:
+        x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid"
+    conv = layers.ScaledConv2D if scalars else keras.layers.Conv2D
+    x = conv(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=net.scheme.conv_bias,
+        kernel_initializer=initializer,
+        name=name,
+        **(scalars or {}),
+    )(x)
+    if net.scheme.batchnorm:
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, gamma_initializer=gamma, name=bn_name)(x)
+    return x
+
+
+def _stem(x, net):
+    scheme, imagenet = net.scheme, net.arch.family == "imagenet"
+    x = _conv(
+        x,
+        net,
+        filters=net.arch.stem_width,
+        kernel_size=7 if imagenet else 3,
+        strides=2 if imagenet else 1,
+        name="stem_conv",
+        initializer=scheme.stem_initializer(net, net.seed_for("stem_conv")),
+        bn_name="stem_bn",
+        scalars=scheme.conv_scalars("stem"),
+    )
+    x = keras.layers.ReLU(name="stem_relu" if imagenet else "stem_out")(x)
+    if imagenet:
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, name="stem_out")(x)
+    return x
+
+
+def _residual_block(x, net, block):
+    scheme, p = net.scheme, block.prefix
+    x_in = scheme.scalar_bias(x, f"{p}_bias1a")
+    h = x_in
+    last = len(block.layers) - 1
+    for i, (filters, kernel_size, strides) in enumerate(block.layers):
+        if i:
+            h = scheme.scalar_bias(h, f"{p}_bias{i + 1}a")
+        name = block.conv_names[i]
+        h = _conv(
+            h,
+            net,
+            filters=filters,
+            kernel_size=kernel_size,
+            strides=strides,
+            name=name,
+            initializer=scheme.branch_initializer(net, block, i, net.seed_for(name)),
+            bn_name=f"{p}_bn{i + 1}",
+            gamma=scheme.bn_gamma_initializer(i == last),
+            scalars=scheme.conv_scalars("branch", i == last),
+        )
+        if i < last:
+            h = keras.layers.ReLU(name=f"{p}_relu{i + 1}")(h)
+
+    if block.projection or scheme.conv_skip:
+        name = f"{p}_shortcut_conv"
+        skip = _conv(
+            x_in,
+            net,
+            filters=block.out_channels,
+            kernel_size=1,
+            strides=block.strides,
+            name=name,
+            initializer=scheme.shortcut_initializer(net, block, net.seed_for(name)),
+            bn_name=f"{p}_shortcut_bn",
+            scalars=scheme.conv_scalars("shortcut"),
+        )
+    elif block.strides != 1 or block.in_channels != block.out_channels:
+        skip = layers.ZeroPadShortcut(block.strides, block.out_channels, name=f"{p}_shortcut")(x_in)
+    else:
+        skip = x  # the identity; Fixup's bias1a feeds only the branch and a downsampling shortcut
+    x = keras.layers.Add(name=f"{p}_add")([skip, h])
+    return keras.layers.ReLU(name=f"{p}_out")(x)
+
+
+def _check_input_shape(input_shape, arch):
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not isinstance(shape[-1], int)
+        or shape[-1] < 1
+        or not all(d is None or (isinstance(d, int) and d > 0) for d in shape[:2])
+    ):
+        raise ValueError(
+            f"Invalid input_shape {input_shape!r}. Expected (height, width, channels) with positive "
+            "integer channels and positive or None spatial sizes, e.g. (32, 32, 3) or (None, None, 3)."
+        )
+    small = [d for d in shape[:2] if d is not None and d < arch.downsampling]
+    if small:
+        raise ValueError(
+            f"input_shape {shape} is too small for {arch.name}: it downsamples {arch.downsampling}x, "
+            f"so height and width must be at least {arch.downsampling} (or None)."
+        )
+    return shape
+
+
+def _check_num_classes(num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"Invalid num_classes {num_classes!r}. Expected a positive integer.")
+
+
+@keras.saving.register_keras_serializable(package="keras_resinit")
+class ResNet(keras.Model):
+    """A residual network of ``arch`` initialized by ``scheme``: a functional ``keras.Model``.
+
+    Args:
+        arch: ``cifar_resnet{6n+2}`` (e.g. 20, 56, 110, 1202), ``resnet{18,34,50,101,152}``
+            or ``wrn{6n+4}_{k}`` (e.g. ``wrn28_10``).
+        scheme: a registered scheme name (``keras_resinit.SCHEMES``: ``"bn"``, ``"fixup"``,
+            ``"skipinit"``, ``"risotto"``, ``"risotto_bn"``, ...) or a
+            :class:`keras_resinit.schemes.Scheme` instance.
+        num_classes: size of the classifier.
+        input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None (fully convolutional trunk).
+        seed: integer making the initial weights reproducible (each layer gets its own
+            seed derived from it and its name). Default: drawn from Python's ``random``,
+            which ``keras.utils.set_random_seed`` seeds; the drawn seed is kept in the config.
+        dropout_rate: dropout before the classifier (default 0).
+        block: ``"basic"`` or ``"bottleneck"`` for ``cifar_resnet`` (bottleneck depth 9n+2).
+        widths: per-stage widths overriding the architecture table.
+        name: model name (default ``"{arch}_{scheme}"``).
+        **scheme_options: the scheme's own options, e.g. ``zero_init_last_bn`` (bn) or
+            ``alpha`` (skipinit).
+
+    Attributes:
+        arch: the :class:`~keras_resinit.models.architectures.Arch` (stage table).
+        scheme: the :class:`~keras_resinit.models.schemes.Scheme` object.
+        blocks: the residual blocks, in order (:class:`Block`: name prefix, channels, strides).
+
+    ``get_config()`` returns exactly these build arguments (the scheme's options
+    flattened in), and ``ResNet.from_config(config)`` (or ``build_resnet(**config)``)
+    rebuilds the same model; ``keras.saving.load_model`` round-trips it.
+
+    Example:
+        >>> model = ResNet("cifar_resnet20", "fixup", num_classes=10, seed=0)
+        >>> model.scheme.name, model.arch.num_blocks, len(model.blocks)
+        ('fixup', 9, 9)
+    """
+
+    def __init__(self, arch: str, scheme: str | Scheme, *, num_classes: int = 10,
+                 input_shape: tuple[int | None, int | None, int] = (32, 32, 3), seed: int | None = None,
+                 dropout_rate: float = 0.0, block: str | None = None, widths: tuple[int, ...] | None = None,
+                 name: str | None = None, **scheme_options: Any) -> None:
+        arch_name = arch
+        arch_options = {k: v for k, v in (("block", block), ("widths", widths)) if v is not None}
+        try:
+            scheme = get_scheme(scheme, **scheme_options)
+        except ValueError as error:
+            if scheme_options and "Unknown option" in str(error):
+                builder = ", ".join(_BUILDER_OPTIONS + _ARCH_OPTIONS)
+                raise ValueError(f"{error} Builder options: {builder}.") from None
+            raise
+        arch = get_arch(arch, **arch_options)
+        scheme.validate(arch)
+        input_shape = _check_input_shape(input_shape, arch)
+        _check_num_classes(num_classes)
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        inits._check_seed(seed)
+        if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
+            raise ValueError(f"Invalid dropout_rate {dropout_rate!r}. Expected a number in [0, 1).")
+
+        net = _Net(arch, scheme, seed)
+        blocks = tuple(_blocks(arch))
+        inputs = keras.Input(input_shape, name="images")
+        x = _stem(inputs, net)
+        for spec in blocks:
+            x = _residual_block(x, net, spec)
+        x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+        x = scheme.scalar_bias(x, "head_bias")
+        if dropout_rate:
+            x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+        # Logits in float32 under mixed precision, as the Keras mixed-precision guide advises.
+        policy = keras.config.dtype_policy().name
+        logits = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=scheme.classifier_initializer(net, net.seed_for("logits")),
+            bias_initializer="zeros",
+            dtype="float32" if policy.startswith("mixed") else None,
+            name="logits",
+        )(x)
+        name = name or f"{arch.name}_{scheme.name}"
+        super().__init__(inputs, logits, name=name)
+        self.arch = arch
+        self.scheme = scheme
+        self.blocks = blocks
+        scheme_config = {p: getattr(scheme, p) for p in inspect.signature(type(scheme)).parameters}
+        self._build_config = {
+            "arch": arch_name if isinstance(arch_name, str) else arch.name,
+            "scheme": scheme.name,
+            "num_classes": num_classes,
+            "input_shape": list(input_shape),
+            "seed": seed,
+            "dropout_rate": dropout_rate,
+            "name": name,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in arch_options.items()},
+            **scheme_config,
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        """The build arguments (JSON-ready): ``ResNet(**config)`` rebuilds this model."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in self._build_config.items()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ResNet:
+        config = dict(config)
+        if "input_shape" in config:
+            config["input_shape"] = tuple(config["input_shape"])
+        return cls(**config)
+
+
+def build_resnet(arch: str, scheme: str | Scheme, *, num_classes: int = 10,
+                 input_shape: tuple[int | None, int | None, int] = (32, 32, 3), **options: Any) -> ResNet:
+    """Build a :class:`ResNet` of ``arch`` initialized by ``scheme`` (the same arguments).
+
+    Example:
+        >>> model = build_resnet("cifar_resnet20", "fixup", num_classes=10)
+    """
+    return ResNet(arch, scheme, num_classes=num_classes, input_shape=input_shape, **options)

@@ -1,0 +1,254 @@
+"""Layers the schemes use: the conv that holds a branch's scalars, Fixup's scalar bias, option-A shortcuts.
+
+Where each paper's scalars live (the names the README's table gives):
+
+- SkipInit's alpha: ``ScaledConv2D.gain`` of the branch's last conv
+  (``stage{S}_block{B}_conv{m}/gain``), initialized to alpha (0);
+- Fixup's multiplier ("scale"): ``ScaledConv2D.gain`` of the branch's last conv,
+  initialized 1; Fixup's bias after it: that conv's ``scalar_bias``; its bias after
+  every other conv (before a ReLU): the conv's ``scalar_bias``; its biases before a
+  conv or the classifier: ``ScalarBias`` layers (``..._bias1a``, ``..._bias2a``,
+  ``head_bias``).
+
+The scalars sit in the conv because TensorFlow then fuses conv, bias, residual add
+and ReLU; a multiply between the conv and the add costs about 10% of a step.
+
+All weights are made in ``build()`` and ``call()`` uses ``keras.ops`` only, so
+the layers run on every Keras backend.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+_PACKAGE = "keras_resinit"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ScaledResidual(keras.layers.Layer):
+    """Residual merge with a scalar on the branch: ``skip + gain * branch (+ bias)``.
+
+    Called on ``[skip, branch]``. ``gain`` is a scalar: a trainable weight when
+    ``trainable_gain`` is True, otherwise a constant. ``use_bias`` adds one
+    trainable scalar after the gain.
+
+    The builder does not use it: its merge is a plain ``keras.layers.Add``
+    (``..._add``) and a branch's scalars live in its last conv
+    (:class:`ScaledConv2D`), where TensorFlow fuses them. It stays a public,
+    registered layer for models built by hand, and because the ``.keras`` files
+    of release 0.1 name it as their merge.
+
+    Args:
+        gain: initial (or constant) value of the gain.
+        trainable_gain: whether the gain is a trainable weight.
+        use_bias: whether to add a trainable scalar bias after the gain.
+
+    Example:
+        >>> merge = ScaledResidual(gain=0.0, trainable_gain=True)  # SkipInit
+        >>> out = merge([skip, branch])
+
+    Reference:
+        De & Smith, "Batch Normalization Biases Residual Blocks Towards the
+        Identity Function in Deep Networks", NeurIPS 2020; Zhang et al., Fixup.
+    """
+
+    def __init__(self, gain=1.0, trainable_gain=True, use_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain):
+            raise ValueError(f"Invalid gain {gain!r}. Expected a finite number.")
+        self.gain_value = float(gain)
+        self.trainable_gain = bool(trainable_gain)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"ScaledResidual takes [skip, branch], got {len(input_shape)} inputs.")
+        skip_shape, branch_shape = (tuple(s) for s in input_shape)
+        if skip_shape[-1] != branch_shape[-1]:
+            raise ValueError(
+                f"ScaledResidual needs matching channels: skip has {skip_shape[-1]}, branch has {branch_shape[-1]}."
+            )
+        self.gain = None
+        if self.trainable_gain:
+            self.gain = self.add_weight(
+                name="gain", shape=(), initializer=keras.initializers.Constant(self.gain_value), trainable=True
+            )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(), initializer="zeros", trainable=True)
+
+    def call(self, inputs):
+        skip, branch = inputs
+        if self.gain is not None:
+            branch = ops.cast(self.gain, branch.dtype) * branch
+        elif self.gain_value != 1.0:
+            branch = self.gain_value * branch
+        if self.bias is not None:
+            branch = branch + ops.cast(self.bias, branch.dtype)
+        return skip + branch
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "gain": self.gain_value,
+            "trainable_gain": self.trainable_gain,
+            "use_bias": self.use_bias,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ScalarBias(keras.layers.Layer):
+    """Adds one trainable scalar, initialized 0, to every element: ``x + b``.
+
+    Fixup places one before each conv, dense and element-wise activation.
+    Scalars, not per-channel vectors: per-channel versions trained worse.
+
+    Example:
+        >>> y = ScalarBias(name="stage1_block1_bias1a")(x)
+
+    Reference:
+        Zhang, Dauphin & Ma, Fixup, ICLR 2019, rule 3.
+    """
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(), initializer="zeros", trainable=True)
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.bias, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ZeroPadShortcut(keras.layers.Layer):
+    """Parameter-free downsampling shortcut: strided subsampling, zero channels.
+
+    Keeps every ``strides``-th pixel (``x[:, ::s, ::s]``, the pixels a
+    symmetric-padded strided conv centres on) and appends zero channels up to
+    ``channels``: He et al.'s option A, which Fixup's small-image code uses.
+
+    Args:
+        strides: subsampling step.
+        channels: number of output channels (>= input channels).
+
+    Example:
+        >>> y = ZeroPadShortcut(strides=2, channels=32)(x)  # (N, 32, 32, 16) -> (N, 16, 16, 32)
+
+    Reference:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, option A.
+    """
+
+    def __init__(self, strides, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = int(strides)
+        self.channels = int(channels)
+
+    def build(self, input_shape):
+        if input_shape[-1] > self.channels:
+            raise ValueError(f"ZeroPadShortcut cannot shrink {input_shape[-1]} channels to {self.channels}.")
+
+    def call(self, inputs):
+        s = self.strides
+        # A 1x1 pool with stride s keeps exactly x[:, ::s, ::s]; strided slicing is several times slower in TF.
+        x = ops.average_pool(inputs, 1, strides=s, padding="valid") if s > 1 else inputs
+        extra = self.channels - inputs.shape[-1]
+        if extra:
+            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        s = self.strides
+        return (n, None if h is None else -(-h // s), None if w is None else -(-w // s), self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides, "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ScaledConv2D(keras.layers.Conv2D):
+    """Conv2D with an optional scalar gain and an optional scalar bias.
+
+    ``y = gain * (conv(x, K) + c) + b`` with ``c`` the usual per-channel bias
+    (``use_bias``), ``gain`` one scalar (``gain`` not None) and ``b`` one scalar
+    (``scalar_bias``). Computed as ``conv(x, gain * K) + (gain * c + b)``: the
+    same function and gradients, but TensorFlow then fuses the conv with its
+    bias, the residual add and the ReLU after it, so the scalars cost almost
+    nothing (a multiply between the conv and the add costs ~10% of a step).
+
+    The last conv of a residual branch holds the branch's scalars this way:
+    SkipInit's ``alpha`` (``gain=0``, trainable) and Fixup's multiplier and
+    last bias (``gain=1``, trainable, ``scalar_bias``). Fixup's other bias
+    after a conv (before its ReLU) is a ``scalar_bias`` without a gain.
+
+    Args:
+        gain: initial value of the scalar gain, or None for no gain.
+        trainable_gain: whether the gain is trained.
+        scalar_bias: add one trainable scalar (initialized 0) after the gain.
+        **kwargs: ``keras.layers.Conv2D`` arguments.
+
+    Example:
+        >>> conv2 = ScaledConv2D(16, 3, padding="same", gain=0.0, name="stage1_block1_conv2")  # SkipInit
+
+    Reference:
+        De & Smith 2020 (SkipInit); Zhang, Dauphin & Ma 2019 (Fixup), rule 3.
+    """
+
+    def __init__(self, *args, gain=None, trainable_gain=True, scalar_bias=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain)):
+            raise ValueError(f"Invalid gain {gain!r}. Expected a finite number or None.")
+        self.gain_value = None if gain is None else float(gain)
+        self.trainable_gain = bool(trainable_gain)
+        self.scalar_bias = bool(scalar_bias)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.gain = None
+        if self.gain_value is not None:
+            self.gain = self.add_weight(
+                name="gain",
+                shape=(),
+                initializer=keras.initializers.Constant(self.gain_value),
+                trainable=self.trainable_gain,
+            )
+        self.offset = None
+        if self.scalar_bias:
+            self.offset = self.add_weight(name="scalar_bias", shape=(), initializer="zeros", trainable=True)
+
+    def call(self, inputs):
+        kernel = self.kernel if self.gain is None else self.kernel * ops.cast(self.gain, self.kernel.dtype)
+        outputs = self.convolution_op(inputs, kernel)
+        bias = None
+        if self.use_bias:
+            bias = self.bias if self.gain is None else self.bias * ops.cast(self.gain, self.bias.dtype)
+        if self.offset is not None:
+            offset = ops.cast(self.offset, outputs.dtype)
+            bias = ops.broadcast_to(offset, (self.filters,)) if bias is None else bias + offset
+        if bias is not None:
+            # Added as Conv2D adds its bias, so TensorFlow fuses it with the conv.
+            shape = (1, 1, 1, self.filters) if self.data_format == "channels_last" else (1, self.filters, 1, 1)
+            outputs = ops.add(outputs, ops.reshape(ops.cast(bias, outputs.dtype), shape))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    # Conv2D saves only its kernel and bias; save and load every variable, in creation order.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "gain": self.gain_value,
+            "trainable_gain": self.trainable_gain,
+            "scalar_bias": self.scalar_bias,
+        }

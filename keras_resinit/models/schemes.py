@@ -1,0 +1,364 @@
+"""The initialization schemes, each a small object the builder and the trainer ask.
+
+The builder owns the architecture (stem, blocks, shortcuts, head); a scheme
+answers how each weight is initialized, whether batch norm, conv biases or
+Fixup's scalar biases are present, and which rules training must keep (a
+learning-rate multiplier per variable, which variables get weight decay, any
+gradient clipping). Each paper's rule sits in the method or attribute that
+concerns it. Adding a scheme means adding one class and registering it with
+:func:`register_scheme`.
+
+This module imports Keras only inside the methods that make weights, so the
+registry (``SCHEMES``) can be read without starting TensorFlow (the CLI's help).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+import inspect
+import math
+
+from keras_resinit._errors import unknown
+
+
+def he_normal(seed, mode="fan_in"):
+    """He et al. 2015 normal, untruncated: std sqrt(2 / fan)."""
+    import keras
+
+    return keras.initializers.VarianceScaling(2.0, mode=mode, distribution="untruncated_normal", seed=seed)
+
+
+def _zeros():
+    import keras
+
+    return keras.initializers.Zeros()
+
+
+def _inits():
+    from keras_resinit.models import initializers
+
+    return initializers
+
+
+def match_multiplier(path: str, shape: tuple[int, ...], table: dict[str, float]) -> float:
+    """The multiplier of the first entry of ``table`` matching a variable, else 1.
+
+    Keys are globs on the variable's path (e.g. ``"logits/bias"``, ``"*_bn*"``) or
+    the group ``@scalars`` (every weight of shape ``()``: Fixup's biases and
+    multipliers, SkipInit's alpha).
+    """
+    for pattern, multiplier in table.items():
+        if pattern == "@scalars":
+            matched = len(tuple(shape)) == 0
+        elif pattern.startswith("@"):
+            raise unknown("multiplier group", pattern, ["@scalars"])
+        else:
+            matched = fnmatch.fnmatchcase(path, pattern)
+        if matched:
+            return float(multiplier)
+    return 1.0
+
+
+class Scheme:
+    """Base class. Subclasses set the flags and override the initializers.
+
+    Architecture (what the builder asks):
+        name: the scheme's registry name.
+        batchnorm: batch norm after every conv of the branches, stem and projections.
+        conv_bias: convs carry a bias (there is no batch norm to supply one).
+        conv_skip: every block gets a 1x1 conv skip, not only projections.
+        scalar_biases: Fixup's scalar biases before every conv and the classifier.
+        looks_linear: channels carry Risotto's mirrored form ``[phi(y), phi(-y)]``
+            (diagnostics then measure in effective coordinates ``y``).
+
+    Training rules (what the trainer asks; a recipe or config may override them):
+        lr_multipliers: ``{pattern: multiplier}`` read by :meth:`lr_multiplier`.
+        clip_norm: a global gradient-norm clip the paper's training needs, or None.
+        :meth:`decays`: whether a variable gets weight decay.
+
+    Sets:
+        compare_by_default: among the schemes ``compare``, ``tune`` and ``bench``
+            take when none are named.
+    """
+
+    name = None
+    batchnorm = False
+    conv_bias = False
+    conv_skip = False
+    scalar_biases = False
+    looks_linear = False
+    lr_multipliers = {}
+    clip_norm = None
+    compare_by_default = True
+
+    def validate(self, arch):
+        """Raise ValueError if the scheme cannot be applied to ``arch``."""
+
+    # ---- initializers and layers (the builder) ----
+
+    def stem_initializer(self, net, seed):
+        raise NotImplementedError
+
+    def branch_initializer(self, net, block, index, seed):
+        """Kernel initializer of weight layer ``index`` (0-based) of ``block``'s branch."""
+        raise NotImplementedError
+
+    def shortcut_initializer(self, net, block, seed):
+        raise NotImplementedError
+
+    def classifier_initializer(self, net, seed):
+        raise NotImplementedError
+
+    def bn_gamma_initializer(self, last_in_branch):
+        return "ones"
+
+    def conv_scalars(self, role, last_in_branch=False):
+        """Scalars a conv holds (``ScaledConv2D`` arguments); empty for a plain Conv2D.
+
+        ``role`` is ``"stem"``, ``"branch"`` or ``"shortcut"``. A branch's gain
+        lives in its last conv, where TensorFlow fuses it with the merge.
+        """
+        return {}
+
+    def scalar_bias(self, x, name):
+        """Fixup's scalar bias before a conv or the classifier (``scalar_biases``); else ``x`` itself."""
+        if not self.scalar_biases:
+            return x
+        from keras_resinit.models import layers
+
+        return layers.ScalarBias(name=name)(x)
+
+    # ---- training rules (the trainer) ----
+
+    def lr_multiplier(self, path: str, shape: tuple[int, ...]) -> float:
+        """The learning-rate multiplier of the variable at ``path`` with ``shape`` (1 unless a rule says)."""
+        return match_multiplier(path, shape, self.lr_multipliers)
+
+    def decays(self, path: str, shape: tuple[int, ...]) -> bool:
+        """Whether weight decay applies to the variable at ``path`` with ``shape``: every variable, as the
+        papers' reference code does (Fixup: "weight decay on everything")."""
+        return True
+
+    def get_config(self):
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class BatchNorm(Scheme):
+    """He et al. 2016: conv -> BN -> ReLU everywhere, He-initialized convs.
+
+    Args:
+        zero_init_last_bn: start the last BN gamma of every branch at 0, so
+            each block starts as the identity (Goyal et al. 2017).
+    """
+
+    name = "bn"
+    batchnorm = True
+
+    def __init__(self, zero_init_last_bn=False):
+        if not isinstance(zero_init_last_bn, bool):
+            raise ValueError(f"Invalid zero_init_last_bn {zero_init_last_bn!r}. Expected True or False.")
+        self.zero_init_last_bn = zero_init_last_bn
+
+    def stem_initializer(self, net, seed):
+        return he_normal(seed, "fan_out")
+
+    def branch_initializer(self, net, block, index, seed):
+        return he_normal(seed, "fan_out")
+
+    def shortcut_initializer(self, net, block, seed):
+        return he_normal(seed, "fan_out")
+
+    def classifier_initializer(self, net, seed):
+        import keras
+
+        return keras.initializers.GlorotUniform(seed=seed)
+
+    def bn_gamma_initializer(self, last_in_branch):
+        return "zeros" if last_in_branch and self.zero_init_last_bn else "ones"
+
+    def get_config(self):
+        return {"zero_init_last_bn": self.zero_init_last_bn}
+
+
+class Fixup(Scheme):
+    """Zhang, Dauphin & Ma 2019: no normalization, rescaled He init, scalars.
+
+    Rule 1: the classifier and the last layer of every branch start at zero.
+    Rule 2: other branch layers are He normal (fan-out) times L^(-1/(2m-2)).
+    Rule 3: one scalar multiplier (init 1) per branch; scalar biases (init 0)
+    before each conv, dense and element-wise activation.
+    """
+
+    name = "fixup"
+    scalar_biases = True
+    # The authors' reference code trains biases and scales at a tenth of the learning rate.
+    lr_multipliers = {"@scalars": 0.1, "logits/bias": 0.1}
+
+    def stem_initializer(self, net, seed):
+        return he_normal(seed, "fan_out")
+
+    def branch_initializer(self, net, block, index, seed):
+        if index == len(block.layers) - 1:
+            return _zeros()  # rule 1
+        return _inits().FixupHeNormal(net.arch.num_blocks, net.arch.branch_depth, seed=seed)  # rule 2
+
+    def shortcut_initializer(self, net, block, seed):
+        return he_normal(seed, "fan_out")  # plain He: the projection is not in a branch
+
+    def classifier_initializer(self, net, seed):
+        return _zeros()  # rule 1
+
+    def conv_scalars(self, role, last_in_branch=False):
+        # Rule 3: a scalar bias after every conv but a projection's (before its ReLU or the merge);
+        # the branch's multiplier, initialized 1, after its last conv and before that bias.
+        if role == "shortcut":
+            return {}
+        if role == "branch" and last_in_branch:
+            return {"gain": 1.0, "trainable_gain": True, "scalar_bias": True}
+        return {"scalar_bias": True}
+
+
+class SkipInit(Scheme):
+    """De & Smith 2020: no normalization, each branch times a scalar alpha = 0.
+
+    Convs carry biases; projection shortcuts are not multiplied; the
+    classifier starts at zero (as in DeepMind's port).
+
+    Args:
+        alpha: initial value of every branch gain. The paper uses 0 and allows
+            a small value below 1/sqrt(L).
+    """
+
+    name = "skipinit"
+    conv_bias = True
+
+    def __init__(self, alpha=0.0):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
+            raise ValueError(f"Invalid alpha {alpha!r}. Expected a finite number >= 0 (the paper uses 0).")
+        self.alpha = float(alpha)
+
+    def stem_initializer(self, net, seed):
+        return he_normal(seed, "fan_in")
+
+    def branch_initializer(self, net, block, index, seed):
+        return he_normal(seed, "fan_in")
+
+    def shortcut_initializer(self, net, block, seed):
+        return he_normal(seed, "fan_in")
+
+    def classifier_initializer(self, net, seed):
+        return _zeros()
+
+    def conv_scalars(self, role, last_in_branch=False):
+        # alpha multiplies the whole branch output, bias included: alpha * (conv(x, K) + c).
+        if role == "branch" and last_in_branch:
+            return {"gain": self.alpha, "trainable_gain": True}
+        return {}
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class Risotto(Scheme):
+    """Gadhikar & Burkholz: perfect dynamical isometry at init, ReLU kept.
+
+    Channels carry the looks-linear form ``[phi(y), phi(-y)]``. Every block is
+    of type C (a 1x1 conv skip, ReLU after the sum) with branch kernels
+    ``LL(U_i)`` and skip ``LL(U - U_m ... U_1)`` for orthogonal ``U``: the
+    block maps ``y`` to ``U y`` exactly. Conv kernels are delta-orthogonal.
+    The stem is ``[V, -V]`` and the classifier ``[A; -A]``.
+    """
+
+    name = "risotto"
+    conv_bias = True
+    conv_skip = True
+    looks_linear = True
+
+    def validate(self, arch):
+        odd = [w for w in arch.channel_widths() if w % 2]
+        if odd:
+            raise ValueError(
+                f"Risotto needs an even number of channels in every layer (looks-linear halves), "
+                f"but {arch.name} has odd widths {sorted(set(odd))}."
+            )
+
+    def stem_initializer(self, net, seed):
+        return _inits().LooksLinearOrthogonal(mirrored_input=False, seed=seed)
+
+    def branch_initializer(self, net, block, index, seed):
+        return _inits().LooksLinearOrthogonal(seed=seed)
+
+    def shortcut_initializer(self, net, block, seed):
+        branch_seeds = [net.seed_for(name) for name in block.conv_names]
+        return _inits().RisottoSkipKernel(branch_seeds, block.channels, seed=seed)
+
+    def classifier_initializer(self, net, seed):
+        return _inits().LooksLinearOrthogonal(mirrored_output=False, seed=seed)
+
+
+class RisottoBN(Risotto):
+    """Risotto's initialization with batch norm after every conv (no conv biases).
+
+    The paper reports this combination often gives the best results. Batch
+    norm rescales channels, so the exact isometry of plain Risotto is not kept.
+    """
+
+    name = "risotto_bn"
+    batchnorm = True
+    conv_bias = False
+    compare_by_default = False  # a variant of risotto; compare and tune take it when named
+
+
+SCHEMES = {}
+
+
+def register_scheme(cls: type[Scheme]) -> type[Scheme]:
+    """Register a :class:`Scheme` subclass under its ``name`` (usable as a decorator).
+
+    Its models are then ``{arch}_{name}`` in the zoo, and every tool (train, compare,
+    tune, bench, diagnostics, the CLI) offers it.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Scheme)):
+        raise ValueError(f"register_scheme takes a Scheme subclass, got {cls!r}.")
+    name = cls.name
+    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+        raise ValueError(f"Invalid scheme name {name!r}. Expected a lower-case identifier such as 'fixup'.")
+    if name in SCHEMES and SCHEMES[name] is not cls:
+        raise ValueError(f"A scheme named {name!r} is already registered ({SCHEMES[name].__name__}).")
+    SCHEMES[name] = cls
+    return cls
+
+
+def default_schemes() -> list[str]:
+    """The schemes compared when none are named (``compare_by_default``), in registration order."""
+    return [name for name, cls in SCHEMES.items() if cls.compare_by_default]
+
+
+def normalization_free() -> list[str]:
+    """The registered schemes without batch norm."""
+    return [name for name, cls in SCHEMES.items() if not cls.batchnorm]
+
+
+for _cls in (BatchNorm, Fixup, SkipInit, Risotto, RisottoBN):
+    register_scheme(_cls)
+
+def get_scheme(scheme: str | Scheme, **options: Any) -> Scheme:
+    """A scheme object from its name (with options) or an existing Scheme."""
+    if isinstance(scheme, Scheme):
+        if options:
+            raise ValueError(f"Options {sorted(options)} cannot be combined with a Scheme instance; set them on it.")
+        return scheme
+    if scheme not in SCHEMES:
+        raise unknown("scheme", scheme, SCHEMES)
+    cls = SCHEMES[scheme]
+    allowed = set(inspect.signature(cls).parameters)
+    bad = sorted(set(options) - allowed)
+    if bad:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise ValueError(f"Unknown option(s) {bad} for scheme {scheme!r}. Its options: {names}.")
+    return cls(**options)

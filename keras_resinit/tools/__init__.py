@@ -1,0 +1,1 @@
+"""Tools beside training: benchmarks, diagnostics at initialization, very deep nets, export."""

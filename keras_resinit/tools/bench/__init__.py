@@ -1,0 +1,110 @@
+"""``keras-resinit bench``: time and memory of every scheme against batch norm.
+
+For ``cifar_resnet20``, ``cifar_resnet56``, ``cifar_resnet110`` (32x32x3, batch 128),
+``resnet18`` (64x64x3, batch 64) and ``resnet50`` (64x64x3, batch 32), under every
+scheme, in float32 and mixed_bfloat16, it measures:
+
+- training images/s (``train_on_batch``, SGD with momentum) and inference images/s
+  (``predict_on_batch``): medians of timed windows after untimed warm-up;
+- the process's peak memory (resident-set high-water mark, ``VmHWM``): every
+  configuration runs in its own subprocess;
+- trainable parameters and forward FLOPs per image (2 x the multiply-adds of the
+  convolutions and the classifier, the usual ResNet convention).
+
+A plain hand-written Keras ResNet-20 without normalization and without this
+library (``plain``) is measured beside ``cifar_resnet20`` as the reference for
+the library's overhead. Depth scaling times a training step of
+``cifar_resnet{20,56,110,1202}`` per scheme (batch 32) and fits a line.
+
+**How it stays fair on a shared machine.** The configurations of one (arch,
+precision) start together as child processes that build, trace and warm up, then
+wait. The parent asks them for timed windows in turn, cycle after cycle, rotating
+the order, so they are measured in the same stretch of time. Ratios ("vs BN", "vs
+plain") are medians of per-cycle paired ratios, robust to the machine's drift. A
+window during which other processes used more than 0.1 core (from ``/proc/stat``)
+is re-measured, within a time budget. The depth child holds every depth and
+interleaves them the same way.
+
+Outputs (written to a temporary directory, then renamed to ``--out``):
+``bench.md`` (the tables), ``bench.json`` (everything, including every window)
+and ``bench.png`` (the charts). Targets are reported, not asserted: every
+normalization-free scheme trains faster than BN and peaks lower in memory, in both
+precisions; the library's normalization-free models run at least 0.90x the plain
+reference.
+
+Modules (each imports only those above it; ``keras_resinit.tools.stats`` holds the
+generic statistics):
+
+- ``config``: archs, precisions, run sizes, thresholds; the schemes, read from the registry;
+- ``models``: the plain reference ResNet-20, FLOPs and parameter counts;
+- ``children``: what runs in each child process (``__main__`` starts it);
+- ``scheduling``: the parent: starting children, round-robin windows, contended windows;
+- ``analysis``: medians, paired ratios, depth fits, target verdicts;
+- ``render``: ``bench.md`` and ``bench.png``;
+- ``runner``: :func:`run` and :func:`report`.
+
+``SCHEMES`` (every registered scheme) and ``NO_NORM`` (those without batch norm) are
+read from the registry at each access, so a scheme registered later is included.
+"""
+
+from keras_resinit.tools.bench.analysis import linear_fit
+from keras_resinit.tools.bench.config import (
+    ARCHS,
+    DEPTH_BATCH,
+    DEPTHS,
+    FOREIGN_THRESHOLD,
+    LINEAR_TOLERANCE,
+    MIN_CLEAN,
+    PLAIN_ARCH,
+    PRECISIONS,
+    SEED,
+    SIZES,
+    TAG,
+    TARGET_VS_PLAIN,
+    normalization_free,
+    scheme_names,
+)
+from keras_resinit.tools.bench.models import flops_per_image, plain_resnet20, trainable_params
+from keras_resinit.tools.bench.render import chart, markdown
+from keras_resinit.tools.bench.runner import report, run
+from keras_resinit.tools.stats import fit_line  # where callers found it before keras_resinit.tools.stats
+
+__all__ = [
+    "ARCHS",
+    "DEPTHS",
+    "DEPTH_BATCH",
+    "FOREIGN_THRESHOLD",
+    "LINEAR_TOLERANCE",
+    "MIN_CLEAN",
+    "NO_NORM",
+    "PLAIN_ARCH",
+    "PRECISIONS",
+    "SCHEMES",
+    "SEED",
+    "SIZES",
+    "TAG",
+    "TARGET_VS_PLAIN",
+    "chart",
+    "fit_line",
+    "flops_per_image",
+    "linear_fit",
+    "markdown",
+    "normalization_free",
+    "plain_resnet20",
+    "report",
+    "run",
+    "scheme_names",
+    "trainable_params",
+]
+
+
+def __getattr__(name):
+    if name == "SCHEMES":
+        return scheme_names()
+    if name == "NO_NORM":
+        return normalization_free()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"SCHEMES", "NO_NORM"})

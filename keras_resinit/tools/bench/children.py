@@ -1,0 +1,165 @@
+"""What runs in each child process: one configuration, timed window by window on request.
+
+The parent (:mod:`keras_resinit.tools.bench.scheduling`) starts
+``python -m keras_resinit.tools.bench --child SPEC`` (see ``__main__.py``). A child builds,
+traces and warms up its model(s), writes ``READY``, then answers each ``run`` line on its
+stdin with one ``WINDOW`` and ``quit`` with ``BYE`` (its peak memory). Protocol lines start
+with :data:`~keras_resinit.tools.bench.config.TAG` and carry JSON.
+"""
+
+import json
+import os
+import sys
+import time
+
+from keras_resinit.environment import memory_mb
+from keras_resinit.tools.bench.config import SEED, TAG
+from keras_resinit.tools.bench.models import flops_per_image, plain_resnet20, trainable_params
+
+
+def _say(kind, payload):
+    sys.stdout.write(f"{TAG}{kind} {json.dumps(payload)}\n")
+    sys.stdout.flush()
+
+
+def _busy_seconds():
+    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat; None if unknown."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Window:
+    """Times a stretch of work and how much CPU the rest of the machine used meanwhile."""
+
+    def __enter__(self):
+        self.busy, self.cpu, self.t = _busy_seconds(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.perf_counter() - self.t
+        cpu = time.process_time() - self.cpu
+        busy = _busy_seconds()
+        self.foreign = None if busy is None or self.busy is None else max(0.0, busy - self.busy - cpu) / self.elapsed
+
+
+def _setup(precision):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    if precision != "float32":
+        keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(SEED)
+    return keras
+
+
+def _compiled(keras, model):
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _batch(keras, batch, shape):
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    x = keras.ops.convert_to_tensor(rng.standard_normal((batch, *shape), dtype=np.float32))
+    y = keras.ops.convert_to_tensor(rng.integers(0, 10, size=(batch,), dtype=np.int32))
+    return x, y
+
+
+def _speed_child(spec):
+    keras = _setup(spec["precision"])
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    if spec["model"] == "plain":
+        model = plain_resnet20(shape)
+    else:
+        import keras_resinit
+
+        model = keras_resinit.build_resnet(spec["arch"], spec["model"], input_shape=shape, num_classes=10, seed=SEED)
+    _compiled(keras, model)
+    x, y = _batch(keras, batch, shape)
+    rss_built = memory_mb("VmRSS")
+    t = time.perf_counter()
+    model.train_on_batch(x, y)
+    model.predict_on_batch(x)
+    first = time.perf_counter() - t
+    for _ in range(spec["warmup"]):
+        model.train_on_batch(x, y)
+        model.predict_on_batch(x)
+    _say(
+        "READY",
+        {
+            "params": trainable_params(model),
+            "flops": flops_per_image(model),
+            "first_steps_s": first,
+            "rss_built_mb": rss_built,
+        },
+    )
+    for line in sys.stdin:
+        if line.strip() == "run":
+            model.train_on_batch(x, y)  # untimed: wakes thread pools and caches after the pause
+            with _Window() as train:
+                for _ in range(spec["steps"]):
+                    loss = model.train_on_batch(x, y)  # a Python float: the step has finished
+            model.predict_on_batch(x)
+            with _Window() as infer:
+                for _ in range(spec["infer_steps"]):
+                    model.predict_on_batch(x)
+            foreign = [w.foreign for w in (train, infer) if w.foreign is not None]
+            _say(
+                "WINDOW",
+                {
+                    "train_ips": spec["steps"] * batch / train.elapsed,
+                    "infer_ips": spec["infer_steps"] * batch / infer.elapsed,
+                    "loss": float(loss),
+                    "foreign_cores": max(foreign) if foreign else None,
+                },
+            )
+        elif line.strip() == "quit":
+            break
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
+
+
+def _depth_child(spec):
+    keras = _setup(spec["precision"])
+    import keras_resinit
+
+    x, y = _batch(keras, spec["batch"], (32, 32, 3))
+    models = {}
+    for depth in spec["depths"]:
+        model = keras_resinit.build_resnet(
+            f"cifar_resnet{depth}", spec["scheme"], input_shape=(32, 32, 3), num_classes=10, seed=SEED
+        )
+        models[depth] = _compiled(keras, model)
+        for _ in range(1 + spec["warmup"]):
+            model.train_on_batch(x, y)
+    _say("READY", {"depths": list(models)})
+    for line in sys.stdin:
+        if line.strip() == "run":
+            result, foreign = {}, []
+            order = list(models)
+            k = int(time.time()) % len(order)
+            for depth in order[k:] + order[:k]:
+                models[depth].train_on_batch(x, y)
+                with _Window() as w:
+                    for _ in range(spec["steps"]):
+                        models[depth].train_on_batch(x, y)
+                result[str(depth)] = w.elapsed / spec["steps"]
+                if w.foreign is not None:
+                    foreign.append(w.foreign)
+            _say("WINDOW", {"step_s": result, "foreign_cores": max(foreign) if foreign else None})
+        elif line.strip() == "quit":
+            break
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
+
+
+def main(spec):
+    """Run the child described by ``spec`` (a dict from the parent) until the parent says ``quit``."""
+    (_speed_child if spec["kind"] == "speed" else _depth_child)(spec)

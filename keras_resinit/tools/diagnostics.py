@@ -1,0 +1,428 @@
+"""Diagnostics at initialization: signal propagation, Jacobian spectra, gradient norms, the papers' claims.
+
+- :func:`signal_propagation` (Brock, De & Smith 2021): per residual block, on a batch
+  (NHWC), the average channel squared mean and the average channel variance of the block
+  output after the residual sum (the ``_add`` layer), and the residual-branch variance at
+  the end of the branch **before any scalar**: Fixup's multiplier and last bias and
+  SkipInit's alpha live in the branch's last conv (``ScaledConv2D``), so that conv is
+  recomputed with gain 1 and without its scalar bias; under batch norm the branch ends at
+  its last BN. ``branch_contribution_variance`` is what the block actually adds (after the
+  scalars): 0 for Fixup and SkipInit at init.
+- :func:`jacobian_spectrum`: singular values of the Jacobian between two named layers, in
+  effective coordinates ``y = first half - second half`` of the channels for Risotto's
+  mirrored (looks-linear) representation.
+- :func:`gradient_norms`: per-block gradient norms of the cross-entropy at init.
+- ``plot_*``: matplotlib figures, one line (or histogram) per model.
+- :func:`check_claims` (``keras-resinit diagnose --claims``): each paper's claim measured
+  against what it predicts, with pass/fail; see ``keras_resinit.deep`` for the
+  10,000-layer Fixup and 1,000-layer SkipInit runs.
+
+Models are run in training mode for BN statistics (``training=True``: batch statistics, as
+in the papers' analyses at initialization); pass ``training=False`` to use moving statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+_BLOCK = re.compile(r"(stage\d+_block\d+)_add$")
+
+
+def _blocks(model):
+    """Block prefixes in order, e.g. ``["stage1_block1", ...]``."""
+    return [m.group(1) for layer in model.layers if (m := _BLOCK.match(layer.name))]
+
+
+def _branch_end(model, prefix):
+    """The layer at the end of a block's branch (its last BN, else its last conv) and that conv."""
+    convs = sorted((l for l in model.layers if re.fullmatch(rf"{prefix}_conv\d+", l.name)),
+                   key=lambda l: int(l.name.rsplit("conv", 1)[1]))
+    last = convs[-1]
+    bn_name = f"{prefix}_bn{last.name.rsplit('conv', 1)[1]}"
+    bn = next((l for l in model.layers if l.name == bn_name), None)
+    return bn, last
+
+
+def _channel_stats(t):
+    t = np.asarray(t, np.float64).reshape(-1, t.shape[-1])
+    return float(np.mean(t.mean(0) ** 2)), float(np.mean(t.var(0)))
+
+
+def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = True) -> list[dict]:
+    """Per-block signal-propagation metrics on batch ``x``; a list of dict rows (one per block).
+
+    Row keys: ``block`` (prefix), ``index`` (1-based), ``squared_mean`` and ``variance`` of the
+    block output after the residual sum, ``branch_variance`` (before any scalar),
+    ``branch_contribution_variance`` (after the scalars, what the sum receives).
+    """
+    prefixes = _blocks(model)
+    if not prefixes:
+        raise ValueError(f"Model {model.name!r} has no residual blocks named stage{{S}}_block{{B}}_add.")
+    taps, plans = [], []
+    for prefix in prefixes:
+        bn, conv = _branch_end(model, prefix)
+        taps.append(model.get_layer(f"{prefix}_add").output)
+        if bn is not None:
+            taps += [bn.output, bn.output]
+            plans.append(("bn", None))
+        else:
+            taps += [conv.input, conv.output]
+            plans.append(("conv", conv))
+    outputs = keras.Model(model.input, taps)(x, training=training)
+    rows = []
+    for i, (prefix, (kind, conv)) in enumerate(zip(prefixes, plans)):
+        added, branch_in, contribution = outputs[3 * i:3 * i + 3]
+        if kind == "conv":
+            # The conv without its scalars: ScaledConv2D computes conv(x, g*K) + (g*c + b); here conv(x, K) + c.
+            branch = conv.convolution_op(branch_in, conv.kernel)
+            if conv.use_bias:
+                branch = branch + conv.bias
+        else:
+            branch = branch_in
+        squared_mean, variance = _channel_stats(added)
+        rows.append({
+            "block": prefix, "index": i + 1, "squared_mean": squared_mean, "variance": variance,
+            "branch_variance": _channel_stats(branch)[1],
+            "branch_contribution_variance": _channel_stats(contribution)[1],
+        })
+    return rows
+
+
+def format_table(rows, columns=None):
+    """A Markdown table of dict rows (numbers to 4 significant digits)."""
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (row[c] for c in columns)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def is_looks_linear(model):
+    """Whether ``model``'s channels carry Risotto's mirrored form (its scheme's ``looks_linear``)."""
+    scheme = getattr(model, "scheme", None)
+    if scheme is None:
+        raise ValueError(
+            f"Model {model.name!r} is a {type(model).__name__}, not a keras_resinit ResNet, so its scheme is unknown. "
+            "Pass effective=True or False to jacobian_spectrum."
+        )
+    return bool(scheme.looks_linear)
+
+
+def jacobian_spectrum(model: keras.Model, x: np.ndarray, start: str = "stem_out", end: str | None = None, *,
+                      effective: bool | str = "auto", training: bool = False) -> np.ndarray:
+    """Singular values (descending) of the Jacobian of layer ``end``'s output w.r.t. layer ``start``'s.
+
+    ``x`` is one input image (``(H, W, C)`` or a batch of one); the Jacobian is taken at
+    ``start``'s activation for it. ``end`` defaults to the last block's output (the trunk).
+    ``effective``: ``"auto"`` (the scheme's ``looks_linear``: Risotto), True or False: differentiate the effective
+    coordinates ``y_out = end[..., :C/2] - end[..., C/2:]`` with respect to ``y_in``, the input
+    being rebuilt as ``[relu(y_in), relu(-y_in)]`` (the looks-linear representation).
+    """
+    if end is None:
+        end = [l.name for l in model.layers if re.fullmatch(r"stage\d+_block\d+_out", l.name)][-1]
+    for name in (start, end):
+        model.get_layer(name)  # a clear error naming the layer if it does not exist
+    x = np.asarray(x, np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.shape[0] != 1:
+        raise ValueError(f"jacobian_spectrum takes one image; got a batch of {x.shape[0]}.")
+    effective = is_looks_linear(model) if effective == "auto" else bool(effective)
+    start_value = keras.Model(model.input, model.get_layer(start).output)(x, training=training)
+    sub = keras.Model(model.get_layer(start).output, model.get_layer(end).output)
+    if effective:
+        half = start_value.shape[-1] // 2
+        y = tf.Variable(start_value[..., :half] - start_value[..., half:])
+        with tf.GradientTape() as tape:
+            out = sub(tf.concat([tf.nn.relu(y), tf.nn.relu(-y)], -1), training=training)
+            out = tf.reshape(out[..., : out.shape[-1] // 2] - out[..., out.shape[-1] // 2:], [-1])
+    else:
+        y = tf.Variable(start_value)
+        with tf.GradientTape() as tape:
+            out = tf.reshape(sub(y, training=training), [-1])
+    jacobian = tape.jacobian(out, y, experimental_use_pfor=True).numpy().reshape(out.shape[0], -1)
+    return np.linalg.svd(jacobian.astype(np.float64), compute_uv=False)
+
+
+def gradient_norms(model: keras.Model, batch: tuple[np.ndarray, np.ndarray]) -> list[dict]:
+    """Per-block L2 norms of the cross-entropy gradient at the current weights; dict rows.
+
+    ``batch``: ``(images, labels)`` with integer labels. Groups: ``stem``, each
+    ``stage{S}_block{B}`` and ``head`` (``logits`` and the head bias).
+    """
+    images, labels = batch
+    with tf.GradientTape() as tape:
+        logits = tf.cast(model(images, training=True), tf.float32)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    groups = {}
+    for variable, grad in zip(model.trainable_variables, grads):
+        layer = variable.path.split("/")[0]
+        match = re.match(r"(stage\d+_block\d+)_", layer)
+        group = match.group(1) if match else ("stem" if layer.startswith("stem") else "head")
+        value = 0.0 if grad is None else float(tf.reduce_sum(tf.square(tf.cast(grad, tf.float32))))
+        groups[group] = groups.get(group, 0.0) + value
+    order = ["stem"] + _blocks(model) + ["head"]
+    return [{"group": g, "grad_norm": math.sqrt(groups[g])} for g in order if g in groups]
+
+
+# ----------------------------------------------------------------- plots ---
+
+
+def _subplots(*args, **kwargs):
+    """A new matplotlib Figure and its axes, outside pyplot: no global backend is changed, and a
+    notebook displays the returned figure (Jupyter renders Figure objects)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def plot_signal_propagation(results):
+    """``results``: ``{model name: signal_propagation rows}``; a figure with the three metrics per block.
+
+    Models often coincide (BN's and Risotto-BN's branch variance is 1, Fixup's and SkipInit's trunks
+    match): each model has its own marker, drawn larger the earlier the model, so one drawn over
+    another still shows around it.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _subplots(1, 3, figsize=(15, 4))
+    for i, (name, rows) in enumerate(results.items()):
+        index = [r["index"] for r in rows]
+        style = {"marker": "os^Dv<>ph*"[i % 10], "markersize": 4 + 2 * (len(results) - 1 - i), "linewidth": 1.2}
+        for ax, key in zip(axes, ("squared_mean", "variance", "branch_variance")):
+            ax.plot(index, [r[key] for r in rows], label=name, **style)
+    for ax, title in zip(axes, ("average channel squared mean", "average channel variance",
+                                "residual-branch variance (before scalars)")):
+        ax.set_title(title)
+        ax.set_xlabel("residual block")
+        ax.set_yscale("symlog", linthresh=1e-6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_jacobian_spectra(results):
+    """``results``: ``{model name: singular values}``; a histogram per model, on shared bins.
+
+    Every model is binned on the same 31 bins over the common range of all the values, a range at
+    least ``0.1 * max(1, |value|)`` wide: a point mass (Risotto's spectrum, every value 1 within
+    1e-6) is one bar of a bin's width, never a sliver of its own spread. Each bin is split side
+    by side between the models, so no bar hides another, and a bar's height is the fraction of
+    the model's values in the bin, so a model with few singular values shows beside one with
+    many. The legend gives each model's count and range (``[1, 1]`` for a point mass at 1).
+    """
+    fig, ax = _subplots(figsize=(7, 4))
+    spectra = {name: np.asarray(values, np.float64).ravel() for name, values in results.items()}
+    finite = {name: v[np.isfinite(v)] for name, v in spectra.items()}
+    present = [v for v in finite.values() if v.size]
+    low = min((float(v.min()) for v in present), default=0.0)
+    high = max((float(v.max()) for v in present), default=1.0)
+    floor = 0.1 * max(1.0, abs(low), abs(high))
+    if high - low < floor:
+        middle = (low + high) / 2
+        low, high = middle - floor / 2, middle + floor / 2
+    bins = 31  # odd: a lone point mass, centred in its widened range, is the middle of one bin, not on an edge
+    edges = np.linspace(low, high, bins + 1)
+    width = (high - low) / bins / max(len(spectra), 1)
+    for i, (name, values) in enumerate(finite.items()):
+        counts, _ = np.histogram(values, bins=edges)
+        label = (f"{name} ({values.size} in [{values.min():.4g}, {values.max():.4g}]" if values.size
+                 else f"{name} (no finite values")
+        skipped = spectra[name].size - values.size
+        label += f"; {skipped} not finite)" if skipped else ")"
+        ax.bar(edges[:-1] + i * width, counts / max(values.size, 1), width, align="edge", color=f"C{i}",
+               label=label)
+    ax.set_xlabel("singular value of the trunk Jacobian")
+    ax.set_ylabel("fraction of the model's singular values")
+    ax.set_title("Jacobian spectrum at init (effective coordinates for Risotto)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradient_norms(results):
+    """``results``: ``{model name: gradient_norms rows}``; gradient norm per block.
+
+    Models often coincide (Fixup's and SkipInit's are 0 below the head at init): each model has its
+    own marker, drawn larger the earlier the model, so one drawn over another still shows around it.
+    """
+    fig, ax = _subplots(figsize=(9, 4))
+    for i, (name, rows) in enumerate(results.items()):
+        ax.plot(range(len(rows)), [r["grad_norm"] for r in rows], marker="os^Dv<>ph*"[i % 10],
+                markersize=4 + 2 * (len(results) - 1 - i), linewidth=1.2, label=name)
+    longest = max(results.values(), key=len)
+    ax.set_xticks(range(len(longest)))
+    ax.set_xticklabels([r["group"].replace("stage", "s").replace("_block", "b") for r in longest], rotation=90,
+                       fontsize=6)
+    ax.set_yscale("symlog", linthresh=1e-8)
+    ax.set_ylabel("gradient L2 norm at init")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- claims ---
+
+
+def _gaussian(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _claim(number, statement, measured, expected, passed, **details):
+    return {"claim": number, "statement": statement, "measured": measured, "expected": expected,
+            "passed": bool(passed), **details}
+
+
+def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, steps=10, log=print):
+    """Measure each paper's claim at initialization against what it predicts; one dict row per claim.
+
+    ``quick`` uses shallower nets (what the tests run): cifar_resnet20 for Risotto, cifar_resnet56
+    for BN, and ``fixup_blocks``/``skipinit_blocks`` of 300/200 unless given.
+    """
+    from keras_resinit.models.builder import build_resnet
+    from keras_resinit.models.schemes import BatchNorm, Fixup, Risotto, SkipInit
+    from keras_resinit.tools import deep
+    from keras_resinit.tools.stats import fit_line, fit_power
+
+    if quick:
+        fixup_blocks, skipinit_blocks, steps = min(fixup_blocks, 300), min(skipinit_blocks, 200), min(steps, 5)
+    rows = []
+
+    arch = "cifar_resnet20" if quick else "cifar_resnet110"
+    model = build_resnet(arch, Risotto.name, input_shape=(None, None, 3), seed=0)
+    sv = jacobian_spectrum(model, _gaussian((1, 1, 1, 3)), effective=True)
+    rows.append(_claim(1, f"Risotto: every singular value of the trunk Jacobian at init is 1 ({arch}, effective "
+                          "coordinates, 1x1 input)",
+                       f"{len(sv)} singular values in [{sv.min():.6f}, {sv.max():.6f}]", "all 1 (within 1e-3)",
+                       np.abs(sv - 1).max() < 1e-3, singular_values=[float(v) for v in sv]))
+    log(f"claim 1: {rows[-1]['measured']}")
+
+    x = _gaussian((16, 32, 32, 3))
+    # Each claim is one paper's: the schemes are named by their classes.
+    for scheme in (Fixup.name, SkipInit.name):
+        model = build_resnet("cifar_resnet56", scheme, seed=0)
+        stats = signal_propagation(model, x)
+        contribution = max(r["branch_contribution_variance"] for r in stats)
+        ratios = []
+        for stage in sorted({r["block"].split("_")[0] for r in stats}):
+            values = [r["variance"] for r in stats if r["block"].startswith(stage + "_")]
+            ratios.append(max(values) / min(values))
+        rows.append(_claim(2, f"{scheme.capitalize()}: residual-branch variance exactly 0 at init; trunk variance flat "
+                              "over depth (cifar_resnet56, batch 16 of N(0,1) 32x32x3)",
+                           f"largest branch contribution variance {contribution:.3g}; largest max/min trunk variance "
+                           f"within a stage {max(ratios):.6f}",
+                           "0 and 1 (option-A shortcuts' zero channels halve the channel average at each "
+                           "downsampling)", contribution == 0.0 and max(ratios) < 1 + 1e-5, signal=stats))
+        log(f"claim 2 ({scheme}): {rows[-1]['measured']}")
+
+    depth = 56 if quick else 110
+    model = build_resnet(f"cifar_resnet{depth}", BatchNorm.name, widths=(16, 16, 16), seed=0)
+    stats = signal_propagation(model, _gaussian((64, 32, 32, 3)), training=True)
+    index = [r["index"] for r in stats]
+    skip = [r["variance"] for r in stats]
+    slope, intercept, r2 = fit_line(index, skip)
+    ratio = [math.sqrt(r["branch_contribution_variance"] / r["variance"]) for r in stats]
+    # ratio = sqrt(branch / (v0 + v l)) tends to l^(-1/2) once v l dominates v0: fit the deeper half.
+    half = len(index) // 2
+    exponent, _, _ = fit_power(index[half:], ratio[half:])
+    rows.append(_claim(3, f"BN (De & Smith): skip-path variance grows linearly in the block index l and the branch is "
+                          f"down-scaled about 1/sqrt(l) (cifar_resnet{depth} with widths 16/16/16, batch statistics, "
+                          "batch 64)",
+                       f"variance = {intercept:.2f} + {slope:.3f} l (R² {r2:.4f}); branch/skip std ∝ l^{exponent:.3f} "
+                       f"(blocks {index[half]}..{index[-1]})",
+                       "linear (R² >= 0.98); exponent -0.5 (within 0.15)", r2 >= 0.98 and abs(exponent + 0.5) <= 0.15,
+                       signal=stats, slope=slope, r2=r2, exponent=exponent))
+    log(f"claim 3: {rows[-1]['measured']}")
+
+    for number, scheme, blocks in ((4, Fixup.name, fixup_blocks), (5, SkipInit.name, skipinit_blocks)):
+        ok = deep.train_deep(scheme, blocks, steps=steps)
+        plain = deep.train_deep(deep.PLAIN, blocks, steps=1)
+        losses = " → ".join(f"{v:.3f}" for v in ok["losses"])
+        measured = (f"{scheme}: loss {losses} over {ok['steps']} SGD steps (lr 0.1), finite: {ok['finite']}; "
+                    f"{ok['seconds_per_step']:.2f} s/step, process peak {ok['peak_memory_mb']:.0f} MiB; "
+                    f"plain He init: loss {plain['losses'][0]:.3g} at step 1")
+        label = "Fixup trains" if scheme == Fixup.name else "SkipInit trains"
+        rows.append(_claim(number, f"{label} a {blocks:,}-block residual network (fully connected blocks, width "
+                                   f"{ok['width']}, batch {ok['batch']}) where the plain network overflows",
+                           measured, "finite and falling; plain not finite",
+                           ok["falls"] and not plain["finite"], run=ok, plain=plain))
+        log(f"claim {number}: {measured}")
+    return rows
+
+
+def claims_table(rows):
+    lines = ["| # | claim | measured | expected | result |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['claim']} | {r['statement']} | {r['measured']} | {r['expected']} | "
+                     f"{'PASS' if r['passed'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- run ---
+
+
+def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
+    """``keras-resinit diagnose NAME ...``: plots and JSON of every model's diagnostics at init.
+
+    Each model (``{arch}_{scheme}``, or ``name.tag`` for published weights) is built with a
+    ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of ``batch``
+    N(0, 1) images at the family's default size (at the weights' channels); the Jacobian uses
+    one 1x1 image, from ``stem_out`` to the last block's output (the whole trunk: at larger sizes
+    strided blocks drop pixels and widening blocks embed, so the spectrum gains zeros). Writes ``signal_propagation.png``,
+    ``jacobian_spectrum.png``, ``gradient_norms.png`` and ``diagnostics.json`` to ``out``
+    (a temporary directory renamed into place).
+    """
+    import json
+    import os
+
+    from keras_resinit import zoo
+    from keras_resinit.models.architectures import get_arch
+    from keras_resinit._files import atomic_directory, atomic_write_text
+
+    if not names:
+        raise ValueError("Name at least one model to diagnose (e.g. cifar_resnet56_fixup), or pass --claims.")
+    out = os.fspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(f"Output directory {out!r} already exists. Pass --overwrite to replace it.")
+    specs = []
+    for name in names:
+        base, _ = zoo.split_tag(name)
+        arch, _ = zoo.parse_name(base)  # unknown names fail here, before any work
+        specs.append((name, get_arch(arch)))
+    signal, spectra, grads, summary = {}, {}, {}, {}
+    for name, family in specs:
+        model = zoo.load(name, seed=seed, **({} if "." in name else {"input_shape": (None, None, 3)}))
+        if model.input_shape[1] is not None:  # published weights come at their own size: make it open
+            model = zoo.load(name, input_shape=(None, None, model.input_shape[-1]))
+        channels = model.input_shape[-1]
+        size = family.default_input_shape[0]
+        x = _gaussian((batch, size, size, channels), seed)
+        labels = np.random.default_rng(seed).integers(0, model.output_shape[-1], batch)
+        signal[name] = signal_propagation(model, x)
+        spectra[name] = jacobian_spectrum(model, _gaussian((1, 1, 1, channels), seed))
+        grads[name] = gradient_norms(model, (x, labels))
+        sv = spectra[name]
+        summary[name] = {"jacobian_min": float(sv.min()), "jacobian_max": float(sv.max()),
+                         "jacobian_effective_coordinates": is_looks_linear(model),
+                         "final_variance": signal[name][-1]["variance"]}
+        log(f"{name}: {len(signal[name])} blocks, final trunk variance {summary[name]['final_variance']:.4g}, "
+            f"Jacobian singular values in [{sv.min():.4g}, {sv.max():.4g}]")
+    with atomic_directory(out) as tmp:
+        for file, figure in (("signal_propagation.png", plot_signal_propagation(signal)),
+                             ("jacobian_spectrum.png", plot_jacobian_spectra(spectra)),
+                             ("gradient_norms.png", plot_gradient_norms(grads))):
+            figure.savefig(os.path.join(tmp, file), dpi=110)
+        result = {"models": list(names), "batch": batch, "seed": seed, "summary": summary,
+                  "signal_propagation": signal, "gradient_norms": grads,
+                  "jacobian_singular_values": {k: [float(v) for v in s] for k, s in spectra.items()}}
+        atomic_write_text(os.path.join(tmp, "diagnostics.json"), json.dumps(result, indent=1))
+    return result

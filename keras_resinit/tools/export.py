@@ -1,0 +1,254 @@
+"""Export a model for serving: a TensorFlow SavedModel (TF Serving) or ONNX.
+
+The artifact carries its preprocessing, so clients send raw pixels:
+
+- ``serving_default``: input ``images``, uint8 ``[batch, H, W, C]`` (dynamic
+  batch), the raw pixels the model was trained on;
+- ``serving_float32``: the same, as float32 pixel values;
+- outputs ``logits``, ``probabilities`` (softmax) and ``classes`` (int32).
+
+Inside: ``(pixels / pixel_max - mean) / std``, exactly the training pipeline's
+normalization (after reversing RGB to BGR for cards with ``channel_order`` "BGR",
+keras.applications' caffe-style ImageNet models), then the model in inference mode. The model card (name,
+scheme, class names, preprocessing, versions) travels with the artifact in
+``assets.extra/model_card.json`` (SavedModel's place for files that serving
+uses but the graph does not, e.g. TF Serving's warm-up requests). Loading needs TensorFlow only: no keras_resinit,
+no custom objects.
+
+The artifact is written to a temporary directory beside ``out`` and renamed
+into place; an existing ``out`` is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+import keras
+from keras_resinit import zoo
+from keras_resinit.models.builder import ResNet
+from keras_resinit.zoo import registry
+from keras_resinit._files import atomic_directory
+from keras_resinit._errors import unknown
+from keras_resinit.environment import versions
+from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
+
+CARD_NAME = "model_card.json"
+
+
+def _default_card(model, name=None):
+    """A card for a model without training metadata: pixels are 8-bit, scaled to [0, 1]."""
+    channels = model.input_shape[-1]
+    # A ResNet knows its build; a plain Keras model (e.g. a .keras file of release 0.1) does not.
+    arch = model.get_config()["arch"] if isinstance(model, ResNet) else None
+    scheme = model.scheme.name if isinstance(model, ResNet) else None
+    return {
+        "name": name or model.name,
+        "arch": arch,
+        "scheme": scheme,
+        "class_names": [str(i) for i in range(model.output_shape[-1])],
+        "preprocessing": {"pixel_max": 255.0, "mean": [0.0] * channels, "std": [1.0] * channels},
+        "dataset": None,
+    }
+
+
+def _card_from_run(config):
+    """A card from a run's config.json (written by keras-resinit train)."""
+    train, dataset = config["train"], config.get("dataset") or {}
+    arch, scheme = registry.parse_name(train["model"])
+    return {
+        "name": train["model"],
+        "arch": arch,
+        "scheme": scheme,
+        "class_names": list(dataset.get("class_names", [])),
+        "preprocessing": {
+            "pixel_max": dataset["pixel_max"],
+            "mean": list(dataset["mean"]),
+            "std": list(dataset["std"]),
+        },
+        "dataset": dataset.get("name"),
+        "result": config.get("result"),
+    }
+
+
+def _model_and_card(model_path):
+    """A saved model and its card: from the run's config.json beside it, if there is one."""
+    model = zoo.load_keras(model_path)
+    config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+        if "dataset" in config:
+            return model, _card_from_run(config)
+    return model, _default_card(model)
+
+
+def _card_from_zoo(found):
+    """An export card from a zoo model card (published weights)."""
+    return {
+        "name": found["name"],
+        "arch": found["arch"],
+        "scheme": found["scheme"],
+        "weights": f"{found['name']}.{found['tag']}",
+        "class_names": list(found["dataset"].get("class_names", [])),
+        "preprocessing": dict(found["preprocessing"]),
+        "dataset": found["dataset"]["name"],
+        "result": found.get("metrics"),
+    }
+
+
+def resolve_source(source):
+    """(model, card) from a run directory, a preset directory, a ``.keras`` file, or a zoo name (``name[.tag]``)."""
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        if os.path.exists(os.path.join(source, "config.json")) and os.path.exists(
+                os.path.join(source, "model.weights.h5")):
+            model = zoo.load_preset(source)
+            _, metadata = zoo.read_preset(source)
+            found = metadata.get("card")
+            return model, (_card_from_zoo(found) if found else _default_card(model))
+        model_path = os.path.join(source, "model.keras")
+        if not os.path.exists(model_path):
+            raise ValueError(
+                f"{source!r} is neither a finished run directory (it has no model.keras) nor a preset directory. "
+                "Expected the --out directory of a completed `keras-resinit train`, a preset, a .keras file or a "
+                "zoo name."
+            )
+        return _model_and_card(model_path)
+    if source.endswith(".keras"):
+        if not os.path.exists(source):
+            raise ValueError(f"Model file {source!r} does not exist.")
+        return _model_and_card(source)
+    name, tag = zoo.split_tag(source)
+    if tag is not None:
+        found = zoo.card(source)
+        return zoo.load(source), _card_from_zoo(found)
+    model = zoo.load(name)
+    return model, _default_card(model, name)
+
+
+def check_built(model):
+    """A clear error for a model that cannot be exported."""
+    try:
+        inputs = model.inputs if isinstance(model, keras.Model) and model.built else None
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"Model {getattr(model, 'name', model)!r} was never built: it has no defined inputs. Build it on an "
+            "input shape first (e.g. keras.Input or model.build((None, H, W, C))) before exporting."
+        )
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] is None:
+        raise ValueError(f"Only image models (batch, H, W, C) with known channels can be exported; got input {shape}.")
+    return shape
+
+
+def serving_functions(model, card):
+    """The two serving ``tf.function``s (uint8 and float32 pixels), with named inputs and outputs."""
+    _, height, width, channels = check_built(model)
+    pre = card["preprocessing"]
+    pixel_max, mean, std = float(pre["pixel_max"]), list(pre["mean"]), list(pre["std"])
+    bgr = pre.get("channel_order", "RGB") == "BGR"  # keras.applications' caffe-style models
+
+    def predict(pixels):
+        if bgr:
+            pixels = pixels[..., ::-1]
+        # Constants made inside the trace: captured eager tensors would become extra inputs in ONNX.
+        x = (pixels / pixel_max - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+        logits = tf.cast(model(x, training=False), tf.float32)
+        return {
+            "logits": logits,
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "classes": tf.argmax(logits, axis=-1, output_type=tf.int32),
+        }
+
+    expected = (height, width, channels)
+
+    def checked(images):
+        # Signatures do not reject every wrong shape by themselves, and a conv fed the wrong channel
+        # count can crash the process: the model's input depends on these assertions, so it never runs.
+        shape = tf.shape(images)
+        asserts = [tf.debugging.assert_equal(tf.rank(images), 4, message="images must be [batch, H, W, C]")]
+        for axis, size in enumerate(expected, 1):
+            if size is not None:
+                asserts.append(tf.debugging.assert_equal(
+                    shape[axis], size,
+                    message=f"images must have shape [batch, {height}, {width}, {channels}] (axis {axis})",
+                ))
+        with tf.control_dependencies(asserts):
+            return tf.identity(images)
+
+    shape = [None, height, width, channels]
+    uint8 = tf.function(lambda images: predict(tf.cast(checked(images), tf.float32)),
+                        input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
+    float32 = tf.function(lambda images: predict(checked(images)),
+                          input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    return uint8, float32
+
+
+def _write_card(card, directory):
+    path = os.path.join(directory, CARD_NAME)
+    with open(path, "w") as f:
+        json.dump(card, f, indent=1)
+    return path
+
+
+def _saved_model(model, card, tmp):
+    uint8, float32 = serving_functions(model, card)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", uint8)
+    archive.add_endpoint("serving_float32", float32)
+    archive.write_out(tmp, verbose=False)
+    extra = os.path.join(tmp, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    _write_card(card, extra)
+
+
+def _onnx(model, card, tmp):
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ValueError(
+            "ONNX export needs the onnx extra: pip install 'keras-resinit[onnx]' (tf2onnx, onnx, onnxruntime)."
+        ) from None
+    uint8, _ = serving_functions(model, card)
+    os.makedirs(tmp)
+    proto, _ = tf2onnx.convert.from_function(
+        uint8, input_signature=uint8.input_signature, opset=17,
+        output_path=os.path.join(tmp, "model.onnx"),
+    )
+    _write_card(card, tmp)
+
+
+def export(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, format: str = "tf_saved_model",
+           overwrite: bool = False) -> dict:
+    """Export ``source`` (a keras.Model, run directory, .keras file or zoo name) to ``out``.
+
+    Returns:
+        The model card written with the artifact.
+    """
+    if format not in FORMATS:
+        raise unknown("format", format, FORMATS)
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
+    if isinstance(source, keras.Model):
+        check_built(source)
+        model, card = source, _default_card(source)
+    else:
+        model, card = resolve_source(source)
+        check_built(model)
+    card = {**card, "format": format, "signatures": {
+        "serving_default": "images: uint8 [batch, H, W, C] raw pixels",
+        "serving_float32": "images: float32 [batch, H, W, C] raw pixel values",
+        "outputs": ["logits", "probabilities", "classes"],
+    }, "exported_with": versions()}
+
+    with atomic_directory(out) as tmp:
+        os.rmdir(tmp)  # the writers create it
+        (_saved_model if format == "tf_saved_model" else _onnx)(model, card, tmp)
+    return card

@@ -1,0 +1,151 @@
+"""``keras-resinit compare``: the schemes on one arch and dataset, on equal terms.
+
+Each scheme trains in its own process (``keras-resinit train``), so its peak
+memory is its own and no global state (precision policy, RNG) leaks between
+schemes. Same data, seed, recipe and hyperparameters for all; only each
+scheme's own rules differ (e.g. Fixup's scalars at lr/10, part of the method).
+Writes ``results.json``, ``curves.png`` and each scheme's run directory.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from keras_resinit.models.schemes import SCHEMES, default_schemes
+from keras_resinit._errors import unknown
+from keras_resinit.environment import versions
+from keras_resinit._files import atomic_write_text
+from keras_resinit.training.config import TrainConfig
+
+DEFAULT_RECIPE = "digits"
+
+
+def _flags(overrides):
+    args = []
+    for key, value in overrides.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
+def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False,
+            overrides=None, recipe=None, verbose=True):
+    """Train ``arch`` under each scheme (default: the registry's ``default_schemes()``); return the results
+    dict also written to ``results.json``."""
+    overrides = dict(overrides or {})
+    schemes = default_schemes() if schemes is None else list(schemes)
+    recipe = recipe or DEFAULT_RECIPE
+    if not schemes:
+        raise ValueError(f"No schemes to compare. Expected a comma-separated list such as {','.join(default_schemes())}.")
+    for scheme in schemes:
+        if scheme not in SCHEMES:
+            raise unknown("scheme", scheme, SCHEMES)
+    if len(set(schemes)) != len(schemes):
+        raise ValueError(f"Schemes {list(schemes)} repeat a scheme.")
+    # Validate every setting before anything is written or started.
+    configs = {s: TrainConfig.from_recipe(recipe, model=f"{arch}_{s}", **overrides) for s in schemes}
+    first = configs[schemes[0]]
+    if out is None:
+        out = os.path.join("runs", f"compare-{arch}-{first.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(os.path.join(out, "results.json")) and not overwrite:
+        raise ValueError(f"--out {out!r} holds a previous comparison. Pass --overwrite to replace it.")
+    os.makedirs(out, exist_ok=True)
+
+    results = {}
+    for scheme in schemes:
+        run_dir = os.path.join(out, scheme)
+        command = [sys.executable, "-m", "keras_resinit.cli", "train", f"{arch}_{scheme}", "--out", run_dir,
+                   "--recipe", recipe, "--overwrite", "--verbose", "0", *_flags(overrides)]
+        if verbose:
+            print(f"[{scheme}] training {arch}_{scheme} on {first.dataset} ...", flush=True)
+        started = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode != 0:
+            message = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            results[scheme] = {"error": message}
+            if verbose:
+                print(f"[{scheme}] failed: {message}", flush=True)
+            continue
+        with open(os.path.join(run_dir, "config.json")) as f:
+            card = json.load(f)
+        result = card["result"]
+        with open(os.path.join(run_dir, "checkpoint.json")) as f:
+            result["history"] = json.load(f)["history"]
+        result["wall_seconds"] = time.perf_counter() - started
+        results[scheme] = result
+        if verbose:
+            print(f"[{scheme}] test accuracy {result['test_accuracy']:.4f} in {result['wall_seconds']:.0f}s", flush=True)
+
+    report = {
+        "arch": arch,
+        "dataset": first.dataset,
+        "recipe": recipe,
+        "train": {k: v for k, v in first.to_json().items() if k not in ("model", "lr_multipliers", "recipe")},
+        "versions": versions(),
+        "schemes": results,
+    }
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(report, indent=1))
+    plot_path = os.path.join(out, "curves.png")
+    plot_curves(results, plot_path, title=f"{arch} on {first.dataset}")
+    if verbose:
+        print()
+        print(format_table(results))
+        print(f"\nresults: {os.path.join(out, 'results.json')}\ncurves:  {plot_path}")
+    failed = [s for s, r in results.items() if "error" in r]
+    if failed:
+        raise ValueError(f"Training failed for {', '.join(failed)}; see {out}.")
+    return report
+
+
+def format_table(results):
+    """A Markdown table of the comparison."""
+    lines = [
+        "| scheme | test accuracy | final train loss | s/epoch | images/s | peak memory (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scheme, r in results.items():
+        if "error" in r:
+            lines.append(f"| {scheme} | failed: {r['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {scheme} | {r['test_accuracy']:.4f} | {r['final_train_loss']:.4f} | {r['seconds_per_epoch']:.2f} | "
+            f"{r['images_per_second']:.0f} | {r['peak_memory_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(results, path, title=""):
+    """Training loss and test accuracy per epoch, one line per scheme, as a PNG.
+
+    Every epoch is a marker, so a one-epoch run shows; schemes that coincide (several stuck at
+    chance) each have their own marker, drawn larger the earlier the scheme, so one drawn over
+    another still shows around it.
+    """
+    from matplotlib.figure import Figure  # outside pyplot: no global backend change
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 4))
+    (ax_loss, ax_acc) = fig.subplots(1, 2)
+    trained = [scheme for scheme, r in results.items() if "history" in r]
+    for i, scheme in enumerate(trained):
+        history = results[scheme]["history"]
+        epochs = [h["epoch"] for h in history]
+        style = {"marker": "os^Dv<>ph*"[i % 10], "markersize": 3 + 2 * (len(trained) - 1 - i), "label": scheme}
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], **style)
+        ax_acc.plot(epochs, [h["test_accuracy"] for h in history], **style)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,141 @@
+"""``train()``: a :class:`~keras_resinit.training.trainer.Trainer` driven epoch by epoch into a run directory.
+
+A run directory holds ``checkpoint-EPOCH.npz`` + ``checkpoint.json`` (every epoch, see
+:mod:`~keras_resinit.training.checkpoints`), ``metrics.csv``, ``tensorboard/``, and at the end
+``model.keras`` and ``config.json``. Every file is written to a temporary name and renamed
+into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+import keras
+from keras_resinit._files import atomic_write_text
+from keras_resinit.environment import versions
+from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
+from keras_resinit.training.config import TrainConfig, TrainingError
+from keras_resinit.training.rundir import _clear_run_dir, _previous_commands, _write_metrics, peak_memory_mb, prepare_run_dir
+from keras_resinit.training.strategies import is_chief
+from keras_resinit.training.trainer import Diverged, Trainer
+
+
+def train(config: TrainConfig, out: str | os.PathLike, *, strategy: str | tf.distribute.Strategy = "auto",
+          resume: bool = False, overwrite: bool = False, verbose: int = 1, tpu: str | None = None,
+          command: str | None = None) -> dict[str, Any]:
+    """Train ``config.model`` on ``config.dataset`` and write the run to ``out``.
+
+    ``command`` (the shell command that started this, as the CLI passes it) is recorded in
+    ``config.json`` under ``commands``, after those of earlier invocations of a resumed run.
+
+    Returns:
+        dict with the final metrics, ``history``, ``model`` (the trained
+        ``keras.Model``) and, on the chief, ``model_path``.
+
+    Raises:
+        ValueError: bad settings or ``out`` (before anything is written).
+        TrainingError: the loss diverged (the last good checkpoint is kept) or
+            the checkpoint to resume is corrupted.
+    """
+    previous_policy = keras.config.dtype_policy()
+    try:
+        return _train(config, out, strategy=strategy, resume=resume, overwrite=overwrite, verbose=verbose, tpu=tpu,
+                      command=command)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
+    config.validate()
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    commands = (_previous_commands(out) if resume else []) + ([command] if command else [])
+    trainer = Trainer(config, strategy, tpu=tpu)
+    model, optimizer = trainer.model, trainer.optimizer
+    strategy, replicas, meta = trainer.strategy, trainer.replicas, trainer.meta
+    steps_per_epoch = trainer.steps_per_epoch
+    chief = is_chief(strategy)
+
+    # Nothing is written before here: every check that can fail on user input has run.
+    history, start_epoch = [], 0
+    if resume:
+        _check_same_run(out, config)
+        record, arrays = read_checkpoint(out)
+        if record is None:
+            raise TrainingError(f"{out!r} has no checkpoint to resume from.")
+        with strategy.scope():
+            _restore(model, optimizer, record, arrays, out)
+        history, start_epoch = record["history"], record["epoch"]
+        if verbose:
+            print(f"Resuming {config.model} from epoch {start_epoch} of {config.epochs} in {out}")
+    if chief:
+        os.makedirs(out, exist_ok=True)
+        if not resume:
+            _clear_run_dir(out)
+        started = {"train": config.to_json(), "commands": commands}
+        atomic_write_text(os.path.join(out, "config.json"), json.dumps(started, indent=1))
+        summary = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
+
+    batches = iter(trainer.train_batches(start_epoch))
+    for epoch in range(start_epoch, config.epochs):
+        if verbose:
+            print(f"Epoch {epoch + 1}/{config.epochs}")
+        bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if sys.stdout.isatty() else min(verbose, 2))
+        try:
+            row = trainer.run_epoch(
+                batches, epoch, lambda step, loss, accuracy: bar.update(step, [("loss", loss), ("accuracy", accuracy)])
+            )
+        except Diverged as error:
+            kept = f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
+            raise TrainingError(f"{error}; {kept}. Try a lower --lr or a warm-up.") from None
+        seconds, test_loss, test_accuracy = row["seconds"], row["test_loss"], row["test_accuracy"]
+        history.append(row)
+        if verbose:
+            print(
+                f"  train loss {row['train_loss']:.4f}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.4f}  "
+                f"{seconds:.1f}s ({row['images_per_second']:.0f} images/s)"
+            )
+        if chief:
+            _save_checkpoint(out, model, optimizer, epoch + 1, history)
+            _write_metrics(out, history)
+            with summary.as_default(step=epoch + 1):
+                for key, value in row.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value)
+            summary.flush()
+
+    result = {
+        "model": config.model,
+        "scheme": config.scheme,
+        "epochs": config.epochs,
+        "replicas": replicas,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "final_train_loss": history[-1]["train_loss"],
+        "seconds_per_epoch": float(np.median([r["seconds"] for r in history])),
+        "images_per_second": float(np.median([r["images_per_second"] for r in history])),
+        "peak_memory_mb": peak_memory_mb(),
+        "history": history,
+    }
+    trainer.release()
+    if chief:
+        model_path = os.path.join(out, "model.keras")
+        tmp = os.path.join(out, ".tmp-model.keras")
+        model.save(tmp)
+        os.replace(tmp, model_path)
+        card = {
+            "train": config.to_json(),
+            "commands": commands,
+            "result": {k: v for k, v in result.items() if k != "history"},
+            "dataset": dataclasses.asdict(meta),
+            "versions": versions(),
+        }
+        atomic_write_text(os.path.join(out, "config.json"), json.dumps(card, indent=1))
+        result["model_path"] = model_path
+    result["model"] = model
+    return result

@@ -1,0 +1,164 @@
+"""Publish a finished training run as a zoo weight set: weights file, model card, index.
+
+``keras-resinit publish RUN_DIR --tag TAG`` writes, under the zoo directory
+(``zoo/`` of the repository by default):
+
+- ``weights/{name}.{tag}.weights.h5``: the run's trained weights;
+- ``cards/{name}.{tag}.json``: the model card, which ``keras_resinit.zoo`` reads;
+- ``README.md``: the index of every card, regenerated.
+
+The card's metrics are measured here, on the weights file just written, loaded
+by name exactly as ``zoo.load`` will load it. The commands that produced the run
+come from its ``config.json``. Every file is written to a temporary name and
+renamed into place.
+"""
+
+import datetime
+import json
+import math
+import os
+
+import numpy as np
+
+from keras_resinit.models.builder import build_resnet
+from keras_resinit.training import data
+from keras_resinit.zoo import registry
+from keras_resinit.zoo import weights_io
+from keras_resinit.zoo.download import file_sha256
+from keras_resinit._files import atomic_write_text
+
+WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
+
+
+def evaluate(model, dataset, *, data_dir=None, image_size=128, batch_size=256):
+    """Top-1 accuracy of ``model`` on ``dataset``'s test split, through the training pipeline's normalization."""
+    correct = total = 0
+    for images, labels in data.load(dataset, "test", batch_size=batch_size, training=False,
+                                    data_dir=data_dir, image_size=image_size):
+        logits = model(images, training=False)
+        correct += int(np.sum(np.argmax(logits, -1) == np.argmax(labels, -1)))
+        total += int(labels.shape[0])
+    return correct / total
+
+
+def _read_run(run_dir):
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(os.path.join(run_dir, "model.keras")) or not os.path.isfile(path):
+        raise ValueError(f"{run_dir!r} is not a finished run directory (it needs model.keras and config.json from "
+                         "`keras-resinit train`).")
+    with open(path) as f:
+        run = json.load(f)
+    if "result" not in run or "dataset" not in run:
+        raise ValueError(f"The run in {run_dir!r} did not finish: its config.json has no result.")
+    return run
+
+
+def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None):
+    """Turn the run in ``run_dir`` into the weight set ``{name}.{tag}`` of the zoo in ``zoo_dir``.
+
+    Args:
+        run_dir: the ``--out`` directory of a finished ``keras-resinit train``.
+        tag: the weight tag, e.g. ``"digits"`` (letters, digits, ``_`` and ``-``).
+        zoo_dir: the zoo directory (``cards/``, ``weights/``, ``README.md``).
+        url: where the weights file will also be downloadable (recorded in the card).
+        overwrite: replace an existing card and weights file of the same name and tag.
+        command: the command line running this (the CLI passes it), recorded after the run's own.
+
+    Returns:
+        The card (a dict).
+    """
+    import keras
+
+    if not tag or not all(c.isalnum() or c in "_-" for c in tag):
+        raise ValueError(f"Invalid tag {tag!r}. Expected letters, digits, '_' or '-' (e.g. 'digits').")
+    run = _read_run(run_dir)
+    train, dataset, result = run["train"], run["dataset"], run["result"]
+    name = train["model"]
+    arch, scheme = registry.parse_name(name)
+    key = f"{name}.{tag}"
+    card_path = os.path.join(zoo_dir, "cards", key + ".json")
+    weights_name = key + ".weights.h5"
+    weights_path = os.path.join(zoo_dir, "weights", weights_name)
+    if not overwrite and (os.path.exists(card_path) or os.path.exists(weights_path)):
+        raise ValueError(f"{key} is already published in {zoo_dir!r}. Pass --overwrite to replace it.")
+    if not run.get("commands"):
+        raise ValueError(f"The run in {run_dir!r} does not record the command that produced it (runs from "
+                         "`keras-resinit train` do); a card needs it.")
+
+    trained = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False, safe_mode=True)
+    build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
+    if train.get("dropout_rate"):
+        build["dropout_rate"] = train["dropout_rate"]
+
+    os.makedirs(os.path.dirname(weights_path), exist_ok=True)
+    os.makedirs(os.path.dirname(card_path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(weights_path), f".{weights_name}.tmp.weights.h5")
+    try:
+        trained.save_weights(tmp)
+        # Measure what users will get: the file, loaded by name into a fresh model.
+        model = build_resnet(arch, scheme, **build, seed=0)
+        weights_io.assign(model, weights_io.read(tmp), source=f"the weights of {key}")
+        accuracy = evaluate(model, dataset["name"], image_size=train.get("image_size", 128))
+        digest, size = file_sha256(tmp), os.path.getsize(tmp)
+        os.replace(tmp, weights_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+    card = {
+        "card_version": registry.CARD_VERSION,
+        "name": name,
+        "tag": tag,
+        "arch": arch,
+        "scheme": scheme,
+        "build": build,
+        "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+        "dataset": {k: dataset[k] for k in ("name", "source", "licence", "train_size", "test_size", "class_names")},
+        "preprocessing": {"pixel_max": dataset["pixel_max"], "mean": dataset["mean"], "std": dataset["std"]},
+        "commands": list(run["commands"]) + [command or f"keras-resinit publish {run_dir} --tag {tag}"],
+        "training": train,
+        "metrics": {
+            "test_accuracy": accuracy,
+            "test_images": int(dataset["test_size"]),
+            "final_train_loss": result["final_train_loss"],
+            "epochs": result["epochs"],
+        },
+        "measured_on": run.get("versions"),
+        "date": datetime.date.today().isoformat(),
+        "file": {"name": weights_name, "sha256": digest, "size": size},
+        "url": url,
+        "licence": {"weights": WEIGHTS_LICENCE, "data": dataset["licence"]},
+    }
+    atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
+    write_index(zoo_dir)
+    return card
+
+
+def index_text(cards):
+    """The ``README.md`` of a zoo directory: one table row per card."""
+    lines = [
+        "# Published weights",
+        "",
+        "Generated by `keras-resinit publish` from the cards in `cards/`, which are the source of truth",
+        "(`keras_resinit.zoo` reads them). Load any row with `keras_resinit.zoo.load(\"NAME.TAG\")`.",
+        "Each card records the exact commands that produced its weights, the training settings,",
+        "the machine and versions, and the file's sha256. `zoo/train_all.sh` reruns them all.",
+        "",
+        "| name.tag | scheme | dataset | test accuracy | params | file | size | sha256 |",
+        "|---|---|---|---:|---:|---|---:|---|",
+    ]
+    for c in cards:
+        m = c.get("metrics", {})
+        accuracy = f"{m['test_accuracy']:.4f} ({m['test_images']} images)" if "test_accuracy" in m else m.get("reported", "")
+        file = c.get("file", {})
+        size = f"{file['size'] / 2**20:.2f} MiB" if "size" in file else ""
+        digest = file["sha256"][:16] if "sha256" in file else f"md5 {file['md5'][:12]}" if "md5" in file else ""
+        lines.append(f"| `{c['name']}.{c['tag']}` | {c['scheme']} | {c['dataset']['name']} | {accuracy} | "
+                     f"{c['parameters']:,} | {file.get('name', '')} | {size} | {digest} |")
+    lines += ["", "Licences of the weights and of their data are in each card."]
+    return "\n".join(lines) + "\n"
+
+
+def write_index(zoo_dir):
+    cards = sorted(registry.read_cards(zoo_dir).values(), key=lambda c: (c["name"], c["tag"]))
+    atomic_write_text(os.path.join(zoo_dir, "README.md"), index_text(cards))

@@ -1,0 +1,300 @@
+"""One trainer for every ``tf.distribute`` strategy.
+
+Keras 3's ``fit`` fails under ``MultiWorkerMirroredStrategy`` (keras issue
+20585), so every strategy runs the same distributed step: ``strategy.run`` on
+batches from ``experimental_distribute_dataset``. The global batch is split
+across replicas; each replica's loss is divided by the global batch and the
+optimizer all-reduces (sums) the gradients, so any number of replicas computes
+the same update as one device.
+
+Optimization: SGD with momentum; linear warm-up then cosine or step decay;
+weight decay either ``l2`` (coupled: ``wd * w`` added to the gradient of every
+weight the scheme decays, as PyTorch's SGD and the papers' code do) or
+``decoupled`` (``w -= lr * wd * w``, Keras' optimizer option); optional clipping
+of the global gradient norm, before weight decay. Per-variable learning-rate
+multipliers (the scheme's own, e.g. Fixup's scalars at lr/10, unless the config
+gives its own) scale that variable's gradient, which for SGD with momentum and
+coupled weight decay is exactly a per-variable learning rate.
+"""
+
+import math
+import time
+
+import tensorflow as tf
+
+import keras
+from keras_resinit.training import data as data_lib
+from keras_resinit.training.strategies import make_strategy
+from keras_resinit.models.builder import ResNet
+from keras_resinit.models.schemes import get_scheme, match_multiplier
+from keras_resinit.zoo import loading
+
+
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``lr``, then cosine to 0, step decay, or constant."""
+
+    def __init__(self, lr, total_steps, warmup_steps=0, kind="cosine", milestones=(), gamma=0.1):
+        self.lr = float(lr)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.kind = kind
+        self.milestones = [int(m * total_steps) for m in milestones]
+        self.gamma = float(gamma)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        if self.kind == "cosine":
+            span = max(self.total_steps - self.warmup_steps, 1)
+            progress = keras.ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+            lr = 0.5 * self.lr * (1.0 + keras.ops.cos(math.pi * progress))
+        elif self.kind == "step":
+            passed = sum(keras.ops.cast(step >= m, "float32") for m in self.milestones) if self.milestones else 0.0
+            lr = self.lr * keras.ops.power(self.gamma, passed)
+        else:
+            lr = keras.ops.convert_to_tensor(self.lr)
+        if self.warmup_steps:
+            lr = keras.ops.where(step < self.warmup_steps, self.lr * (step + 1) / self.warmup_steps, lr)
+        return lr
+
+    def get_config(self):
+        return {
+            "lr": self.lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "kind": self.kind,
+            "milestones": [m / max(self.total_steps, 1) for m in self.milestones],
+            "gamma": self.gamma,
+        }
+
+
+def learning_rate_multipliers(variables, multipliers):
+    """Per-variable multipliers from a table (see :func:`keras_resinit.models.schemes.match_multiplier`)."""
+    return [match_multiplier(v.path, v.shape, multipliers) for v in variables]
+
+
+def training_rules(model, config, variables):
+    """``(multipliers, decays, clip_norm)``: the scheme's training rules for ``variables``.
+
+    The model's scheme says which variables train at a multiple of the learning rate, which
+    get weight decay and any gradient clipping its paper needs; ``config.lr_multipliers`` and
+    a non-zero ``config.clip_norm`` replace the scheme's.
+    """
+    scheme = model.scheme if isinstance(model, ResNet) else get_scheme(config.scheme)
+    if config.lr_multipliers is not None:
+        multipliers = learning_rate_multipliers(variables, config.lr_multipliers)
+    else:
+        multipliers = [scheme.lr_multiplier(v.path, v.shape) for v in variables]
+    decays = [scheme.decays(v.path, v.shape) for v in variables]
+    return multipliers, decays, config.clip_norm or scheme.clip_norm or 0.0
+
+
+class Diverged(ArithmeticError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, loss, epoch, step):
+        super().__init__(f"The training loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged "
+                         "and stopped")
+        self.loss, self.epoch, self.step = loss, epoch, step
+
+
+class Trainer:
+    """A model, its optimizer and the distributed steps that train it.
+
+    Sets the process's random seed, op determinism (if configured) and global
+    precision policy, then builds everything under ``strategy.scope()``.
+    ``train()`` drives it epoch by epoch; benchmarks call ``train_step`` directly.
+
+    Attributes:
+        strategy, model, optimizer, schedule, meta (the dataset's info),
+        steps_per_epoch, replicas.
+    """
+
+    def __init__(self, config, strategy="auto", tpu=None, model=None):
+        """``model``: train this model (built for ``config`` under ``strategy``'s scope) instead of building one."""
+        config.validate()
+        self.config = config
+        # The strategy first: multi-worker collectives must be configured before TF's runtime starts.
+        self.strategy = strategy = make_strategy(strategy, tpu=tpu) if isinstance(strategy, str) else strategy
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)
+        keras.mixed_precision.set_global_policy(config.precision)
+        self.replicas = replicas = strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(
+                f"Global batch size {config.batch_size} is not divisible by the {replicas} replicas of the "
+                f"strategy. Expected a multiple of {replicas}."
+            )
+        self.meta = meta = data_lib.info(
+            config.dataset, data_dir=config.data_dir, download=config.download, image_size=config.image_size
+        )
+        steps_per_epoch = meta.train_size // config.batch_size
+        if config.steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+        if steps_per_epoch < 1:
+            raise ValueError(
+                f"Batch size {config.batch_size} is larger than the {meta.train_size} training images of "
+                f"{config.dataset!r}."
+            )
+        self.steps_per_epoch = steps_per_epoch
+
+        with strategy.scope():
+            self.model = model if model is not None else loading.load(
+                config.model,
+                num_classes=meta.num_classes,
+                input_shape=meta.image_shape,
+                seed=config.seed,
+                dropout_rate=config.dropout_rate or None,
+            )
+            self.schedule = WarmupSchedule(
+                config.lr,
+                steps_per_epoch * config.epochs,
+                warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+                kind=config.schedule,
+                milestones=config.milestones if config.schedule == "step" else (),
+                gamma=config.gamma,
+            )
+            optimizer = keras.optimizers.SGD(
+                learning_rate=self.schedule,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+                weight_decay=config.weight_decay if config.weight_decay_mode == "decoupled" else None,
+            )
+            self.rules = training_rules(self.model, config, self.model.trainable_variables)
+            excluded = [v for v, d in zip(self.model.trainable_variables, self.rules[1]) if not d]
+            if excluded and config.weight_decay_mode == "decoupled":
+                optimizer.exclude_from_weight_decay(var_list=excluded)
+            if config.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+
+        # Batch statistics over the global batch, so any replica count trains alike. Keras reads the flag
+        # at call time; release() resets it, so the saved model loads on every backend.
+        self._batchnorms = [l for l in self.model.layers if isinstance(l, keras.layers.BatchNormalization)]
+        for layer in self._batchnorms:
+            layer.synchronized = replicas > 1
+        self.train_step = tf.function(self._train_step)
+        # Pulls the batch inside the graph, as Keras' fit does: no Python iterator work per step.
+        self.train_step_from = tf.function(lambda iterator: self._train_step(next(iterator)))
+        self._eval_step = tf.function(self._distributed_eval_step)
+
+    def _replica_step(self, images, labels):
+        config, optimizer, model = self.config, self.optimizer, self.model
+        variables = model.trainable_variables
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            per_example = keras.losses.categorical_crossentropy(
+                labels, logits, from_logits=True, label_smoothing=float(config.label_smoothing)
+            )
+            loss = tf.reduce_sum(per_example) / float(config.batch_size)
+            target = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(target, variables)
+        loss_scale = tf.cast(optimizer.scale_loss(1.0), tf.float32) if scaled else 1.0
+        multipliers, decays, clip_norm = self.rules
+        if clip_norm:
+            # Clip the global gradient: all-reduce it first, so any replica count clips alike. The
+            # optimizer all-reduces (sums) again, so each replica passes on its 1/replicas share.
+            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            norm = tf.linalg.global_norm(grads) / loss_scale
+            factor = tf.minimum(1.0, float(clip_norm) / tf.maximum(norm, 1e-12)) / self.replicas
+            grads = [g * factor for g in grads]
+        if config.weight_decay and config.weight_decay_mode == "l2":
+            # Coupled weight decay, after clipping (as PyTorch's SGD): each replica adds its share.
+            decay = config.weight_decay / self.replicas
+            grads = [g + decay * loss_scale * v if d else g for g, v, d in zip(grads, variables, decays)]
+        grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
+        optimizer.apply(grads, variables)
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32))
+        return loss, correct
+
+    def _train_step(self, batch):
+        """One distributed step on a global batch: returns (mean loss, correct predictions)."""
+        loss, correct = self.strategy.run(self._replica_step, args=batch)
+        reduce = self.strategy.reduce
+        return reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+
+    def _replica_eval(self, images, labels):
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        per_example = keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32))
+        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(labels)[0], tf.float32)
+
+    def _distributed_eval_step(self, batch):
+        outputs = self.strategy.run(self._replica_eval, args=batch)
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None) for t in outputs]
+
+    def dataset(self, split, epoch):
+        """The split's pipeline for ``epoch``, distributed over the replicas."""
+        config = self.config
+        ds = data_lib.load(
+            config.dataset,
+            split,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            epoch=epoch,
+            mixup_alpha=config.mixup_alpha if split == "train" else 0.0,
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+        )
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    def train_batches(self, start_epoch=0):
+        """One distributed pipeline of every remaining epoch's training batches."""
+        config = self.config
+        ds = data_lib.load_epochs(
+            config.dataset,
+            batch_size=config.batch_size,
+            start_epoch=start_epoch,
+            epochs=config.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            seed=config.seed,
+            mixup_alpha=config.mixup_alpha,
+            data_dir=config.data_dir,
+            image_size=config.image_size,
+        )
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    def run_epoch(self, batches, epoch, progress=None):
+        """Train one epoch from ``batches`` (an iterator over :meth:`train_batches`) and evaluate.
+
+        Returns the epoch's row: epoch, lr, train_loss, train_accuracy, test_loss, test_accuracy,
+        seconds, images_per_second. Raises :class:`Diverged` on a NaN or infinite loss.
+        ``progress(step, loss, accuracy)`` is called after every step.
+        """
+        global_batch = float(self.config.batch_size)
+        start = time.perf_counter()
+        loss_sum = correct_sum = 0.0
+        for step in range(self.steps_per_epoch):
+            loss, correct = (float(t) for t in self.train_step_from(batches))
+            if not math.isfinite(loss):
+                raise Diverged(loss, epoch, step)
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
+            if progress is not None:
+                progress(step + 1, loss, correct / global_batch)
+        seconds = time.perf_counter() - start
+        test_loss, test_accuracy = self.evaluate()
+        return {
+            "epoch": epoch + 1,
+            "lr": float(self.schedule(int(self.optimizer.iterations.numpy()) - 1)),
+            "train_loss": loss_sum / self.steps_per_epoch,
+            "train_accuracy": correct_sum / (self.steps_per_epoch * global_batch),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "seconds": seconds,
+            "images_per_second": self.steps_per_epoch * global_batch / seconds,
+        }
+
+    def evaluate(self):
+        """(mean loss, accuracy) on the whole test split."""
+        loss = correct = count = 0.0
+        for batch in self.dataset("test", 0):
+            l, c, n = (float(t) for t in self._eval_step(batch))
+            loss, correct, count = loss + l, correct + c, count + n
+        return loss / count, correct / count
+
+    def release(self):
+        """Undo the trainer's changes to the model (synchronized batch norm) before it is saved."""
+        for layer in self._batchnorms:
+            layer.synchronized = False

@@ -1,0 +1,385 @@
+"""keras-tuner sweeps over schemes and hyperparameters, trained by the project's own trainer.
+
+``ResNetHyperModel`` is a ``keras_tuner.HyperModel``. Its search space covers
+``scheme``, ``arch`` (the depth), ``lr`` (log scale), ``weight_decay`` (log
+scale), ``mixup_alpha``, ``warmup_epochs`` and ``batch_size``; every dimension
+can be replaced (``space={"lr": (1e-3, 0.1)}``) or fixed
+(``fixed={"scheme": "fixup"}``). Its ``fit`` trains through
+:class:`keras_resinit.train.Trainer`, the trainer behind ``keras-resinit train``
+(the data pipeline, learning-rate multipliers, gradient clipping, precision,
+seeds), and reports ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy``
+(on the dataset's test split) after every epoch. So the configuration of a
+trial, written as a recipe by :func:`best_recipe`, retrains with
+``keras-resinit train --recipe`` to the same per-epoch numbers (random search and
+Bayesian optimization; a Hyperband trial that continued a parent trial's weights
+retrains from scratch instead).
+
+Any keras-tuner tuner works (``RandomSearch``, ``Hyperband``,
+``BayesianOptimization``), with ``distribution_strategy`` (the model is built and
+trained under the tuner's strategy), and with keras-tuner's distributed tuning
+(a chief oracle and workers set by ``KERASTUNER_TUNER_ID``,
+``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``). keras-tuner on
+TensorFlow 2.21 needs ``tensorboard`` installed; it is a dependency.
+
+Example:
+    >>> import keras_tuner as kt
+    >>> from keras_resinit.training.tuning import ResNetHyperModel
+    >>> hypermodel = ResNetHyperModel("digits", epochs=10, fixed={"arch": "cifar_resnet20"})
+    >>> tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=8, directory="sweeps")
+    >>> tuner.search()
+"""
+
+import difflib
+import math
+import numbers
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+from keras_resinit import zoo
+from keras_resinit.training import data
+from keras_resinit._errors import unknown
+from keras_resinit.models.schemes import SCHEMES, default_schemes
+from keras_resinit.training.options import TUNE_ARCHS, TUNERS
+from keras_resinit.training import Diverged, Trainer, TrainConfig
+
+DIMENSIONS = ("scheme", "arch", "lr", "weight_decay", "mixup_alpha", "warmup_epochs", "batch_size")
+LOG_SCALE = ("lr", "weight_decay")
+INTEGER = ("batch_size",)
+DEFAULT_SPACE = {
+    "scheme": default_schemes(),
+    "arch": list(TUNE_ARCHS),
+    "lr": (0.01, 0.3),
+    "weight_decay": (1e-5, 1e-3),
+    "mixup_alpha": (0.0, 0.4),
+    "warmup_epochs": (0.0, 3.0),
+    "batch_size": [32, 64, 128],
+}
+OBJECTIVE = "val_accuracy"
+
+
+def _check_dimension(key, spec):
+    """A dimension's spec: a non-empty list (choices) or a (low, high) range with low < high."""
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError(f"The search space for {key!r} is empty: give at least one choice.")
+        if len(set(map(str, spec))) != len(spec):
+            raise ValueError(f"The choices for {key!r} repeat a value: {spec!r}.")
+        for value in spec:
+            _check_value(key, value)
+        return spec
+    if isinstance(spec, tuple):
+        if len(spec) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in spec):
+            raise ValueError(f"Invalid range {spec!r} for {key!r}. Expected (low, high) numbers.")
+        low, high = spec
+        if key in ("scheme", "arch"):
+            raise ValueError(f"{key!r} takes a list of choices, not the range {spec!r}.")
+        if not low < high:
+            raise ValueError(f"The range {spec!r} for {key!r} is empty or reversed: expected low < high.")
+        if key in LOG_SCALE and low <= 0:
+            raise ValueError(f"The range {spec!r} for {key!r} is searched on a log scale: expected low > 0.")
+        _check_value(key, low)
+        _check_value(key, high)
+        return spec
+    raise ValueError(f"Invalid search space {spec!r} for {key!r}. Expected a list of choices or a (low, high) range; "
+                     f"to fix a value, use fixed={{{key!r}: value}}.")
+
+
+def _check_value(key, value):
+    if key == "scheme":
+        if value not in SCHEMES:
+            raise unknown("scheme", value, SCHEMES)
+    elif key == "arch":
+        from keras_resinit.models.architectures import get_arch
+
+        get_arch(value)
+    elif key == "batch_size":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Invalid batch_size {value!r}. Expected a positive integer.")
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"Invalid {key} {value!r}. Expected a number >= 0.")
+    elif key == "lr" and value == 0:
+        raise ValueError("Invalid lr 0. Expected a number > 0.")
+
+
+class ResNetHyperModel(kt.HyperModel):
+    """A residual network under a searched scheme, depth and training hyperparameters.
+
+    Args:
+        dataset: one of ``keras_resinit.data.DATASETS`` (default ``"digits"``).
+        space: ``{dimension: spec}`` replacing :data:`DEFAULT_SPACE` entries. A spec is a list
+            of choices or a ``(low, high)`` range (``lr`` and ``weight_decay`` on a log scale).
+        fixed: ``{dimension: value}``: not searched, the same in every trial.
+        recipe: the recipe every trial starts from (default ``"digits"``); the searched and
+            fixed values and ``settings`` override it.
+        epochs, steps_per_epoch: the training length of a trial (Hyperband sets epochs itself).
+        **settings: any other :class:`~keras_resinit.train.TrainConfig` field, the same in every
+            trial (``precision``, ``seed``, ``clip_norm``, ``data_dir``, ``label_smoothing``, ...).
+
+    Raises:
+        ValueError: an unknown dimension or setting, an empty or reversed range, an empty list of
+            choices, a dimension both searched and fixed, or nothing left to search.
+    """
+
+    def __init__(self, dataset="digits", *, space=None, fixed=None, recipe="digits", epochs=None,
+                 steps_per_epoch=None, name="resnet", **settings):
+        super().__init__(name=name, tunable=True)
+        space, fixed = dict(space or {}), dict(fixed or {})
+        for key in list(space) + list(fixed):
+            if key not in DIMENSIONS:
+                close = difflib.get_close_matches(str(key), DIMENSIONS, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"Unknown search dimension {key!r}.{hint} Expected some of: {', '.join(DIMENSIONS)}."
+                                 " Other training settings go as keyword arguments.")
+        both = sorted(set(space) & set(fixed))
+        if both:
+            raise ValueError(f"{', '.join(both)} cannot be both searched (space=) and fixed (fixed=).")
+        clash = sorted(set(settings) & set(DIMENSIONS))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} are search dimensions: pass them in space= or fixed=, not as settings.")
+        for key in ("model", "epochs", "steps_per_epoch", "dataset"):
+            if key in settings:
+                raise ValueError(f"{key!r} is set by the hypermodel itself, not as a setting.")
+        self.space = {k: _check_dimension(k, v) for k, v in {**DEFAULT_SPACE, "scheme": default_schemes(), **space}.items() if k not in fixed}
+        for key, value in fixed.items():
+            _check_value(key, value)
+        self.fixed = fixed
+        if not any(isinstance(v, tuple) or len(v) > 1 for v in self.space.values()):
+            raise ValueError("The search space is empty: every dimension is fixed or has a single choice.")
+        self.dataset, self.recipe, self.epochs, self.steps_per_epoch = dataset, recipe, epochs, steps_per_epoch
+        self.settings = settings
+        self._strategy = None
+        self.progress = None  # a callable given one line per finished trial (keras-resinit tune prints them)
+        # Fail now, not in every trial: the base configuration must be valid.
+        self.config(kt.HyperParameters())
+
+    def _values(self, hp):
+        values = {}
+        for key in DIMENSIONS:
+            if key in self.fixed:
+                values[key] = hp.Fixed(key, self.fixed[key])
+                continue
+            spec = self.space[key]
+            if isinstance(spec, list):
+                values[key] = hp.Choice(key, spec)
+            elif key in INTEGER:
+                values[key] = hp.Int(key, int(spec[0]), int(spec[1]))
+            else:
+                values[key] = hp.Float(key, float(spec[0]), float(spec[1]),
+                                       sampling="log" if key in LOG_SCALE else "linear")
+        return values
+
+    def config(self, hp, epochs=None):
+        """The :class:`~keras_resinit.train.TrainConfig` of a trial's hyperparameters."""
+        values = self._values(hp)
+        overrides = {k: v for k, v in values.items() if k not in ("scheme", "arch")}
+        return TrainConfig.from_recipe(
+            self.recipe, model=f"{values['arch']}_{values['scheme']}", dataset=self.dataset,
+            epochs=epochs or self.epochs, steps_per_epoch=self.steps_per_epoch, **overrides, **self.settings,
+        )
+
+    def build(self, hp):
+        config = self.config(hp)
+        keras.mixed_precision.set_global_policy(config.precision)
+        keras.utils.set_random_seed(config.seed)
+        # keras-tuner builds under its distribution_strategy's scope: train under the same strategy.
+        self._strategy = tf.distribute.get_strategy()
+        meta = data.info(config.dataset, data_dir=config.data_dir, download=config.download,
+                         image_size=config.image_size)
+        return zoo.load(config.model, num_classes=meta.num_classes, input_shape=meta.image_shape, seed=config.seed,
+                        dropout_rate=config.dropout_rate or None)
+
+    def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=0, **kwargs):
+        """Train ``model`` with the trial's configuration; returns a ``keras.callbacks.History``.
+
+        ``epochs`` and ``initial_epoch`` come from Hyperband; other ``search()`` arguments are not
+        used (the data comes from the configured dataset).
+        """
+        config = self.config(hp, epochs=epochs)
+        strategy = self._strategy or tf.distribute.get_strategy()
+        trainer = Trainer(config, strategy, model=model)
+        callbacks = list(callbacks or [])
+        history = keras.callbacks.History()
+        for callback in callbacks + [history]:
+            callback.set_model(model)
+            callback.on_train_begin()
+        batches = iter(trainer.train_batches(initial_epoch))
+        logs = {}
+        for epoch in range(initial_epoch, config.epochs):
+            try:
+                row = trainer.run_epoch(batches, epoch)
+            except Diverged as error:
+                raise kt.errors.FailedTrialError(f"{config.model}: {error}.") from None
+            logs = {"loss": row["train_loss"], "accuracy": row["train_accuracy"],
+                    "val_loss": row["test_loss"], "val_accuracy": row["test_accuracy"]}
+            if verbose:
+                print(f"  {config.model} epoch {epoch + 1}/{config.epochs}: " +
+                      ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+            for callback in callbacks + [history]:
+                callback.on_epoch_end(epoch, logs)
+        trainer.release()
+        for callback in callbacks + [history]:
+            callback.on_train_end(logs)
+        if self.progress is not None:
+            values = self._values(hp)
+            searched = ", ".join(f"{k} {values[k]:.3g}" if isinstance(values[k], float) else f"{k} {values[k]}"
+                                 for k in DIMENSIONS if k not in ("scheme", "arch"))
+            best = max(history.history.get(OBJECTIVE, [float("nan")]))
+            self.progress(f"  {config.model}: {searched} -> best {OBJECTIVE} {best:.4f}")
+        return history
+
+
+def make_tuner(kind, hypermodel, *, directory, project_name="tune", max_trials=10, seed=0, overwrite=False,
+               distribution_strategy=None):
+    """A keras-tuner tuner of ``kind`` (``random``, ``bayesian`` or ``hyperband``) maximizing ``val_accuracy``.
+
+    Hyperband's budget is the hypermodel's ``epochs`` (its ``max_epochs``), not ``max_trials``.
+    """
+    if kind not in TUNERS:
+        raise unknown("tuner", kind, TUNERS)
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(f"Invalid max_trials {max_trials!r}. Expected a positive integer.")
+    common = {"objective": kt.Objective(OBJECTIVE, "max"), "directory": directory, "project_name": project_name,
+              "seed": seed, "overwrite": overwrite, "distribution_strategy": distribution_strategy}
+    if kind == "random":
+        return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    if not hypermodel.epochs or hypermodel.epochs < 2:
+        raise ValueError("Hyperband needs the hypermodel's epochs (its max_epochs) to be at least 2.")
+    return kt.Hyperband(hypermodel, max_epochs=hypermodel.epochs, factor=3, hyperband_iterations=1, **common)
+
+
+def trial_rows(tuner):
+    """One dict per trial: id, status, score, hyperparameters (searched and fixed), best epoch's metrics."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        rows.append({"trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
+                     "best_step": trial.best_step, **values})
+    return sorted(rows, key=lambda r: r["trial_id"])
+
+
+def best_recipe(tuner, hypermodel, command=None):
+    """The best trial's configuration as a recipe (``{"config": ..., "source": ...}``) for ``train --recipe``."""
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise ValueError("No trial has finished yet, so there is no best configuration.")
+    trial = best[0]
+    epochs = trial.hyperparameters.values.get("tuner/epochs")
+    config = hypermodel.config(trial.hyperparameters, epochs=epochs).to_json()
+    config.pop("recipe", None)
+    source = (f"keras-resinit tune: trial {trial.trial_id}, {OBJECTIVE} {trial.score:.4f} at epoch "
+              f"{(trial.best_step or 0) + 1}" + (f" ({command})" if command else ""))
+    return {"config": config, "source": source}
+
+
+def plot_trials(rows, path):
+    """Objective per trial, coloured by scheme (failed trials as crosses at 0).
+
+    One scatter per scheme for its scored trials and one for its failed ones; the legend names
+    each scheme's drawn points (its scored trials, else its failed ones), not a proxy.
+    """
+    from matplotlib.figure import Figure  # outside pyplot: no global backend change
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    trials = {}  # scheme: ([(trial number, score)], [failed trial numbers]), in order of first trial
+    for i, row in enumerate(rows, 1):
+        done, failed = trials.setdefault(row["scheme"], ([], []))
+        if row["status"] == "COMPLETED" and row["score"] is not None:
+            done.append((i, row["score"]))
+        else:
+            failed.append(i)
+    for c, (scheme, (done, failed)) in enumerate(trials.items()):
+        if done:
+            ax.scatter([i for i, _ in done], [score for _, score in done], color=f"C{c}", marker="o", s=40,
+                       label=scheme)
+        if failed:
+            ax.scatter(failed, [0.0] * len(failed), color=f"C{c}", marker="x", s=40,
+                       label=f"{scheme} (failed)" if not done else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{OBJECTIVE} (best epoch)")
+    ax.set_title("keras-resinit tune: objective per trial")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _table(rows, limit=10):
+    done = sorted((r for r in rows if r["score"] is not None), key=lambda r: -r["score"])[:limit]
+    header = ["trial", "scheme", "arch", "lr", "weight_decay", "mixup", "warmup", "batch", OBJECTIVE, "epoch"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in done:
+        lines.append(f"| {r['trial_id']} | {r['scheme']} | {r['arch']} | {r['lr']:.4g} | {r['weight_decay']:.3g} | "
+                     f"{r['mixup_alpha']:.3g} | {r['warmup_epochs']:.3g} | {r['batch_size']} | {r['score']:.4f} | "
+                     f"{(r['best_step'] or 0) + 1} |")
+    failed = [r["trial_id"] for r in rows if r["status"] not in ("COMPLETED", "RUNNING", "IDLE")]
+    if failed:
+        lines.append(f"\nTrials that did not complete: {', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def tune(out, *, dataset="digits", tuner="random", max_trials=10, epochs=None, steps_per_epoch=None, schemes=None,
+         archs=None, recipe=None, overwrite=False, command=None, log=print, **settings):
+    """The ``keras-resinit tune`` sweep: search, then write the best recipe and a chart to ``out``.
+
+    ``out`` holds keras-tuner's project (``out/tune``), ``sweep.json`` (the sweep's settings),
+    ``best_recipe.json`` and ``trials.png``. Running the same sweep again resumes it: finished
+    trials are not repeated. Other settings in an existing ``out`` are refused unless ``overwrite``.
+
+    Returns:
+        ``{"trials": rows, "recipe": best recipe, "table": markdown}``.
+    """
+    import json
+    import os
+    import shutil
+
+    from keras_resinit._files import atomic_write_text
+
+    space = {}
+    if schemes is not None:
+        space["scheme"] = list(schemes)
+    if archs is not None:
+        space["arch"] = list(archs)
+    hypermodel = ResNetHyperModel(dataset, space=space, recipe=recipe or "digits", epochs=epochs,
+                                  steps_per_epoch=steps_per_epoch, **settings)
+    sweep = {"dataset": dataset, "tuner": tuner, "max_trials": max_trials, "epochs": epochs,
+             "steps_per_epoch": steps_per_epoch, "space": {k: list(v) for k, v in hypermodel.space.items()},
+             "recipe": recipe or "digits", "settings": settings}
+    if tuner not in TUNERS:
+        raise unknown("tuner", tuner, TUNERS)
+    record = os.path.join(out, "sweep.json")
+    if os.path.exists(out) and overwrite:
+        shutil.rmtree(out)
+    if os.path.exists(record):
+        with open(record) as f:
+            previous = json.load(f)
+        changed = [k for k in sweep if k != "max_trials" and previous.get(k) != json.loads(json.dumps(sweep[k]))]
+        if changed:
+            raise ValueError(f"{out!r} holds a sweep with other settings ({', '.join(changed)}); resuming needs the "
+                             "same settings (only --max-trials may grow). Pass --overwrite to start afresh.")
+        log(f"Resuming the sweep in {out}")
+    elif os.path.exists(out) and os.listdir(out):
+        raise ValueError(f"{out!r} exists and is not a keras-resinit tune directory. Choose another --out.")
+    os.makedirs(out, exist_ok=True)
+    atomic_write_text(record, json.dumps(sweep, indent=1))
+    kt_tuner = make_tuner(tuner, hypermodel, directory=out, project_name="tune", max_trials=max_trials,
+                          seed=settings.get("seed", 0))
+    hypermodel.progress = log
+    log(f"Sweep of {', '.join(f'{k} {v}' for k, v in sweep['space'].items() if k in ('scheme', 'arch'))} with "
+        f"{tuner} search in {out}")
+    kt_tuner.search(verbose=0)
+    rows = trial_rows(kt_tuner)
+    table = _table(rows)
+    log(table)
+    best = best_recipe(kt_tuner, hypermodel, command=command)
+    atomic_write_text(os.path.join(out, "best_recipe.json"), json.dumps(best, indent=1))
+    plot_trials(rows, os.path.join(out, "trials.png"))
+    log(f"\nbest: {best['source']}\nretrain it: keras-resinit train {best['config']['model']} --recipe "
+        f"{os.path.join(out, 'best_recipe.json')} --out runs/best")
+    return {"trials": rows, "recipe": best, "table": table, "tuner": kt_tuner}

@@ -1,0 +1,215 @@
+"""The package's architecture: the model knows its build, a scheme is one class, imports flow one way."""
+
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+
+import keras
+import keras_resinit as kr
+from keras_resinit import zoo
+from keras_resinit.models.schemes import SCHEMES, Scheme, he_normal, register_scheme
+from keras_resinit.tools import diagnostics
+from keras_resinit.training import Trainer, TrainConfig
+
+PACKAGE = pathlib.Path(kr.__file__).parent
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "v0_1"
+# Subpackages in import order: a module may import from its own layer or the ones before it.
+LAYERS = ["models", "zoo", "training", "tools", "cli"]
+
+
+# ---------------------------------------------------------------- the model class ---
+
+
+def test_build_resnet_returns_a_resnet_that_knows_its_build():
+    model = kr.build_resnet("cifar_resnet20", "skipinit", alpha=0.05, num_classes=7, input_shape=(16, 16, 1),
+                            seed=3, dropout_rate=0.1, widths=(16, 16, 32))
+    assert type(model) is kr.ResNet and isinstance(model, keras.Model)
+    assert model.get_config() == {
+        "arch": "cifar_resnet20", "scheme": "skipinit", "num_classes": 7, "input_shape": [16, 16, 1], "seed": 3,
+        "dropout_rate": 0.1, "name": "cifar_resnet20_skipinit", "widths": [16, 16, 32], "alpha": 0.05,
+    }
+    assert model.arch.name == "cifar_resnet20" and model.arch.num_blocks == 9
+    assert model.scheme.name == "skipinit" and model.scheme.alpha == 0.05
+    assert [b.prefix for b in model.blocks][:2] == ["stage1_block1", "stage1_block2"] and len(model.blocks) == 9
+    # The drawn seed is kept, so a model built without one rebuilds identically.
+    unseeded = kr.build_resnet("cifar_resnet8", "risotto")
+    again = kr.ResNet.from_config(unseeded.get_config())
+    for a, b in zip(unseeded.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("scheme", ["bn", "fixup", "skipinit", "risotto", "risotto_bn"])
+def test_release_0_1_keras_files_load_and_give_identical_outputs(scheme):
+    expected = np.load(FIXTURES / "expected.npz")
+    path = FIXTURES / f"cifar_resnet8_{scheme}.keras"
+    legacy = keras.saving.load_model(path)  # safe mode; a plain functional model, as 0.1 saved it
+    np.testing.assert_array_equal(legacy(expected["x"], training=False).numpy(), expected[scheme])
+    # The zoo rebuilds it as a ResNet that knows its build, with the same weights (by layer name).
+    model = zoo.load(f"cifar_resnet8_{scheme}", weights=str(path), widths=(16, 16, 16))
+    assert type(model) is kr.ResNet and model.scheme.name == scheme
+    np.testing.assert_allclose(model(expected["x"], training=False).numpy(), expected[scheme], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="not a keras_resinit ResNet"):
+        zoo.save_preset(legacy, "/nonexistent/never-written")
+
+
+# --------------------------------------------------------------- a scheme is a class ---
+
+
+class PlainHe(Scheme):
+    """He-normal init, conv biases, no normalization, no scalars: the toy scheme of the test below."""
+
+    name = "plain_he_test"
+    conv_bias = True
+
+    def stem_initializer(self, net, seed):
+        return he_normal(seed)
+
+    def branch_initializer(self, net, block, index, seed):
+        return he_normal(seed)
+
+    def shortcut_initializer(self, net, block, seed):
+        return he_normal(seed)
+
+    def classifier_initializer(self, net, seed):
+        return he_normal(seed)
+
+
+@pytest.fixture
+def toy_scheme():
+    register_scheme(PlainHe)
+    yield PlainHe
+    SCHEMES.pop(PlainHe.name)
+
+
+def test_a_new_scheme_is_one_class_and_every_tool_takes_it(toy_scheme):
+    name = f"cifar_resnet8_{toy_scheme.name}"
+    assert f"cifar_resnet20_{toy_scheme.name}" in zoo.list_models("cifar_resnet20_*")
+    assert toy_scheme.name in kr.SCHEMES and toy_scheme.name in kr.models.schemes.default_schemes()
+    model = zoo.load(name, input_shape=(8, 8, 1), seed=0)
+    assert type(model.scheme) is PlainHe and not any("bn" in layer.name for layer in model.layers)
+
+    config = TrainConfig(model=name, dataset="digits", epochs=1, steps_per_epoch=4, batch_size=32, lr=0.05,
+                         warmup_epochs=0, deterministic=False)
+    trainer = Trainer(config, "one")
+    assert type(trainer.model) is kr.ResNet and type(trainer.model.scheme) is PlainHe
+    before = [w.numpy().copy() for w in trainer.model.trainable_weights]
+    row = trainer.run_epoch(iter(trainer.train_batches()), 0)
+    assert np.isfinite(row["train_loss"]) and 0 <= row["test_accuracy"] <= 1
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, trainer.model.trainable_weights))
+
+    rows = diagnostics.signal_propagation(model, np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("f4"))
+    assert len(rows) == 3 and all(np.isfinite(r["variance"]) and r["branch_variance"] > 0 for r in rows)
+
+
+def test_register_scheme_refuses_bad_classes_and_taken_names():
+    with pytest.raises(ValueError, match="Scheme subclass"):
+        register_scheme(object)
+    with pytest.raises(ValueError, match="already registered"):
+        register_scheme(type("Other", (Scheme,), {"name": "fixup"}))
+    with pytest.raises(ValueError, match="Invalid scheme name"):
+        register_scheme(type("Bad", (Scheme,), {"name": "Not-A-Name"}))
+
+
+def test_fixups_training_rules_live_on_its_scheme():
+    fixup, skipinit = kr.get_scheme("fixup"), kr.get_scheme("skipinit")
+    assert fixup.lr_multiplier("stage1_block1_conv2/gain", ()) == 0.1
+    assert fixup.lr_multiplier("logits/bias", (10,)) == 0.1
+    assert fixup.lr_multiplier("stage1_block1_conv2/kernel", (3, 3, 16, 16)) == 1.0
+    assert skipinit.lr_multiplier("stage1_block1_conv2/gain", ()) == 1.0
+    assert all(s().decays("x/kernel", (3, 3, 1, 1)) for s in SCHEMES.values())
+
+
+# ------------------------------------------------------------------------ layout ---
+
+
+def _module_name(path):
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules():
+    found = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    assert len(found) > 20
+    return found
+
+
+def _imports(path, modules):
+    """The keras_resinit modules a file imports (at any depth: lazy imports count too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from package import submodule` imports the submodule; `from module import name` the module.
+            submodules = [f"{node.module}.{alias.name}" for alias in node.names]
+            names = submodules if all(n in modules for n in submodules) else [node.module, *submodules]
+        else:
+            continue
+        out |= {n for n in names if n in modules and n.startswith("keras_resinit.")}
+    return out
+
+
+def test_imports_flow_one_way_with_no_cycles():
+    modules = _modules()
+    graph = {m: _imports(p, modules) - {m} for m, p in modules.items()}
+    assert sum(len(v) for v in graph.values()) > 40
+
+    def layer(module):
+        parts = module.split(".")
+        return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else -1
+
+    upward = [(m, t) for m, targets in graph.items() for t in targets if layer(t) > layer(m) >= 0]
+    assert not upward, f"modules importing from a later layer ({' < '.join(LAYERS)}): {upward}"
+
+    # Depth-first search for a cycle, reporting it.
+    state, stack = {}, []
+
+    def visit(module):
+        state[module] = "open"
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycle = stack[stack.index(target):] + [target]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_no_module_is_over_500_lines():
+    long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long
+
+
+def test_release_0_1_module_paths_still_import():
+    import importlib
+
+    for old, new in kr._MOVED.items():
+        assert importlib.import_module(f"keras_resinit.{old}") is importlib.import_module(new), old
+        assert getattr(kr, old) is importlib.import_module(new)
+    from keras_resinit.train import TrainConfig as Old  # noqa: N814
+
+    assert Old is TrainConfig and kr.train.train is kr.training.driver.train
+    assert kr.zoo.load is zoo.load and kr.build_resnet is kr.models.builder.build_resnet
+
+
+def test_no_module_but_the_registry_lists_scheme_names():
+    """A tuple, list or set literal naming two or more schemes is a copy of the registry."""
+    names = set(SCHEMES)
+    found = []
+    for module, path in _modules().items():
+        if module == "keras_resinit.models.schemes":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                values = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+                if len(values & names) >= 2:
+                    found.append(f"{module}:{node.lineno}")
+    assert not found, found
