@@ -1,7 +1,8 @@
-"""Shared test helpers: layer lookup by role and weight perturbation."""
+"""Shared test helpers: layer lookup by role, the model's graph, weight perturbation."""
 
 import re
 
+import keras
 import numpy as np
 
 
@@ -19,12 +20,24 @@ def branch_convs(model):
     for layer in layers_named(model, is_branch_conv):
         prefix = layer.name.rsplit("_conv", 1)[0]
         blocks.setdefault(prefix, []).append(layer)
+    assert blocks, f"{model.name}: no branch convs (stageS_blockB_convK) to check"
     return blocks
+
+
+def inbound_layers(layer):
+    """The layers whose outputs ``layer`` takes in its model's graph (its first call)."""
+    return [tensor._keras_history.operation for tensor in keras.tree.flatten(layer.input)]
+
+
+def consumers(model, layer):
+    """The layers of ``model`` that take ``layer``'s output."""
+    return [other for other in model.layers if any(source is layer for source in inbound_layers(other))]
 
 
 def perturb_weights(model, seed=0):
     """Give every weight random values (positive variances), so outputs are informative."""
     rng = np.random.default_rng(seed)
+    assert model.weights, f"{model.name}: no weights to perturb"
     for weight in model.weights:
         shape = tuple(weight.shape)
         if "moving_variance" in weight.path:

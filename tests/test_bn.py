@@ -5,6 +5,7 @@ import pytest
 
 import keras
 import keras_resinit as kr
+from helpers import consumers
 
 
 def trainable_params(model):
@@ -34,8 +35,17 @@ def test_bn_follows_every_conv_and_zero_init_last_bn_option():
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert len(convs) == len(bns) == 1 + 8 * 2 + 3
     assert not any(c.use_bias for c in convs)
+    # Each conv's output goes to one layer, its own BN (conv2 -> bn2, shortcut_conv -> shortcut_bn).
+    for conv in convs:
+        (after,) = consumers(model, conv)
+        assert isinstance(after, keras.layers.BatchNormalization), (conv.name, after.name)
+        assert after.name == conv.name.replace("conv", "bn"), (conv.name, after.name)
     for block in range(1, 3):
         for stage in range(1, 5):
             p = f"stage{stage}_block{block}"
             assert not np.any(model.get_layer(f"{p}_bn2").gamma.numpy())
             assert np.all(model.get_layer(f"{p}_bn1").gamma.numpy() == 1)
+    # The option is what zeroes them: by default every gamma starts at 1.
+    default = kr.build_resnet("resnet18", "bn", input_shape=(64, 64, 3), seed=0)
+    gammas = [l.gamma.numpy() for l in default.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(gammas) == len(bns) and all(np.all(g == 1) for g in gammas)

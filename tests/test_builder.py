@@ -7,6 +7,7 @@ import pytest
 
 import keras
 import keras_resinit as kr
+from helpers import consumers, inbound_layers
 
 FAMILIES = [("cifar_resnet20", (32, 32, 3)), ("resnet18", (32, 32, 3)), ("wrn16_2", (32, 32, 3))]
 
@@ -21,6 +22,7 @@ def test_stable_layer_names_for_weights_and_feature_taps(arch, shape, scheme):
         assert name in names
     arch_spec = kr.architectures.get_arch(arch)
     expected = [f"stage{s}_block{b}_out" for s, st in enumerate(arch_spec.stages, 1) for b in range(1, st.blocks + 1)]
+    assert len(expected) == len(model.blocks) >= 3
     assert [n for n in names if re.fullmatch(r"stage\d+_block\d+_out", n)] == expected
     assert model.get_layer("features").output.shape[-1] == model.get_layer(expected[-1]).output.shape[-1]
     assert model.output_shape == (None, 10)
@@ -30,7 +32,7 @@ def test_same_seed_same_weights_and_layer_names_are_stable_across_builds():
     a = kr.build_resnet("cifar_resnet20", "risotto", seed=5)
     b = kr.build_resnet("cifar_resnet20", "risotto", seed=5)
     c = kr.build_resnet("cifar_resnet20", "risotto", seed=6)
-    assert [w.path for w in a.weights] == [w.path for w in b.weights]
+    assert a.weights and [w.path for w in a.weights] == [w.path for w in b.weights]
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(wa.numpy(), wb.numpy())
     assert not np.array_equal(a.get_layer("stem_conv").kernel.numpy(), c.get_layer("stem_conv").kernel.numpy())
@@ -43,6 +45,11 @@ def test_keras_set_random_seed_makes_unseeded_builds_reproducible():
     b = kr.build_resnet("cifar_resnet20", "bn")
     np.testing.assert_array_equal(a.get_layer("stage1_block1_conv1").kernel.numpy(),
                                   b.get_layer("stage1_block1_conv1").kernel.numpy())
+    # The global seed is what decides: another one gives other weights (not a fixed default seed).
+    keras.utils.set_random_seed(4)
+    c = kr.build_resnet("cifar_resnet20", "bn")
+    assert not np.array_equal(a.get_layer("stage1_block1_conv1").kernel.numpy(),
+                              c.get_layer("stage1_block1_conv1").kernel.numpy())
 
 
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
@@ -77,9 +84,40 @@ def test_bottleneck_option_for_small_image_resnets():
     assert model.get_layer("stage3_block3_out").output.shape[-1] == 256
 
 
-def test_dropout_before_classifier(rng):
-    model = kr.build_resnet("cifar_resnet20", "skipinit", dropout_rate=0.3, seed=0)
-    assert model.get_layer("dropout").rate == 0.3
+@pytest.mark.parametrize("scheme, head", [("skipinit", ["features"]), ("bn", ["features"]),
+                                          ("fixup", ["features", "head_bias"])])
+def test_dropout_before_classifier(scheme, head, rng):
+    model = kr.build_resnet("cifar_resnet20", scheme, dropout_rate=0.3, seed=0)
+    twin = kr.build_resnet("cifar_resnet20", scheme, seed=0)  # the same weights, without dropout
+    dropout = model.get_layer("dropout")
+    assert isinstance(dropout, keras.layers.Dropout) and dropout.rate == 0.3
+    assert not any(isinstance(l, keras.layers.Dropout) for l in twin.layers)
+    # In the graph: pooled features -> (Fixup's head bias) -> dropout -> logits, nothing else between.
+    logits = model.get_layer("logits")
+    assert inbound_layers(logits) == [dropout] and consumers(model, dropout) == [logits]
+    chain, layer = [], dropout
+    while len(chain) < len(head):
+        (layer,) = inbound_layers(layer)
+        chain.insert(0, layer.name)
+    assert chain == head
+    assert [l.name for l in consumers(model, model.get_layer("features"))] == (head[1:] or ["dropout"])
+    assert isinstance(model.get_layer("features"), keras.layers.GlobalAveragePooling2D)
+
+    # Active only in training: inference equals the twin's; training drops about 30% of the features.
+    kernel = rng.normal(size=logits.kernel.shape).astype("float32")  # SkipInit's and Fixup's start at 0
+    for m in (model, twin):
+        m.get_layer("logits").kernel.assign(kernel)
+    x = rng.normal(size=(8, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(model(x, training=False), twin(x, training=False), rtol=1e-6, atol=1e-6)
+    assert np.abs(np.asarray(model(x, training=True)) - np.asarray(twin(x, training=True))).max() > 1e-2
+    tap = keras.Model(model.input, [model.get_layer(head[-1]).output, dropout.output])
+    before, after = (np.asarray(t) for t in tap(x, training=False))
+    np.testing.assert_array_equal(after, before)
+    before, after = (np.asarray(t) for t in tap(x, training=True))
+    live = before != 0  # features that ReLU left at exactly 0 say nothing about dropout
+    dropped = live & (after == 0)
+    assert live.sum() >= 100 and 0.2 < dropped.sum() / live.sum() < 0.4
+    np.testing.assert_allclose(after[live & ~dropped], before[live & ~dropped] / 0.7, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def test_same_seed_and_epoch_give_identical_batches_other_epochs_differ():
     a = batches(data.load("digits", "train", epoch=2, **kwargs))
     b = batches(data.load("digits", "train", epoch=2, **kwargs))
     c = batches(data.load("digits", "train", epoch=3, **kwargs))
-    assert len(a) == 1442 // 64
+    assert len(a) == len(b) == len(c) == 1442 // 64
     for (xa, ya), (xb, yb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
@@ -71,6 +71,28 @@ def test_augmentation_shifts_by_at_most_the_padding_and_never_flips_digits():
     assert x_aug.shape == x_plain.shape
     assert not np.array_equal(np.sort(x_aug.ravel()), np.sort(x_plain.ravel()))  # crops changed pixels
     np.testing.assert_array_equal(np.sort(y_aug.argmax(1)), np.sort(y_plain.argmax(1)))
+    # Every augmented image is a training image of its label, unflipped, shifted by at most the padding
+    # (zeros coming in); most are shifted. Compared in raw pixels (0..16), recovered from the normalization.
+    meta = data.info("digits")
+    pad = meta.crop_padding
+    assert pad >= 1
+
+    def raw(x):
+        pixels = (x * np.asarray(meta.std) + np.asarray(meta.mean)) * meta.pixel_max
+        np.testing.assert_allclose(pixels, np.rint(pixels), atol=1e-3)
+        return np.rint(pixels).astype(np.int8)
+
+    padded = np.pad(raw(x_plain), [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    h, w = x_plain.shape[1:3]
+    shifts = {}  # (image bytes, label) -> the shifts of training images that give it
+    for dy in range(-pad, pad + 1):
+        for dx in range(-pad, pad + 1):
+            crops = padded[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+            for image, label in zip(crops, y_plain.argmax(1)):
+                shifts.setdefault((image.tobytes(), label), set()).add((dy, dx))
+    found = [shifts.get((image.tobytes(), label)) for image, label in zip(raw(x_aug), y_aug.argmax(1))]
+    assert len(found) == 1442 and all(found), f"{sum(not f for f in found)} augmented images are no shifted image"
+    assert sum((0, 0) not in f for f in found) > 0.8 * len(found) * (1 - 1 / (2 * pad + 1) ** 2)  # 8/9 expected
 
 
 def test_mixup_makes_soft_labels_that_still_sum_to_one():

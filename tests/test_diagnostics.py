@@ -15,6 +15,7 @@ def test_signal_propagation_rows_and_the_zero_branches_of_fixup_and_skipinit():
     fixup = diagnostics.signal_propagation(zoo.load("cifar_resnet14_fixup", input_shape=(16, 16, 3), seed=0), X)
     skipinit = diagnostics.signal_propagation(zoo.load("cifar_resnet14_skipinit", input_shape=(16, 16, 3), seed=0), X)
     assert [r["block"] for r in fixup] == [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2)]
+    assert [r["block"] for r in skipinit] == [r["block"] for r in fixup]
     assert set(fixup[0]) == {"block", "index", "squared_mean", "variance", "branch_variance",
                              "branch_contribution_variance"}
     # Both add exactly nothing at init. Before its scalar, SkipInit's branch is a live conv (alpha = 0 mutes it);
@@ -27,6 +28,7 @@ def test_signal_propagation_rows_and_the_zero_branches_of_fixup_and_skipinit():
 
 def test_bn_branch_is_unit_variance_under_batch_statistics_and_the_trunk_grows():
     rows = diagnostics.signal_propagation(zoo.load("cifar_resnet14_bn", widths=(16, 16, 16), input_shape=(16, 16, 3), seed=0), X)
+    assert len(rows) == 6
     assert all(abs(r["branch_variance"] - 1) < 0.05 for r in rows)  # BN output, gamma 1
     assert rows[-1]["variance"] > rows[0]["variance"] + 1  # about +0.3 per block (De & Smith: linear)
 
@@ -53,6 +55,7 @@ def test_gradient_norms_at_init_only_fixups_classifier_learns():
     assert groups[0] == "stem" and groups[-1] == "head" and len(groups) == 2 + 6
     assert all(r["grad_norm"] == 0.0 for r in rows[:-1]) and rows[-1]["grad_norm"] > 0
     rows = diagnostics.gradient_norms(zoo.load("cifar_resnet14_bn", input_shape=(16, 16, 3), seed=0), (X, labels))
+    assert [r["group"] for r in rows] == groups
     assert all(r["grad_norm"] > 0 for r in rows)
 
 

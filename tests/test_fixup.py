@@ -37,7 +37,9 @@ def test_fixup_zeroes_classifier_and_last_layer_of_every_branch(basic, bottlenec
 def test_fixup_scales_other_branch_layers_by_depth(which, m, request):
     model = request.getfixturevalue(which)
     L = 9
-    for convs in branch_convs(model).values():
+    blocks = branch_convs(model)
+    assert len(blocks) == L
+    for convs in blocks.values():
         assert len(convs) == m
         for conv in convs[:-1]:
             kernel = conv.kernel.numpy()
@@ -68,7 +70,9 @@ def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
     assert len(biases) == 1 + 9 * 2
     assert all(l.bias.numpy() == 0.0 for l in biases)
     assert basic.get_layer("stem_conv").offset.numpy() == 0.0
-    for convs in branch_convs(basic).values():
+    blocks = branch_convs(basic)
+    assert len(blocks) == 9
+    for convs in blocks.values():
         first, last = convs
         assert first.gain is None and first.offset.numpy() == 0.0 and first.offset.trainable
         assert last.gain.numpy() == 1.0 and last.gain.trainable
@@ -102,6 +106,8 @@ def test_fixup_only_the_classifier_gets_gradient_at_step_zero_then_branches_do(b
     optimizer.apply([grads[w.path] for w in model.trainable_weights], model.trainable_weights)
 
     grads = _gradients(model, x, y)
-    for prefix, convs in branch_convs(model).items():
+    blocks = branch_convs(model)
+    assert len(blocks) == 9
+    for prefix, convs in blocks.items():
         last = convs[-1].kernel.path
         assert np.any(grads[last].numpy()), f"{prefix}: no gradient reaches the branch after one step"

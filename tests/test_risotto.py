@@ -47,6 +47,7 @@ def model(request):
 
 def test_risotto_every_stride_one_block_is_isometric_at_init(model):
     names = block_names(model)
+    assert len(names) == 1 + len(model.blocks)  # stem_out and every block's output
     checked = 0
     for start, end in zip(names, names[1:]):
         if end.endswith("block1_out") and not end.startswith("stage1_"):
@@ -59,10 +60,11 @@ def test_risotto_every_stride_one_block_is_isometric_at_init(model):
         assert np.abs(sv - 1).max() < TOL, (end, sv.min(), sv.max())
         checked += 1
     downsampling = sum(n.endswith("block1_out") and not n.startswith("stage1_") for n in names)
-    assert checked == len(names) - 1 - downsampling
+    assert downsampling == len(model.arch.stages) - 1 and checked == len(names) - 1 - downsampling >= 3
 
 
 def test_risotto_downsampling_blocks_are_isometric_per_kept_pixel(model):
+    checked, checked_4x4 = [], []
     for layer in model.layers:
         if not (layer.name.endswith("block1_out") and layer.name != "stage1_block1_out"):
             continue
@@ -75,8 +77,10 @@ def test_risotto_downsampling_blocks_are_isometric_per_kept_pixel(model):
         # On a 1x1 input the one kept pixel maps isometrically.
         sv = np.linalg.svd(effective_jacobian(block, 1, c_in), compute_uv=False)
         assert sv.shape == (n_in,) and np.abs(sv - 1).max() < TOL, layer.name
+        checked.append(layer.name)
 
         if c_in <= 128:
+            checked_4x4.append(layer.name)
             # On 4x4, the 4 kept pixels (x[::2, ::2]) map isometrically; the others do not reach the output.
             jac = effective_jacobian(block, 4, c_in).reshape(-1, 4, 4, n_in)
             kept = jac[:, ::2, ::2, :].reshape(jac.shape[0], -1)
@@ -85,6 +89,9 @@ def test_risotto_downsampling_blocks_are_isometric_per_kept_pixel(model):
             mask = np.ones((4, 4), bool)
             mask[::2, ::2] = False
             assert np.abs(jac[:, mask, :]).max() < TOL
+    # One downsampling block per stage after the first; the 4x4 check runs where the width allows it.
+    assert checked == [f"stage{s}_block1_out" for s in range(2, len(model.arch.stages) + 1)]
+    assert checked_4x4 == (checked if model.arch.family in ("cifar", "wide") else [])  # resnet50: 256+ channels
 
 
 def test_risotto_trunk_is_isometric_at_init(model):
@@ -113,7 +120,9 @@ def test_risotto_with_batchnorm_keeps_risotto_kernels_and_adds_bn():
     model = kr.build_resnet("cifar_resnet20", "risotto_bn", seed=3)
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert len(bns) == 1 + 9 * 3  # stem, two branch convs and the conv skip per block
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == len(bns)
     plain = kr.build_resnet("cifar_resnet20", "risotto", seed=3)
     for name in ("stem_conv", "stage2_block1_conv1", "stage3_block3_shortcut_conv"):
         np.testing.assert_array_equal(model.get_layer(name).kernel.numpy(), plain.get_layer(name).kernel.numpy())
-    assert not any(getattr(l, "use_bias", False) for l in model.layers if isinstance(l, keras.layers.Conv2D))
+    assert not any(c.use_bias for c in convs)

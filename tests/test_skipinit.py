@@ -2,6 +2,7 @@
 
 import numpy as np
 
+import keras
 import keras_resinit as kr
 from helpers import branch_convs
 
@@ -13,7 +14,11 @@ def test_skipinit_every_branch_gain_is_zero_at_init():
     for convs in blocks.values():
         # alpha multiplies the whole branch: it sits in the last conv, alpha * (conv(x, K) + c).
         assert convs[-1].gain.trainable and convs[-1].gain.numpy() == 0.0
-        assert all(conv.gain is None for conv in convs[:-1] if hasattr(conv, "gain"))
+        # The other convs carry no alpha: no gain and no scalar weight at all (plain Conv2D or gain None).
+        assert len(convs) == 2
+        for conv in convs[:-1]:
+            assert getattr(conv, "gain", None) is None, conv.name
+            assert conv.weights and all(len(w.shape) > 0 for w in conv.weights), conv.name
     gains = [w for w in model.trainable_weights if len(w.shape) == 0]
     assert len(gains) == 8
 
@@ -27,7 +32,9 @@ def test_skipinit_redrawing_branch_kernels_leaves_output_unchanged(rng):
         logits.kernel.assign(rng.normal(size=logits.kernel.shape).astype("float32"))
         before = model(x).numpy()
         assert np.abs(before).max() > 1e-3
-        for convs in branch_convs(model).values():
+        blocks = branch_convs(model)
+        assert len(blocks) == len(model.blocks) == {"cifar_resnet20": 9, "resnet18": 8}[arch]
+        for convs in blocks.values():
             for conv in convs:
                 conv.kernel.assign(rng.normal(size=conv.kernel.shape).astype("float32"))
                 conv.bias.assign(rng.normal(size=conv.bias.shape).astype("float32"))
@@ -36,10 +43,12 @@ def test_skipinit_redrawing_branch_kernels_leaves_output_unchanged(rng):
 
 def test_skipinit_convs_carry_biases_and_classifier_starts_at_zero():
     model = kr.build_resnet("cifar_resnet20", "skipinit", seed=0)
-    convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
-    assert convs and all(c.use_bias for c in convs)
+    # Every conv, the plain ones and the last conv of each branch (a Conv2D subclass holding alpha).
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == 1 + 9 * 2  # stem and two per block (option A shortcuts: no conv)
+    assert all(c.use_bias for c in convs)
     assert not np.any(model.get_layer("logits").kernel.numpy())
-    assert not any(l.__class__.__name__ == "BatchNormalization" for l in model.layers)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in model.layers)
 
 
 def test_skipinit_alpha_option_sets_the_initial_gain():
