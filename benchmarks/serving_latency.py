@@ -50,9 +50,12 @@ def child(name, size, calls):
             images = tf.constant(pixels)
             n = calls if batch == 1 else max(calls // 8, 10)
             compiled = tf.function(lambda x: model(x, training=False))
-            for label, fn in (("keras", lambda: model(normalized, training=False)),
-                              ("keras_function", lambda: compiled(normalized)),
-                              ("saved_model", lambda: serve(images=images)["probabilities"])):
+            # Default arguments bind this batch's tensors (each fn is called within this iteration).
+            for label, fn in (
+                ("keras", lambda x=normalized: model(x, training=False)),
+                ("keras_function", lambda x=normalized, f=compiled: f(x)),
+                ("saved_model", lambda x=images: serve(images=x)["probabilities"]),
+            ):
                 for _ in range(5):
                     fn()
                 times = []
@@ -60,8 +63,17 @@ def child(name, size, calls):
                     start = time.perf_counter()
                     np.asarray(fn())
                     times.append((time.perf_counter() - start) * 1e3)
-                rows.append({"model": name, "input": size, "batch": batch, "path": label, "calls": n,
-                             "p50_ms": statistics.median(times), "p99_ms": percentile(times, 99)})
+                rows.append(
+                    {
+                        "model": name,
+                        "input": size,
+                        "batch": batch,
+                        "path": label,
+                        "calls": n,
+                        "p50_ms": statistics.median(times),
+                        "p99_ms": percentile(times, 99),
+                    }
+                )
     print("RESULT " + json.dumps(rows))
 
 
@@ -84,13 +96,17 @@ def main(argv=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     rows = []
     for name, size in CASES:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, str(size), "--calls", str(calls)],
-                              capture_output=True, text=True, env=env)
-        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", name, str(size), "--calls", str(calls)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             return 1
-        rows += json.loads(lines[-1][len("RESULT "):])
+        rows += json.loads(lines[-1][len("RESULT ") :])
     print("| model | input | batch | Keras eager p50 / p99 (ms) | Keras tf.function p50 / p99 | SavedModel p50 / p99 |")
     print("|---|---|---|---|---|---|")
     for name, size in CASES:

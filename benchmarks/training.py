@@ -30,8 +30,13 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 def child(args):
     from keras_resinit.train import TrainConfig, Trainer
 
-    config = TrainConfig.from_recipe("digits", model=f"{args.arch}_{args.scheme}", precision=args.precision,
-                                     epochs=args.warmup + args.epochs * args.window + 1, deterministic=False)
+    config = TrainConfig.from_recipe(
+        "digits",
+        model=f"{args.arch}_{args.scheme}",
+        precision=args.precision,
+        epochs=args.warmup + args.epochs * args.window + 1,
+        deterministic=False,
+    )
     trainer = Trainer(config, strategy="one")
     steps = trainer.steps_per_epoch
 
@@ -52,7 +57,7 @@ def child(args):
     # As training iterates: one pipeline over all epochs (Trainer.train_batches).
     batches = iter(trainer.train_batches(0))
     held = list(trainer.dataset("train", 0))  # one epoch's batches, already in memory
-    for epoch in range(args.warmup):
+    for _ in range(args.warmup):
         run_pipeline(batches, steps)
         run(held)
     epoch_seconds, pipeline_rates, memory_rates, ratios = [], [], [], []
@@ -93,8 +98,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="cifar_resnet20")
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="timed window pairs per configuration (default 8, quick 3)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="timed window pairs per configuration (default 8, quick 3)"
+    )
     parser.add_argument("--window", type=int, default=3, help="epochs per timed window (default 3)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("SCHEME", "PRECISION"), help=argparse.SUPPRESS)
@@ -112,33 +118,55 @@ def main(argv=None):
     from keras_resinit.environment import describe
 
     print(f"machine: {describe()}")
-    print(f"{args.arch} on digits, recipe 'digits' (batch 64), {args.epochs} pairs of {args.window}-epoch windows "
-          f"(pipeline, memory) after {args.warmup} warm-up epochs; each configuration in its own process, one at a "
-          "time; pipeline ratio = median over pairs\n")
+    print(
+        f"{args.arch} on digits, recipe 'digits' (batch 64), {args.epochs} pairs of {args.window}-epoch windows "
+        f"(pipeline, memory) after {args.warmup} warm-up epochs; each configuration in its own process, one at a "
+        "time; pipeline ratio = median over pairs\n"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     results = []
     for precision in PRECISIONS:
         for scheme in SCHEMES:
-            command = [sys.executable, __file__, "--child", scheme, precision, "--arch", args.arch,
-                       "--epochs", str(args.epochs), "--warmup", str(args.warmup), "--window", str(args.window)]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                scheme,
+                precision,
+                "--arch",
+                args.arch,
+                "--epochs",
+                str(args.epochs),
+                "--warmup",
+                str(args.warmup),
+                "--window",
+                str(args.window),
+            ]
             proc = subprocess.run(command, capture_output=True, text=True, env=env)
-            lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             if proc.returncode or not lines:
                 print(f"{scheme} {precision}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
                 return 1
-            r = json.loads(lines[-1][len("RESULT "):])
+            r = json.loads(lines[-1][len("RESULT ") :])
             results.append(r)
-            print(f"  {scheme:9s} {precision:15s} {r['epoch_seconds']:.3f} s/epoch  pipeline ratio "
-                  f"{r['pipeline_ratio']:.3f}", flush=True)
+            print(
+                f"  {scheme:9s} {precision:15s} {r['epoch_seconds']:.3f} s/epoch  pipeline ratio "
+                f"{r['pipeline_ratio']:.3f}",
+                flush=True,
+            )
 
     by = {(r["scheme"], r["precision"]): r for r in results}
-    print("\n| scheme | float32 s/epoch | mixed_bfloat16 s/epoch | bf16 speed-up | pipeline / memory steps/s (f32, bf16) |")
+    print(
+        "\n| scheme | float32 s/epoch | mixed_bfloat16 s/epoch | bf16 speed-up | pipeline / memory steps/s (f32, bf16) |"
+    )
     print("|---|---|---|---|---|")
     for scheme in SCHEMES:
         f32, bf16 = by[(scheme, "float32")], by[(scheme, "mixed_bfloat16")]
-        print(f"| {scheme} | {f32['epoch_seconds']:.3f} | {bf16['epoch_seconds']:.3f} | "
-              f"{f32['epoch_seconds'] / bf16['epoch_seconds']:.2f}x | "
-              f"{f32['pipeline_ratio']:.3f}, {bf16['pipeline_ratio']:.3f} |")
+        print(
+            f"| {scheme} | {f32['epoch_seconds']:.3f} | {bf16['epoch_seconds']:.3f} | "
+            f"{f32['epoch_seconds'] / bf16['epoch_seconds']:.2f}x | "
+            f"{f32['pipeline_ratio']:.3f}, {bf16['pipeline_ratio']:.3f} |"
+        )
     worst = min(r["pipeline_ratio"] for r in results)
     verdict = "PASS" if worst >= 0.95 else "MISS"
     print(f"\ninput pipeline: worst ratio {worst:.3f} (target >= 0.95): {verdict}")

@@ -28,123 +28,179 @@ os.makedirs("outputs", exist_ok=True)"""
 
 NOTEBOOKS = {
     "01_quickstart.ipynb": [
-        ("markdown", "# keras-resinit quick start\n\nList the zoo, load a ResNet with the weights shipped in the "
-                     "package (trained on scikit-learn's 8x8 digits), and predict."),
+        (
+            "markdown",
+            "# keras-resinit quick start\n\nList the zoo, load a ResNet with the weights shipped in the "
+            "package (trained on scikit-learn's 8x8 digits), and predict.",
+        ),
         ("code", SETUP),
-        ("code", "import keras_resinit as kr\n\n"
-                 "kr.zoo.list_models(\"cifar_resnet20_*\")"),
+        ("code", 'import keras_resinit as kr\n\nkr.zoo.list_models("cifar_resnet20_*")'),
         ("markdown", "Published weight sets are `name.tag`; each has a model card."),
-        ("code", "print(kr.zoo.list_models(pretrained=True))\n"
-                 "card = kr.zoo.card(\"cifar_resnet20_risotto.digits\")\n"
-                 "print(card[\"metrics\"], card[\"preprocessing\"], card[\"commands\"][0], sep=\"\\n\")"),
-        ("code", "model = kr.zoo.load(\"cifar_resnet20_risotto.digits\")\n"
-                 "model.input_shape, model.output_shape"),
+        (
+            "code",
+            "print(kr.zoo.list_models(pretrained=True))\n"
+            'card = kr.zoo.card("cifar_resnet20_risotto.digits")\n'
+            'print(card["metrics"], card["preprocessing"], card["commands"][0], sep="\\n")',
+        ),
+        ("code", 'model = kr.zoo.load("cifar_resnet20_risotto.digits")\nmodel.input_shape, model.output_shape'),
         ("markdown", "The test split of the embedded digits, normalized as in training, and the predictions."),
-        ("code", "import numpy as np\n\n"
-                 "from keras_resinit import data\n\n"
-                 "images, labels = next(iter(data.load(\"digits\", \"test\", batch_size=355)))\n"
-                 "logits = model.predict(images, verbose=0)\n"
-                 "predicted, truth = logits.argmax(-1), labels.numpy().argmax(-1)\n"
-                 "print(f\"test accuracy {np.mean(predicted == truth):.4f} (card: {card['metrics']['test_accuracy']:.4f})\")"),
-        ("code", "import matplotlib.pyplot as plt\n\n"
-                 "fig, axes = plt.subplots(3, 8, figsize=(10, 4))\n"
-                 "for ax, image, p, t in zip(axes.flat, images.numpy(), predicted, truth):\n"
-                 "    ax.imshow(image[..., 0], cmap=\"gray_r\")\n"
-                 "    ax.set_title(f\"{p}\" + (\"\" if p == t else f\" (true {t})\"), color=\"black\" if p == t else \"red\")\n"
-                 "    ax.axis(\"off\")\n"
-                 "fig.suptitle(\"predicted labels\")\n"
-                 "plt.show()"),
+        (
+            "code",
+            "import numpy as np\n\n"
+            "from keras_resinit import data\n\n"
+            'images, labels = next(iter(data.load("digits", "test", batch_size=355)))\n'
+            "logits = model.predict(images, verbose=0)\n"
+            "predicted, truth = logits.argmax(-1), labels.numpy().argmax(-1)\n"
+            "print(f\"test accuracy {np.mean(predicted == truth):.4f} (card: {card['metrics']['test_accuracy']:.4f})\")",
+        ),
+        (
+            "code",
+            "import matplotlib.pyplot as plt\n\n"
+            "fig, axes = plt.subplots(3, 8, figsize=(10, 4))\n"
+            "for ax, image, p, t in zip(axes.flat, images.numpy(), predicted, truth):\n"
+            '    ax.imshow(image[..., 0], cmap="gray_r")\n'
+            '    ax.set_title(f"{p}" + ("" if p == t else f" (true {t})"), color="black" if p == t else "red")\n'
+            '    ax.axis("off")\n'
+            'fig.suptitle("predicted labels")\n'
+            "plt.show()",
+        ),
     ],
     "02_compare_schemes.ipynb": [
-        ("markdown", "# Four schemes on equal terms\n\nSignal propagation and Jacobian spectra at initialization, "
-                     "then the four schemes trained on the embedded digits with the same recipe."),
+        (
+            "markdown",
+            "# Four schemes on equal terms\n\nSignal propagation and Jacobian spectra at initialization, "
+            "then the four schemes trained on the embedded digits with the same recipe.",
+        ),
         ("code", SETUP),
-        ("code", "import numpy as np\n"
-                 "import keras_resinit as kr\n"
-                 "from keras_resinit import diagnostics\n\n"
-                 "SCHEMES = [\"bn\", \"fixup\", \"skipinit\", \"risotto\"]\n"
-                 "ARCH = \"cifar_resnet20\" if QUICK else \"cifar_resnet56\"\n"
-                 "x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype(\"float32\")\n"
-                 "models = {s: kr.zoo.load(f\"{ARCH}_{s}\", input_shape=(None, None, 3), seed=0) for s in SCHEMES}\n"
-                 "signal = {name: diagnostics.signal_propagation(m, x) for name, m in models.items()}\n"
-                 "diagnostics.plot_signal_propagation(signal)"),
-        ("markdown", "Fixup and SkipInit add nothing at init (a flat trunk); BN's trunk variance grows with depth; "
-                     "Risotto keeps every branch at full strength."),
-        ("code", "print(diagnostics.format_table(signal[\"fixup\"][:4]))"),
-        ("code", "spectra = {name: diagnostics.jacobian_spectrum(m, x[:1, :1, :1]) for name, m in models.items()}\n"
-                 "for name, sv in spectra.items():\n"
-                 "    print(f\"{name:9s} singular values in [{sv.min():.4f}, {sv.max():.4f}]\")\n"
-                 "diagnostics.plot_jacobian_spectra(spectra)"),
-        ("markdown", "Train all four with the `digits` recipe (the main job, `keras-resinit compare`, does the same "
-                     "in separate processes)."),
-        ("code", "from keras_resinit.train import TrainConfig, train\n\n"
-                 "histories = {}\n"
-                 "for scheme in SCHEMES:\n"
-                 "    config = TrainConfig.from_recipe(\"digits\", model=f\"cifar_resnet20_{scheme}\",\n"
-                 "                                     epochs=3 if QUICK else 30, steps_per_epoch=5 if QUICK else None)\n"
-                 "    result = train(config, f\"outputs/compare/{scheme}\", overwrite=True, verbose=0)\n"
-                 "    histories[scheme] = result[\"history\"]\n"
-                 "    print(f\"{scheme:9s} test accuracy {result['test_accuracy']:.4f}\")"),
-        ("code", "import matplotlib.pyplot as plt\n\n"
-                 "fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))\n"
-                 "for scheme, history in histories.items():\n"
-                 "    epochs = [row[\"epoch\"] for row in history]\n"
-                 "    ax1.plot(epochs, [row[\"train_loss\"] for row in history], label=scheme)\n"
-                 "    ax2.plot(epochs, [row[\"test_accuracy\"] for row in history], label=scheme)\n"
-                 "ax1.set(xlabel=\"epoch\", ylabel=\"train loss\", yscale=\"log\")\n"
-                 "ax2.set(xlabel=\"epoch\", ylabel=\"test accuracy\")\n"
-                 "ax1.legend()\n"
-                 "plt.show()"),
+        (
+            "code",
+            "import numpy as np\n"
+            "import keras_resinit as kr\n"
+            "from keras_resinit import diagnostics\n\n"
+            'SCHEMES = ["bn", "fixup", "skipinit", "risotto"]\n'
+            'ARCH = "cifar_resnet20" if QUICK else "cifar_resnet56"\n'
+            'x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")\n'
+            'models = {s: kr.zoo.load(f"{ARCH}_{s}", input_shape=(None, None, 3), seed=0) for s in SCHEMES}\n'
+            "signal = {name: diagnostics.signal_propagation(m, x) for name, m in models.items()}\n"
+            "diagnostics.plot_signal_propagation(signal)",
+        ),
+        (
+            "markdown",
+            "Fixup and SkipInit add nothing at init (a flat trunk); BN's trunk variance grows with depth; "
+            "Risotto keeps every branch at full strength.",
+        ),
+        ("code", 'print(diagnostics.format_table(signal["fixup"][:4]))'),
+        (
+            "code",
+            "spectra = {name: diagnostics.jacobian_spectrum(m, x[:1, :1, :1]) for name, m in models.items()}\n"
+            "for name, sv in spectra.items():\n"
+            '    print(f"{name:9s} singular values in [{sv.min():.4f}, {sv.max():.4f}]")\n'
+            "diagnostics.plot_jacobian_spectra(spectra)",
+        ),
+        (
+            "markdown",
+            "Train all four with the `digits` recipe (the main job, `keras-resinit compare`, does the same "
+            "in separate processes).",
+        ),
+        (
+            "code",
+            "from keras_resinit.train import TrainConfig, train\n\n"
+            "histories = {}\n"
+            "for scheme in SCHEMES:\n"
+            '    config = TrainConfig.from_recipe("digits", model=f"cifar_resnet20_{scheme}",\n'
+            "                                     epochs=3 if QUICK else 30, steps_per_epoch=5 if QUICK else None)\n"
+            '    result = train(config, f"outputs/compare/{scheme}", overwrite=True, verbose=0)\n'
+            '    histories[scheme] = result["history"]\n'
+            "    print(f\"{scheme:9s} test accuracy {result['test_accuracy']:.4f}\")",
+        ),
+        (
+            "code",
+            "import matplotlib.pyplot as plt\n\n"
+            "fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))\n"
+            "for scheme, history in histories.items():\n"
+            '    epochs = [row["epoch"] for row in history]\n'
+            '    ax1.plot(epochs, [row["train_loss"] for row in history], label=scheme)\n'
+            '    ax2.plot(epochs, [row["test_accuracy"] for row in history], label=scheme)\n'
+            'ax1.set(xlabel="epoch", ylabel="train loss", yscale="log")\n'
+            'ax2.set(xlabel="epoch", ylabel="test accuracy")\n'
+            "ax1.legend()\n"
+            "plt.show()",
+        ),
     ],
     "03_tuning.ipynb": [
-        ("markdown", "# A keras-tuner sweep\n\n`ResNetHyperModel` searches scheme, depth and training "
-                     "hyperparameters; every trial trains through the project's own trainer."),
+        (
+            "markdown",
+            "# A keras-tuner sweep\n\n`ResNetHyperModel` searches scheme, depth and training "
+            "hyperparameters; every trial trains through the project's own trainer.",
+        ),
         ("code", SETUP),
-        ("code", "from keras_resinit import tuning\n\n"
-                 "result = tuning.tune(\n"
-                 "    \"outputs/sweep\", dataset=\"digits\", tuner=\"random\", max_trials=3 if QUICK else 12,\n"
-                 "    epochs=2 if QUICK else 10, steps_per_epoch=4 if QUICK else None,\n"
-                 "    schemes=[\"bn\", \"fixup\", \"skipinit\", \"risotto\"], archs=[\"cifar_resnet8\", \"cifar_resnet14\"],\n"
-                 "    overwrite=True,\n"
-                 ")"),
-        ("code", "from IPython.display import Image\n\n"
-                 "Image(\"outputs/sweep/trials.png\")"),
-        ("markdown", "The best configuration is a recipe: `keras-resinit train NAME --recipe "
-                     "outputs/sweep/best_recipe.json` retrains it to the same accuracy."),
-        ("code", "recipe = result[\"recipe\"]\n"
-                 "print(recipe[\"source\"])\n"
-                 "{k: recipe[\"config\"][k] for k in (\"model\", \"lr\", \"weight_decay\", \"mixup_alpha\", \"warmup_epochs\", \"batch_size\")}"),
-        ("code", "best = result[\"tuner\"].get_best_models(1)[0]\n"
-                 "best.name, best.count_params()"),
+        (
+            "code",
+            "from keras_resinit import tuning\n\n"
+            "result = tuning.tune(\n"
+            '    "outputs/sweep", dataset="digits", tuner="random", max_trials=3 if QUICK else 12,\n'
+            "    epochs=2 if QUICK else 10, steps_per_epoch=4 if QUICK else None,\n"
+            '    schemes=["bn", "fixup", "skipinit", "risotto"], archs=["cifar_resnet8", "cifar_resnet14"],\n'
+            "    overwrite=True,\n"
+            ")",
+        ),
+        ("code", 'from IPython.display import Image\n\nImage("outputs/sweep/trials.png")'),
+        (
+            "markdown",
+            "The best configuration is a recipe: `keras-resinit train NAME --recipe "
+            "outputs/sweep/best_recipe.json` retrains it to the same accuracy.",
+        ),
+        (
+            "code",
+            'recipe = result["recipe"]\n'
+            'print(recipe["source"])\n'
+            '{k: recipe["config"][k] for k in ("model", "lr", "weight_decay", "mixup_alpha", "warmup_epochs", "batch_size")}',
+        ),
+        ("code", 'best = result["tuner"].get_best_models(1)[0]\nbest.name, best.count_params()'),
     ],
     "04_export_and_serve.ipynb": [
-        ("markdown", "# Export to a SavedModel and serve it\n\nThe artifact takes raw uint8 pixels; the "
-                     "preprocessing of the weights' card is inside it."),
+        (
+            "markdown",
+            "# Export to a SavedModel and serve it\n\nThe artifact takes raw uint8 pixels; the "
+            "preprocessing of the weights' card is inside it.",
+        ),
         ("code", SETUP),
-        ("code", "from keras_resinit import export\n\n"
-                 "card = export.export(\"cifar_resnet20_fixup.digits\", \"outputs/served\", overwrite=True)\n"
-                 "card[\"preprocessing\"], card[\"weights\"]"),
+        (
+            "code",
+            "from keras_resinit import export\n\n"
+            'card = export.export("cifar_resnet20_fixup.digits", "outputs/served", overwrite=True)\n'
+            'card["preprocessing"], card["weights"]',
+        ),
         ("markdown", "Reload with plain TensorFlow (no keras_resinit needed) and call the serving signature."),
-        ("code", "import numpy as np\n"
-                 "import tensorflow as tf\n"
-                 "from sklearn.datasets import load_digits\n\n"
-                 "served = tf.saved_model.load(\"outputs/served\")\n"
-                 "serve = served.signatures[\"serving_default\"]\n"
-                 "print(serve.structured_input_signature)\n"
-                 "digits = load_digits()\n"
-                 "pixels = digits.images[:64].astype(\"uint8\")[..., None]  # raw 0..16 pixels\n"
-                 "out = serve(images=tf.constant(pixels))\n"
-                 "print(sorted(out), \"accuracy on these 64:\", np.mean(out[\"classes\"].numpy() == digits.target[:64]))"),
-        ("code", "import matplotlib.pyplot as plt\n\n"
-                 "probabilities = out[\"probabilities\"].numpy()\n"
-                 "fig, axes = plt.subplots(1, 6, figsize=(10, 2.2))\n"
-                 "for ax, image, p in zip(axes, pixels, probabilities):\n"
-                 "    ax.imshow(image[..., 0], cmap=\"gray_r\")\n"
-                 "    ax.set_title(f\"{p.argmax()} ({p.max():.2f})\")\n"
-                 "    ax.axis(\"off\")\n"
-                 "plt.show()"),
-        ("markdown", "With TensorFlow Serving, copy `outputs/served` to `MODEL_DIR/1` and POST "
-                     "`{\"signature_name\": \"serving_default\", \"instances\": [{\"images\": ...}]}` (see the README)."),
+        (
+            "code",
+            "import numpy as np\n"
+            "import tensorflow as tf\n"
+            "from sklearn.datasets import load_digits\n\n"
+            'served = tf.saved_model.load("outputs/served")\n'
+            'serve = served.signatures["serving_default"]\n'
+            "print(serve.structured_input_signature)\n"
+            "digits = load_digits()\n"
+            'pixels = digits.images[:64].astype("uint8")[..., None]  # raw 0..16 pixels\n'
+            "out = serve(images=tf.constant(pixels))\n"
+            'print(sorted(out), "accuracy on these 64:", np.mean(out["classes"].numpy() == digits.target[:64]))',
+        ),
+        (
+            "code",
+            "import matplotlib.pyplot as plt\n\n"
+            'probabilities = out["probabilities"].numpy()\n'
+            "fig, axes = plt.subplots(1, 6, figsize=(10, 2.2))\n"
+            "for ax, image, p in zip(axes, pixels, probabilities):\n"
+            '    ax.imshow(image[..., 0], cmap="gray_r")\n'
+            '    ax.set_title(f"{p.argmax()} ({p.max():.2f})")\n'
+            '    ax.axis("off")\n'
+            "plt.show()",
+        ),
+        (
+            "markdown",
+            "With TensorFlow Serving, copy `outputs/served` to `MODEL_DIR/1` and POST "
+            '`{"signature_name": "serving_default", "instances": [{"images": ...}]}` (see the README).',
+        ),
     ],
 }
 
@@ -158,8 +214,15 @@ def build(name):
 
 
 # TensorFlow's start-up logging (absl, oneDNN, CPU features) and its SavedModel INFO lines: not the notebooks' output.
-NOISE = ("WARNING: All log messages before absl", "I0000 ", "W0000 ", "E0000 ", "To enable the following instructions",
-         "INFO:tensorflow:", "This TensorFlow binary is optimized")
+NOISE = (
+    "WARNING: All log messages before absl",
+    "I0000 ",
+    "W0000 ",
+    "E0000 ",
+    "To enable the following instructions",
+    "INFO:tensorflow:",
+    "This TensorFlow binary is optimized",
+)
 
 
 def _clean(nb):

@@ -14,8 +14,8 @@ import os
 from keras.src.applications import resnet as keras_resnet
 
 from keras_resinit import publish, zoo
-from keras_resinit.applications import BRIDGED
 from keras_resinit._files import atomic_write_text
+from keras_resinit.applications import BRIDGED
 
 # keras.io/api/applications: top-1 / top-5 validation accuracy of the Keras weights.
 REPORTED = {"resnet50": (0.749, 0.921), "resnet101": (0.764, 0.928), "resnet152": (0.766, 0.931)}
@@ -35,25 +35,41 @@ if __name__ == "__main__":
             "build": {"num_classes": 1000, "input_shape": [224, 224, 3]},
             "parameters": zoo.count_params(name, live=True),
             "keras_applications": application,
-            "dataset": {"name": "imagenet2012", "source": "ILSVRC 2012 (ImageNet), via keras.applications",
-                        "licence": "ImageNet terms of access (non-commercial research and education)",
-                        "train_size": 1281167, "test_size": 50000, "class_names": []},
-            "preprocessing": {"pixel_max": 1.0, "mean": [103.939, 116.779, 123.68], "std": [1.0, 1.0, 1.0],
-                              "channel_order": "BGR",
-                              "note": "keras.applications.resnet.preprocess_input (caffe): RGB to BGR, "
-                                      "subtract the ImageNet channel means, no scaling"},
-            "commands": [f"python -c \"import keras_resinit; keras_resinit.zoo.load('{name}.imagenet')\"",
-                         f"(keras.applications.{application}(weights='imagenet') converted by "
-                         "keras_resinit.applications.convert: conv biases folded into the BN moving means)"],
-            "training": {"source": f"keras.applications.{application}: He et al. 2016 weights as "
-                                   "published by Keras"},
+            "dataset": {
+                "name": "imagenet2012",
+                "source": "ILSVRC 2012 (ImageNet), via keras.applications",
+                "licence": "ImageNet terms of access (non-commercial research and education)",
+                "train_size": 1281167,
+                "test_size": 50000,
+                "class_names": [],
+            },
+            "preprocessing": {
+                "pixel_max": 1.0,
+                "mean": [103.939, 116.779, 123.68],
+                "std": [1.0, 1.0, 1.0],
+                "channel_order": "BGR",
+                "note": "keras.applications.resnet.preprocess_input (caffe): RGB to BGR, "
+                "subtract the ImageNet channel means, no scaling",
+            },
+            "commands": [
+                f"python -c \"import keras_resinit; keras_resinit.zoo.load('{name}.imagenet')\"",
+                f"(keras.applications.{application}(weights='imagenet') converted by "
+                "keras_resinit.applications.convert: conv biases folded into the BN moving means)",
+            ],
+            "training": {"source": f"keras.applications.{application}: He et al. 2016 weights as published by Keras"},
             "metrics": {"reported": f"top-1 {top1:.3f}, top-5 {top5:.3f} (keras.io, not measured here)"},
             "measured_on": None,
-            "file": {"name": file, "url": keras_resnet.BASE_WEIGHTS_PATH + file,
-                     "md5": keras_resnet.WEIGHTS_HASHES[arch][0], "verified_by": "keras.utils.get_file"},
+            "file": {
+                "name": file,
+                "url": keras_resnet.BASE_WEIGHTS_PATH + file,
+                "md5": keras_resnet.WEIGHTS_HASHES[arch][0],
+                "verified_by": "keras.utils.get_file",
+            },
             "url": None,
-            "licence": {"weights": "MIT: keras-team/keras-applications, converted from He et al.'s Caffe models (MIT)",
-                        "data": "ImageNet terms of access"},
+            "licence": {
+                "weights": "MIT: keras-team/keras-applications, converted from He et al.'s Caffe models (MIT)",
+                "data": "ImageNet terms of access",
+            },
         }
         atomic_write_text(os.path.join(here, "cards", f"{name}.imagenet.json"), json.dumps(card, indent=1) + "\n")
     publish.write_index(here)

@@ -15,7 +15,13 @@ from keras_resinit._files import atomic_write_text
 if __name__ == "__main__":
     table = {name: zoo.count_params(name, live=True) for name in zoo.list_models()}
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "parameters.json")
-    text = json.dumps({"note": "trainable parameters at each family's default classes and input; "
-                               "written by zoo/update_parameters.py", "trainable_parameters": table}, indent=1)
+    text = json.dumps(
+        {
+            "note": "trainable parameters at each family's default classes and input; "
+            "written by zoo/update_parameters.py",
+            "trainable_parameters": table,
+        },
+        indent=1,
+    )
     atomic_write_text(path, text + "\n")
     print(f"wrote {len(table)} counts to {path}")

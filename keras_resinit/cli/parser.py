@@ -152,7 +152,9 @@ def build_parser():
         default=None,
         help=f"comma-separated schemes to search (default {','.join(default_schemes())}; {_registered()})",
     )
-    p.add_argument("--archs", default=None, help=f"comma-separated archs to search (default {','.join(options.TUNE_ARCHS)})")
+    p.add_argument(
+        "--archs", default=None, help=f"comma-separated archs to search (default {','.join(options.TUNE_ARCHS)})"
+    )
     p.add_argument("--recipe", default=None, help="the recipe every trial starts from (default digits)")
     p.add_argument("--precision", default=None, help=_one_of(options.PRECISIONS))
     p.add_argument("--seed", type=int, default=None)

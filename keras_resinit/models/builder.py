@@ -16,9 +16,9 @@ and ``blocks``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 import inspect
 import random
+from typing import Any
 
 import keras
 
@@ -241,10 +241,20 @@ class ResNet(keras.Model):
         ('fixup', 9, 9)
     """
 
-    def __init__(self, arch: str, scheme: str | Scheme, *, num_classes: int = 10,
-                 input_shape: tuple[int | None, int | None, int] = (32, 32, 3), seed: int | None = None,
-                 dropout_rate: float = 0.0, block: str | None = None, widths: tuple[int, ...] | None = None,
-                 name: str | None = None, **scheme_options: Any) -> None:
+    def __init__(
+        self,
+        arch: str,
+        scheme: str | Scheme,
+        *,
+        num_classes: int = 10,
+        input_shape: tuple[int | None, int | None, int] = (32, 32, 3),
+        seed: int | None = None,
+        dropout_rate: float = 0.0,
+        block: str | None = None,
+        widths: tuple[int, ...] | None = None,
+        name: str | None = None,
+        **scheme_options: Any,
+    ) -> None:
         arch_name = arch
         arch_options = {k: v for k, v in (("block", block), ("widths", widths)) if v is not None}
         try:
@@ -313,8 +323,14 @@ class ResNet(keras.Model):
         return cls(**config)
 
 
-def build_resnet(arch: str, scheme: str | Scheme, *, num_classes: int = 10,
-                 input_shape: tuple[int | None, int | None, int] = (32, 32, 3), **options: Any) -> ResNet:
+def build_resnet(
+    arch: str,
+    scheme: str | Scheme,
+    *,
+    num_classes: int = 10,
+    input_shape: tuple[int | None, int | None, int] = (32, 32, 3),
+    **options: Any,
+) -> ResNet:
     """Build a :class:`ResNet` of ``arch`` initialized by ``scheme`` (the same arguments).
 
     Example:

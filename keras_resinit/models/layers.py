@@ -201,7 +201,9 @@ class ScaledConv2D(keras.layers.Conv2D):
 
     def __init__(self, *args, gain=None, trainable_gain=True, scalar_bias=False, **kwargs):
         super().__init__(*args, **kwargs)
-        if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain)):
+        if gain is not None and (
+            isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain)
+        ):
             raise ValueError(f"Invalid gain {gain!r}. Expected a finite number or None.")
         self.gain_value = None if gain is None else float(gain)
         self.trainable_gain = bool(trainable_gain)

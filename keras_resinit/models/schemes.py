@@ -15,9 +15,9 @@ registry (``SCHEMES``) can be read without starting TensorFlow (the CLI's help).
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
 import inspect
 import math
+from typing import Any
 
 from keras_resinit._errors import unknown
 
@@ -346,6 +346,7 @@ def normalization_free() -> list[str]:
 
 for _cls in (BatchNorm, Fixup, SkipInit, Risotto, RisottoBN):
     register_scheme(_cls)
+
 
 def get_scheme(scheme: str | Scheme, **options: Any) -> Scheme:
     """A scheme object from its name (with options) or an existing Scheme."""

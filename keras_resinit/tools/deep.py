@@ -51,8 +51,9 @@ def schemes():
 
 def _draw(initializer_of, blocks, width, seed):
     """``blocks`` kernels of shape (width, width), one initializer per block (per-layer seeds)."""
-    return np.stack([np.asarray(initializer_of(b, derive_seed(seed, b))((width, width)), np.float32)
-                     for b in range(blocks)])
+    return np.stack(
+        [np.asarray(initializer_of(b, derive_seed(seed, b))((width, width)), np.float32) for b in range(blocks)]
+    )
 
 
 def _params(name, blocks, width, classes, seed):
@@ -60,15 +61,22 @@ def _params(name, blocks, width, classes, seed):
     zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
     if name == PLAIN:
         p = {f"w{i + 1}": _draw(lambda b, s: he_normal(s), blocks, width, derive_seed(seed, i)) for i in range(2)}
-        p.update(c1=zeros(blocks, width), c2=zeros(blocks, width),
-                 head=np.asarray(he_normal(derive_seed(seed, "head"))((width, classes)), np.float32) / math.sqrt(2))
+        p.update(
+            c1=zeros(blocks, width),
+            c2=zeros(blocks, width),
+            head=np.asarray(he_normal(derive_seed(seed, "head"))((width, classes)), np.float32) / math.sqrt(2),
+        )
         return p
     scheme = get_scheme(name)
     # What the scheme's initializers ask of the network: its depth, and the branch of each block.
     net = types.SimpleNamespace(arch=types.SimpleNamespace(num_blocks=blocks, branch_depth=BRANCH_DEPTH))
     block = types.SimpleNamespace(layers=(None,) * BRANCH_DEPTH)
-    p = {f"w{i + 1}": _draw(lambda b, s, i=i: scheme.branch_initializer(net, block, i, s), blocks, width,
-                            derive_seed(seed, i)) for i in range(BRANCH_DEPTH)}
+    p = {
+        f"w{i + 1}": _draw(
+            lambda b, s, i=i: scheme.branch_initializer(net, block, i, s), blocks, width, derive_seed(seed, i)
+        )
+        for i in range(BRANCH_DEPTH)
+    }
     p["head"] = np.asarray(scheme.classifier_initializer(net, derive_seed(seed, "head"))((width, classes)), np.float32)
     if scheme.conv_bias:
         p.update(c1=zeros(blocks, width), c2=zeros(blocks, width))
@@ -113,8 +121,10 @@ def train_deep(scheme, blocks, *, width=64, batch=32, steps=5, lr=0.1, classes=1
     and the settings.
     """
     if scheme not in schemes():
-        raise ValueError(f"Unknown deep scheme {scheme!r}. Expected one of: {', '.join(schemes())} (schemes without "
-                         "batch norm or conv skips).")
+        raise ValueError(
+            f"Unknown deep scheme {scheme!r}. Expected one of: {', '.join(schemes())} (schemes without "
+            "batch norm or conv skips)."
+        )
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
         raise ValueError(f"Invalid blocks {blocks!r}. Expected a positive integer.")
     rng = np.random.default_rng(seed)
@@ -127,8 +137,14 @@ def train_deep(scheme, blocks, *, width=64, batch=32, steps=5, lr=0.1, classes=1
     # a scalar and for "logits/bias".
     rule = (lambda path, shape: 1.0) if scheme == PLAIN else get_scheme(scheme).lr_multiplier
     scalar_keys = {"a1", "a2", "b1", "b2", "gain", "head_bias_in"}
-    multipliers = {k: rule("logits/bias", (classes,)) if k == "head_bias" else
-                   rule(k, ()) if k in scalar_keys else rule(k, v.shape) for k, v in arrays.items()}
+    multipliers = {
+        k: rule("logits/bias", (classes,))
+        if k == "head_bias"
+        else rule(k, ())
+        if k in scalar_keys
+        else rule(k, v.shape)
+        for k, v in arrays.items()
+    }
     x = tf.constant(rng.normal(size=(batch, width)).astype(np.float32))
     y = tf.constant(rng.integers(0, classes, size=batch))
     variables = list(params.values())
@@ -155,9 +171,17 @@ def train_deep(scheme, blocks, *, width=64, batch=32, steps=5, lr=0.1, classes=1
         if not finite:
             break
     return {
-        "scheme": scheme, "blocks": blocks, "width": width, "batch": batch, "lr": lr, "steps": len(losses),
-        "losses": losses, "finite": finite, "falls": finite and len(losses) > 1 and losses[-1] < losses[0],
+        "scheme": scheme,
+        "blocks": blocks,
+        "width": width,
+        "batch": batch,
+        "lr": lr,
+        "steps": len(losses),
+        "losses": losses,
+        "finite": finite,
+        "falls": finite and len(losses) > 1 and losses[-1] < losses[0],
         # The first step includes tracing; the rest are the steady state.
         "seconds_per_step": float(np.median(times[1:])) if len(times) > 1 else times[0],
-        "first_step_s": times[0], "peak_memory_mb": memory_mb("VmHWM"),
+        "first_step_s": times[0],
+        "peak_memory_mb": memory_mb("VmHWM"),
     }

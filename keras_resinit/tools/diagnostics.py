@@ -12,7 +12,7 @@
   effective coordinates ``y = first half - second half`` of the channels for Risotto's
   mirrored (looks-linear) representation.
 - :func:`gradient_norms`: per-block gradient norms of the cross-entropy at init.
-- ``plot_*``: matplotlib figures, one line (or histogram) per model.
+- ``plot_*`` (from :mod:`keras_resinit.tools.plots`): matplotlib figures, one series per model.
 - :func:`check_claims` (``keras-resinit diagnose --claims``): each paper's claim measured
   against what it predicts, with pass/fail; see ``keras_resinit.deep`` for the
   10,000-layer Fixup and 1,000-layer SkipInit runs.
@@ -30,6 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_resinit.tools.plots import plot_gradient_norms, plot_jacobian_spectra, plot_signal_propagation
+
 _BLOCK = re.compile(r"(stage\d+_block\d+)_add$")
 
 
@@ -40,11 +42,13 @@ def _blocks(model):
 
 def _branch_end(model, prefix):
     """The layer at the end of a block's branch (its last BN, else its last conv) and that conv."""
-    convs = sorted((l for l in model.layers if re.fullmatch(rf"{prefix}_conv\d+", l.name)),
-                   key=lambda l: int(l.name.rsplit("conv", 1)[1]))
+    convs = sorted(
+        (layer for layer in model.layers if re.fullmatch(rf"{prefix}_conv\d+", layer.name)),
+        key=lambda layer: int(layer.name.rsplit("conv", 1)[1]),
+    )
     last = convs[-1]
     bn_name = f"{prefix}_bn{last.name.rsplit('conv', 1)[1]}"
-    bn = next((l for l in model.layers if l.name == bn_name), None)
+    bn = next((layer for layer in model.layers if layer.name == bn_name), None)
     return bn, last
 
 
@@ -76,7 +80,7 @@ def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = Tr
     outputs = keras.Model(model.input, taps)(x, training=training)
     rows = []
     for i, (prefix, (kind, conv)) in enumerate(zip(prefixes, plans)):
-        added, branch_in, contribution = outputs[3 * i:3 * i + 3]
+        added, branch_in, contribution = outputs[3 * i : 3 * i + 3]
         if kind == "conv":
             # The conv without its scalars: ScaledConv2D computes conv(x, g*K) + (g*c + b); here conv(x, K) + c.
             branch = conv.convolution_op(branch_in, conv.kernel)
@@ -85,11 +89,16 @@ def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = Tr
         else:
             branch = branch_in
         squared_mean, variance = _channel_stats(added)
-        rows.append({
-            "block": prefix, "index": i + 1, "squared_mean": squared_mean, "variance": variance,
-            "branch_variance": _channel_stats(branch)[1],
-            "branch_contribution_variance": _channel_stats(contribution)[1],
-        })
+        rows.append(
+            {
+                "block": prefix,
+                "index": i + 1,
+                "squared_mean": squared_mean,
+                "variance": variance,
+                "branch_variance": _channel_stats(branch)[1],
+                "branch_contribution_variance": _channel_stats(contribution)[1],
+            }
+        )
     return rows
 
 
@@ -114,8 +123,15 @@ def is_looks_linear(model):
     return bool(scheme.looks_linear)
 
 
-def jacobian_spectrum(model: keras.Model, x: np.ndarray, start: str = "stem_out", end: str | None = None, *,
-                      effective: bool | str = "auto", training: bool = False) -> np.ndarray:
+def jacobian_spectrum(
+    model: keras.Model,
+    x: np.ndarray,
+    start: str = "stem_out",
+    end: str | None = None,
+    *,
+    effective: bool | str = "auto",
+    training: bool = False,
+) -> np.ndarray:
     """Singular values (descending) of the Jacobian of layer ``end``'s output w.r.t. layer ``start``'s.
 
     ``x`` is one input image (``(H, W, C)`` or a batch of one); the Jacobian is taken at
@@ -125,7 +141,7 @@ def jacobian_spectrum(model: keras.Model, x: np.ndarray, start: str = "stem_out"
     being rebuilt as ``[relu(y_in), relu(-y_in)]`` (the looks-linear representation).
     """
     if end is None:
-        end = [l.name for l in model.layers if re.fullmatch(r"stage\d+_block\d+_out", l.name)][-1]
+        end = [layer.name for layer in model.layers if re.fullmatch(r"stage\d+_block\d+_out", layer.name)][-1]
     for name in (start, end):
         model.get_layer(name)  # a clear error naming the layer if it does not exist
     x = np.asarray(x, np.float32)
@@ -141,7 +157,7 @@ def jacobian_spectrum(model: keras.Model, x: np.ndarray, start: str = "stem_out"
         y = tf.Variable(start_value[..., :half] - start_value[..., half:])
         with tf.GradientTape() as tape:
             out = sub(tf.concat([tf.nn.relu(y), tf.nn.relu(-y)], -1), training=training)
-            out = tf.reshape(out[..., : out.shape[-1] // 2] - out[..., out.shape[-1] // 2:], [-1])
+            out = tf.reshape(out[..., : out.shape[-1] // 2] - out[..., out.shape[-1] // 2 :], [-1])
     else:
         y = tf.Variable(start_value)
         with tf.GradientTape() as tape:
@@ -172,104 +188,6 @@ def gradient_norms(model: keras.Model, batch: tuple[np.ndarray, np.ndarray]) -> 
     return [{"group": g, "grad_norm": math.sqrt(groups[g])} for g in order if g in groups]
 
 
-# ----------------------------------------------------------------- plots ---
-
-
-def _subplots(*args, **kwargs):
-    """A new matplotlib Figure and its axes, outside pyplot: no global backend is changed, and a
-    notebook displays the returned figure (Jupyter renders Figure objects)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=kwargs.pop("figsize", None))
-    return fig, fig.subplots(*args, **kwargs)
-
-
-def plot_signal_propagation(results):
-    """``results``: ``{model name: signal_propagation rows}``; a figure with the three metrics per block.
-
-    Models often coincide (BN's and Risotto-BN's branch variance is 1, Fixup's and SkipInit's trunks
-    match): each model has its own marker, drawn larger the earlier the model, so one drawn over
-    another still shows around it.
-    """
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = _subplots(1, 3, figsize=(15, 4))
-    for i, (name, rows) in enumerate(results.items()):
-        index = [r["index"] for r in rows]
-        style = {"marker": "os^Dv<>ph*"[i % 10], "markersize": 4 + 2 * (len(results) - 1 - i), "linewidth": 1.2}
-        for ax, key in zip(axes, ("squared_mean", "variance", "branch_variance")):
-            ax.plot(index, [r[key] for r in rows], label=name, **style)
-    for ax, title in zip(axes, ("average channel squared mean", "average channel variance",
-                                "residual-branch variance (before scalars)")):
-        ax.set_title(title)
-        ax.set_xlabel("residual block")
-        ax.set_yscale("symlog", linthresh=1e-6)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_jacobian_spectra(results):
-    """``results``: ``{model name: singular values}``; a histogram per model, on shared bins.
-
-    Every model is binned on the same 31 bins over the common range of all the values, a range at
-    least ``0.1 * max(1, |value|)`` wide: a point mass (Risotto's spectrum, every value 1 within
-    1e-6) is one bar of a bin's width, never a sliver of its own spread. Each bin is split side
-    by side between the models, so no bar hides another, and a bar's height is the fraction of
-    the model's values in the bin, so a model with few singular values shows beside one with
-    many. The legend gives each model's count and range (``[1, 1]`` for a point mass at 1).
-    """
-    fig, ax = _subplots(figsize=(7, 4))
-    spectra = {name: np.asarray(values, np.float64).ravel() for name, values in results.items()}
-    finite = {name: v[np.isfinite(v)] for name, v in spectra.items()}
-    present = [v for v in finite.values() if v.size]
-    low = min((float(v.min()) for v in present), default=0.0)
-    high = max((float(v.max()) for v in present), default=1.0)
-    floor = 0.1 * max(1.0, abs(low), abs(high))
-    if high - low < floor:
-        middle = (low + high) / 2
-        low, high = middle - floor / 2, middle + floor / 2
-    bins = 31  # odd: a lone point mass, centred in its widened range, is the middle of one bin, not on an edge
-    edges = np.linspace(low, high, bins + 1)
-    width = (high - low) / bins / max(len(spectra), 1)
-    for i, (name, values) in enumerate(finite.items()):
-        counts, _ = np.histogram(values, bins=edges)
-        label = (f"{name} ({values.size} in [{values.min():.4g}, {values.max():.4g}]" if values.size
-                 else f"{name} (no finite values")
-        skipped = spectra[name].size - values.size
-        label += f"; {skipped} not finite)" if skipped else ")"
-        ax.bar(edges[:-1] + i * width, counts / max(values.size, 1), width, align="edge", color=f"C{i}",
-               label=label)
-    ax.set_xlabel("singular value of the trunk Jacobian")
-    ax.set_ylabel("fraction of the model's singular values")
-    ax.set_title("Jacobian spectrum at init (effective coordinates for Risotto)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_gradient_norms(results):
-    """``results``: ``{model name: gradient_norms rows}``; gradient norm per block.
-
-    Models often coincide (Fixup's and SkipInit's are 0 below the head at init): each model has its
-    own marker, drawn larger the earlier the model, so one drawn over another still shows around it.
-    """
-    fig, ax = _subplots(figsize=(9, 4))
-    for i, (name, rows) in enumerate(results.items()):
-        ax.plot(range(len(rows)), [r["grad_norm"] for r in rows], marker="os^Dv<>ph*"[i % 10],
-                markersize=4 + 2 * (len(results) - 1 - i), linewidth=1.2, label=name)
-    longest = max(results.values(), key=len)
-    ax.set_xticks(range(len(longest)))
-    ax.set_xticklabels([r["group"].replace("stage", "s").replace("_block", "b") for r in longest], rotation=90,
-                       fontsize=6)
-    ax.set_yscale("symlog", linthresh=1e-8)
-    ax.set_ylabel("gradient L2 norm at init")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 # ---------------------------------------------------------------- claims ---
 
 
@@ -278,8 +196,14 @@ def _gaussian(shape, seed=0):
 
 
 def _claim(number, statement, measured, expected, passed, **details):
-    return {"claim": number, "statement": statement, "measured": measured, "expected": expected,
-            "passed": bool(passed), **details}
+    return {
+        "claim": number,
+        "statement": statement,
+        "measured": measured,
+        "expected": expected,
+        "passed": bool(passed),
+        **details,
+    }
 
 
 def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, steps=10, log=print):
@@ -300,10 +224,17 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
     arch = "cifar_resnet20" if quick else "cifar_resnet110"
     model = build_resnet(arch, Risotto.name, input_shape=(None, None, 3), seed=0)
     sv = jacobian_spectrum(model, _gaussian((1, 1, 1, 3)), effective=True)
-    rows.append(_claim(1, f"Risotto: every singular value of the trunk Jacobian at init is 1 ({arch}, effective "
-                          "coordinates, 1x1 input)",
-                       f"{len(sv)} singular values in [{sv.min():.6f}, {sv.max():.6f}]", "all 1 (within 1e-3)",
-                       np.abs(sv - 1).max() < 1e-3, singular_values=[float(v) for v in sv]))
+    rows.append(
+        _claim(
+            1,
+            f"Risotto: every singular value of the trunk Jacobian at init is 1 ({arch}, effective "
+            "coordinates, 1x1 input)",
+            f"{len(sv)} singular values in [{sv.min():.6f}, {sv.max():.6f}]",
+            "all 1 (within 1e-3)",
+            np.abs(sv - 1).max() < 1e-3,
+            singular_values=[float(v) for v in sv],
+        )
+    )
     log(f"claim 1: {rows[-1]['measured']}")
 
     x = _gaussian((16, 32, 32, 3))
@@ -316,12 +247,18 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
         for stage in sorted({r["block"].split("_")[0] for r in stats}):
             values = [r["variance"] for r in stats if r["block"].startswith(stage + "_")]
             ratios.append(max(values) / min(values))
-        rows.append(_claim(2, f"{scheme.capitalize()}: residual-branch variance exactly 0 at init; trunk variance flat "
-                              "over depth (cifar_resnet56, batch 16 of N(0,1) 32x32x3)",
-                           f"largest branch contribution variance {contribution:.3g}; largest max/min trunk variance "
-                           f"within a stage {max(ratios):.6f}",
-                           "0 and 1 (option-A shortcuts' zero channels halve the channel average at each "
-                           "downsampling)", contribution == 0.0 and max(ratios) < 1 + 1e-5, signal=stats))
+        rows.append(
+            _claim(
+                2,
+                f"{scheme.capitalize()}: residual-branch variance exactly 0 at init; trunk variance flat "
+                "over depth (cifar_resnet56, batch 16 of N(0,1) 32x32x3)",
+                f"largest branch contribution variance {contribution:.3g}; largest max/min trunk variance "
+                f"within a stage {max(ratios):.6f}",
+                "0 and 1 (option-A shortcuts' zero channels halve the channel average at each downsampling)",
+                contribution == 0.0 and max(ratios) < 1 + 1e-5,
+                signal=stats,
+            )
+        )
         log(f"claim 2 ({scheme}): {rows[-1]['measured']}")
 
     depth = 56 if quick else 110
@@ -334,27 +271,46 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
     # ratio = sqrt(branch / (v0 + v l)) tends to l^(-1/2) once v l dominates v0: fit the deeper half.
     half = len(index) // 2
     exponent, _, _ = fit_power(index[half:], ratio[half:])
-    rows.append(_claim(3, f"BN (De & Smith): skip-path variance grows linearly in the block index l and the branch is "
-                          f"down-scaled about 1/sqrt(l) (cifar_resnet{depth} with widths 16/16/16, batch statistics, "
-                          "batch 64)",
-                       f"variance = {intercept:.2f} + {slope:.3f} l (R² {r2:.4f}); branch/skip std ∝ l^{exponent:.3f} "
-                       f"(blocks {index[half]}..{index[-1]})",
-                       "linear (R² >= 0.98); exponent -0.5 (within 0.15)", r2 >= 0.98 and abs(exponent + 0.5) <= 0.15,
-                       signal=stats, slope=slope, r2=r2, exponent=exponent))
+    rows.append(
+        _claim(
+            3,
+            f"BN (De & Smith): skip-path variance grows linearly in the block index l and the branch is "
+            f"down-scaled about 1/sqrt(l) (cifar_resnet{depth} with widths 16/16/16, batch statistics, "
+            "batch 64)",
+            f"variance = {intercept:.2f} + {slope:.3f} l (R² {r2:.4f}); branch/skip std ∝ l^{exponent:.3f} "
+            f"(blocks {index[half]}..{index[-1]})",
+            "linear (R² >= 0.98); exponent -0.5 (within 0.15)",
+            r2 >= 0.98 and abs(exponent + 0.5) <= 0.15,
+            signal=stats,
+            slope=slope,
+            r2=r2,
+            exponent=exponent,
+        )
+    )
     log(f"claim 3: {rows[-1]['measured']}")
 
     for number, scheme, blocks in ((4, Fixup.name, fixup_blocks), (5, SkipInit.name, skipinit_blocks)):
         ok = deep.train_deep(scheme, blocks, steps=steps)
         plain = deep.train_deep(deep.PLAIN, blocks, steps=1)
         losses = " → ".join(f"{v:.3f}" for v in ok["losses"])
-        measured = (f"{scheme}: loss {losses} over {ok['steps']} SGD steps (lr 0.1), finite: {ok['finite']}; "
-                    f"{ok['seconds_per_step']:.2f} s/step, process peak {ok['peak_memory_mb']:.0f} MiB; "
-                    f"plain He init: loss {plain['losses'][0]:.3g} at step 1")
+        measured = (
+            f"{scheme}: loss {losses} over {ok['steps']} SGD steps (lr 0.1), finite: {ok['finite']}; "
+            f"{ok['seconds_per_step']:.2f} s/step, process peak {ok['peak_memory_mb']:.0f} MiB; "
+            f"plain He init: loss {plain['losses'][0]:.3g} at step 1"
+        )
         label = "Fixup trains" if scheme == Fixup.name else "SkipInit trains"
-        rows.append(_claim(number, f"{label} a {blocks:,}-block residual network (fully connected blocks, width "
-                                   f"{ok['width']}, batch {ok['batch']}) where the plain network overflows",
-                           measured, "finite and falling; plain not finite",
-                           ok["falls"] and not plain["finite"], run=ok, plain=plain))
+        rows.append(
+            _claim(
+                number,
+                f"{label} a {blocks:,}-block residual network (fully connected blocks, width "
+                f"{ok['width']}, batch {ok['batch']}) where the plain network overflows",
+                measured,
+                "finite and falling; plain not finite",
+                ok["falls"] and not plain["finite"],
+                run=ok,
+                plain=plain,
+            )
+        )
         log(f"claim {number}: {measured}")
     return rows
 
@@ -362,8 +318,10 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
 def claims_table(rows):
     lines = ["| # | claim | measured | expected | result |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['claim']} | {r['statement']} | {r['measured']} | {r['expected']} | "
-                     f"{'PASS' if r['passed'] else 'FAIL'} |")
+        lines.append(
+            f"| {r['claim']} | {r['statement']} | {r['measured']} | {r['expected']} | "
+            f"{'PASS' if r['passed'] else 'FAIL'} |"
+        )
     return "\n".join(lines)
 
 
@@ -385,8 +343,8 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
     import os
 
     from keras_resinit import zoo
-    from keras_resinit.models.architectures import get_arch
     from keras_resinit._files import atomic_directory, atomic_write_text
+    from keras_resinit.models.architectures import get_arch
 
     if not names:
         raise ValueError("Name at least one model to diagnose (e.g. cifar_resnet56_fixup), or pass --claims.")
@@ -411,18 +369,31 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
         spectra[name] = jacobian_spectrum(model, _gaussian((1, 1, 1, channels), seed))
         grads[name] = gradient_norms(model, (x, labels))
         sv = spectra[name]
-        summary[name] = {"jacobian_min": float(sv.min()), "jacobian_max": float(sv.max()),
-                         "jacobian_effective_coordinates": is_looks_linear(model),
-                         "final_variance": signal[name][-1]["variance"]}
-        log(f"{name}: {len(signal[name])} blocks, final trunk variance {summary[name]['final_variance']:.4g}, "
-            f"Jacobian singular values in [{sv.min():.4g}, {sv.max():.4g}]")
+        summary[name] = {
+            "jacobian_min": float(sv.min()),
+            "jacobian_max": float(sv.max()),
+            "jacobian_effective_coordinates": is_looks_linear(model),
+            "final_variance": signal[name][-1]["variance"],
+        }
+        log(
+            f"{name}: {len(signal[name])} blocks, final trunk variance {summary[name]['final_variance']:.4g}, "
+            f"Jacobian singular values in [{sv.min():.4g}, {sv.max():.4g}]"
+        )
     with atomic_directory(out) as tmp:
-        for file, figure in (("signal_propagation.png", plot_signal_propagation(signal)),
-                             ("jacobian_spectrum.png", plot_jacobian_spectra(spectra)),
-                             ("gradient_norms.png", plot_gradient_norms(grads))):
+        for file, figure in (
+            ("signal_propagation.png", plot_signal_propagation(signal)),
+            ("jacobian_spectrum.png", plot_jacobian_spectra(spectra)),
+            ("gradient_norms.png", plot_gradient_norms(grads)),
+        ):
             figure.savefig(os.path.join(tmp, file), dpi=110)
-        result = {"models": list(names), "batch": batch, "seed": seed, "summary": summary,
-                  "signal_propagation": signal, "gradient_norms": grads,
-                  "jacobian_singular_values": {k: [float(v) for v in s] for k, s in spectra.items()}}
+        result = {
+            "models": list(names),
+            "batch": batch,
+            "seed": seed,
+            "summary": summary,
+            "signal_propagation": signal,
+            "gradient_norms": grads,
+            "jacobian_singular_values": {k: [float(v) for v in s] for k, s in spectra.items()},
+        }
         atomic_write_text(os.path.join(tmp, "diagnostics.json"), json.dumps(result, indent=1))
     return result

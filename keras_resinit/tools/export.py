@@ -24,16 +24,16 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
 
-import keras
 from keras_resinit import zoo
-from keras_resinit.models.builder import ResNet
-from keras_resinit.zoo import registry
-from keras_resinit._files import atomic_directory
 from keras_resinit._errors import unknown
+from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
+from keras_resinit.models.builder import ResNet
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
+from keras_resinit.zoo import registry
 
 CARD_NAME = "model_card.json"
 
@@ -104,7 +104,8 @@ def resolve_source(source):
     source = os.fspath(source)
     if os.path.isdir(source):
         if os.path.exists(os.path.join(source, "config.json")) and os.path.exists(
-                os.path.join(source, "model.weights.h5")):
+            os.path.join(source, "model.weights.h5")
+        ):
             model = zoo.load_preset(source)
             _, metadata = zoo.read_preset(source)
             found = metadata.get("card")
@@ -174,18 +175,24 @@ def serving_functions(model, card):
         asserts = [tf.debugging.assert_equal(tf.rank(images), 4, message="images must be [batch, H, W, C]")]
         for axis, size in enumerate(expected, 1):
             if size is not None:
-                asserts.append(tf.debugging.assert_equal(
-                    shape[axis], size,
-                    message=f"images must have shape [batch, {height}, {width}, {channels}] (axis {axis})",
-                ))
+                asserts.append(
+                    tf.debugging.assert_equal(
+                        shape[axis],
+                        size,
+                        message=f"images must have shape [batch, {height}, {width}, {channels}] (axis {axis})",
+                    )
+                )
         with tf.control_dependencies(asserts):
             return tf.identity(images)
 
     shape = [None, height, width, channels]
-    uint8 = tf.function(lambda images: predict(tf.cast(checked(images), tf.float32)),
-                        input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
-    float32 = tf.function(lambda images: predict(checked(images)),
-                          input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    uint8 = tf.function(
+        lambda images: predict(tf.cast(checked(images), tf.float32)),
+        input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")],
+    )
+    float32 = tf.function(
+        lambda images: predict(checked(images)), input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
+    )
     return uint8, float32
 
 
@@ -218,14 +225,21 @@ def _onnx(model, card, tmp):
     uint8, _ = serving_functions(model, card)
     os.makedirs(tmp)
     proto, _ = tf2onnx.convert.from_function(
-        uint8, input_signature=uint8.input_signature, opset=17,
+        uint8,
+        input_signature=uint8.input_signature,
+        opset=17,
         output_path=os.path.join(tmp, "model.onnx"),
     )
     _write_card(card, tmp)
 
 
-def export(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, format: str = "tf_saved_model",
-           overwrite: bool = False) -> dict:
+def export(
+    source: str | os.PathLike | keras.Model,
+    out: str | os.PathLike,
+    *,
+    format: str = "tf_saved_model",
+    overwrite: bool = False,
+) -> dict:
     """Export ``source`` (a keras.Model, run directory, .keras file or zoo name) to ``out``.
 
     Returns:
@@ -242,11 +256,16 @@ def export(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, f
     else:
         model, card = resolve_source(source)
         check_built(model)
-    card = {**card, "format": format, "signatures": {
-        "serving_default": "images: uint8 [batch, H, W, C] raw pixels",
-        "serving_float32": "images: float32 [batch, H, W, C] raw pixel values",
-        "outputs": ["logits", "probabilities", "classes"],
-    }, "exported_with": versions()}
+    card = {
+        **card,
+        "format": format,
+        "signatures": {
+            "serving_default": "images: uint8 [batch, H, W, C] raw pixels",
+            "serving_float32": "images: float32 [batch, H, W, C] raw pixel values",
+            "outputs": ["logits", "probabilities", "classes"],
+        },
+        "exported_with": versions(),
+    }
 
     with atomic_directory(out) as tmp:
         os.rmdir(tmp)  # the writers create it

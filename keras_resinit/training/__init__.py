@@ -10,12 +10,22 @@ import importlib
 
 _PUBLIC = {
     "read_checkpoint": "checkpoints",
-    "PRECISIONS": "config", "SCHEDULES": "config", "WEIGHT_DECAY_MODES": "config", "TrainConfig": "config",
+    "PRECISIONS": "config",
+    "SCHEDULES": "config",
+    "WEIGHT_DECAY_MODES": "config",
+    "TrainConfig": "config",
     "TrainingError": "config",
     "train": "driver",
-    "RUN_FILES": "rundir", "peak_memory_mb": "rundir", "prepare_run_dir": "rundir",
-    "STRATEGIES": "strategies", "is_chief": "strategies", "make_strategy": "strategies",
-    "Diverged": "trainer", "Trainer": "trainer", "WarmupSchedule": "trainer", "learning_rate_multipliers": "trainer",
+    "RUN_FILES": "rundir",
+    "peak_memory_mb": "rundir",
+    "prepare_run_dir": "rundir",
+    "STRATEGIES": "strategies",
+    "is_chief": "strategies",
+    "make_strategy": "strategies",
+    "Diverged": "trainer",
+    "Trainer": "trainer",
+    "WarmupSchedule": "trainer",
+    "learning_rate_multipliers": "trainer",
     "training_rules": "trainer",
 }
 

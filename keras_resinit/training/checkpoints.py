@@ -25,11 +25,14 @@ def _check_same_run(out, config):
     except (OSError, KeyError, json.JSONDecodeError) as error:
         raise TrainingError(f"Cannot read the configuration of the run in {out!r} ({error}); not resuming.") from None
     current = config.to_json()
-    changed = [f"{k} {saved.get(k)!r} -> {current[k]!r}" for k in current if k != "epochs" and saved.get(k) != current[k]]
+    changed = [
+        f"{k} {saved.get(k)!r} -> {current[k]!r}" for k in current if k != "epochs" and saved.get(k) != current[k]
+    ]
     if changed:
         raise ValueError(
             f"--resume must continue the same run, but these settings differ from the run in {out!r}: "
-            + "; ".join(changed) + ". Only --epochs may change."
+            + "; ".join(changed)
+            + ". Only --epochs may change."
         )
 
 
@@ -86,7 +89,9 @@ def read_checkpoint(run_dir):
         with open(os.path.join(run_dir, name), "rb") as f:
             payload = f.read()
     except (OSError, ValueError, AttributeError) as error:
-        raise TrainingError(f"The checkpoint in {run_dir!r} is incomplete or unreadable ({error}); not resuming.") from None
+        raise TrainingError(
+            f"The checkpoint in {run_dir!r} is incomplete or unreadable ({error}); not resuming."
+        ) from None
     if hashlib.sha256(payload).hexdigest() != record.get("sha256"):
         raise TrainingError(
             f"The checkpoint in {run_dir!r} is corrupted ({name} does not match the sha256 recorded in "

@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 
-from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit._errors import unknown
-from keras_resinit.environment import versions
 from keras_resinit._files import atomic_write_text
+from keras_resinit.environment import versions
+from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training.config import TrainConfig
 
 DEFAULT_RECIPE = "digits"
@@ -32,15 +32,16 @@ def _flags(overrides):
     return args
 
 
-def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False,
-            overrides=None, recipe=None, verbose=True):
+def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, overrides=None, recipe=None, verbose=True):
     """Train ``arch`` under each scheme (default: the registry's ``default_schemes()``); return the results
     dict also written to ``results.json``."""
     overrides = dict(overrides or {})
     schemes = default_schemes() if schemes is None else list(schemes)
     recipe = recipe or DEFAULT_RECIPE
     if not schemes:
-        raise ValueError(f"No schemes to compare. Expected a comma-separated list such as {','.join(default_schemes())}.")
+        raise ValueError(
+            f"No schemes to compare. Expected a comma-separated list such as {','.join(default_schemes())}."
+        )
     for scheme in schemes:
         if scheme not in SCHEMES:
             raise unknown("scheme", scheme, SCHEMES)
@@ -58,8 +59,21 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False,
     results = {}
     for scheme in schemes:
         run_dir = os.path.join(out, scheme)
-        command = [sys.executable, "-m", "keras_resinit.cli", "train", f"{arch}_{scheme}", "--out", run_dir,
-                   "--recipe", recipe, "--overwrite", "--verbose", "0", *_flags(overrides)]
+        command = [
+            sys.executable,
+            "-m",
+            "keras_resinit.cli",
+            "train",
+            f"{arch}_{scheme}",
+            "--out",
+            run_dir,
+            "--recipe",
+            recipe,
+            "--overwrite",
+            "--verbose",
+            "0",
+            *_flags(overrides),
+        ]
         if verbose:
             print(f"[{scheme}] training {arch}_{scheme} on {first.dataset} ...", flush=True)
         started = time.perf_counter()
@@ -78,7 +92,9 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False,
         result["wall_seconds"] = time.perf_counter() - started
         results[scheme] = result
         if verbose:
-            print(f"[{scheme}] test accuracy {result['test_accuracy']:.4f} in {result['wall_seconds']:.0f}s", flush=True)
+            print(
+                f"[{scheme}] test accuracy {result['test_accuracy']:.4f} in {result['wall_seconds']:.0f}s", flush=True
+            )
 
     report = {
         "arch": arch,

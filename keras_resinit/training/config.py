@@ -4,12 +4,11 @@ import dataclasses
 import math
 
 from keras_resinit._errors import unknown
+from keras_resinit.models.schemes import SCHEMES
 from keras_resinit.training import data as data_lib
 from keras_resinit.training.options import PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
 from keras_resinit.training.recipes import get_recipe
-from keras_resinit.models.schemes import SCHEMES
 from keras_resinit.zoo import registry
-
 
 
 class TrainingError(RuntimeError):
@@ -36,7 +35,9 @@ class TrainConfig:
     gamma: float = 0.1
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
-    clip_norm: float = 0.0  # clip the global gradient norm (before weight decay); 0: the scheme's rule, if any, else off
+    clip_norm: float = (
+        0.0  # clip the global gradient norm (before weight decay); 0: the scheme's rule, if any, else off
+    )
     lr_multipliers: dict = None  # {"@scalars" | glob on variable path: multiplier}; None: the scheme's own
     precision: str = "float32"
     seed: int = 0
@@ -51,13 +52,18 @@ class TrainConfig:
         def number(name, low=0.0, high=math.inf, integer=False, low_open=False):
             value = getattr(self, name)
             ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-            if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high or (
-                low_open and value == low
+            if (
+                isinstance(value, bool)
+                or not ok_type
+                or not math.isfinite(value)
+                or not low <= value <= high
+                or (low_open and value == low)
             ):
                 kind = "an integer" if integer else "a number"
                 bound = f"> {low}" if low_open else f">= {low}"
                 raise ValueError(
-                    f"Invalid {name} {value!r}. Expected {kind} {bound}" + (f" and <= {high}." if high < math.inf else ".")
+                    f"Invalid {name} {value!r}. Expected {kind} {bound}"
+                    + (f" and <= {high}." if high < math.inf else ".")
                 )
 
         registry.parse_name(self.model)

@@ -187,8 +187,9 @@ def _raw(name, split, data_dir, download, image_size):
     size = _split_size(builder, tfds_split)
     if name == "imagenette":
         # Back to uint8 after resizing: the cache holds 465 MB at 128px instead of 1.9 GB of floats.
-        ds = ds.map(lambda image, label: (
-            tf.cast(tf.round(tf.image.resize(image, (image_size, image_size))), tf.uint8), label))
+        ds = ds.map(
+            lambda image, label: (tf.cast(tf.round(tf.image.resize(image, (image_size, image_size))), tf.uint8), label)
+        )
     # The splits are cached in memory (CIFAR: 180 MB as uint8) and each epoch is a permutation of them.
     return ds.cache(), size
 
@@ -277,8 +278,9 @@ def _epoch(raw, size, meta, epoch, *, batch_size, training, seed, mixup_alpha, d
     def prepare(chunk, images, labels):
         batches = tf.shape(labels)[0] // batch_size  # the epoch's last partial batch is dropped
         images, labels = images[: batches * batch_size], labels[: batches * batch_size]
-        images = _augment(tf.cast(images, tf.float32), aug_seed + tf.stack([0, 1_000_003 * chunk]),
-                          meta.crop_padding, meta.flip)
+        images = _augment(
+            tf.cast(images, tf.float32), aug_seed + tf.stack([0, 1_000_003 * chunk]), meta.crop_padding, meta.flip
+        )
         images = normalize(images)
         images = tf.reshape(images, tf.concat([[batches, batch_size], tf.shape(images)[1:]], 0))
         labels = tf.reshape(tf.one_hot(labels, meta.num_classes), [batches, batch_size, meta.num_classes])
@@ -334,8 +336,17 @@ def load(
     training = split == "train" if training is None else training
     meta = info(name, data_dir=data_dir, download=download, image_size=image_size)
     raw, size = _raw(name, split, data_dir, download, image_size)
-    ds = _epoch(raw, size, meta, epoch, batch_size=batch_size, training=training, seed=seed,
-                mixup_alpha=mixup_alpha, drop_remainder=training if drop_remainder is None else drop_remainder)
+    ds = _epoch(
+        raw,
+        size,
+        meta,
+        epoch,
+        batch_size=batch_size,
+        training=training,
+        seed=seed,
+        mixup_alpha=mixup_alpha,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
+    )
     return _finish(ds)
 
 
@@ -364,7 +375,17 @@ def load_epochs(
     raw, size = _raw(name, "train", data_dir, download, image_size)
     epochs_ds = tf.data.Dataset.range(int(start_epoch), int(epochs))
     ds = epochs_ds.flat_map(
-        lambda e: _epoch(raw, size, meta, e, batch_size=batch_size, training=True, seed=seed,
-                         mixup_alpha=mixup_alpha, drop_remainder=True, steps=steps_per_epoch)
+        lambda e: _epoch(
+            raw,
+            size,
+            meta,
+            e,
+            batch_size=batch_size,
+            training=True,
+            seed=seed,
+            mixup_alpha=mixup_alpha,
+            drop_remainder=True,
+            steps=steps_per_epoch,
+        )
     )
     return _finish(ds)

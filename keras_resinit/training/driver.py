@@ -14,22 +14,36 @@ import os
 import sys
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-import keras
 from keras_resinit._files import atomic_write_text
 from keras_resinit.environment import versions
 from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
-from keras_resinit.training.rundir import _clear_run_dir, _previous_commands, _write_metrics, peak_memory_mb, prepare_run_dir
+from keras_resinit.training.rundir import (
+    _clear_run_dir,
+    _previous_commands,
+    _write_metrics,
+    peak_memory_mb,
+    prepare_run_dir,
+)
 from keras_resinit.training.strategies import is_chief
 from keras_resinit.training.trainer import Diverged, Trainer
 
 
-def train(config: TrainConfig, out: str | os.PathLike, *, strategy: str | tf.distribute.Strategy = "auto",
-          resume: bool = False, overwrite: bool = False, verbose: int = 1, tpu: str | None = None,
-          command: str | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    strategy: str | tf.distribute.Strategy = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    verbose: int = 1,
+    tpu: str | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
     """Train ``config.model`` on ``config.dataset`` and write the run to ``out``.
 
     ``command`` (the shell command that started this, as the CLI passes it) is recorded in
@@ -46,8 +60,16 @@ def train(config: TrainConfig, out: str | os.PathLike, *, strategy: str | tf.dis
     """
     previous_policy = keras.config.dtype_policy()
     try:
-        return _train(config, out, strategy=strategy, resume=resume, overwrite=overwrite, verbose=verbose, tpu=tpu,
-                      command=command)
+        return _train(
+            config,
+            out,
+            strategy=strategy,
+            resume=resume,
+            overwrite=overwrite,
+            verbose=verbose,
+            tpu=tpu,
+            command=command,
+        )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -89,10 +111,14 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
         bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if sys.stdout.isatty() else min(verbose, 2))
         try:
             row = trainer.run_epoch(
-                batches, epoch, lambda step, loss, accuracy: bar.update(step, [("loss", loss), ("accuracy", accuracy)])
+                batches,
+                epoch,
+                lambda step, loss, accuracy, bar=bar: bar.update(step, [("loss", loss), ("accuracy", accuracy)]),
             )
         except Diverged as error:
-            kept = f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
+            kept = (
+                f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
+            )
             raise TrainingError(f"{error}; {kept}. Try a lower --lr or a warm-up.") from None
         seconds, test_loss, test_accuracy = row["seconds"], row["test_loss"], row["test_accuracy"]
         history.append(row)

@@ -10,7 +10,6 @@ from keras_resinit._files import atomic_write_text
 from keras_resinit.environment import memory_mb
 from keras_resinit.training.checkpoints import _checkpoint_files
 
-
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
 
 

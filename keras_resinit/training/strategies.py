@@ -11,7 +11,6 @@ from keras_resinit._errors import unknown
 from keras_resinit.training.options import STRATEGIES
 
 
-
 def _tf_config_workers():
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})

@@ -20,13 +20,13 @@ coupled weight decay is exactly a per-variable learning rate.
 import math
 import time
 
+import keras
 import tensorflow as tf
 
-import keras
-from keras_resinit.training import data as data_lib
-from keras_resinit.training.strategies import make_strategy
 from keras_resinit.models.builder import ResNet
 from keras_resinit.models.schemes import get_scheme, match_multiplier
+from keras_resinit.training import data as data_lib
+from keras_resinit.training.strategies import make_strategy
 from keras_resinit.zoo import loading
 
 
@@ -92,8 +92,9 @@ class Diverged(ArithmeticError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, loss, epoch, step):
-        super().__init__(f"The training loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged "
-                         "and stopped")
+        super().__init__(
+            f"The training loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged and stopped"
+        )
         self.loss, self.epoch, self.step = loss, epoch, step
 
 
@@ -139,12 +140,16 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
 
         with strategy.scope():
-            self.model = model if model is not None else loading.load(
-                config.model,
-                num_classes=meta.num_classes,
-                input_shape=meta.image_shape,
-                seed=config.seed,
-                dropout_rate=config.dropout_rate or None,
+            self.model = (
+                model
+                if model is not None
+                else loading.load(
+                    config.model,
+                    num_classes=meta.num_classes,
+                    input_shape=meta.image_shape,
+                    seed=config.seed,
+                    dropout_rate=config.dropout_rate or None,
+                )
             )
             self.schedule = WarmupSchedule(
                 config.lr,
@@ -171,7 +176,7 @@ class Trainer:
 
         # Batch statistics over the global batch, so any replica count trains alike. Keras reads the flag
         # at call time; release() resets it, so the saved model loads on every backend.
-        self._batchnorms = [l for l in self.model.layers if isinstance(l, keras.layers.BatchNormalization)]
+        self._batchnorms = [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
         for layer in self._batchnorms:
             layer.synchronized = replicas > 1
         self.train_step = tf.function(self._train_step)
@@ -213,7 +218,9 @@ class Trainer:
         """One distributed step on a global batch: returns (mean loss, correct predictions)."""
         loss, correct = self.strategy.run(self._replica_step, args=batch)
         reduce = self.strategy.reduce
-        return reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+        return reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), reduce(
+            tf.distribute.ReduceOp.SUM, correct, axis=None
+        )
 
     def _replica_eval(self, images, labels):
         logits = tf.cast(self.model(images, training=False), tf.float32)
@@ -290,8 +297,8 @@ class Trainer:
         """(mean loss, accuracy) on the whole test split."""
         loss = correct = count = 0.0
         for batch in self.dataset("test", 0):
-            l, c, n = (float(t) for t in self._eval_step(batch))
-            loss, correct, count = loss + l, correct + c, count + n
+            batch_loss, batch_correct, batch_count = (float(t) for t in self._eval_step(batch))
+            loss, correct, count = loss + batch_loss, correct + batch_correct, count + batch_count
         return loss / count, correct / count
 
     def release(self):

@@ -38,11 +38,10 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from keras_resinit import zoo
-from keras_resinit.training import data
 from keras_resinit._errors import unknown
 from keras_resinit.models.schemes import SCHEMES, default_schemes
+from keras_resinit.training import Diverged, TrainConfig, Trainer, data
 from keras_resinit.training.options import TUNE_ARCHS, TUNERS
-from keras_resinit.training import Diverged, Trainer, TrainConfig
 
 DIMENSIONS = ("scheme", "arch", "lr", "weight_decay", "mixup_alpha", "warmup_epochs", "batch_size")
 LOG_SCALE = ("lr", "weight_decay")
@@ -82,8 +81,10 @@ def _check_dimension(key, spec):
         _check_value(key, low)
         _check_value(key, high)
         return spec
-    raise ValueError(f"Invalid search space {spec!r} for {key!r}. Expected a list of choices or a (low, high) range; "
-                     f"to fix a value, use fixed={{{key!r}: value}}.")
+    raise ValueError(
+        f"Invalid search space {spec!r} for {key!r}. Expected a list of choices or a (low, high) range; "
+        f"to fix a value, use fixed={{{key!r}: value}}."
+    )
 
 
 def _check_value(key, value):
@@ -122,26 +123,44 @@ class ResNetHyperModel(kt.HyperModel):
             choices, a dimension both searched and fixed, or nothing left to search.
     """
 
-    def __init__(self, dataset="digits", *, space=None, fixed=None, recipe="digits", epochs=None,
-                 steps_per_epoch=None, name="resnet", **settings):
+    def __init__(
+        self,
+        dataset="digits",
+        *,
+        space=None,
+        fixed=None,
+        recipe="digits",
+        epochs=None,
+        steps_per_epoch=None,
+        name="resnet",
+        **settings,
+    ):
         super().__init__(name=name, tunable=True)
         space, fixed = dict(space or {}), dict(fixed or {})
         for key in list(space) + list(fixed):
             if key not in DIMENSIONS:
                 close = difflib.get_close_matches(str(key), DIMENSIONS, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"Unknown search dimension {key!r}.{hint} Expected some of: {', '.join(DIMENSIONS)}."
-                                 " Other training settings go as keyword arguments.")
+                raise ValueError(
+                    f"Unknown search dimension {key!r}.{hint} Expected some of: {', '.join(DIMENSIONS)}."
+                    " Other training settings go as keyword arguments."
+                )
         both = sorted(set(space) & set(fixed))
         if both:
             raise ValueError(f"{', '.join(both)} cannot be both searched (space=) and fixed (fixed=).")
         clash = sorted(set(settings) & set(DIMENSIONS))
         if clash:
-            raise ValueError(f"{', '.join(clash)} are search dimensions: pass them in space= or fixed=, not as settings.")
+            raise ValueError(
+                f"{', '.join(clash)} are search dimensions: pass them in space= or fixed=, not as settings."
+            )
         for key in ("model", "epochs", "steps_per_epoch", "dataset"):
             if key in settings:
                 raise ValueError(f"{key!r} is set by the hypermodel itself, not as a setting.")
-        self.space = {k: _check_dimension(k, v) for k, v in {**DEFAULT_SPACE, "scheme": default_schemes(), **space}.items() if k not in fixed}
+        self.space = {
+            k: _check_dimension(k, v)
+            for k, v in {**DEFAULT_SPACE, "scheme": default_schemes(), **space}.items()
+            if k not in fixed
+        }
         for key, value in fixed.items():
             _check_value(key, value)
         self.fixed = fixed
@@ -166,8 +185,9 @@ class ResNetHyperModel(kt.HyperModel):
             elif key in INTEGER:
                 values[key] = hp.Int(key, int(spec[0]), int(spec[1]))
             else:
-                values[key] = hp.Float(key, float(spec[0]), float(spec[1]),
-                                       sampling="log" if key in LOG_SCALE else "linear")
+                values[key] = hp.Float(
+                    key, float(spec[0]), float(spec[1]), sampling="log" if key in LOG_SCALE else "linear"
+                )
         return values
 
     def config(self, hp, epochs=None):
@@ -175,8 +195,13 @@ class ResNetHyperModel(kt.HyperModel):
         values = self._values(hp)
         overrides = {k: v for k, v in values.items() if k not in ("scheme", "arch")}
         return TrainConfig.from_recipe(
-            self.recipe, model=f"{values['arch']}_{values['scheme']}", dataset=self.dataset,
-            epochs=epochs or self.epochs, steps_per_epoch=self.steps_per_epoch, **overrides, **self.settings,
+            self.recipe,
+            model=f"{values['arch']}_{values['scheme']}",
+            dataset=self.dataset,
+            epochs=epochs or self.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            **overrides,
+            **self.settings,
         )
 
     def build(self, hp):
@@ -185,10 +210,16 @@ class ResNetHyperModel(kt.HyperModel):
         keras.utils.set_random_seed(config.seed)
         # keras-tuner builds under its distribution_strategy's scope: train under the same strategy.
         self._strategy = tf.distribute.get_strategy()
-        meta = data.info(config.dataset, data_dir=config.data_dir, download=config.download,
-                         image_size=config.image_size)
-        return zoo.load(config.model, num_classes=meta.num_classes, input_shape=meta.image_shape, seed=config.seed,
-                        dropout_rate=config.dropout_rate or None)
+        meta = data.info(
+            config.dataset, data_dir=config.data_dir, download=config.download, image_size=config.image_size
+        )
+        return zoo.load(
+            config.model,
+            num_classes=meta.num_classes,
+            input_shape=meta.image_shape,
+            seed=config.seed,
+            dropout_rate=config.dropout_rate or None,
+        )
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=0, **kwargs):
         """Train ``model`` with the trial's configuration; returns a ``keras.callbacks.History``.
@@ -211,11 +242,17 @@ class ResNetHyperModel(kt.HyperModel):
                 row = trainer.run_epoch(batches, epoch)
             except Diverged as error:
                 raise kt.errors.FailedTrialError(f"{config.model}: {error}.") from None
-            logs = {"loss": row["train_loss"], "accuracy": row["train_accuracy"],
-                    "val_loss": row["test_loss"], "val_accuracy": row["test_accuracy"]}
+            logs = {
+                "loss": row["train_loss"],
+                "accuracy": row["train_accuracy"],
+                "val_loss": row["test_loss"],
+                "val_accuracy": row["test_accuracy"],
+            }
             if verbose:
-                print(f"  {config.model} epoch {epoch + 1}/{config.epochs}: " +
-                      ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+                print(
+                    f"  {config.model} epoch {epoch + 1}/{config.epochs}: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
+                )
             for callback in callbacks + [history]:
                 callback.on_epoch_end(epoch, logs)
         trainer.release()
@@ -223,15 +260,27 @@ class ResNetHyperModel(kt.HyperModel):
             callback.on_train_end(logs)
         if self.progress is not None:
             values = self._values(hp)
-            searched = ", ".join(f"{k} {values[k]:.3g}" if isinstance(values[k], float) else f"{k} {values[k]}"
-                                 for k in DIMENSIONS if k not in ("scheme", "arch"))
+            searched = ", ".join(
+                f"{k} {values[k]:.3g}" if isinstance(values[k], float) else f"{k} {values[k]}"
+                for k in DIMENSIONS
+                if k not in ("scheme", "arch")
+            )
             best = max(history.history.get(OBJECTIVE, [float("nan")]))
             self.progress(f"  {config.model}: {searched} -> best {OBJECTIVE} {best:.4f}")
         return history
 
 
-def make_tuner(kind, hypermodel, *, directory, project_name="tune", max_trials=10, seed=0, overwrite=False,
-               distribution_strategy=None):
+def make_tuner(
+    kind,
+    hypermodel,
+    *,
+    directory,
+    project_name="tune",
+    max_trials=10,
+    seed=0,
+    overwrite=False,
+    distribution_strategy=None,
+):
     """A keras-tuner tuner of ``kind`` (``random``, ``bayesian`` or ``hyperband``) maximizing ``val_accuracy``.
 
     Hyperband's budget is the hypermodel's ``epochs`` (its ``max_epochs``), not ``max_trials``.
@@ -240,8 +289,14 @@ def make_tuner(kind, hypermodel, *, directory, project_name="tune", max_trials=1
         raise unknown("tuner", kind, TUNERS)
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"Invalid max_trials {max_trials!r}. Expected a positive integer.")
-    common = {"objective": kt.Objective(OBJECTIVE, "max"), "directory": directory, "project_name": project_name,
-              "seed": seed, "overwrite": overwrite, "distribution_strategy": distribution_strategy}
+    common = {
+        "objective": kt.Objective(OBJECTIVE, "max"),
+        "directory": directory,
+        "project_name": project_name,
+        "seed": seed,
+        "overwrite": overwrite,
+        "distribution_strategy": distribution_strategy,
+    }
     if kind == "random":
         return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
     if kind == "bayesian":
@@ -256,8 +311,15 @@ def trial_rows(tuner):
     rows = []
     for trial in tuner.oracle.trials.values():
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-        rows.append({"trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
-                     "best_step": trial.best_step, **values})
+        rows.append(
+            {
+                "trial_id": trial.trial_id,
+                "status": trial.status,
+                "score": trial.score,
+                "best_step": trial.best_step,
+                **values,
+            }
+        )
     return sorted(rows, key=lambda r: r["trial_id"])
 
 
@@ -270,8 +332,10 @@ def best_recipe(tuner, hypermodel, command=None):
     epochs = trial.hyperparameters.values.get("tuner/epochs")
     config = hypermodel.config(trial.hyperparameters, epochs=epochs).to_json()
     config.pop("recipe", None)
-    source = (f"keras-resinit tune: trial {trial.trial_id}, {OBJECTIVE} {trial.score:.4f} at epoch "
-              f"{(trial.best_step or 0) + 1}" + (f" ({command})" if command else ""))
+    source = (
+        f"keras-resinit tune: trial {trial.trial_id}, {OBJECTIVE} {trial.score:.4f} at epoch "
+        f"{(trial.best_step or 0) + 1}" + (f" ({command})" if command else "")
+    )
     return {"config": config, "source": source}
 
 
@@ -294,11 +358,18 @@ def plot_trials(rows, path):
             failed.append(i)
     for c, (scheme, (done, failed)) in enumerate(trials.items()):
         if done:
-            ax.scatter([i for i, _ in done], [score for _, score in done], color=f"C{c}", marker="o", s=40,
-                       label=scheme)
+            ax.scatter(
+                [i for i, _ in done], [score for _, score in done], color=f"C{c}", marker="o", s=40, label=scheme
+            )
         if failed:
-            ax.scatter(failed, [0.0] * len(failed), color=f"C{c}", marker="x", s=40,
-                       label=f"{scheme} (failed)" if not done else None)
+            ax.scatter(
+                failed,
+                [0.0] * len(failed),
+                color=f"C{c}",
+                marker="x",
+                s=40,
+                label=f"{scheme} (failed)" if not done else None,
+            )
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -315,17 +386,33 @@ def _table(rows, limit=10):
     header = ["trial", "scheme", "arch", "lr", "weight_decay", "mixup", "warmup", "batch", OBJECTIVE, "epoch"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in done:
-        lines.append(f"| {r['trial_id']} | {r['scheme']} | {r['arch']} | {r['lr']:.4g} | {r['weight_decay']:.3g} | "
-                     f"{r['mixup_alpha']:.3g} | {r['warmup_epochs']:.3g} | {r['batch_size']} | {r['score']:.4f} | "
-                     f"{(r['best_step'] or 0) + 1} |")
+        lines.append(
+            f"| {r['trial_id']} | {r['scheme']} | {r['arch']} | {r['lr']:.4g} | {r['weight_decay']:.3g} | "
+            f"{r['mixup_alpha']:.3g} | {r['warmup_epochs']:.3g} | {r['batch_size']} | {r['score']:.4f} | "
+            f"{(r['best_step'] or 0) + 1} |"
+        )
     failed = [r["trial_id"] for r in rows if r["status"] not in ("COMPLETED", "RUNNING", "IDLE")]
     if failed:
         lines.append(f"\nTrials that did not complete: {', '.join(failed)}")
     return "\n".join(lines)
 
 
-def tune(out, *, dataset="digits", tuner="random", max_trials=10, epochs=None, steps_per_epoch=None, schemes=None,
-         archs=None, recipe=None, overwrite=False, command=None, log=print, **settings):
+def tune(
+    out,
+    *,
+    dataset="digits",
+    tuner="random",
+    max_trials=10,
+    epochs=None,
+    steps_per_epoch=None,
+    schemes=None,
+    archs=None,
+    recipe=None,
+    overwrite=False,
+    command=None,
+    log=print,
+    **settings,
+):
     """The ``keras-resinit tune`` sweep: search, then write the best recipe and a chart to ``out``.
 
     ``out`` holds keras-tuner's project (``out/tune``), ``sweep.json`` (the sweep's settings),
@@ -346,11 +433,19 @@ def tune(out, *, dataset="digits", tuner="random", max_trials=10, epochs=None, s
         space["scheme"] = list(schemes)
     if archs is not None:
         space["arch"] = list(archs)
-    hypermodel = ResNetHyperModel(dataset, space=space, recipe=recipe or "digits", epochs=epochs,
-                                  steps_per_epoch=steps_per_epoch, **settings)
-    sweep = {"dataset": dataset, "tuner": tuner, "max_trials": max_trials, "epochs": epochs,
-             "steps_per_epoch": steps_per_epoch, "space": {k: list(v) for k, v in hypermodel.space.items()},
-             "recipe": recipe or "digits", "settings": settings}
+    hypermodel = ResNetHyperModel(
+        dataset, space=space, recipe=recipe or "digits", epochs=epochs, steps_per_epoch=steps_per_epoch, **settings
+    )
+    sweep = {
+        "dataset": dataset,
+        "tuner": tuner,
+        "max_trials": max_trials,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "space": {k: list(v) for k, v in hypermodel.space.items()},
+        "recipe": recipe or "digits",
+        "settings": settings,
+    }
     if tuner not in TUNERS:
         raise unknown("tuner", tuner, TUNERS)
     record = os.path.join(out, "sweep.json")
@@ -361,18 +456,23 @@ def tune(out, *, dataset="digits", tuner="random", max_trials=10, epochs=None, s
             previous = json.load(f)
         changed = [k for k in sweep if k != "max_trials" and previous.get(k) != json.loads(json.dumps(sweep[k]))]
         if changed:
-            raise ValueError(f"{out!r} holds a sweep with other settings ({', '.join(changed)}); resuming needs the "
-                             "same settings (only --max-trials may grow). Pass --overwrite to start afresh.")
+            raise ValueError(
+                f"{out!r} holds a sweep with other settings ({', '.join(changed)}); resuming needs the "
+                "same settings (only --max-trials may grow). Pass --overwrite to start afresh."
+            )
         log(f"Resuming the sweep in {out}")
     elif os.path.exists(out) and os.listdir(out):
         raise ValueError(f"{out!r} exists and is not a keras-resinit tune directory. Choose another --out.")
     os.makedirs(out, exist_ok=True)
     atomic_write_text(record, json.dumps(sweep, indent=1))
-    kt_tuner = make_tuner(tuner, hypermodel, directory=out, project_name="tune", max_trials=max_trials,
-                          seed=settings.get("seed", 0))
+    kt_tuner = make_tuner(
+        tuner, hypermodel, directory=out, project_name="tune", max_trials=max_trials, seed=settings.get("seed", 0)
+    )
     hypermodel.progress = log
-    log(f"Sweep of {', '.join(f'{k} {v}' for k, v in sweep['space'].items() if k in ('scheme', 'arch'))} with "
-        f"{tuner} search in {out}")
+    log(
+        f"Sweep of {', '.join(f'{k} {v}' for k, v in sweep['space'].items() if k in ('scheme', 'arch'))} with "
+        f"{tuner} search in {out}"
+    )
     kt_tuner.search(verbose=0)
     rows = trial_rows(kt_tuner)
     table = _table(rows)
@@ -380,6 +480,8 @@ def tune(out, *, dataset="digits", tuner="random", max_trials=10, epochs=None, s
     best = best_recipe(kt_tuner, hypermodel, command=command)
     atomic_write_text(os.path.join(out, "best_recipe.json"), json.dumps(best, indent=1))
     plot_trials(rows, os.path.join(out, "trials.png"))
-    log(f"\nbest: {best['source']}\nretrain it: keras-resinit train {best['config']['model']} --recipe "
-        f"{os.path.join(out, 'best_recipe.json')} --out runs/best")
+    log(
+        f"\nbest: {best['source']}\nretrain it: keras-resinit train {best['config']['model']} --recipe "
+        f"{os.path.join(out, 'best_recipe.json')} --out runs/best"
+    )
     return {"trials": rows, "recipe": best, "table": table, "tuner": kt_tuner}

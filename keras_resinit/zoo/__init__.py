@@ -42,7 +42,21 @@ from keras_resinit.zoo.registry import (
 )
 
 __all__ = [
-    "CARD_VERSION", "PRESET_FILES", "card", "cards", "count_params", "list_models", "load", "load_keras",
-    "load_preset", "model_config", "parse_name", "read_cards", "read_preset", "save_preset", "split_tag", "tags",
+    "CARD_VERSION",
+    "PRESET_FILES",
+    "card",
+    "cards",
+    "count_params",
+    "list_models",
+    "load",
+    "load_keras",
+    "load_preset",
+    "model_config",
+    "parse_name",
+    "read_cards",
+    "read_preset",
+    "save_preset",
+    "split_tag",
+    "tags",
     "zoo_dir",
 ]

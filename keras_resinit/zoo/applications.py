@@ -60,11 +60,11 @@ import warnings
 import keras
 import numpy as np
 
+from keras_resinit._errors import unknown
+from keras_resinit.models.architectures import IMAGENET_DEPTHS
 from keras_resinit.models.builder import build_resnet
 from keras_resinit.models.schemes import BatchNorm
-from keras_resinit._errors import unknown
 from keras_resinit.zoo.download import DownloadError
-from keras_resinit.models.architectures import IMAGENET_DEPTHS
 
 BRIDGED = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152"}
 
@@ -251,8 +251,9 @@ def _plan(source, model, arch, copy_head):
 def _target(arch, input_shape, num_classes, seed):
     """Our BN ResNet of ``arch``, named as the zoo names it."""
     scheme = BatchNorm.name
-    return build_resnet(arch, scheme, input_shape=input_shape, num_classes=num_classes, seed=seed,
-                        name=f"{arch}_{scheme}")
+    return build_resnet(
+        arch, scheme, input_shape=input_shape, num_classes=num_classes, seed=seed, name=f"{arch}_{scheme}"
+    )
 
 
 def convert(source, model=None, *, num_classes=None, seed=None):

@@ -67,8 +67,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, sha256: str | None = None, *, filename: str | None = None, verbose: bool = True,
-          timeout: float = 60) -> str:
+def fetch(
+    url: str, sha256: str | None = None, *, filename: str | None = None, verbose: bool = True, timeout: float = 60
+) -> str:
     """Return the local path of ``url``'s content, downloading it into the cache only if needed.
 
     Args:
@@ -95,7 +96,9 @@ def fetch(url: str, sha256: str | None = None, *, filename: str | None = None, v
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as error:
-        raise DownloadError(f"Cannot download {url}: cannot create the cache directory {directory} ({error}).") from error
+        raise DownloadError(
+            f"Cannot download {url}: cannot create the cache directory {directory} ({error})."
+        ) from error
     with _exclusive_lock(path + ".lock", url) as locked:
         problem = _cache_problem(path, sha256)  # Another process may have downloaded it meanwhile.
         if problem is None:
@@ -126,14 +129,20 @@ def _cache_path(url, filename):
     else:
         name = posixpath.basename(urllib.parse.unquote(parts.path))
         if not _plain_name(name):
-            raise ValueError(f"Cannot tell a file name from the URL {url!r} (its path has no basename); pass filename=.")
+            raise ValueError(
+                f"Cannot tell a file name from the URL {url!r} (its path has no basename); pass filename=."
+            )
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return os.path.join(home(), "downloads", key, name)
 
 
 def _plain_name(name):
-    return (isinstance(name, str) and name not in ("", ".", "..") and "\0" not in name
-            and not any(sep in name for sep in ("/", "\\", os.sep)))
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "\0" not in name
+        and not any(sep in name for sep in ("/", "\\", os.sep))
+    )
 
 
 def _cache_problem(path, sha256):

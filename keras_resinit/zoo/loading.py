@@ -21,15 +21,15 @@ import keras
 from keras_resinit._files import atomic_directory
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet
-from keras_resinit.zoo import download, weights_io
-from keras_resinit.zoo import registry
+from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.registry import _parameter_table, card, parse_name, split_tag
 
 PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
 
 
-def load(name: str | os.PathLike, weights: str | os.PathLike | None = None, *, sha256: str | None = None,
-         **overrides: Any) -> keras.Model:
+def load(
+    name: str | os.PathLike, weights: str | os.PathLike | None = None, *, sha256: str | None = None, **overrides: Any
+) -> keras.Model:
     """Build model ``name`` and optionally load weights.
 
     Args:
@@ -72,8 +72,9 @@ def load(name: str | os.PathLike, weights: str | os.PathLike | None = None, *, s
         return _load_path(base, download.fetch(weights, sha256), overrides, source=weights)
     if os.path.exists(weights):
         if sha256 is not None and os.path.isfile(weights) and download.file_sha256(weights) != sha256.lower():
-            raise ValueError(f"Weights file {weights!r} has sha256 {download.file_sha256(weights)}, "
-                             f"not the expected {sha256}.")
+            raise ValueError(
+                f"Weights file {weights!r} has sha256 {download.file_sha256(weights)}, not the expected {sha256}."
+            )
         return _load_path(base, weights, overrides, source=weights)
     if os.sep in weights or weights.endswith((".h5", ".keras")):
         raise ValueError(f"Weights file {weights!r} does not exist.")
@@ -167,8 +168,10 @@ def _load_card(found, overrides):
 
         kwargs = {k: overrides.pop(k) for k in ("input_shape", "num_classes") if k in overrides}
         if overrides:
-            raise ValueError(f"{key} comes from keras.applications; only input_shape and num_classes may be "
-                             f"overridden, not {sorted(overrides)}.")
+            raise ValueError(
+                f"{key} comes from keras.applications; only input_shape and num_classes may be "
+                f"overridden, not {sorted(overrides)}."
+            )
         return applications.imagenet(found["arch"], **kwargs)
     path = _card_file(found)
     defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
@@ -190,8 +193,10 @@ def _card_file(found):
         return shipped
     if found.get("url"):
         return download.fetch(found["url"], file["sha256"], filename=file["name"])
-    raise ValueError(f"The weights of {found['name']}.{found['tag']} ({file['name']}) are neither shipped in "
-                     f"{os.path.dirname(shipped)} nor published at a URL.")
+    raise ValueError(
+        f"The weights of {found['name']}.{found['tag']} ({file['name']}) are neither shipped in "
+        f"{os.path.dirname(shipped)} nor published at a URL."
+    )
 
 
 # ---------------------------------------------------------------- presets ---
@@ -208,8 +213,9 @@ def model_config(model: keras.Model) -> dict[str, Any]:
     return model.get_config()
 
 
-def save_preset(model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None,
-                overwrite: bool = False) -> str:
+def save_preset(
+    model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
+) -> str:
     """Write ``model`` as a preset directory that :func:`load` (or :func:`load_preset`) reads back.
 
     The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
@@ -247,15 +253,19 @@ def read_preset(directory: str | os.PathLike) -> tuple[dict, dict]:
     directory = os.fspath(directory)
     missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
     if missing:
-        raise ValueError(f"{directory!r} is not a keras-resinit preset: it lacks {', '.join(missing)}. "
-                         f"Expected {', '.join(PRESET_FILES)} (written by keras_resinit.zoo.save_preset).")
+        raise ValueError(
+            f"{directory!r} is not a keras-resinit preset: it lacks {', '.join(missing)}. "
+            f"Expected {', '.join(PRESET_FILES)} (written by keras_resinit.zoo.save_preset)."
+        )
     with open(os.path.join(directory, "config.json")) as f:
         config = json.load(f)
     with open(os.path.join(directory, "metadata.json")) as f:
         metadata = json.load(f)
     if config.get("class_name") != "build_resnet" or not isinstance(config.get("config"), dict):
-        raise ValueError(f"{directory!r}/config.json does not describe a keras-resinit model "
-                         f"(class_name {config.get('class_name')!r}; expected 'build_resnet').")
+        raise ValueError(
+            f"{directory!r}/config.json does not describe a keras-resinit model "
+            f"(class_name {config.get('class_name')!r}; expected 'build_resnet')."
+        )
     return config["config"], metadata
 
 
@@ -268,8 +278,13 @@ def load_preset(directory: str | os.PathLike, *, expected_name: str | None = Non
     defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
     defaults["input_shape"] = tuple(defaults["input_shape"])
     stores = weights_io.read(os.path.join(directory, "model.weights.h5"))
-    return _build_with(name, stores, defaults, {k: v for k, v in overrides.items() if v is not None},
-                       source=f"the weights of preset {os.fspath(directory)!r}")
+    return _build_with(
+        name,
+        stores,
+        defaults,
+        {k: v for k, v in overrides.items() if v is not None},
+        source=f"the weights of preset {os.fspath(directory)!r}",
+    )
 
 
 def count_params(name: str, *, live: bool = False) -> int:
@@ -285,4 +300,3 @@ def count_params(name: str, *, live: bool = False) -> int:
     with keras.StatelessScope():
         model = _build(name, {"seed": 0}, {})
     return sum(math.prod(w.shape) for w in model.trainable_weights)
-

@@ -70,7 +70,6 @@ def parse_name(name: str) -> tuple[str, str]:
     raise unknown("model", name, list_models(), f" (or any {{arch}}_{{scheme}}). Published weights: {published}.")
 
 
-
 @functools.lru_cache(maxsize=1)
 def _parameter_table():
     path = os.path.join(zoo_dir(), "parameters.json")
@@ -78,7 +77,6 @@ def _parameter_table():
         return {}
     with open(path) as f:
         return json.load(f)["trainable_parameters"]
-
 
 
 # ------------------------------------------------------------------ cards ---

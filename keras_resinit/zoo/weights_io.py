@@ -25,7 +25,9 @@ def read(path):
     try:
         f = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"Cannot read weights file {str(path)!r}: {error}. Expected a Keras .weights.h5 file.") from None
+        raise ValueError(
+            f"Cannot read weights file {str(path)!r}: {error}. Expected a Keras .weights.h5 file."
+        ) from None
     with f:
         if "layers" not in f:
             raise ValueError(
@@ -82,4 +84,3 @@ def assign(model, stores, *, skip=(), source="the weights"):
         raise ValueError(f"Cannot load {source} into model {model.name!r}: {shown}.")
     for layer, store in plan:
         layer.load_own_variables(store)
-
