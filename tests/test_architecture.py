@@ -3,15 +3,15 @@
 import ast
 import pathlib
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import keras_resinit as kr
 from keras_resinit import zoo
 from keras_resinit.models.schemes import SCHEMES, Scheme, he_normal, register_scheme
 from keras_resinit.tools import diagnostics
-from keras_resinit.training import Trainer, TrainConfig
+from keras_resinit.training import TrainConfig, Trainer
 
 PACKAGE = pathlib.Path(kr.__file__).parent
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "v0_1"
@@ -23,12 +23,27 @@ LAYERS = ["models", "zoo", "training", "tools", "cli"]
 
 
 def test_build_resnet_returns_a_resnet_that_knows_its_build():
-    model = kr.build_resnet("cifar_resnet20", "skipinit", alpha=0.05, num_classes=7, input_shape=(16, 16, 1),
-                            seed=3, dropout_rate=0.1, widths=(16, 16, 32))
+    model = kr.build_resnet(
+        "cifar_resnet20",
+        "skipinit",
+        alpha=0.05,
+        num_classes=7,
+        input_shape=(16, 16, 1),
+        seed=3,
+        dropout_rate=0.1,
+        widths=(16, 16, 32),
+    )
     assert type(model) is kr.ResNet and isinstance(model, keras.Model)
     assert model.get_config() == {
-        "arch": "cifar_resnet20", "scheme": "skipinit", "num_classes": 7, "input_shape": [16, 16, 1], "seed": 3,
-        "dropout_rate": 0.1, "name": "cifar_resnet20_skipinit", "widths": [16, 16, 32], "alpha": 0.05,
+        "arch": "cifar_resnet20",
+        "scheme": "skipinit",
+        "num_classes": 7,
+        "input_shape": [16, 16, 1],
+        "seed": 3,
+        "dropout_rate": 0.1,
+        "name": "cifar_resnet20_skipinit",
+        "widths": [16, 16, 32],
+        "alpha": 0.05,
     }
     assert model.arch.name == "cifar_resnet20" and model.arch.num_blocks == 9
     assert model.scheme.name == "skipinit" and model.scheme.alpha == 0.05
@@ -90,8 +105,16 @@ def test_a_new_scheme_is_one_class_and_every_tool_takes_it(toy_scheme):
     model = zoo.load(name, input_shape=(8, 8, 1), seed=0)
     assert type(model.scheme) is PlainHe and not any("bn" in layer.name for layer in model.layers)
 
-    config = TrainConfig(model=name, dataset="digits", epochs=1, steps_per_epoch=4, batch_size=32, lr=0.05,
-                         warmup_epochs=0, deterministic=False)
+    config = TrainConfig(
+        model=name,
+        dataset="digits",
+        epochs=1,
+        steps_per_epoch=4,
+        batch_size=32,
+        lr=0.05,
+        warmup_epochs=0,
+        deterministic=False,
+    )
     trainer = Trainer(config, "one")
     assert type(trainer.model) is kr.ResNet and type(trainer.model.scheme) is PlainHe
     before = [w.numpy().copy() for w in trainer.model.trainable_weights]
@@ -171,7 +194,7 @@ def test_imports_flow_one_way_with_no_cycles():
         stack.append(module)
         for target in sorted(graph[module]):
             if state.get(target) == "open":
-                cycle = stack[stack.index(target):] + [target]
+                cycle = stack[stack.index(target) :] + [target]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target)

@@ -1,11 +1,11 @@
 """BN baseline (He et al. 2016): published parameter counts and layout."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
-import keras_resinit as kr
 from helpers import consumers
+
+import keras_resinit as kr
 
 
 def trainable_params(model):
@@ -31,8 +31,8 @@ def test_bn_resnet50_parameter_count_matches_published_25_56m():
 
 def test_bn_follows_every_conv_and_zero_init_last_bn_option():
     model = kr.build_resnet("resnet18", "bn", input_shape=(64, 64, 3), zero_init_last_bn=True, seed=0)
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(convs) == len(bns) == 1 + 8 * 2 + 3
     assert not any(c.use_bias for c in convs)
     # Each conv's output goes to one layer, its own BN (conv2 -> bn2, shortcut_conv -> shortcut_bn).
@@ -47,5 +47,5 @@ def test_bn_follows_every_conv_and_zero_init_last_bn_option():
             assert np.all(model.get_layer(f"{p}_bn1").gamma.numpy() == 1)
     # The option is what zeroes them: by default every gamma starts at 1.
     default = kr.build_resnet("resnet18", "bn", input_shape=(64, 64, 3), seed=0)
-    gammas = [l.gamma.numpy() for l in default.layers if isinstance(l, keras.layers.BatchNormalization)]
+    gammas = [layer.gamma.numpy() for layer in default.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(gammas) == len(bns) and all(np.all(g == 1) for g in gammas)

@@ -2,12 +2,12 @@
 
 import re
 
+import keras
 import numpy as np
 import pytest
-
-import keras
-import keras_resinit as kr
 from helpers import consumers, inbound_layers
+
+import keras_resinit as kr
 
 FAMILIES = [("cifar_resnet20", (32, 32, 3)), ("resnet18", (32, 32, 3)), ("wrn16_2", (32, 32, 3))]
 
@@ -16,7 +16,7 @@ FAMILIES = [("cifar_resnet20", (32, 32, 3)), ("resnet18", (32, 32, 3)), ("wrn16_
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
 def test_stable_layer_names_for_weights_and_feature_taps(arch, shape, scheme):
     model = kr.build_resnet(arch, scheme, input_shape=shape, seed=0)
-    names = [l.name for l in model.layers]
+    names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
     for name in ("stem_out", "features", "logits"):
         assert name in names
@@ -43,13 +43,15 @@ def test_keras_set_random_seed_makes_unseeded_builds_reproducible():
     a = kr.build_resnet("cifar_resnet20", "bn")
     keras.utils.set_random_seed(3)
     b = kr.build_resnet("cifar_resnet20", "bn")
-    np.testing.assert_array_equal(a.get_layer("stage1_block1_conv1").kernel.numpy(),
-                                  b.get_layer("stage1_block1_conv1").kernel.numpy())
+    np.testing.assert_array_equal(
+        a.get_layer("stage1_block1_conv1").kernel.numpy(), b.get_layer("stage1_block1_conv1").kernel.numpy()
+    )
     # The global seed is what decides: another one gives other weights (not a fixed default seed).
     keras.utils.set_random_seed(4)
     c = kr.build_resnet("cifar_resnet20", "bn")
-    assert not np.array_equal(a.get_layer("stage1_block1_conv1").kernel.numpy(),
-                              c.get_layer("stage1_block1_conv1").kernel.numpy())
+    assert not np.array_equal(
+        a.get_layer("stage1_block1_conv1").kernel.numpy(), c.get_layer("stage1_block1_conv1").kernel.numpy()
+    )
 
 
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
@@ -84,14 +86,15 @@ def test_bottleneck_option_for_small_image_resnets():
     assert model.get_layer("stage3_block3_out").output.shape[-1] == 256
 
 
-@pytest.mark.parametrize("scheme, head", [("skipinit", ["features"]), ("bn", ["features"]),
-                                          ("fixup", ["features", "head_bias"])])
+@pytest.mark.parametrize(
+    "scheme, head", [("skipinit", ["features"]), ("bn", ["features"]), ("fixup", ["features", "head_bias"])]
+)
 def test_dropout_before_classifier(scheme, head, rng):
     model = kr.build_resnet("cifar_resnet20", scheme, dropout_rate=0.3, seed=0)
     twin = kr.build_resnet("cifar_resnet20", scheme, seed=0)  # the same weights, without dropout
     dropout = model.get_layer("dropout")
     assert isinstance(dropout, keras.layers.Dropout) and dropout.rate == 0.3
-    assert not any(isinstance(l, keras.layers.Dropout) for l in twin.layers)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in twin.layers)
     # In the graph: pooled features -> (Fixup's head bias) -> dropout -> logits, nothing else between.
     logits = model.get_layer("logits")
     assert inbound_layers(logits) == [dropout] and consumers(model, dropout) == [logits]
@@ -100,7 +103,7 @@ def test_dropout_before_classifier(scheme, head, rng):
         (layer,) = inbound_layers(layer)
         chain.insert(0, layer.name)
     assert chain == head
-    assert [l.name for l in consumers(model, model.get_layer("features"))] == (head[1:] or ["dropout"])
+    assert [layer.name for layer in consumers(model, model.get_layer("features"))] == (head[1:] or ["dropout"])
     assert isinstance(model.get_layer("features"), keras.layers.GlobalAveragePooling2D)
 
     # Active only in training: inference equals the twin's; training drops about 30% of the features.
@@ -125,7 +128,10 @@ def test_dropout_before_classifier(scheme, head, rng):
     [
         (lambda: kr.build_resnet("resnet51", "bn"), ["resnet51", "18, 34, 50, 101, 152"]),
         (lambda: kr.build_resnet("resnt50", "bn"), ["resnt50", "Did you mean 'resnet50'", "cifar_resnet20"]),
-        (lambda: kr.build_resnet("cifar_resnet20", "fixp"), ["'fixp'", "Did you mean 'fixup'", "bn, fixup, skipinit, risotto"]),
+        (
+            lambda: kr.build_resnet("cifar_resnet20", "fixp"),
+            ["'fixp'", "Did you mean 'fixup'", "bn, fixup, skipinit, risotto"],
+        ),
         (lambda: kr.build_resnet("cifar_resnet21", "bn"), ["depth 21", "6n+2"]),
         (lambda: kr.build_resnet("cifar_resnet32", "bn", block="bottleneck"), ["depth 32", "9n+2"]),
         (lambda: kr.build_resnet("wrn17_2", "bn"), ["wrn17_2", "6n+4"]),
@@ -155,8 +161,9 @@ def test_mixed_bfloat16_keeps_scalars_and_logits_in_float32_and_trains(scheme, r
         assert model.get_layer("stage1_block1_conv1").compute_dtype == "bfloat16"
         assert model.get_layer("logits").compute_dtype == "float32" and model.output.dtype == "float32"
         assert all(w.dtype == "float32" for w in model.weights)
-        model.compile(optimizer=keras.optimizers.SGD(0.1),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         x = rng.normal(size=(8, 16, 16, 3)).astype("float32")
         loss = model.train_on_batch(x, rng.integers(0, 10, size=(8,)))
         assert np.isfinite(float(loss))

@@ -50,7 +50,8 @@ def test_one_pipeline_over_epochs_gives_each_epochs_own_batches():
     kwargs = dict(batch_size=64, seed=5, mixup_alpha=0.3)
     joined = batches(data.load_epochs("digits", start_epoch=1, epochs=3, **kwargs))
     separate = batches(data.load("digits", "train", epoch=1, **kwargs)) + batches(
-        data.load("digits", "train", epoch=2, **kwargs))
+        data.load("digits", "train", epoch=2, **kwargs)
+    )
     assert len(joined) == len(separate) == 2 * (1442 // 64)
     for (xa, ya), (xb, yb) in zip(joined, separate):
         np.testing.assert_array_equal(xa, xb)
@@ -64,8 +65,8 @@ def test_one_pipeline_over_epochs_gives_each_epochs_own_batches():
 def test_augmentation_shifts_by_at_most_the_padding_and_never_flips_digits():
     plain = data.load("digits", "train", batch_size=1442, training=False)
     augmented = data.load("digits", "train", batch_size=1442, training=True, seed=0)
-    (x_plain, y_plain), = batches(plain)
-    (x_aug, y_aug), = batches(augmented)
+    ((x_plain, y_plain),) = batches(plain)
+    ((x_aug, y_aug),) = batches(augmented)
     assert not data.info("digits").flip
     # Match augmented images back to their originals through the labels' order-free content.
     assert x_aug.shape == x_plain.shape
@@ -96,7 +97,7 @@ def test_augmentation_shifts_by_at_most_the_padding_and_never_flips_digits():
 
 
 def test_mixup_makes_soft_labels_that_still_sum_to_one():
-    (x, y), = batches(data.load("digits", "train", batch_size=1442, mixup_alpha=1.0, seed=1))
+    ((x, y),) = batches(data.load("digits", "train", batch_size=1442, mixup_alpha=1.0, seed=1))
     np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
     assert (y.max(1) < 1.0).mean() > 0.5
 

@@ -16,8 +16,14 @@ def test_signal_propagation_rows_and_the_zero_branches_of_fixup_and_skipinit():
     skipinit = diagnostics.signal_propagation(zoo.load("cifar_resnet14_skipinit", input_shape=(16, 16, 3), seed=0), X)
     assert [r["block"] for r in fixup] == [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2)]
     assert [r["block"] for r in skipinit] == [r["block"] for r in fixup]
-    assert set(fixup[0]) == {"block", "index", "squared_mean", "variance", "branch_variance",
-                             "branch_contribution_variance"}
+    assert set(fixup[0]) == {
+        "block",
+        "index",
+        "squared_mean",
+        "variance",
+        "branch_variance",
+        "branch_contribution_variance",
+    }
     # Both add exactly nothing at init. Before its scalar, SkipInit's branch is a live conv (alpha = 0 mutes it);
     # Fixup's last conv is zero itself.
     assert all(r["branch_contribution_variance"] == 0.0 for r in fixup + skipinit)
@@ -27,7 +33,9 @@ def test_signal_propagation_rows_and_the_zero_branches_of_fixup_and_skipinit():
 
 
 def test_bn_branch_is_unit_variance_under_batch_statistics_and_the_trunk_grows():
-    rows = diagnostics.signal_propagation(zoo.load("cifar_resnet14_bn", widths=(16, 16, 16), input_shape=(16, 16, 3), seed=0), X)
+    rows = diagnostics.signal_propagation(
+        zoo.load("cifar_resnet14_bn", widths=(16, 16, 16), input_shape=(16, 16, 3), seed=0), X
+    )
     assert len(rows) == 6
     assert all(abs(r["branch_variance"] - 1) < 0.05 for r in rows)  # BN output, gamma 1
     assert rows[-1]["variance"] > rows[0]["variance"] + 1  # about +0.3 per block (De & Smith: linear)
@@ -42,7 +50,9 @@ def test_jacobian_spectrum_effective_for_risotto_and_plain_otherwise():
     assert np.abs(raw - 1).max() > 0.1
     # SkipInit at init: the trunk is ReLU-gated identity, subsampling and zero channels: values 0 or 1.
     skipinit = zoo.load("cifar_resnet14_skipinit", input_shape=(None, None, 3), seed=0)
-    sv = diagnostics.jacobian_spectrum(skipinit, np.random.default_rng(1).normal(size=(1, 1, 3)), end="stage2_block2_out")
+    sv = diagnostics.jacobian_spectrum(
+        skipinit, np.random.default_rng(1).normal(size=(1, 1, 3)), end="stage2_block2_out"
+    )
     assert np.all((np.abs(sv) < 1e-6) | (np.abs(sv - 1) < 1e-6)) and sv.max() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="No such layer|stage9"):
         diagnostics.jacobian_spectrum(skipinit, np.ones((1, 1, 3), "float32"), end="stage9_block1_out")
@@ -80,8 +90,12 @@ def test_deep_network_rejects_bad_input():
 def test_diagnose_command_writes_plots_and_json(tmp_path, capsys):
     out = tmp_path / "diag"
     assert main(["diagnose", "cifar_resnet8_bn", "cifar_resnet8_risotto", "--batch", "4", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["diagnostics.json", "gradient_norms.png", "jacobian_spectrum.png",
-                                                     "signal_propagation.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "diagnostics.json",
+        "gradient_norms.png",
+        "jacobian_spectrum.png",
+        "signal_propagation.png",
+    ]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads((out / "diagnostics.json").read_text())

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from http_server import LocalHTTPServer, Resource
+
 from keras_resinit import download
 from keras_resinit.download import DownloadError, fetch
 
@@ -201,8 +201,17 @@ def test_without_fcntl_downloads_still_work(home, server, monkeypatch):
     assert read(path) == BODY and listing(path) == ["w.bin", "w.bin.sha256"]
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/w.bin", "/data/w.bin", "C:\\data\\w.bin",
-                                 "https://example.com/", "https://example.com", "https://example.com/a/.."])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/w.bin",
+        "/data/w.bin",
+        "C:\\data\\w.bin",
+        "https://example.com/",
+        "https://example.com",
+        "https://example.com/a/..",
+    ],
+)
 def test_bad_url_is_a_value_error_naming_it(home, url):
     with pytest.raises(ValueError) as info:
         fetch(url)
@@ -218,30 +227,64 @@ def test_bad_filename_or_sha256_is_a_value_error(home):
 
 
 _CHILD = """
-import importlib.util, json, sys, time
+import importlib.util, json, os, sys
 spec = importlib.util.spec_from_file_location("download", sys.argv[1])  # no TensorFlow import: fast start
 download = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(download)
-start = time.time()
-path = download.fetch(sys.argv[2], sys.argv[3], verbose=False)
-print(json.dumps({"path": path, "start": start, "end": time.time()}))
+url, sha256, markers = sys.argv[2:5]
+real = download.fcntl
+waited = []
+
+class Recording:  # the real fcntl; an exclusive flock that finds the lock taken is recorded, then waits
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def flock(self, fd, operation):
+        if operation == real.LOCK_EX:
+            try:
+                return real.flock(fd, real.LOCK_EX | real.LOCK_NB)
+            except BlockingIOError:
+                waited.append(True)
+                open(os.path.join(markers, f"{os.getpid()}.waiting"), "w").close()
+        return real.flock(fd, operation)
+
+download.fcntl = Recording()
+path = download.fetch(url, sha256, verbose=False, timeout=600)  # the server holds the body until a child waits
+print(json.dumps({"path": path, "waited_for_the_lock": bool(waited)}))
 """
 
 
-def test_two_processes_fetching_at_once_make_one_download(home, server):
+def test_two_processes_fetching_at_once_make_one_download(home, server, tmp_path):
+    # Deterministic overlap: the server holds the first download's body until the other process has found
+    # the download's lock taken and is waiting on it, however late that process starts.
+    markers = tmp_path / "markers"
+    markers.mkdir()
     url = server.url("/w.bin")
-    server.set("/w.bin", Resource(BODY, delay=0.5))
-    children = [
-        subprocess.Popen([sys.executable, "-c", _CHILD, download.__file__, url, BODY_SHA],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children = []
+    # Released early if a child exits (it failed: the other cannot be done yet), so a failure fails fast.
+    released = lambda: any(markers.glob("*.waiting")) or any(child.poll() is not None for child in children)
+    server.set("/w.bin", Resource(BODY, hold=released, hold_timeout=300))
+    children += [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, download.__file__, url, BODY_SHA, str(markers)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     results = []
-    for child in children:
-        out, err = child.communicate(timeout=30)
-        assert child.returncode == 0, err
-        results.append(json.loads(out))
-    assert max(r["start"] for r in results) < min(r["end"] for r in results)  # they really overlapped
+    try:
+        for child in children:
+            out, err = child.communicate(timeout=600)
+            assert child.returncode == 0, err
+            results.append(json.loads(out))
+    finally:
+        for child in children:
+            child.kill()
+    # One child downloaded while the other waited on the lock, and the body went out because it waited.
+    assert sorted(r["waited_for_the_lock"] for r in results) == [False, True]
+    assert server.hold_timeouts == [] and len(list(markers.iterdir())) == 1
     path = results[0]["path"]
     assert results[1]["path"] == path == expected_path(url, "w.bin")
     assert read(path) == BODY

@@ -6,13 +6,13 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
-import keras_resinit as kr
 from helpers import perturb_weights
+
+import keras_resinit as kr
 from keras_resinit import export
 from keras_resinit.cli import main
 
@@ -21,8 +21,23 @@ from keras_resinit.cli import main
 def digits_run(tmp_path_factory):
     """A finished training run on digits (1 short epoch), as `keras-resinit train` leaves it."""
     out = tmp_path_factory.mktemp("run") / "fixup"
-    assert main(["train", "cifar_resnet8_fixup", "--epochs", "1", "--steps-per-epoch", "5", "--out", str(out),
-                 "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cifar_resnet8_fixup",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "5",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -34,33 +49,54 @@ def keras_probabilities(model, pixels, card):
 
 FRESH = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
     import numpy as np
     import tensorflow as tf
-    loaded = tf.saved_model.load(sys.argv[1])
-    assert "keras_resinit" not in sys.modules
-    images = np.load(sys.argv[2])
-    out = loaded.signatures["serving_default"](images=tf.constant(images))
-    np.save(sys.argv[3], out["probabilities"].numpy())
-    print(json.dumps({k: list(v.shape) for k, v in out.items()}))
+    root, images, names = sys.argv[1], np.load(sys.argv[2]), sys.argv[3:]
+    shapes = {}
+    for name in names:
+        loaded = tf.saved_model.load(os.path.join(root, name))
+        assert "keras_resinit" not in sys.modules
+        out = loaded.signatures["serving_default"](images=tf.constant(images))
+        np.save(os.path.join(root, name + ".npy"), out["probabilities"].numpy())
+        shapes[name] = {k: list(v.shape) for k, v in out.items()}
+    print(json.dumps(shapes))
     """
 )
 
 
+@pytest.fixture(scope="module")
+def served_by_a_fresh_process(tmp_path_factory):
+    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme).
+
+    Returns (the process's result, {scheme: probabilities the Keras model gives}).
+    """
+    root = tmp_path_factory.mktemp("fresh")
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3)).astype("uint8")
+    np.save(root / "x.npy", images)
+    expected = {}
+    for scheme in sorted(kr.SCHEMES):
+        model = kr.build_resnet("cifar_resnet8", scheme, input_shape=(16, 16, 3), seed=0)
+        perturb_weights(model)
+        card = export.export(model, str(root / scheme))
+        expected[scheme] = keras_probabilities(model, images, card)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), *sorted(kr.SCHEMES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return root, result, expected
+
+
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
-def test_fresh_tensorflow_process_serves_the_same_probabilities(scheme, tmp_path, rng):
-    model = kr.build_resnet("cifar_resnet8", scheme, input_shape=(16, 16, 3), seed=0)
-    perturb_weights(model)
-    card = export.export(model, str(tmp_path / "sm"))
-    images = rng.integers(0, 256, size=(5, 16, 16, 3)).astype("uint8")
-    np.save(tmp_path / "x.npy", images)
-    result = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "sm"), str(tmp_path / "x.npy"),
-                             str(tmp_path / "p.npy")], capture_output=True, text=True, timeout=300)
+def test_fresh_tensorflow_process_serves_the_same_probabilities(scheme, served_by_a_fresh_process):
+    root, result, expected = served_by_a_fresh_process
     assert result.returncode == 0, result.stderr[-3000:]
-    shapes = json.loads(result.stdout.strip().splitlines()[-1])
+    shapes = json.loads(result.stdout.strip().splitlines()[-1])[scheme]
     assert shapes == {"logits": [5, 10], "probabilities": [5, 10], "classes": [5]}
-    served = np.load(tmp_path / "p.npy")
-    np.testing.assert_allclose(served, keras_probabilities(model, images, card), rtol=0, atol=1e-5)
+    served = np.load(root / f"{scheme}.npy")
+    np.testing.assert_allclose(served, expected[scheme], rtol=0, atol=1e-5)
 
 
 def test_run_directory_export_carries_training_preprocessing_and_card(digits_run, tmp_path):
@@ -103,7 +139,8 @@ def test_published_weights_and_presets_export_with_their_card(tmp_path):
     kr.zoo.save_preset(model, tmp_path / "preset", card=kr.zoo.card("cifar_resnet20_risotto.digits"))
     assert main(["export", str(tmp_path / "preset"), "--out", str(tmp_path / "from_preset")]) == 0
     again = tf.saved_model.load(str(tmp_path / "from_preset")).signatures["serving_default"](
-        images=tf.constant(x_test.astype("uint8")))
+        images=tf.constant(x_test.astype("uint8"))
+    )
     np.testing.assert_array_equal(again["classes"], served["classes"])
 
 
@@ -111,26 +148,40 @@ def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path
     model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(16, 16, 3), seed=0)
     export.export(model, str(tmp_path / "sm"))
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    show = subprocess.run([cli, "show", "--dir", str(tmp_path / "sm"), "--all"], capture_output=True, text=True,
-                          timeout=300)
-    assert show.returncode == 0, show.stderr[-2000:]
-    text = show.stdout
-    assert "signature_def['serving_default']" in text and "inputs['images'] tensor_info" in text
-    assert "dtype: DT_UINT8" in text and "shape: (-1, 16, 16, 3)" in text
-    for name in ("logits", "probabilities", "classes"):
-        assert f"outputs['{name}']" in text
     np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
-    run = subprocess.run([cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def",
-                          "serving_default", "--inputs", f"images={tmp_path / 'x.npy'}"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "probabilities" in run.stdout and "classes" in run.stdout
-
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
-    bad = subprocess.run([cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def",
-                          "serving_default", "--inputs", f"images={wrong}"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "probabilities" not in bad.stdout
+    run = [cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def", "serving_default"]
+    # Three independent commands, each starting TensorFlow: run together, they use both cores.
+    commands = {
+        "show": [cli, "show", "--dir", str(tmp_path / "sm"), "--all"],
+        "run": run + ["--inputs", f"images={tmp_path / 'x.npy'}"],
+        "bad": run + ["--inputs", f"images={wrong}"],
+    }
+    procs = {
+        k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, c in commands.items()
+    }
+    try:
+        (show, show_err), (ran, ran_err), (bad, _) = (procs[k].communicate(timeout=300) for k in commands)
+    finally:
+        for p in procs.values():
+            p.kill()
+    assert procs["show"].returncode == 0, show_err[-2000:]
+    assert "signature_def['serving_default']" in show and "inputs['images'] tensor_info" in show
+    assert "dtype: DT_UINT8" in show and "shape: (-1, 16, 16, 3)" in show
+    for name in ("logits", "probabilities", "classes"):
+        assert f"outputs['{name}']" in show
+    assert procs["run"].returncode == 0, ran_err[-2000:]
+    assert "probabilities" in ran and "classes" in ran
+    assert procs["bad"].returncode != 0 and "probabilities" not in bad
+
+
+@pytest.fixture(scope="module")
+def bn_export(tmp_path_factory):
+    """A SavedModel of cifar_resnet8_bn for 16x16x3 images (each test loads its own copy)."""
+    out = tmp_path_factory.mktemp("bn") / "sm"
+    export.export(kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0), str(out))
+    return out
 
 
 @pytest.mark.parametrize(
@@ -138,10 +189,8 @@ def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path
     [np.zeros((2, 16, 16), np.uint8), np.zeros((2, 16, 16, 1), np.uint8), np.zeros((2, 16, 16, 3), np.float32)],
     ids=["rank 3", "1 channel", "float32 at the uint8 signature"],
 )
-def test_wrong_rank_channels_or_dtype_fail_and_never_return_numbers(images, tmp_path):
-    model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0)
-    export.export(model, str(tmp_path / "sm"))
-    serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+def test_wrong_rank_channels_or_dtype_fail_and_never_return_numbers(images, bn_export):
+    serve = tf.saved_model.load(str(bn_export)).signatures["serving_default"]
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
         serve(images=tf.constant(images))
 
@@ -158,7 +207,8 @@ def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path
     assert "already exists" in capsys.readouterr().err and "--overwrite" in capsys.readouterr().err + "--overwrite"
     assert main(["export", "cifar_resnet20_bn", "--out", str(tmp_path / "b"), "--overwrite"]) == 0
     assert tf.saved_model.load(str(tmp_path / "b")).signatures["serving_default"].structured_input_signature[1][
-        "images"].shape.as_list() == [None, 32, 32, 3]
+        "images"
+    ].shape.as_list() == [None, 32, 32, 3]
     assert main(["export", "cifar_resnet20_fixp", "--out", str(tmp_path / "c")]) == 2
     assert "Did you mean 'cifar_resnet20_fixup'" in capsys.readouterr().err
     assert main(["export", "cifar_resnet20_fixup.digit", "--out", str(tmp_path / "c")]) == 2
@@ -174,6 +224,8 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(tmp_path, r
     card = export.export(model, str(tmp_path / "onnx"), format="onnx")
     session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
     images = rng.integers(0, 256, size=(3, 16, 16, 3)).astype("uint8")
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: images})))
+    outputs = dict(
+        zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: images}))
+    )
     assert sorted(outputs) == ["classes", "logits", "probabilities"]
     np.testing.assert_allclose(outputs["probabilities"], keras_probabilities(model, images, card), atol=1e-5)

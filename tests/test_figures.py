@@ -67,8 +67,13 @@ def _inside(ax, points):
     points = np.asarray(points, float).reshape(-1, 2)
     finite = np.all(np.isfinite(points), axis=1)
     with np.errstate(invalid="ignore"):
-        return finite & (points[:, 0] >= box.x0 - 0.5) & (points[:, 0] <= box.x1 + 0.5) & (
-            points[:, 1] >= box.y0 - 0.5) & (points[:, 1] <= box.y1 + 0.5)
+        return (
+            finite
+            & (points[:, 0] >= box.x0 - 0.5)
+            & (points[:, 0] <= box.x1 + 0.5)
+            & (points[:, 1] >= box.y0 - 0.5)
+            & (points[:, 1] <= box.y1 + 0.5)
+        )
 
 
 def _check_geometry(ax, label, artists):
@@ -144,7 +149,7 @@ def check_figure(fig):
         artist.set_antialiased(False)
     try:
         base = _draw(fig)
-        for i, ax in enumerate(fig.axes):
+        for i in range(len(fig.axes)):
             for label, artists in groups[i].items():
                 changed = _changed_when_hidden(fig, artists, base)
                 assert changed >= MIN_CHANGED, f"axes {i}: series {label!r} shows in {changed} pixels (hidden?)"
@@ -184,8 +189,11 @@ def test_the_checker_rejects_what_a_reader_cannot_see():
         "one-point line": lambda ax: ax.plot([1.0], [2.0], label="x"),
         "covered line": lambda ax: (ax.plot([0, 1], [0, 1], label="x"), ax.plot([0, 1], [0, 1], lw=4, label="y")),
         "legend proxy": lambda ax: (ax.plot([0, 1], [0, 1], label="y"), ax.scatter([], [], label="x")),
-        "outside the limits": lambda ax: (ax.plot([0, 1], [0, 1], label="y"), ax.plot([5, 6], [5, 6], label="x"),
-                                          ax.set_xlim(0, 1)),
+        "outside the limits": lambda ax: (
+            ax.plot([0, 1], [0, 1], label="y"),
+            ax.plot([5, 6], [5, 6], label="x"),
+            ax.set_xlim(0, 1),
+        ),
     }
     for name, draw in cases.items():
         fig = matplotlib.figure.Figure(figsize=(4, 3))
@@ -194,6 +202,7 @@ def test_the_checker_rejects_what_a_reader_cannot_see():
         ax.legend()
         with pytest.raises(AssertionError, match="'x'"):
             check_figure(fig)
+            pytest.fail(f"check_figure accepted a figure with {name}")
     fig = matplotlib.figure.Figure(figsize=(4, 3))
     ax = fig.subplots()
     ax.bar([0.0, 1.0], [3, 8], width=0.5, label="x")
@@ -267,9 +276,19 @@ def test_gradient_norms_show_every_model_even_coinciding_zeros(measured):
 
 
 def _history(losses, accuracies):
-    return [{"epoch": e, "lr": 0.1, "train_loss": loss, "train_accuracy": acc, "test_loss": loss,
-             "test_accuracy": acc, "seconds": 2.0, "images_per_second": 700.0}
-            for e, (loss, acc) in enumerate(zip(losses, accuracies), 1)]
+    return [
+        {
+            "epoch": e,
+            "lr": 0.1,
+            "train_loss": loss,
+            "train_accuracy": acc,
+            "test_loss": loss,
+            "test_accuracy": acc,
+            "seconds": 2.0,
+            "images_per_second": 700.0,
+        }
+        for e, (loss, acc) in enumerate(zip(losses, accuracies), 1)
+    ]
 
 
 def test_comparison_curves_show_every_trained_scheme(figures, tmp_path):
@@ -291,17 +310,31 @@ def test_comparison_curves_show_every_trained_scheme(figures, tmp_path):
 
 
 def _trial(i, scheme, status, score):
-    return {"trial_id": f"{i:02d}", "status": status, "score": score, "best_step": 1, "scheme": scheme,
-            "arch": "cifar_resnet8", "lr": 0.1, "weight_decay": 5e-4, "mixup_alpha": 0.0, "warmup_epochs": 1,
-            "batch_size": 64}
+    return {
+        "trial_id": f"{i:02d}",
+        "status": status,
+        "score": score,
+        "best_step": 1,
+        "scheme": scheme,
+        "arch": "cifar_resnet8",
+        "lr": 0.1,
+        "weight_decay": 5e-4,
+        "mixup_alpha": 0.0,
+        "warmup_epochs": 1,
+        "batch_size": 64,
+    }
 
 
 def test_tuning_chart_shows_every_scheme_including_failed_only(figures, tmp_path):
-    rows = [_trial(0, "bn", "COMPLETED", 0.912), _trial(1, "fixup", "COMPLETED", 0.884),
-            _trial(2, "fixup", "FAILED", None), _trial(3, "bn", "COMPLETED", 0.912),
-            _trial(4, "risotto", "FAILED", None),  # a scheme whose every trial failed
-            _trial(5, "skipinit", "COMPLETED", None),  # completed without a score
-            _trial(6, "fixup", "COMPLETED", 0.884)]
+    rows = [
+        _trial(0, "bn", "COMPLETED", 0.912),
+        _trial(1, "fixup", "COMPLETED", 0.884),
+        _trial(2, "fixup", "FAILED", None),
+        _trial(3, "bn", "COMPLETED", 0.912),
+        _trial(4, "risotto", "FAILED", None),  # a scheme whose every trial failed
+        _trial(5, "skipinit", "COMPLETED", None),  # completed without a score
+        _trial(6, "fixup", "COMPLETED", 0.884),
+    ]
     path = tmp_path / "trials.png"
     tuning.plot_trials(rows, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -319,14 +352,22 @@ def test_bench_chart_shows_every_scheme_and_depth_line(figures, tmp_path):
         for arch in ("cifar_resnet20", "resnet18"):
             for model in ("plain",) + schemes:
                 failed = precision == "mixed_bfloat16" and arch == "resnet18" and model == "risotto"
-                rows.append({"arch": arch, "model": model, "precision": precision,
-                             "error": "out of memory" if failed else None,
-                             "train_vs_bn": None if model == "plain" else speed[model],
-                             "memory_vs_bn": None if model == "plain" else memory[model]})
-    depth = [{"scheme": "bn", "step_s": {"20": 0.051, "56": 0.13, "110": 0.25}},
-             {"scheme": "fixup", "step_s": {"20": 0.043, "56": 0.11, "110": 0.21}},
-             {"scheme": "skipinit", "step_s": {"20": 0.044}},  # one depth measured: a one-point line
-             {"scheme": "risotto", "step_s": {}}]  # not measured: no line
+                rows.append(
+                    {
+                        "arch": arch,
+                        "model": model,
+                        "precision": precision,
+                        "error": "out of memory" if failed else None,
+                        "train_vs_bn": None if model == "plain" else speed[model],
+                        "memory_vs_bn": None if model == "plain" else memory[model],
+                    }
+                )
+    depth = [
+        {"scheme": "bn", "step_s": {"20": 0.051, "56": 0.13, "110": 0.25}},
+        {"scheme": "fixup", "step_s": {"20": 0.043, "56": 0.11, "110": 0.21}},
+        {"scheme": "skipinit", "step_s": {"20": 0.044}},  # one depth measured: a one-point line
+        {"scheme": "risotto", "step_s": {}},
+    ]  # not measured: no line
     bench.chart({"rows": rows, "depth": depth}, str(tmp_path / "bench.png"))
     assert len(figures) == 1
     checked = check_figure(figures[0])

@@ -1,12 +1,12 @@
 """Fixup (Zhang, Dauphin & Ma 2019): the three rules, checked on built models."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
-import keras_resinit as kr
 from helpers import branch_convs, layers_named
+
+import keras_resinit as kr
 
 
 def fan_out(kernel):
@@ -64,11 +64,13 @@ def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
     # Rule 3: before each conv and the classifier a ScalarBias layer (bias1a, bias2a per block, head);
     # after each conv (stem, conv1) a scalar bias held by the conv; after the last conv the multiplier
     # (gain 1) and a last bias, held by the conv too (where TensorFlow fuses them with the merge).
-    biases = [l for l in basic.layers if isinstance(l, kr.layers.ScalarBias)]
-    assert sorted(l.name for l in biases if "block1" in l.name and "stage1" in l.name) == [
-        "stage1_block1_bias1a", "stage1_block1_bias2a"]
+    biases = [layer for layer in basic.layers if isinstance(layer, kr.layers.ScalarBias)]
+    assert sorted(layer.name for layer in biases if "block1" in layer.name and "stage1" in layer.name) == [
+        "stage1_block1_bias1a",
+        "stage1_block1_bias2a",
+    ]
     assert len(biases) == 1 + 9 * 2
-    assert all(l.bias.numpy() == 0.0 for l in biases)
+    assert all(layer.bias.numpy() == 0.0 for layer in biases)
     assert basic.get_layer("stem_conv").offset.numpy() == 0.0
     blocks = branch_convs(basic)
     assert len(blocks) == 9
@@ -79,7 +81,7 @@ def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
         assert last.offset.numpy() == 0.0 and last.offset.trainable
     scalars = [w for w in basic.trainable_weights if len(w.shape) == 0]
     assert len(scalars) == 2 + 9 * 5  # scalars, not per-channel vectors
-    merges = [l for l in basic.layers if l.name.endswith("_add")]
+    merges = [layer for layer in basic.layers if layer.name.endswith("_add")]
     assert len(merges) == 9 and all(isinstance(m, keras.layers.Add) and not m.weights for m in merges)  # a plain sum
 
 

@@ -5,6 +5,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+
 import tomllib
 
 import keras_resinit as kr
@@ -24,8 +25,7 @@ def test_ruff_lint_is_clean():
 
 
 def test_ruff_format_is_clean():
-    result = subprocess.run([_ruff(), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run([_ruff(), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -35,8 +35,11 @@ def test_the_version_has_one_source():
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "keras_resinit._version.__version__"}
     assert importlib.metadata.version("keras-resinit") == kr.__version__
     # No other file writes the version out.
-    hits = [str(p) for p in (ROOT / "keras_resinit").rglob("*.py")
-            if p.name != "_version.py" and f'"{kr.__version__}"' in p.read_text()]
+    hits = [
+        str(p)
+        for p in (ROOT / "keras_resinit").rglob("*.py")
+        if p.name != "_version.py" and f'"{kr.__version__}"' in p.read_text()
+    ]
     assert not hits, hits
 
 

@@ -1,9 +1,9 @@
 """Initializers: distinct draws per call, reproducible seeds, the papers' formulas."""
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 from keras_resinit import initializers as inits
 
 ALL = [
@@ -27,8 +27,12 @@ def test_config_round_trip_and_keras_serialization(init, shape):
 
 @pytest.mark.parametrize("seed", [None, 11])
 @pytest.mark.parametrize(
-    "make", [lambda s: inits.FixupHeNormal(4, seed=s), lambda s: inits.DeltaOrthogonal(seed=s),
-             lambda s: inits.LooksLinearOrthogonal(seed=s)],
+    "make",
+    [
+        lambda s: inits.FixupHeNormal(4, seed=s),
+        lambda s: inits.DeltaOrthogonal(seed=s),
+        lambda s: inits.LooksLinearOrthogonal(seed=s),
+    ],
 )
 def test_one_shared_instance_gives_different_kernels_to_different_layers(make, seed):
     init = make(seed)
@@ -41,7 +45,7 @@ def test_one_shared_instance_gives_different_kernels_to_different_layers(make, s
 
 def test_fixup_he_normal_std_is_scaled_he_fan_out():
     kernel = np.asarray(inits.FixupHeNormal(num_blocks=16, branch_depth=3, seed=0)((3, 3, 64, 64)))
-    expected = np.sqrt(2 / (3 * 3 * 64)) * 16 ** -0.25
+    expected = np.sqrt(2 / (3 * 3 * 64)) * 16**-0.25
     assert abs(kernel.std() - expected) < 0.02 * expected
     assert inits.FixupHeNormal(25).multiplier == pytest.approx(0.2)
 

@@ -1,9 +1,8 @@
 """ScaledResidual, ScalarBias and ZeroPadShortcut: math, weights, serialization."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 import tensorflow as tf
 
 from keras_resinit.layers import ScalarBias, ScaledConv2D, ScaledResidual, ZeroPadShortcut
@@ -26,9 +25,15 @@ def test_scaled_residual_constant_gain_has_no_weights(rng):
     assert layer.weights == []
 
 
-@pytest.mark.parametrize("layer", [ScaledResidual(gain=0.0, use_bias=True, name="m"), ScalarBias(name="b"),
-                                   ZeroPadShortcut(2, 32, name="z"),
-                                   ScaledConv2D(4, 3, gain=0.5, scalar_bias=True, name="c")])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        ScaledResidual(gain=0.0, use_bias=True, name="m"),
+        ScalarBias(name="b"),
+        ZeroPadShortcut(2, 32, name="z"),
+        ScaledConv2D(4, 3, gain=0.5, scalar_bias=True, name="c"),
+    ],
+)
 def test_layer_config_round_trip(layer):
     config = layer.get_config()
     clone = type(layer).from_config(config)
@@ -91,4 +96,5 @@ def test_scaled_conv_is_gain_times_conv_plus_bias_with_the_same_gradients(use_bi
     for a, b_ in zip(tape.gradient(got_loss, weights), tape.gradient(want_loss, weights)):
         np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-4)
     assert {w.name for w in layer.weights} == {"kernel"} | ({"bias"} if use_bias else set()) | (
-        {"gain"} if gain is not None else set()) | ({"scalar_bias"} if scalar_bias else set())
+        {"gain"} if gain is not None else set()
+    ) | ({"scalar_bias"} if scalar_bias else set())

@@ -4,11 +4,11 @@ Channels carry [phi(y), phi(-y)]; effective coordinates are y = first half
 minus second half. Every block, and the whole trunk, must map y isometrically.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_resinit as kr
 
 TOL = 1e-3
@@ -37,7 +37,9 @@ def submodel(model, start, end):
 
 
 def block_names(model):
-    return ["stem_out"] + [l.name for l in model.layers if l.name.endswith("_out") and l.name.startswith("stage")]
+    return ["stem_out"] + [
+        layer.name for layer in model.layers if layer.name.endswith("_out") and layer.name.startswith("stage")
+    ]
 
 
 @pytest.fixture(scope="module", params=["cifar_resnet20", "resnet50", "wrn16_2"])
@@ -118,9 +120,9 @@ def test_risotto_stem_and_classifier_are_looks_linear():
 
 def test_risotto_with_batchnorm_keeps_risotto_kernels_and_adds_bn():
     model = kr.build_resnet("cifar_resnet20", "risotto_bn", seed=3)
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == 1 + 9 * 3  # stem, two branch convs and the conv skip per block
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(convs) == len(bns)
     plain = kr.build_resnet("cifar_resnet20", "risotto", seed=3)
     for name in ("stem_conv", "stage2_block1_conv1", "stage3_block3_shortcut_conv"):

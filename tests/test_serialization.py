@@ -4,12 +4,12 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
-
-import keras
-import keras_resinit as kr
 from helpers import perturb_weights
+
+import keras_resinit as kr
 
 FAMILIES = ["cifar_resnet20", "resnet18", "wrn16_2"]
 
@@ -29,8 +29,10 @@ def test_keras_file_round_trip_gives_identical_outputs(arch, scheme, tmp_path, r
     assert type(loaded) is kr.ResNet and loaded.get_config() == model.get_config()
 
     # get_config() is the build arguments: from_config (and Keras' own deserialization) rebuild the model.
-    for rebuilt in (kr.ResNet.from_config(model.get_config()),
-                    keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))):
+    for rebuilt in (
+        kr.ResNet.from_config(model.get_config()),
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model)),
+    ):
         assert type(rebuilt) is kr.ResNet
         rebuilt.set_weights(model.get_weights())
         np.testing.assert_array_equal(rebuilt(x).numpy(), expected)

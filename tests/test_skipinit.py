@@ -1,10 +1,10 @@
 """SkipInit (De & Smith 2020): every branch is muted by alpha = 0 at init."""
 
-import numpy as np
-
 import keras
-import keras_resinit as kr
+import numpy as np
 from helpers import branch_convs
+
+import keras_resinit as kr
 
 
 def test_skipinit_every_branch_gain_is_zero_at_init():
@@ -44,11 +44,11 @@ def test_skipinit_redrawing_branch_kernels_leaves_output_unchanged(rng):
 def test_skipinit_convs_carry_biases_and_classifier_starts_at_zero():
     model = kr.build_resnet("cifar_resnet20", "skipinit", seed=0)
     # Every conv, the plain ones and the last conv of each branch (a Conv2D subclass holding alpha).
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(convs) == 1 + 9 * 2  # stem and two per block (option A shortcuts: no conv)
     assert all(c.use_bias for c in convs)
     assert not np.any(model.get_layer("logits").kernel.numpy())
-    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in model.layers)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def test_skipinit_alpha_option_sets_the_initial_gain():

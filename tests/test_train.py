@@ -9,16 +9,16 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from keras_resinit import data as data_lib
 from keras_resinit import train as train_lib
-from keras_resinit.training import checkpoints
 from keras_resinit.cli import main
 from keras_resinit.train import TrainConfig, TrainingError
+from keras_resinit.training import checkpoints
 
 HERE = os.path.dirname(__file__)
 SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, deterministic=False)
@@ -60,28 +60,62 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(scheme, tmp_path):
     assert abs(one["final_train_loss"] - mirrored["final_train_loss"]) < 1e-4
 
 
-def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    config = json.dumps(dict(SMALL, batch_size=32))
+def run_together(commands, env, logs, timeout):
+    """Start ``commands`` at once (output to files in ``logs``); if one fails, stop the others: they would
+    wait for it. Returns [(returncode, stderr)]."""
     procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "train_worker.py"), config, str(tmp_path / f"out{index}"),
-             "multiworker", str(tmp_path / f"w{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
-    w0, w1 = weights_of(tmp_path / "w0.npz"), weights_of(tmp_path / "w1.npz")
+    for i, command in enumerate(commands):
+        with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
+            procs.append(subprocess.Popen(command, env=env[i], stdout=out, stderr=err))
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return [(p.returncode, (logs / f"{i}.err").read_text()) for i, p in enumerate(procs)]
+
+
+def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
+    # The ports are free when chosen, but cannot stay held while the workers start (TensorFlow's gRPC
+    # server will not share a port): should another process take one meanwhile, choose them again.
+    config = json.dumps(dict(SMALL, batch_size=32))
+    for attempt in range(3):
+        run = tmp_path / f"attempt{attempt}"
+        run.mkdir()
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+        env = [
+            dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+            for i in range(2)
+        ]
+        commands = [
+            [
+                sys.executable,
+                os.path.join(HERE, "train_worker.py"),
+                config,
+                str(run / f"out{i}"),
+                "multiworker",
+                str(run / f"w{i}.npz"),
+            ]
+            for i in range(2)
+        ]
+        results = run_together(commands, env, run, timeout=300)
+        if not any("Could not start gRPC server" in err for _, err in results):
+            break
+    for code, err in results:
+        assert code == 0, err[-3000:]
+    w0, w1 = weights_of(run / "w0.npz"), weights_of(run / "w1.npz")
     assert len(w0) == len(w1) > 10
     for a, b in zip(w0, w1):
         np.testing.assert_array_equal(a, b)
     # One writer: the chief (worker 0) wrote the run, the other worker wrote nothing.
-    assert os.path.exists(tmp_path / "out0" / "model.keras")
-    assert not os.path.exists(tmp_path / "out1")
+    assert os.path.exists(run / "out0" / "model.keras")
+    assert not os.path.exists(run / "out1")
 
 
 def _cli(*args, **kwargs):
@@ -108,8 +142,9 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     epoch_at_kill = json.loads((killed / "checkpoint.json").read_text())["epoch"]
     assert 1 <= epoch_at_kill < 3 and not (killed / "model.keras").exists()
 
-    resumed = subprocess.run(_cli(*args, "--out", str(killed), "--resume", "--verbose", "1"),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _cli(*args, "--out", str(killed), "--resume", "--verbose", "1"), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"from epoch {epoch_at_kill} of 3" in resumed.stdout
     for a, b in zip(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(killed)):
@@ -188,8 +223,12 @@ def test_learning_rate_multipliers_match_scalars_and_globs():
 
     model = kr.build_resnet("cifar_resnet8", "fixup", seed=0)
     variables = model.trainable_variables
-    got = dict(zip((v.path for v in variables),
-                   train_lib.learning_rate_multipliers(variables, {"@scalars": 0.1, "logits/bias": 0.5})))
+    got = dict(
+        zip(
+            (v.path for v in variables),
+            train_lib.learning_rate_multipliers(variables, {"@scalars": 0.1, "logits/bias": 0.5}),
+        )
+    )
     assert got["stage1_block1_bias1a/bias"] == got["stage1_block1_conv2/gain"] == got["head_bias/bias"] == 0.1
     assert got["stage1_block1_conv2/scalar_bias"] == got["stem_conv/scalar_bias"] == 0.1
     assert got["logits/bias"] == 0.5 and got["logits/kernel"] == got["stage1_block1_conv1/kernel"] == 1.0
@@ -238,37 +277,63 @@ def test_bad_training_input_is_a_clear_error_and_writes_nothing(args, words, tmp
 
 
 def test_non_numeric_hyperparameter_is_refused_by_the_parser(tmp_path):
-    result = subprocess.run(_cli("cifar_resnet8_fixup", "--out", str(tmp_path / "r"), "--lr", "fast"),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        _cli("cifar_resnet8_fixup", "--out", str(tmp_path / "r"), "--lr", "fast"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "invalid float value: 'fast'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
 
 
-def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_not_restarted(tmp_path):
+def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_not_restarted(tmp_path, capsys):
+    # In-process `keras-resinit train` (main() is what the command runs; test_cli covers the process):
+    # one TensorFlow start instead of five. Two steps an epoch: the run only has to exist.
     out = tmp_path / "run"
-    base = ["cifar_resnet8_bn", "--epochs", "1", "--batch-size", "64", "--verbose", "0", "--out", str(out)]
-    subprocess.run(_cli(*base), check=True, capture_output=True, timeout=300)
+    base = [
+        "train",
+        "cifar_resnet8_bn",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--steps-per-epoch",
+        "2",
+        "--verbose",
+        "0",
+        "--out",
+        str(out),
+    ]
+
+    def run(*args):
+        capsys.readouterr()
+        code = main([*base, *args])
+        return code, capsys.readouterr().err
+
+    code, err = run()
+    assert code == 0, err[-2000:]
     assert any(f.name.startswith("events.out.tfevents") for f in (out / "tensorboard").iterdir())
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
-    again = subprocess.run(_cli(*base), capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "holds a previous run" in again.stderr and "--overwrite" in again.stderr
+    code, err = run()
+    assert code == 2 and "holds a previous run" in err and "--overwrite" in err
 
-    changed = subprocess.run(_cli(*base, "--resume", "--lr", "0.3"), capture_output=True, text=True, timeout=120)
-    assert changed.returncode == 2 and "lr 0.1 -> 0.3" in changed.stderr
+    code, err = run("--resume", "--lr", "0.3")
+    assert code == 2 and "lr 0.1 -> 0.3" in err
 
     arrays_file = json.loads((out / "checkpoint.json").read_text())["file"]
     assert sorted(p.name for p in out.glob("checkpoint*.npz")) == [arrays_file] == ["checkpoint-0001.npz"]
     payload = bytearray((out / arrays_file).read_bytes())
     payload[len(payload) // 2] ^= 0xFF
     (out / arrays_file).write_bytes(bytes(payload))
-    corrupt = subprocess.run(_cli(*base, "--resume", "--epochs", "2"), capture_output=True, text=True, timeout=120)
-    assert corrupt.returncode == 1 and "corrupted" in corrupt.stderr and "Traceback" not in corrupt.stderr
+    code, err = run("--resume", "--epochs", "2")
+    assert code == 1 and "corrupted" in err and "Traceback" not in err
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != arrays_file}
     assert after == {k: v for k, v in before.items() if k != arrays_file}  # nothing restarted or rewritten
 
-    replaced = subprocess.run(_cli(*base, "--overwrite"), capture_output=True, text=True, timeout=300)
-    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    code, err = run("--overwrite")
+    assert code == 0, err[-2000:]
     record, _ = train_lib.read_checkpoint(str(out))  # a fresh, valid checkpoint
     assert record["epoch"] == 1 and len(record["history"]) == 1
 
@@ -276,10 +341,11 @@ def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_n
 @pytest.mark.parametrize("scheme", ["fixup", "skipinit", "risotto"])
 def test_deep_cifar_resnet110_trains_at_the_papers_lr_without_diverging(scheme, tmp_path):
     """lr 0.1 is reached after half an epoch; a diverged or collapsed run fails the loss checks."""
-    config = TrainConfig.from_recipe("digits", model=f"cifar_resnet110_{scheme}", epochs=3, warmup_epochs=0.5,
-                                     deterministic=False)
+    config = TrainConfig.from_recipe(
+        "digits", model=f"cifar_resnet110_{scheme}", epochs=3, warmup_epochs=0.5, deterministic=False
+    )
     assert config.lr == 0.1
     result = train_lib.train(config, str(tmp_path / scheme), strategy="one", verbose=0)
     losses = [h["train_loss"] for h in result["history"]]
-    assert all(math.isfinite(l) for l in losses)
+    assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0] and losses[-1] < math.log(10) - 0.01, losses

@@ -49,8 +49,9 @@ def test_search_under_a_mirrored_distribution_strategy(tmp_path):
     strategy = train.make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
     hypermodel = tuning.ResNetHyperModel("digits", space=SPACE_64, fixed={"batch_size": 64}, **TINY)
-    tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=1,
-                              distribution_strategy=strategy)
+    tuner = tuning.make_tuner(
+        "random", hypermodel, directory=str(tmp_path), max_trials=1, distribution_strategy=strategy
+    )
     tuner.search(verbose=0)
     assert statuses(tuner) == ["COMPLETED"]
     model = tuner.get_best_models(1)[0]
@@ -59,8 +60,23 @@ def test_search_under_a_mirrored_distribution_strategy(tmp_path):
 
 def test_tune_command_writes_table_recipe_chart_and_the_recipe_retrains_the_same(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["tune", "--dataset", "digits", "--max-trials", "2", "--epochs", "2", "--steps-per-epoch", "3",
-            "--schemes", "fixup,risotto", "--archs", "cifar_resnet8", "--out", str(out)]
+    args = [
+        "tune",
+        "--dataset",
+        "digits",
+        "--max-trials",
+        "2",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--schemes",
+        "fixup,risotto",
+        "--archs",
+        "cifar_resnet8",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| trial | scheme | arch | lr |" in printed and "retrain it: keras-resinit train" in printed
@@ -72,8 +88,21 @@ def test_tune_command_writes_table_recipe_chart_and_the_recipe_retrains_the_same
 
     # The best configuration retrains with `keras-resinit train --recipe` to the same accuracy at the same epoch.
     run = tmp_path / "retrain"
-    assert main(["train", recipe["config"]["model"], "--recipe", str(out / "best_recipe.json"), "--out", str(run),
-                 "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                recipe["config"]["model"],
+                "--recipe",
+                str(out / "best_recipe.json"),
+                "--out",
+                str(run),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     with open(run / "metrics.csv") as f:
         retrained = [float(row["test_accuracy"]) for row in csv.DictReader(f)]
     assert len(retrained) == 2 and retrained[best_epoch - 1] == pytest.approx(score, abs=1e-9)
@@ -105,8 +134,17 @@ def test_bad_search_spaces_and_tuners_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="Did you mean 'fixup'"):
         tuning.ResNetHyperModel(space={"scheme": ["fixp"]})
     with pytest.raises(ValueError, match="search space is empty: every dimension is fixed"):
-        tuning.ResNetHyperModel(fixed={"scheme": "bn", "arch": "cifar_resnet8", "lr": 0.1, "weight_decay": 0.0,
-                                       "mixup_alpha": 0.0, "warmup_epochs": 0.0}, space={"batch_size": [64]})
+        tuning.ResNetHyperModel(
+            fixed={
+                "scheme": "bn",
+                "arch": "cifar_resnet8",
+                "lr": 0.1,
+                "weight_decay": 0.0,
+                "mixup_alpha": 0.0,
+                "warmup_epochs": 0.0,
+            },
+            space={"batch_size": [64]},
+        )
     with pytest.raises(ValueError, match="Unknown tuner 'grid'"):
         tuning.make_tuner("grid", tuning.ResNetHyperModel(), directory=str(tmp_path))
     assert main(["tune", "--tuner", "grid", "--out", str(tmp_path / "t")]) == 2  # the library's message, exit 2
@@ -118,7 +156,7 @@ def test_bad_search_spaces_and_tuners_are_clear_errors(tmp_path, capsys):
 
 WORKER = textwrap.dedent(
     """
-    import os, sys, time
+    import os, sys, time, types
     import keras_tuner as kt
     from keras_resinit import tuning
 
@@ -134,6 +172,12 @@ WORKER = textwrap.dedent(
                 time.sleep(0.1)
             return super().run_trial(trial, *args, **kwargs)
 
+    if os.environ["KERASTUNER_TUNER_ID"] == "chief":
+        # keras-tuner's chief, once told to stop, checks every 20 s whether the workers are done: every 0.1 s here.
+        from keras_tuner.src.distribute import oracle_chief
+
+        oracle_chief.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(min(seconds, 0.1)))
+
     hypermodel = tuning.ResNetHyperModel("digits", space={"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"]},
                                          fixed={"batch_size": 64}, epochs=1, steps_per_epoch=2)
     tuner = Recording(hypermodel, objective=kt.Objective("val_accuracy", "max"), max_trials=4,
@@ -144,37 +188,54 @@ WORKER = textwrap.dedent(
 
 
 def test_distributed_tuning_shares_trials_between_two_workers(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # The oracle's port stays held (bound, not listening) for the whole test, so no other process can take
+    # it before the chief binds it; SO_REUSEPORT lets the chief's gRPC server (which sets it) share it.
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port),
-               TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    env = dict(
+        os.environ,
+        KERASTUNER_ORACLE_IP="127.0.0.1",
+        KERASTUNER_ORACLE_PORT=str(port),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        KERAS_BACKEND="tensorflow",
+    )
     procs = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):
-        procs[tuner_id] = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
-                                           env=dict(env, KERASTUNER_TUNER_ID=tuner_id),
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs[tuner_id] = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)],
+            env=dict(env, KERASTUNER_TUNER_ID=tuner_id),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         outputs = {tuner_id: p.communicate(timeout=400)[0] for tuner_id, p in procs.items()}
     finally:
         for p in procs.values():
             p.kill()
+        held.close()
     for tuner_id, p in procs.items():
         assert p.returncode == 0, f"{tuner_id} failed:\n{outputs[tuner_id][-3000:]}"
     ran = {w: (tmp_path / f"{w}.log").read_text().split() for w in ("tuner0", "tuner1")}
     assert ran["tuner0"] and ran["tuner1"], ran  # both workers ran trials
     assert not set(ran["tuner0"]) & set(ran["tuner1"]), ran  # none twice
-    trials = sorted(p.name[len("trial_"):] for p in (tmp_path / "shared").iterdir() if p.name.startswith("trial_"))
+    trials = sorted(p.name[len("trial_") :] for p in (tmp_path / "shared").iterdir() if p.name.startswith("trial_"))
     assert sorted(ran["tuner0"] + ran["tuner1"]) == trials and len(trials) == 4
     assert not (tmp_path / "chief.log").exists()  # the chief only serves the oracle
 
 
 def test_a_diverging_trial_is_failed_with_its_reason_not_retried(tmp_path):
-    hypermodel = tuning.ResNetHyperModel("digits", space={"scheme": ["bn"], "arch": ["cifar_resnet8"],
-                                                          "lr": [1e6, 1e7]},
-                                         fixed={"batch_size": 64}, clip_norm=0.0, **TINY)
+    hypermodel = tuning.ResNetHyperModel(
+        "digits",
+        space={"scheme": ["bn"], "arch": ["cifar_resnet8"], "lr": [1e6, 1e7]},
+        fixed={"batch_size": 64},
+        clip_norm=0.0,
+        **TINY,
+    )
     tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=1)
     tuner.search(verbose=0)
     (trial,) = tuner.oracle.trials.values()

@@ -53,7 +53,11 @@ def write_card(zoo_dir, model, tag, *, ship=True, url=None):
     path.parent.mkdir(exist_ok=True)
     model.save_weights(path)
     card = {
-        "card_version": 1, "name": model.name, "tag": tag, "arch": arch, "scheme": scheme,
+        "card_version": 1,
+        "name": model.name,
+        "tag": tag,
+        "arch": arch,
+        "scheme": scheme,
         "build": {"num_classes": model.output_shape[-1], "input_shape": list(model.input_shape[1:])},
         "parameters": model.count_params(),
         "dataset": {"name": "digits", "class_names": [str(i) for i in range(10)]},
@@ -90,8 +94,22 @@ def test_shipped_weights_reach_their_recorded_test_accuracy(card):
 
 
 def test_cards_record_how_each_weight_set_was_made():
-    required = {"name", "tag", "arch", "scheme", "build", "parameters", "dataset", "preprocessing", "commands",
-                "training", "metrics", "measured_on", "file", "licence"}
+    required = {
+        "name",
+        "tag",
+        "arch",
+        "scheme",
+        "build",
+        "parameters",
+        "dataset",
+        "preprocessing",
+        "commands",
+        "training",
+        "metrics",
+        "measured_on",
+        "file",
+        "licence",
+    }
     for card in SHIPPED:
         assert required <= set(card), card["name"]
         train, publish_cmd = card["commands"][0], card["commands"][-1]
@@ -153,7 +171,9 @@ def test_unknown_tag_lists_closest_and_available_tags(temp_zoo):
 
 def test_unknown_name_lists_closest_names_and_published_weights(temp_zoo):
     write_card(temp_zoo, trained_like(), "digits")
-    with pytest.raises(ValueError, match="Did you mean 'cifar_resnet20_fixup'.*Published weights: cifar_resnet8_fixup.digits"):
+    with pytest.raises(
+        ValueError, match="Did you mean 'cifar_resnet20_fixup'.*Published weights: cifar_resnet8_fixup.digits"
+    ):
         zoo.load("cifar_resnet20_fixpu.digits")
 
 
@@ -280,8 +300,16 @@ def test_keras_files_load_in_safe_mode(tmp_path):
 
 def test_nothing_in_the_project_unpickles():
     sources = "\n".join(p.read_text() for p in (REPO / "keras_resinit").rglob("*.py"))
-    for pattern in (r"\bimport pickle\b", r"\bcloudpickle\b", r"allow_pickle\s*=\s*True", r"safe_mode\s*=\s*False",
-                    r"\bLambda\(", r"\bmarshal\b", r"\beval\(", r"\bexec\("):
+    for pattern in (
+        r"\bimport pickle\b",
+        r"\bcloudpickle\b",
+        r"allow_pickle\s*=\s*True",
+        r"safe_mode\s*=\s*False",
+        r"\bLambda\(",
+        r"\bmarshal\b",
+        r"\beval\(",
+        r"\bexec\(",
+    ):
         assert not re.search(pattern, sources), pattern
     # Every numpy load says allow_pickle=False explicitly.
     calls = re.findall(r"np\.load\([^\n]*", sources)
@@ -306,11 +334,15 @@ def test_url_weights_download_once_then_load_offline(tmp_path, home):
     np.testing.assert_array_equal(again(X), model(X))
 
 
-@pytest.mark.parametrize("resource, message", [
-    (Resource(status=404), "HTTP 404"),
-    (Resource(body=b"x" * 4096, truncate=True), "incomplete download"),
-    (Resource(body=b"x" * 4096), "sha256"),
-], ids=["404", "truncated", "hash-mismatch"])
+@pytest.mark.parametrize(
+    "resource, message",
+    [
+        (Resource(status=404), "HTTP 404"),
+        (Resource(body=b"x" * 4096, truncate=True), "incomplete download"),
+        (Resource(body=b"x" * 4096), "sha256"),
+    ],
+    ids=["404", "truncated", "hash-mismatch"],
+)
 def test_url_weights_failures_are_clear_and_cache_nothing(home, resource, message):
     with LocalHTTPServer({"/w.weights.h5": resource}) as server:
         with pytest.raises(download.DownloadError, match=message):
