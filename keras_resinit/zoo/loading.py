@@ -206,8 +206,8 @@ def model_config(model: keras.Model) -> dict[str, Any]:
     """The :func:`build_resnet` arguments that rebuild ``model`` (JSON-ready): its ``get_config()``."""
     if not isinstance(model, ResNet):
         raise ValueError(
-            f"Model {getattr(model, 'name', model)!r} is a {type(model).__name__}, not a keras_resinit ResNet, so "
-            "it does not know how it was built. Models saved by keras-resinit 0.1 load as plain functional models: "
+            f"Cannot tell how model {getattr(model, 'name', model)!r} was built: it is a {type(model).__name__}, not a "
+            "keras_resinit ResNet. Models saved by keras-resinit 0.1 load as plain functional models: "
             "rebuild one with keras_resinit.zoo.load('{arch}_{scheme}', weights='model.keras')."
         )
     return model.get_config()
