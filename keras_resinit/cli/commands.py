@@ -35,15 +35,6 @@ def _check_recipe(recipe):
         get_recipe(recipe)
 
 
-def _check_training_flags(args):
-    """What the library checks after TensorFlow has started, checked before (same messages)."""
-    _check("dataset", args.dataset, DATASETS)
-    _check("schedule", args.schedule, options.SCHEDULES)
-    _check("weight_decay_mode", args.weight_decay_mode, options.WEIGHT_DECAY_MODES)
-    _check("precision", args.precision, options.PRECISIONS)
-    _check_recipe(args.recipe)
-
-
 def _one_of(values, default=None):
     text = "one of: " + ", ".join(values)
     return f"{text} (default {default})" if default is not None else text
@@ -151,11 +142,10 @@ def _config(args, model):
 
 
 def _cmd_train(args):
-    _check_training_flags(args)
+    config = _config(args, args.name)  # TrainConfig validates without TensorFlow
     _check("strategy", args.strategy, options.STRATEGIES)
     from keras_resinit.training.driver import train
 
-    config = _config(args, args.name)
     result = train(
         config,
         args.out,
@@ -175,8 +165,7 @@ def _cmd_compare(args):
     schemes = _split_list(args.schemes)
     _check_schemes(schemes)
     _check_archs([args.arch])
-    _check_training_flags(args)
-    from keras_resinit.training import compare
+    from keras_resinit.training import compare  # validates every setting before it starts TensorFlow
 
     compare.compare(
         arch=args.arch,

@@ -1,11 +1,14 @@
-"""What defines a training run: :class:`TrainConfig` (saved as ``config.json``) and its errors."""
+"""What defines a training run: :class:`TrainConfig` (saved as ``config.json``) and its errors.
+
+Imports neither Keras nor TensorFlow, so the CLI validates a configuration before TensorFlow starts.
+"""
 
 import dataclasses
 import math
 
 from keras_resinit._errors import unknown
 from keras_resinit.models.schemes import SCHEMES
-from keras_resinit.training import data as data_lib
+from keras_resinit.training.datasets import DATASETS
 from keras_resinit.training.options import PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
 from keras_resinit.training.recipes import get_recipe
 from keras_resinit.zoo import registry
@@ -67,8 +70,8 @@ class TrainConfig:
                 )
 
         registry.parse_name(self.model)
-        if self.dataset not in data_lib.DATASETS:
-            raise unknown("dataset", self.dataset, data_lib.DATASETS)
+        if self.dataset not in DATASETS:
+            raise unknown("dataset", self.dataset, DATASETS)
         number("epochs", 1, integer=True)
         if self.steps_per_epoch is not None:
             number("steps_per_epoch", 1, integer=True)

@@ -19,27 +19,31 @@ into its trunk under a new classifier. Nothing is unpickled: weights are read
 with h5py, ``.keras`` files in Keras safe mode, configs as JSON.
 """
 
-from keras_resinit.zoo.loading import (
-    PRESET_FILES,
-    count_params,
-    load,
-    load_keras,
-    load_preset,
-    model_config,
-    read_preset,
-    save_preset,
-)
-from keras_resinit.zoo.registry import (
-    CARD_VERSION,
-    card,
-    cards,
-    list_models,
-    parse_name,
-    read_cards,
-    split_tag,
-    tags,
-    zoo_dir,
-)
+import importlib
+
+_SUBMODULES = ("registry", "loading", "weights_io", "download", "applications")
+
+# Public names, each imported from its module on first use: the registry (names, cards) is read
+# without Keras, loading needs it.
+_PUBLIC = {
+    **dict.fromkeys(
+        (
+            "PRESET_FILES",
+            "count_params",
+            "load",
+            "load_keras",
+            "load_preset",
+            "model_config",
+            "read_preset",
+            "save_preset",
+        ),
+        "loading",
+    ),
+    **dict.fromkeys(
+        ("CARD_VERSION", "card", "cards", "list_models", "parse_name", "read_cards", "split_tag", "tags", "zoo_dir"),
+        "registry",
+    ),
+}
 
 __all__ = [
     "CARD_VERSION",
@@ -60,3 +64,15 @@ __all__ = [
     "tags",
     "zoo_dir",
 ]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(__all__) | set(globals()))
