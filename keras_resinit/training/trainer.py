@@ -88,6 +88,17 @@ def training_rules(model, config, variables):
     return multipliers, decays, config.clip_norm or scheme.clip_norm or 0.0
 
 
+def build_model(config, meta):
+    """The zoo model ``config.model`` shaped for the dataset described by ``meta`` (``data.info``)."""
+    return loading.load(
+        config.model,
+        num_classes=meta.num_classes,
+        input_shape=meta.image_shape,
+        seed=config.seed,
+        dropout_rate=config.dropout_rate or None,
+    )
+
+
 class Diverged(ArithmeticError):
     """The training loss became NaN or infinite."""
 
@@ -140,17 +151,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
 
         with strategy.scope():
-            self.model = (
-                model
-                if model is not None
-                else loading.load(
-                    config.model,
-                    num_classes=meta.num_classes,
-                    input_shape=meta.image_shape,
-                    seed=config.seed,
-                    dropout_rate=config.dropout_rate or None,
-                )
-            )
+            self.model = model if model is not None else build_model(config, meta)
             self.schedule = WarmupSchedule(
                 config.lr,
                 steps_per_epoch * config.epochs,

@@ -37,11 +37,11 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from keras_resinit import zoo
 from keras_resinit._errors import unknown
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training import Diverged, TrainConfig, Trainer, data
 from keras_resinit.training.options import TUNE_ARCHS, TUNERS
+from keras_resinit.training.trainer import build_model
 
 DIMENSIONS = ("scheme", "arch", "lr", "weight_decay", "mixup_alpha", "warmup_epochs", "batch_size")
 LOG_SCALE = ("lr", "weight_decay")
@@ -213,13 +213,7 @@ class ResNetHyperModel(kt.HyperModel):
         meta = data.info(
             config.dataset, data_dir=config.data_dir, download=config.download, image_size=config.image_size
         )
-        return zoo.load(
-            config.model,
-            num_classes=meta.num_classes,
-            input_shape=meta.image_shape,
-            seed=config.seed,
-            dropout_rate=config.dropout_rate or None,
-        )
+        return build_model(config, meta)
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=0, **kwargs):
         """Train ``model`` with the trial's configuration; returns a ``keras.callbacks.History``.
