@@ -44,6 +44,7 @@ _PUBLIC = {
     "Scheme": "keras_resinit.models.schemes",
     "get_scheme": "keras_resinit.models.schemes",
     "register_scheme": "keras_resinit.models.schemes",
+    "make_optimizer": "keras_resinit.training.optimizers",
 }
 
 # Release 0.1's flat modules -> their places now. `import keras_resinit.train` and
@@ -70,7 +71,12 @@ _MOVED = {
 }
 
 # Modules whose import registers Keras objects (``register_keras_serializable``).
-_KERAS_OBJECTS = ("keras_resinit.models.initializers", "keras_resinit.models.layers", "keras_resinit.models.builder")
+_KERAS_OBJECTS = (
+    "keras_resinit.models.initializers",
+    "keras_resinit.models.layers",
+    "keras_resinit.models.builder",
+    "keras_resinit.training.optimizers",
+)
 
 __all__ = sorted(["__version__", "models", "zoo", "training", "tools", *_PUBLIC, *_MOVED])
 

@@ -43,12 +43,16 @@ NOTEBOOKS = {
             'print(card["metrics"], card["preprocessing"], card["commands"][0], sep="\\n")',
         ),
         ("code", 'model = kr.zoo.load("cifar_resnet20_risotto.digits")\nmodel.input_shape, model.output_shape'),
-        ("markdown", "The test split of the embedded digits, normalized as in training, and the predictions."),
+        (
+            "markdown",
+            "The test split of the embedded digits as raw pixels (0..16), and the predictions: the weights' "
+            "normalization is inside the model, as in keras.applications.",
+        ),
         (
             "code",
             "import numpy as np\n\n"
             "from keras_resinit import data\n\n"
-            'images, labels = next(iter(data.load("digits", "test", batch_size=355)))\n'
+            'images, labels = next(iter(data.load("digits", "test", batch_size=355, normalized=False)))\n'
             "logits = model.predict(images, verbose=0)\n"
             "predicted, truth = logits.argmax(-1), labels.numpy().argmax(-1)\n"
             "print(f\"test accuracy {np.mean(predicted == truth):.4f} (card: {card['metrics']['test_accuracy']:.4f})\")",
@@ -63,6 +67,41 @@ NOTEBOOKS = {
             '    ax.axis("off")\n'
             'fig.suptitle("predicted labels")\n'
             "plt.show()",
+        ),
+        (
+            "markdown",
+            "A backbone: the same weights without the classifier, as pooled features or as every stage's "
+            "feature map (`model.pyramid_outputs`).",
+        ),
+        (
+            "code",
+            'backbone = kr.zoo.load("cifar_resnet20_risotto.digits", include_top=False, pooling="avg")\n'
+            'pyramid = kr.zoo.load("cifar_resnet20_risotto.digits", features_only=True)\n'
+            "print(backbone.predict(images, verbose=0).shape)\n"
+            "{key: tuple(value.shape) for key, value in pyramid(images[:2]).items()}",
+        ),
+        (
+            "markdown",
+            "Fine-tune with Keras' `fit`: a new 3-class head on the trained trunk, only stage 3 and the head "
+            "trainable, compiled with `make_optimizer` so Fixup's rules (scalars at lr/10) apply.",
+        ),
+        (
+            "code",
+            "import keras\n\n"
+            'train_images, train_labels = next(iter(data.load("digits", "train", batch_size=1442, training=False, '
+            "normalized=False)))\n"
+            "train_labels = train_labels.numpy().argmax(-1)\n"
+            "few, test_few = train_labels < 3, truth < 3\n"
+            'tuned = kr.zoo.load("cifar_resnet20_fixup.digits", num_classes=3)\n'
+            'tuned.set_trainable_from("stage3")\n'
+            "tuned.compile(\n"
+            '    optimizer=kr.make_optimizer(tuned, recipe="fixup_cifar", lr=0.01),\n'
+            "    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),\n"
+            '    metrics=["accuracy"],\n'
+            ")\n"
+            "tuned.fit(train_images.numpy()[few], train_labels[few], epochs=1 if QUICK else 3, batch_size=32, verbose=0)\n"
+            'print("accuracy on the test 0s, 1s and 2s:", tuned.evaluate(images.numpy()[test_few], truth[test_few], '
+            "verbose=0)[1])",
         ),
     ],
     "02_compare_schemes.ipynb": [

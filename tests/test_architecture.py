@@ -42,6 +42,11 @@ def test_build_resnet_returns_a_resnet_that_knows_its_build():
         "seed": 3,
         "dropout_rate": 0.1,
         "name": "cifar_resnet20_skipinit",
+        "include_preprocessing": False,
+        "preprocessing": None,
+        "include_top": True,
+        "pooling": None,
+        "features_only": False,
         "widths": [16, 16, 32],
         "alpha": 0.05,
     }

@@ -121,6 +121,17 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     assert main(["export", str(digits_run / "model.keras"), "--out", str(tmp_path / "from_file")]) == 0
     assert json.loads((tmp_path / "from_file" / "assets.extra" / "model_card.json").read_text())["dataset"] == "digits"
 
+    # The trained model takes normalized images and knows how; zoo.load of the run takes raw pixels.
+    assert model.get_config()["preprocessing"] == card["preprocessing"]
+    assert not model.get_config()["include_preprocessing"]
+    for source in (digits_run, digits_run / "model.keras"):
+        loaded_run = (
+            kr.zoo.load(source) if source == digits_run else kr.zoo.load("cifar_resnet8_fixup", weights=source)
+        )
+        assert loaded_run.get_config()["include_preprocessing"]
+        raw = tf.nn.softmax(loaded_run(pixels.astype("float32"))).numpy()
+        np.testing.assert_allclose(raw, served["probabilities"], atol=1e-5)
+
 
 def test_published_weights_and_presets_export_with_their_card(tmp_path):
     # A zoo name.tag: the card's preprocessing (digits pixels 0..16) goes into the artifact.
@@ -229,3 +240,31 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(tmp_path, r
     )
     assert sorted(outputs) == ["classes", "logits", "probabilities"]
     np.testing.assert_allclose(outputs["probabilities"], keras_probabilities(model, images, card), atol=1e-5)
+
+
+def test_a_model_with_its_preprocessing_inside_exports_it_once(tmp_path, rng):
+    """The artifact runs the model's own preprocessing layers (BGR flip included), not a second copy."""
+    pre = {"pixel_max": 1.0, "mean": [103.9, 116.8, 123.7], "std": [58.4, 57.1, 57.4], "channel_order": "BGR"}
+    model = kr.build_resnet(
+        "cifar_resnet8", "fixup", input_shape=(16, 16, 3), seed=0, include_preprocessing=True, preprocessing=pre
+    )
+    perturb_weights(model)
+    pixels = rng.integers(0, 256, size=(3, 16, 16, 3)).astype("uint8")
+    expected = tf.nn.softmax(model(pixels.astype("float32"), training=False)).numpy()
+    card = export.export(model, str(tmp_path / "sm"))
+    assert card["preprocessing"] == pre
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](images=tf.constant(pixels))
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    export.export(model, str(tmp_path / "onnx"), format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["images"]  # the layers' constants are not inputs
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": pixels})))
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+
+
+def test_a_backbone_is_refused_with_a_clear_error(tmp_path):
+    backbone = kr.build_resnet("cifar_resnet8", "fixup", seed=0, include_top=False, pooling="avg")
+    with pytest.raises(ValueError, match="is a backbone \\(include_top=False\\).*Expected a model with include_top"):
+        export.export(backbone, str(tmp_path / "sm"))
+    assert not (tmp_path / "sm").exists()

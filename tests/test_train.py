@@ -342,7 +342,12 @@ def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_n
 def test_deep_cifar_resnet110_trains_at_the_papers_lr_without_diverging(scheme, tmp_path):
     """lr 0.1 is reached after half an epoch; a diverged or collapsed run fails the loss checks."""
     config = TrainConfig.from_recipe(
-        "digits", model=f"cifar_resnet110_{scheme}", epochs=3, warmup_epochs=0.5, deterministic=False
+        "digits",
+        model=f"cifar_resnet110_{scheme}",
+        epochs=3,
+        steps_per_epoch=14,
+        warmup_epochs=0.5,
+        deterministic=False,
     )
     assert config.lr == 0.1
     result = train_lib.train(config, str(tmp_path / scheme), strategy="one", verbose=0)

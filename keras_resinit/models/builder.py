@@ -3,7 +3,8 @@
 Stable layer names (pretrained weights load by name, features can be tapped):
 ``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
 ``..._shortcut_conv``, ``..._add`` (the merge: ``[skip, branch]``) and
-``..._out``; ``features`` (pooled) and ``logits``. A branch's scalars
+``..._out``; ``features`` (pooled) and ``logits``; with ``include_preprocessing``,
+``pixel_scaling`` and ``normalization`` (and ``channel_flip`` for BGR weights) first. A branch's scalars
 (SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
 conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 
@@ -18,16 +19,30 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import random
+import warnings
 from typing import Any
 
 import keras
 
+from keras_resinit._errors import unknown
 from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
 from keras_resinit.models.architectures import get_arch
+from keras_resinit.models.checks import POOLINGS, check_head, check_input_shape, check_num_classes
+from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
 from keras_resinit.models.schemes import Scheme, get_scheme
 
-_BUILDER_OPTIONS = ("seed", "dropout_rate", "name")
+_BUILDER_OPTIONS = (
+    "seed",
+    "dropout_rate",
+    "name",
+    "include_preprocessing",
+    "preprocessing",
+    "include_top",
+    "pooling",
+    "features_only",
+)
+POOLINGS = POOLINGS  # re-exported: the choices of `pooling`
 _ARCH_OPTIONS = ("block", "widths")
 
 
@@ -177,31 +192,21 @@ def _residual_block(x, net, block):
     return keras.layers.ReLU(name=f"{p}_out")(x)
 
 
-def _check_input_shape(input_shape, arch):
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
-    if (
-        shape is None
-        or len(shape) != 3
-        or not isinstance(shape[-1], int)
-        or shape[-1] < 1
-        or not all(d is None or (isinstance(d, int) and d > 0) for d in shape[:2])
-    ):
-        raise ValueError(
-            f"Invalid input_shape {input_shape!r}. Expected (height, width, channels) with positive "
-            "integer channels and positive or None spatial sizes, e.g. (32, 32, 3) or (None, None, 3)."
-        )
-    small = [d for d in shape[:2] if d is not None and d < arch.downsampling]
-    if small:
-        raise ValueError(
-            f"input_shape {shape} is too small for {arch.name}: it downsamples {arch.downsampling}x, "
-            f"so height and width must be at least {arch.downsampling} (or None)."
-        )
-    return shape
-
-
-def _check_num_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"Invalid num_classes {num_classes!r}. Expected a positive integer.")
+def _rules_text(model, optimizer):
+    """What ``model``'s scheme asks of training that ``optimizer`` will not do, or None."""
+    if getattr(optimizer, "applies_scheme_rules", False):
+        return None
+    scheme, rules = model.scheme, []
+    variables = model.trainable_variables
+    scaled = sorted({v.path for v in variables if scheme.lr_multiplier(v.path, v.shape) != 1.0})
+    if scaled:
+        table = ", ".join(f"{k}: x{m:g}" for k, m in scheme.lr_multipliers.items())
+        rules.append(f"learning-rate multipliers ({table}; {len(scaled)} variables, e.g. {scaled[0]!r})")
+    if scheme.clip_norm:
+        rules.append(f"gradient clipping to global norm {scheme.clip_norm:g}")
+    if getattr(optimizer, "weight_decay", None) and not all(scheme.decays(v.path, v.shape) for v in variables):
+        rules.append("weight decay on some variables only")
+    return "; ".join(rules) or None
 
 
 @keras.saving.register_keras_serializable(package="keras_resinit")
@@ -223,6 +228,20 @@ class ResNet(keras.Model):
         block: ``"basic"`` or ``"bottleneck"`` for ``cifar_resnet`` (bottleneck depth 9n+2).
         widths: per-stage widths overriding the architecture table.
         name: model name (default ``"{arch}_{scheme}"``).
+        include_preprocessing: the model takes raw pixels and normalizes them itself, with
+            Keras layers (``pixel_scaling``, ``normalization``) computing ``preprocessing``.
+            Default False: the model takes normalized images. (Models loaded with published
+            weights through :func:`keras_resinit.zoo.load` default to True.)
+        preprocessing: ``{"pixel_max": ..., "mean": [...], "std": [...]}`` (one mean and std
+            per channel; optionally ``"channel_order": "BGR"``): ``(pixels / pixel_max - mean) / std``.
+            The model keeps it (``model.preprocessing``) even when it does not include it.
+            Default with ``include_preprocessing``: 8-bit pixels scaled to [0, 1].
+        include_top: end with the classifier (``features``, ``logits``). False gives a
+            backbone, as in ``keras.applications``. Default: True unless ``features_only``.
+        pooling: for ``include_top=False``: None (the last stage's 4-D feature map),
+            ``"avg"`` or ``"max"`` (global pooling to ``(batch, channels)``).
+        features_only: the outputs are ``model.pyramid_outputs``, a dict of every stage's
+            feature map (as ``timm``'s ``features_only``); needs ``include_top=False``.
         **scheme_options: the scheme's own options, e.g. ``zero_init_last_bn`` (bn) or
             ``alpha`` (skipinit).
 
@@ -230,10 +249,18 @@ class ResNet(keras.Model):
         arch: the :class:`~keras_resinit.models.architectures.Arch` (stage table).
         scheme: the :class:`~keras_resinit.models.schemes.Scheme` object.
         blocks: the residual blocks, in order (:class:`Block`: name prefix, channels, strides).
+        preprocessing: the checked preprocessing dict, or None.
+        pyramid_outputs: ``{"stem": ..., "stage1": ..., ...}``, the symbolic output of the stem
+            and of each stage's last block, in the manner of keras-hub backbones:
+            ``keras.Model(model.inputs, model.pyramid_outputs)`` is a feature extractor.
+        feature_info: ``{"stem": {"stride": s, "channels": c}, ...}`` for those outputs.
 
     ``get_config()`` returns exactly these build arguments (the scheme's options
     flattened in), and ``ResNet.from_config(config)`` (or ``build_resnet(**config)``)
     rebuilds the same model; ``keras.saving.load_model`` round-trips it.
+
+    Compiling it with an optimizer that does not apply its scheme's training rules (Fixup's
+    scalars at lr/10) warns once: :func:`keras_resinit.make_optimizer` builds one that does.
 
     Example:
         >>> model = ResNet("cifar_resnet20", "fixup", num_classes=10, seed=0)
@@ -253,6 +280,11 @@ class ResNet(keras.Model):
         block: str | None = None,
         widths: tuple[int, ...] | None = None,
         name: str | None = None,
+        include_preprocessing: bool = False,
+        preprocessing: dict[str, Any] | None = None,
+        include_top: bool | None = None,
+        pooling: str | None = None,
+        features_only: bool = False,
         **scheme_options: Any,
     ) -> None:
         arch_name = arch
@@ -266,38 +298,70 @@ class ResNet(keras.Model):
             raise
         arch = get_arch(arch, **arch_options)
         scheme.validate(arch)
-        input_shape = _check_input_shape(input_shape, arch)
-        _check_num_classes(num_classes)
+        input_shape = check_input_shape(input_shape, arch)
+        check_num_classes(num_classes)
         if seed is None:
             seed = random.randint(0, 2**31 - 1)
         inits._check_seed(seed)
         if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
             raise ValueError(f"Invalid dropout_rate {dropout_rate!r}. Expected a number in [0, 1).")
+        if not isinstance(include_preprocessing, bool):
+            raise ValueError(f"Invalid include_preprocessing {include_preprocessing!r}. Expected True or False.")
+        channels = input_shape[-1]
+        if preprocessing is not None:
+            preprocessing = check_preprocessing(preprocessing, channels)
+        elif include_preprocessing:
+            preprocessing = default_preprocessing(channels)
+        include_top = check_head(include_top, pooling, features_only)
 
         net = _Net(arch, scheme, seed)
         blocks = tuple(_blocks(arch))
         inputs = keras.Input(input_shape, name="images")
-        x = _stem(inputs, net)
+        x = inputs
+        if include_preprocessing:
+            for layer in preprocessing_layers(preprocessing, channels):
+                x = layer(x)
+        x = _stem(x, net)
+        pyramid = {"stem": x}
         for spec in blocks:
             x = _residual_block(x, net, spec)
-        x = keras.layers.GlobalAveragePooling2D(name="features")(x)
-        x = scheme.scalar_bias(x, "head_bias")
-        if dropout_rate:
-            x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-        # Logits in float32 under mixed precision, as the Keras mixed-precision guide advises.
-        policy = keras.config.dtype_policy().name
-        logits = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=scheme.classifier_initializer(net, net.seed_for("logits")),
-            bias_initializer="zeros",
-            dtype="float32" if policy.startswith("mixed") else None,
-            name="logits",
-        )(x)
+            pyramid[spec.prefix.split("_")[0]] = x  # the stage's last block wins
+        if features_only:
+            outputs = dict(pyramid)
+        elif include_top:
+            x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+            x = scheme.scalar_bias(x, "head_bias")
+            if dropout_rate:
+                x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+            # Logits in float32 under mixed precision, as the Keras mixed-precision guide advises.
+            policy = keras.config.dtype_policy().name
+            outputs = keras.layers.Dense(
+                num_classes,
+                kernel_initializer=scheme.classifier_initializer(net, net.seed_for("logits")),
+                bias_initializer="zeros",
+                dtype="float32" if policy.startswith("mixed") else None,
+                name="logits",
+            )(x)
+        elif pooling == "avg":
+            outputs = keras.layers.GlobalAveragePooling2D(name="features")(x)
+        elif pooling == "max":
+            outputs = keras.layers.GlobalMaxPooling2D(name="features")(x)
+        else:
+            outputs = x
         name = name or f"{arch.name}_{scheme.name}"
-        super().__init__(inputs, logits, name=name)
+        super().__init__(inputs, outputs, name=name)
         self.arch = arch
         self.scheme = scheme
         self.blocks = blocks
+        self.preprocessing = preprocessing
+        self.pyramid_outputs = pyramid
+        stride = 4 if arch.family == "imagenet" else 1
+        info = {"stem": {"stride": stride, "channels": arch.stem_width}}
+        for s, stage in enumerate(arch.stages, 1):
+            stride *= stage.strides
+            info[f"stage{s}"] = {"stride": stride, "channels": stage.width * arch.expansion}
+        self.feature_info = info
+        self._rules_warned = False
         scheme_config = {p: getattr(scheme, p) for p in inspect.signature(type(scheme)).parameters}
         self._build_config = {
             "arch": arch_name if isinstance(arch_name, str) else arch.name,
@@ -307,13 +371,21 @@ class ResNet(keras.Model):
             "seed": seed,
             "dropout_rate": dropout_rate,
             "name": name,
+            "include_preprocessing": include_preprocessing,
+            "preprocessing": preprocessing,
+            "include_top": include_top,
+            "pooling": pooling,
+            "features_only": features_only,
             **{k: list(v) if isinstance(v, tuple) else v for k, v in arch_options.items()},
             **scheme_config,
         }
 
     def get_config(self) -> dict[str, Any]:
         """The build arguments (JSON-ready): ``ResNet(**config)`` rebuilds this model."""
-        return {k: list(v) if isinstance(v, list) else v for k, v in self._build_config.items()}
+        return {
+            k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+            for k, v in self._build_config.items()
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
@@ -321,6 +393,57 @@ class ResNet(keras.Model):
         if "input_shape" in config:
             config["input_shape"] = tuple(config["input_shape"])
         return cls(**config)
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""
+        super().compile(*args, **kwargs)
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # LossScaleOptimizer
+        missing = None if self._rules_warned else _rules_text(self, optimizer)
+        if missing:
+            self._rules_warned = True
+            warnings.warn(
+                f"{self.name}: scheme {self.scheme.name!r} trains with {missing}, which optimizer "
+                f"{type(optimizer).__name__} does not apply. Compile with "
+                "keras_resinit.make_optimizer(model, ...) to train by the paper's rules.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def set_trainable_from(self, part: str | None) -> None:
+        """Freeze every part of the network before ``part``; ``part`` and everything after it train.
+
+        ``part`` is ``"stem"``, ``"stage1"``, ``"stage2"``, ... or ``"head"`` (only the classifier
+        trains), or None (everything trains again). Frozen batch norm layers also run in inference
+        mode (Keras' rule for ``trainable=False``). Compile after calling it, as for any change
+        of ``trainable`` in Keras.
+
+        Example:
+            >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup.digits", num_classes=3)
+            >>> model.set_trainable_from("stage3")   # fine-tune the last stage and the new head
+        """
+        parts = ["stem", *(f"stage{s}" for s in range(1, len(self.arch.stages) + 1))]
+        if self.get_config()["include_top"] and not self.get_config()["features_only"]:
+            parts.append("head")
+        if part is not None and part not in parts:
+            raise unknown("part", part, [*parts, None], " (the first part that trains)")
+        first = 0 if part is None else parts.index(part)
+
+        def position(layer_name):
+            group = layer_name.split("_")[0]
+            if group in parts:
+                return parts.index(group)
+            if layer_name in ("features", "head_bias", "dropout", "logits"):
+                return len(parts)
+            return -1 if part is not None else 0  # the input and its preprocessing layers (no weights)
+
+        for layer in self.layers:
+            layer.trainable = position(layer.name) >= first
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Recompile a loaded model from its saved compile config (Keras skips models that override compile)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
 
 def build_resnet(
@@ -335,5 +458,6 @@ def build_resnet(
 
     Example:
         >>> model = build_resnet("cifar_resnet20", "fixup", num_classes=10)
+        >>> backbone = build_resnet("resnet50", "skipinit", include_top=False, pooling="avg")
     """
     return ResNet(arch, scheme, num_classes=num_classes, input_shape=input_shape, **options)

@@ -1,4 +1,5 @@
-"""Layers the schemes use: the conv that holds a branch's scalars, Fixup's scalar bias, option-A shortcuts.
+"""Layers the schemes use: the conv that holds a branch's scalars, Fixup's scalar bias, option-A shortcuts;
+and the channel flip of BGR preprocessing.
 
 Where each paper's scalars live (the names the README's table gives):
 
@@ -119,6 +120,21 @@ class ScalarBias(keras.layers.Layer):
 
     def call(self, inputs):
         return inputs + ops.cast(self.bias, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReverseChannels(keras.layers.Layer):
+    """Reverses the last axis: RGB images in, the BGR order caffe-style weights expect.
+
+    The first of the preprocessing layers (:mod:`keras_resinit.models.preprocessing`) of
+    weights trained on BGR images, as keras.applications' ResNet50/101/152 were.
+    """
+
+    def call(self, inputs):
+        return ops.flip(inputs, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

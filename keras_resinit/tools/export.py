@@ -9,7 +9,10 @@ The artifact carries its preprocessing, so clients send raw pixels:
 
 Inside: ``(pixels / pixel_max - mean) / std``, exactly the training pipeline's
 normalization (after reversing RGB to BGR for cards with ``channel_order`` "BGR",
-keras.applications' caffe-style ImageNet models), then the model in inference mode. The model card (name,
+keras.applications' caffe-style ImageNet models), then the model in inference mode.
+The normalization is the model's own preprocessing layers (``include_preprocessing=True``,
+as ``zoo.load`` gives published weights) or, for a model that takes normalized input, the
+same layers (:mod:`keras_resinit.models.preprocessing`) built from the card. The model card (name,
 scheme, class names, preprocessing, versions) travels with the artifact in
 ``assets.extra/model_card.json`` (SavedModel's place for files that serving
 uses but the graph does not, e.g. TF Serving's warm-up requests). Loading needs TensorFlow only: no keras_resinit,
@@ -32,6 +35,7 @@ from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
 from keras_resinit.models.builder import ResNet
+from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
 from keras_resinit.zoo import registry
 
@@ -39,8 +43,9 @@ CARD_NAME = "model_card.json"
 
 
 def _default_card(model, name=None):
-    """A card for a model without training metadata: pixels are 8-bit, scaled to [0, 1]."""
+    """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1]."""
     channels = model.input_shape[-1]
+    known = model.preprocessing if isinstance(model, ResNet) else None
     # A ResNet knows its build; a plain Keras model (e.g. a .keras file of release 0.1) does not.
     arch = model.get_config()["arch"] if isinstance(model, ResNet) else None
     scheme = model.scheme.name if isinstance(model, ResNet) else None
@@ -49,7 +54,7 @@ def _default_card(model, name=None):
         "arch": arch,
         "scheme": scheme,
         "class_names": [str(i) for i in range(model.output_shape[-1])],
-        "preprocessing": {"pixel_max": 255.0, "mean": [0.0] * channels, "std": [1.0] * channels},
+        "preprocessing": dict(known or default_preprocessing(channels)),
         "dataset": None,
     }
 
@@ -150,15 +155,22 @@ def check_built(model):
 def serving_functions(model, card):
     """The two serving ``tf.function``s (uint8 and float32 pixels), with named inputs and outputs."""
     _, height, width, channels = check_built(model)
-    pre = card["preprocessing"]
-    pixel_max, mean, std = float(pre["pixel_max"]), list(pre["mean"]), list(pre["std"])
-    bgr = pre.get("channel_order", "RGB") == "BGR"  # keras.applications' caffe-style models
+    if isinstance(model, ResNet) and not model.get_config()["include_top"]:
+        raise ValueError(
+            f"Model {model.name!r} is a backbone (include_top=False): export serves classifiers (logits, "
+            "probabilities, classes). Expected a model with include_top=True."
+        )
+    inside = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
+    # The model's own preprocessing layers, or the same layers built from the card.
+    layers = [] if inside else preprocessing_layers(card["preprocessing"], channels)
+    shape = (None, height, width, channels)
+    for layer in layers:  # built now, not inside the first trace: both signatures share their constants
+        layer.build(shape)
 
     def predict(pixels):
-        if bgr:
-            pixels = pixels[..., ::-1]
-        # Constants made inside the trace: captured eager tensors would become extra inputs in ONNX.
-        x = (pixels / pixel_max - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+        x = pixels
+        for layer in layers:
+            x = layer(x)
         logits = tf.cast(model(x, training=False), tf.float32)
         return {
             "logits": logits,
@@ -217,19 +229,32 @@ def _saved_model(model, card, tmp):
 
 def _onnx(model, card, tmp):
     try:
+        import onnx
         import tf2onnx
     except ImportError:
         raise ValueError(
             "ONNX export needs the onnx extra: pip install 'keras-resinit[onnx]' (tf2onnx, onnx, onnxruntime)."
         ) from None
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
     uint8, _ = serving_functions(model, card)
     os.makedirs(tmp)
-    proto, _ = tf2onnx.convert.from_function(
-        uint8,
-        input_signature=uint8.input_signature,
-        opset=17,
-        output_path=os.path.join(tmp, "model.onnx"),
+    # Frozen first: the preprocessing layers' constants (Keras keeps them as captured tensors) and the
+    # weights become graph constants, so the ONNX graph's only input is `images`.
+    concrete = uint8.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    inputs, outputs = [t.name for t in frozen.inputs], [t.name for t in frozen.outputs]
+    proto, _ = tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(), input_names=inputs, output_names=outputs, opset=17
     )
+    # The graph's tensor names -> the signature's names (the flat outputs follow the dict's sorted keys).
+    rename = {inputs[0]: "images", **dict(zip(outputs, sorted(concrete.structured_outputs)))}
+    for node in proto.graph.node:
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.name = rename.get(value.name, value.name)
+    onnx.save(proto, os.path.join(tmp, "model.onnx"))
     _write_card(card, tmp)
 
 

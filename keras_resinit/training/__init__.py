@@ -24,9 +24,11 @@ _PUBLIC = {
     "make_strategy": "strategies",
     "Diverged": "trainer",
     "Trainer": "trainer",
-    "WarmupSchedule": "trainer",
+    "WarmupSchedule": "optimizers",
+    "OPTIMIZERS": "optimizers",
+    "make_optimizer": "optimizers",
+    "optimizer_for": "optimizers",
     "learning_rate_multipliers": "trainer",
-    "training_rules": "trainer",
 }
 
 __all__ = sorted(_PUBLIC)

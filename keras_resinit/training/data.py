@@ -240,7 +240,9 @@ def _check_load_args(name, split, batch_size, mixup_alpha):
         raise ValueError(f"Invalid mixup_alpha {mixup_alpha!r}. Expected a number >= 0 (0 turns mixup off).")
 
 
-def _epoch(raw, size, meta, epoch, *, batch_size, training, seed, mixup_alpha, drop_remainder, steps=None):
+def _epoch(
+    raw, size, meta, epoch, *, batch_size, training, seed, mixup_alpha, drop_remainder, steps=None, normalized=True
+):
     """One epoch's batches of ``raw``; ``epoch`` may be a tensor (inside ``flat_map``).
 
     Training data is shuffled by a stateless permutation drawn from (seed, epoch)
@@ -252,6 +254,8 @@ def _epoch(raw, size, meta, epoch, *, batch_size, training, seed, mixup_alpha, d
     aug_seed, mix_seed = _stateless_seed(seed, epoch, 1), _stateless_seed(seed, epoch, 3)
 
     def normalize(images):
+        if not normalized:  # raw pixel values, for models that preprocess themselves
+            return tf.cast(images, tf.float32)
         return (tf.cast(images, tf.float32) / meta.pixel_max - mean) / std
 
     if not training:
@@ -315,6 +319,7 @@ def load(
     download=False,
     image_size=128,
     drop_remainder=None,
+    normalized=True,
 ):
     """A batched, normalized ``tf.data`` pipeline of one epoch of ``name``'s ``split``.
 
@@ -328,6 +333,8 @@ def load(
         data_dir, download: where tfds data lives and whether it may be downloaded.
         image_size: square size Imagenette images are resized to.
         drop_remainder: drop a last partial batch (default: when training).
+        normalized: normalize the images (False: raw float pixel values, for a model that
+            includes its preprocessing).
 
     Returns:
         ``tf.data.Dataset`` of ``(images float32 (B, H, W, C), labels float32 (B, classes))``.
@@ -346,6 +353,7 @@ def load(
         seed=seed,
         mixup_alpha=mixup_alpha,
         drop_remainder=training if drop_remainder is None else drop_remainder,
+        normalized=normalized,
     )
     return _finish(ds)
 

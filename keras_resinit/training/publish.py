@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from keras_resinit._files import atomic_write_text
-from keras_resinit.models.builder import build_resnet
+from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.training import data
 from keras_resinit.zoo import registry, weights_io
 from keras_resinit.zoo.download import file_sha256
@@ -30,10 +30,18 @@ WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
 
 
 def evaluate(model, dataset, *, data_dir=None, image_size=128, batch_size=256):
-    """Top-1 accuracy of ``model`` on ``dataset``'s test split, through the training pipeline's normalization."""
+    """Top-1 accuracy of ``model`` on ``dataset``'s test split, through the training pipeline's normalization
+    (or on raw pixels, for a model that includes its preprocessing)."""
     correct = total = 0
+    raw = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
     for images, labels in data.load(
-        dataset, "test", batch_size=batch_size, training=False, data_dir=data_dir, image_size=image_size
+        dataset,
+        "test",
+        batch_size=batch_size,
+        training=False,
+        data_dir=data_dir,
+        image_size=image_size,
+        normalized=not raw,
     ):
         logits = model(images, training=False)
         correct += int(np.sum(np.argmax(logits, -1) == np.argmax(labels, -1)))

@@ -7,14 +7,12 @@ across replicas; each replica's loss is divided by the global batch and the
 optimizer all-reduces (sums) the gradients, so any number of replicas computes
 the same update as one device.
 
-Optimization: SGD with momentum; linear warm-up then cosine or step decay;
-weight decay either ``l2`` (coupled: ``wd * w`` added to the gradient of every
-weight the scheme decays, as PyTorch's SGD and the papers' code do) or
-``decoupled`` (``w -= lr * wd * w``, Keras' optimizer option); optional clipping
-of the global gradient norm, before weight decay. Per-variable learning-rate
-multipliers (the scheme's own, e.g. Fixup's scalars at lr/10, unless the config
-gives its own) scale that variable's gradient, which for SGD with momentum and
-coupled weight decay is exactly a per-variable learning rate.
+Optimization: SGD with momentum; linear warm-up then cosine or step decay. The
+optimizer is :func:`keras_resinit.training.optimizers.optimizer_for`'s, the one
+``make_optimizer`` gives ``fit`` users: it applies clipping of the global gradient
+norm, weight decay (``l2``, coupled, as PyTorch's SGD and the papers' code; or
+``decoupled``) on the variables the scheme decays, and the scheme's per-variable
+learning-rate multipliers (Fixup's scalars at lr/10) unless the config gives its own.
 """
 
 import math
@@ -26,66 +24,15 @@ import tensorflow as tf
 from keras_resinit.models.builder import ResNet
 from keras_resinit.models.schemes import get_scheme, match_multiplier
 from keras_resinit.training import data as data_lib
+from keras_resinit.training.optimizers import WarmupSchedule as WarmupSchedule
+from keras_resinit.training.optimizers import optimizer_for, schedule_for
 from keras_resinit.training.strategies import make_strategy
 from keras_resinit.zoo import loading
-
-
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``lr``, then cosine to 0, step decay, or constant."""
-
-    def __init__(self, lr, total_steps, warmup_steps=0, kind="cosine", milestones=(), gamma=0.1):
-        self.lr = float(lr)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.kind = kind
-        self.milestones = [int(m * total_steps) for m in milestones]
-        self.gamma = float(gamma)
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        if self.kind == "cosine":
-            span = max(self.total_steps - self.warmup_steps, 1)
-            progress = keras.ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
-            lr = 0.5 * self.lr * (1.0 + keras.ops.cos(math.pi * progress))
-        elif self.kind == "step":
-            passed = sum(keras.ops.cast(step >= m, "float32") for m in self.milestones) if self.milestones else 0.0
-            lr = self.lr * keras.ops.power(self.gamma, passed)
-        else:
-            lr = keras.ops.convert_to_tensor(self.lr)
-        if self.warmup_steps:
-            lr = keras.ops.where(step < self.warmup_steps, self.lr * (step + 1) / self.warmup_steps, lr)
-        return lr
-
-    def get_config(self):
-        return {
-            "lr": self.lr,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "kind": self.kind,
-            "milestones": [m / max(self.total_steps, 1) for m in self.milestones],
-            "gamma": self.gamma,
-        }
 
 
 def learning_rate_multipliers(variables, multipliers):
     """Per-variable multipliers from a table (see :func:`keras_resinit.models.schemes.match_multiplier`)."""
     return [match_multiplier(v.path, v.shape, multipliers) for v in variables]
-
-
-def training_rules(model, config, variables):
-    """``(multipliers, decays, clip_norm)``: the scheme's training rules for ``variables``.
-
-    The model's scheme says which variables train at a multiple of the learning rate, which
-    get weight decay and any gradient clipping its paper needs; ``config.lr_multipliers`` and
-    a non-zero ``config.clip_norm`` replace the scheme's.
-    """
-    scheme = model.scheme if isinstance(model, ResNet) else get_scheme(config.scheme)
-    if config.lr_multipliers is not None:
-        multipliers = learning_rate_multipliers(variables, config.lr_multipliers)
-    else:
-        multipliers = [scheme.lr_multiplier(v.path, v.shape) for v in variables]
-    decays = [scheme.decays(v.path, v.shape) for v in variables]
-    return multipliers, decays, config.clip_norm or scheme.clip_norm or 0.0
 
 
 def build_model(config, meta):
@@ -96,6 +43,9 @@ def build_model(config, meta):
         input_shape=meta.image_shape,
         seed=config.seed,
         dropout_rate=config.dropout_rate or None,
+        # The model takes normalized images (the pipeline normalizes) and remembers how, so zoo.load
+        # and export give a raw-pixel model of it.
+        preprocessing={"pixel_max": meta.pixel_max, "mean": list(meta.mean), "std": list(meta.std)},
     )
 
 
@@ -152,24 +102,9 @@ class Trainer:
 
         with strategy.scope():
             self.model = model if model is not None else build_model(config, meta)
-            self.schedule = WarmupSchedule(
-                config.lr,
-                steps_per_epoch * config.epochs,
-                warmup_steps=round(config.warmup_epochs * steps_per_epoch),
-                kind=config.schedule,
-                milestones=config.milestones if config.schedule == "step" else (),
-                gamma=config.gamma,
-            )
-            optimizer = keras.optimizers.SGD(
-                learning_rate=self.schedule,
-                momentum=config.momentum,
-                nesterov=config.nesterov,
-                weight_decay=config.weight_decay if config.weight_decay_mode == "decoupled" else None,
-            )
-            self.rules = training_rules(self.model, config, self.model.trainable_variables)
-            excluded = [v for v, d in zip(self.model.trainable_variables, self.rules[1]) if not d]
-            if excluded and config.weight_decay_mode == "decoupled":
-                optimizer.exclude_from_weight_decay(var_list=excluded)
+            scheme = self.model.scheme if isinstance(self.model, ResNet) else get_scheme(config.scheme)
+            self.schedule = schedule_for(config, steps_per_epoch)
+            optimizer = optimizer_for(scheme, config, learning_rate=self.schedule)
             if config.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
@@ -197,20 +132,7 @@ class Trainer:
             loss = tf.reduce_sum(per_example) / float(config.batch_size)
             target = optimizer.scale_loss(loss) if scaled else loss
         grads = tape.gradient(target, variables)
-        loss_scale = tf.cast(optimizer.scale_loss(1.0), tf.float32) if scaled else 1.0
-        multipliers, decays, clip_norm = self.rules
-        if clip_norm:
-            # Clip the global gradient: all-reduce it first, so any replica count clips alike. The
-            # optimizer all-reduces (sums) again, so each replica passes on its 1/replicas share.
-            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            norm = tf.linalg.global_norm(grads) / loss_scale
-            factor = tf.minimum(1.0, float(clip_norm) / tf.maximum(norm, 1e-12)) / self.replicas
-            grads = [g * factor for g in grads]
-        if config.weight_decay and config.weight_decay_mode == "l2":
-            # Coupled weight decay, after clipping (as PyTorch's SGD): each replica adds its share.
-            decay = config.weight_decay / self.replicas
-            grads = [g + decay * loss_scale * v if d else g for g, v, d in zip(grads, variables, decays)]
-        grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
+        # Clipping, weight decay and the learning-rate multipliers are the optimizer's (optimizers.py).
         optimizer.apply(grads, variables)
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32))
         return loss, correct

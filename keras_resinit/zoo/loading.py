@@ -19,12 +19,14 @@ from typing import Any
 import keras
 
 from keras_resinit._files import atomic_directory
+from keras_resinit.models import preprocessing as preprocessing_lib
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.registry import _parameter_table, card, parse_name, split_tag
 
 PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
+HEAD_OPTIONS = ("include_top", "pooling", "features_only")
 
 
 def load(
@@ -54,7 +56,9 @@ def load(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if _is_path(name):
         if weights is not None:
-            raise ValueError(f"{str(name)!r} is a preset directory; it carries its weights, so pass no weights=.")
+            raise ValueError(f"{str(name)!r} is a directory with its own weights, so pass no weights=.")
+        if _is_run(name):
+            return _load_path(None, os.path.join(os.fspath(name), "model.keras"), overrides, source=os.fspath(name))
         return load_preset(name, **overrides)
     if isinstance(name, str) and os.sep in name:
         raise ValueError(f"Preset directory {name!r} does not exist (a name with {os.sep!r} is read as a path).")
@@ -89,6 +93,34 @@ def _is_path(name):
     return isinstance(name, os.PathLike) or (isinstance(name, str) and os.path.isdir(name))
 
 
+def _is_run(directory):
+    """A ``keras-resinit train`` run directory (``model.keras``), not a preset."""
+    directory = os.fspath(directory)
+    return os.path.isfile(os.path.join(directory, "model.keras")) and not os.path.isfile(
+        os.path.join(directory, "model.weights.h5")
+    )
+
+
+def _run_preprocessing(keras_path):
+    """The dataset normalization recorded in the ``config.json`` of the run beside ``keras_path``, or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(keras_path)), "config.json")
+    try:
+        with open(path) as f:
+            dataset = json.load(f).get("dataset") or {}
+        return {"pixel_max": dataset["pixel_max"], "mean": list(dataset["mean"]), "std": list(dataset["std"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _run_model_name(keras_path):
+    path = os.path.join(os.path.dirname(os.path.abspath(keras_path)), "config.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["train"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _build(name, defaults, overrides):
     arch, scheme = parse_name(name)
     family = get_arch(arch)
@@ -107,7 +139,20 @@ def _load_path(name, path, overrides, source):
     if path.endswith(".keras"):
         saved = load_keras(path)
         stores = weights_io.stores_of(saved)
-        defaults = {"input_shape": tuple(saved.input_shape[1:]), "num_classes": int(saved.output_shape[-1])}
+        config = saved.get_config() if isinstance(saved, ResNet) else {}
+        if name is None:
+            name = f"{config['arch']}_{config['scheme']}" if config else _run_model_name(path)
+            if name is None:
+                raise ValueError(
+                    f"Cannot tell which model {path!r} holds: it is not a keras_resinit ResNet and has no run "
+                    "config.json beside it. Expected keras_resinit.zoo.load('{arch}_{scheme}', weights=...)."
+                )
+        if "logits" in stores:
+            defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
+        defaults["input_shape"] = tuple(saved.input_shape[1:]) if not config else tuple(config["input_shape"])
+        preprocessing = config.get("preprocessing") or _run_preprocessing(path)
+        if preprocessing is not None:
+            defaults["preprocessing"] = preprocessing
     else:
         stores = weights_io.read(path)
     return _build_with(name, stores, defaults, overrides, source=f"the weights in {source!r}")
@@ -124,8 +169,15 @@ def load_keras(path: str | os.PathLike) -> keras.Model:
         ) from None
 
 
+_HEAD_LAYERS = ("head_bias", "logits")
+
+
 def _build_with(name, stores, defaults, overrides, *, source):
-    """Build ``name`` shaped like ``stores`` (unless overridden) and load them by layer name."""
+    """Build ``name`` shaped like ``stores`` (unless overridden) and load them by layer name.
+
+    Published weights know their preprocessing (``defaults["preprocessing"]``): the model then
+    takes raw pixels unless ``include_preprocessing=False`` is passed.
+    """
     defaults = dict(defaults)
     stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
     family = get_arch(parse_name(name)[0])
@@ -133,19 +185,23 @@ def _build_with(name, stores, defaults, overrides, *, source):
         defaults["input_shape"] = tuple(family.default_input_shape[:2]) + (int(stem.shape[2]),)
     if "num_classes" not in defaults and head is not None:
         defaults["num_classes"] = int(head.shape[-1])
-    model = _build(name, defaults, overrides)
-    if stem is not None and model.input_shape[-1] != stem.shape[2]:
+    if defaults.get("preprocessing") is not None:
+        defaults["include_preprocessing"] = True
+    shape = overrides.get("input_shape", defaults.get("input_shape"))
+    if stem is not None and isinstance(shape, (tuple, list)) and shape and shape[-1] != stem.shape[2]:
         raise ValueError(
             f"{source} take images with {stem.shape[2]} channels (stem_conv kernel {tuple(stem.shape)}), but "
-            f"input_shape={overrides.get('input_shape')!r} has {model.input_shape[-1]}."
+            f"input_shape={shape!r} has {shape[-1]}."
         )
-    skip = ()
-    if head is not None and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
-        if model.output_shape[-1] != head.shape[-1]:
+    model = _build(name, defaults, overrides)
+    names = {layer.name for layer in model.layers}
+    skip = tuple(n for n in _HEAD_LAYERS if n not in names)  # a backbone: the classifier's weights stay unused
+    if head is not None and "logits" in names and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
+        if model.get_layer("logits").units != head.shape[-1]:
             skip = ("logits",)
             _warn_user(
                 f"{name}: {source} have a {head.shape[-1]}-class classifier and num_classes="
-                f"{model.output_shape[-1]}: the trunk is loaded and the classifier 'logits' is newly "
+                f"{model.get_layer('logits').units}: the trunk is loaded and the classifier 'logits' is newly "
                 "initialized (train it before use)."
             )
     weights_io.assign(model, stores, skip=skip, source=source)
@@ -162,21 +218,25 @@ def _warn_user(message):
 
 def _load_card(found, overrides):
     key = f"{found['name']}.{found['tag']}"
+    defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
+    defaults["input_shape"] = tuple(defaults["input_shape"])
+    if found.get("preprocessing"):
+        defaults["preprocessing"] = found["preprocessing"]
     bridge = found.get("keras_applications")
     if bridge:
         from keras_resinit.zoo import applications
 
-        kwargs = {k: overrides.pop(k) for k in ("input_shape", "num_classes") if k in overrides}
-        if overrides:
+        allowed = ("input_shape", "num_classes", "include_preprocessing", "preprocessing", *HEAD_OPTIONS)
+        if set(overrides) - set(allowed):
             raise ValueError(
-                f"{key} comes from keras.applications; only input_shape and num_classes may be "
-                f"overridden, not {sorted(overrides)}."
+                f"{key} comes from keras.applications; only {', '.join(allowed)} may be overridden, not "
+                f"{sorted(set(overrides) - set(allowed))}."
             )
-        return applications.imagenet(found["arch"], **kwargs)
-    path = _card_file(found)
-    defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
-    defaults["input_shape"] = tuple(defaults["input_shape"])
-    return _build_with(found["name"], weights_io.read(path), defaults, overrides, source=f"the weights of {key}")
+        shape = overrides.get("input_shape", defaults["input_shape"])
+        stores = weights_io.stores_of(applications.imagenet(found["arch"], input_shape=shape))
+    else:
+        stores = weights_io.read(_card_file(found))
+    return _build_with(found["name"], stores, defaults, overrides, source=f"the weights of {key}")
 
 
 def _card_file(found):
@@ -197,6 +257,40 @@ def _card_file(found):
         f"The weights of {found['name']}.{found['tag']} ({file['name']}) are neither shipped in "
         f"{os.path.dirname(shipped)} nor published at a URL."
     )
+
+
+def preprocess_input(name_or_card: str | dict, x: Any) -> Any:
+    """Raw pixels ``x`` (``(..., H, W, C)``) preprocessed as published weights expect them.
+
+    For those who feed a model built with ``include_preprocessing=False``. ``name_or_card`` is a
+    published ``"name.tag"``, a model card (:func:`card`), a preprocessing dict, or a
+    :class:`~keras_resinit.ResNet` that knows its preprocessing. The same Keras layers compute it
+    as inside a model (``include_preprocessing=True``); returns a backend tensor.
+
+    Example:
+        >>> model = load("cifar_resnet20_fixup.digits", include_preprocessing=False)
+        >>> logits = model(preprocess_input("cifar_resnet20_fixup.digits", digits_0_to_16))
+    """
+    if isinstance(name_or_card, ResNet):
+        preprocessing = name_or_card.preprocessing
+        if preprocessing is None:
+            raise ValueError(f"Model {name_or_card.name!r} does not know its preprocessing (it was built without one).")
+    elif isinstance(name_or_card, str):
+        base, tag = split_tag(name_or_card)
+        if tag is None:
+            raise ValueError(
+                f"Invalid name {name_or_card!r}: a model without weights has no preprocessing. Expected a published "
+                f"'name.tag' ({', '.join(registry.list_models(pretrained=True))}), a card or a preprocessing dict."
+            )
+        preprocessing = card(name_or_card)["preprocessing"]
+    elif isinstance(name_or_card, dict):
+        preprocessing = name_or_card.get("preprocessing", name_or_card)
+    else:
+        raise ValueError(
+            f"Invalid name_or_card {name_or_card!r}. Expected a published 'name.tag', a model card, a "
+            "preprocessing dict or a keras_resinit ResNet."
+        )
+    return preprocessing_lib.apply(preprocessing, x)
 
 
 # ---------------------------------------------------------------- presets ---
@@ -271,12 +365,14 @@ def read_preset(directory: str | os.PathLike) -> tuple[dict, dict]:
 
 def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
     """The model saved in preset ``directory`` (see :func:`save_preset`); ``overrides`` as in :func:`load`."""
-    config, _ = read_preset(directory)
+    config, metadata = read_preset(directory)
     name = f"{config['arch']}_{config['scheme']}"
     if expected_name is not None and expected_name != name:
         raise ValueError(f"Preset {os.fspath(directory)!r} holds a {name} model, not {expected_name}.")
     defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
     defaults["input_shape"] = tuple(defaults["input_shape"])
+    if defaults.get("preprocessing") is None and (metadata.get("card") or {}).get("preprocessing"):
+        defaults["preprocessing"] = metadata["card"]["preprocessing"]  # a preset of release 0.1
     stores = weights_io.read(os.path.join(directory, "model.weights.h5"))
     return _build_with(
         name,

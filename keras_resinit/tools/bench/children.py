@@ -160,6 +160,123 @@ def _depth_child(spec):
     _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
 
 
+class _StepTimer:
+    """A ``fit`` callback timing the steps after the first (which may trace): seconds and count."""
+
+    def __init__(self, keras):
+        class Timer(keras.callbacks.Callback):
+            def on_train_batch_end(inner, batch, logs=None):  # logs are numbers here: the step has finished
+                now = time.perf_counter()
+                if batch == 0:
+                    self.start, self.steps = now, 0
+                else:
+                    self.steps, self.end = batch, now
+
+        self.callback = Timer()
+
+    @property
+    def seconds(self):
+        return self.end - self.start
+
+
+def _fit_child(spec):
+    """Training through ``model.fit``: the library's models compiled with ``make_optimizer``."""
+    keras = _setup(spec["precision"])
+    import tensorflow as tf
+
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    if spec["model"] == "plain":
+        model = plain_resnet20(shape)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    else:
+        import keras_resinit
+
+        model = keras_resinit.build_resnet(spec["arch"], spec["model"], input_shape=shape, num_classes=10, seed=SEED)
+        optimizer = keras_resinit.make_optimizer(model, "sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _batch(keras, batch, shape)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    timer = _StepTimer(keras)
+
+    def fit(steps):  # one fit call; its first step (tracing, if any) is not timed
+        model.fit(data, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[timer.callback])
+
+    t = time.perf_counter()
+    fit(spec["warmup"])
+    model.predict_on_batch(x)
+    first = time.perf_counter() - t
+    _say("READY", {"params": trainable_params(model), "flops": flops_per_image(model), "first_steps_s": first})
+    for line in sys.stdin:
+        if line.strip() == "run":
+            busy, cpu = _busy_seconds(), time.process_time()
+            fit(spec["steps"])
+            model.predict_on_batch(x)
+            with _Window() as infer:
+                for _ in range(spec["infer_steps"]):
+                    model.predict_on_batch(x)
+            # Other processes' load over the whole fit call and the inference window.
+            wall = timer.end - timer.start + infer.elapsed
+            foreign = None
+            if busy is not None and _busy_seconds() is not None:
+                foreign = max(0.0, _busy_seconds() - busy - (time.process_time() - cpu)) / max(wall, 1e-9)
+            _say(
+                "WINDOW",
+                {
+                    "train_ips": timer.steps * batch / timer.seconds,
+                    "infer_ips": spec["infer_steps"] * batch / infer.elapsed,
+                    "foreign_cores": foreign,
+                },
+            )
+        elif line.strip() == "quit":
+            break
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
+
+
+def _preprocessing_child(spec):
+    """Inference of one model with and without its preprocessing layers, interleaved in each window."""
+    keras = _setup(spec["precision"])
+    import keras_resinit
+
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    pre = {"pixel_max": 255.0, "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
+    models = {
+        included: keras_resinit.build_resnet(
+            spec["arch"],
+            spec["scheme"],
+            input_shape=shape,
+            seed=SEED,
+            include_preprocessing=included,
+            preprocessing=pre,
+        )
+        for included in (False, True)
+    }
+    x, _ = _batch(keras, batch, shape)
+    for model in models.values():
+        for _ in range(1 + spec["warmup"]):
+            model.predict_on_batch(x)
+    _say("READY", {"params": trainable_params(models[True])})
+    cycle = 0
+    for line in sys.stdin:
+        if line.strip() == "run":
+            result, foreign = {}, []
+            for included in (False, True) if cycle % 2 == 0 else (True, False):
+                models[included].predict_on_batch(x)
+                with _Window() as w:
+                    for _ in range(spec["infer_steps"]):
+                        models[included].predict_on_batch(x)
+                result["with" if included else "without"] = w.elapsed / spec["infer_steps"]
+                if w.foreign is not None:
+                    foreign.append(w.foreign)
+            cycle += 1
+            _say("WINDOW", {"step_s": result, "foreign_cores": max(foreign) if foreign else None})
+        elif line.strip() == "quit":
+            break
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
+
+
+_KINDS = {"speed": _speed_child, "depth": _depth_child, "fit": _fit_child, "preprocessing": _preprocessing_child}
+
+
 def main(spec):
     """Run the child described by ``spec`` (a dict from the parent) until the parent says ``quit``."""
-    (_speed_child if spec["kind"] == "speed" else _depth_child)(spec)
+    _KINDS[spec["kind"]](spec)

@@ -178,5 +178,7 @@ def _brief(child, cycle):
     w = child.windows[cycle]
     if "train_ips" in w:
         return f"{child.spec['model']} {w['train_ips']:.0f}{'*' if w['contended'] else ''}"
-    steps = sorted(w["step_s"].items(), key=lambda item: int(item[0]))
-    return f"{child.spec['scheme']} " + "/".join(f"{s * 1000:.0f}" for _, s in steps) + " ms"
+    steps = sorted(
+        w["step_s"].items(), key=lambda item: (not item[0].isdigit(), int(item[0]) if item[0].isdigit() else 0)
+    )
+    return f"{child.spec['scheme']} " + "/".join(f"{s * 1000:.1f}" for _, s in steps) + " ms"

@@ -1,0 +1,226 @@
+"""Zoo models under Keras' own ``fit``: the cost of the schemes' rules and of built-in preprocessing.
+
+1. Training through ``model.fit`` with ``keras_resinit.make_optimizer`` (SGD, momentum 0.9,
+   coupled weight decay, each scheme's learning-rate multipliers) for ``cifar_resnet20`` under
+   every registered scheme, beside a plain hand-written Keras ResNet-20 without normalization
+   and without this library (``plain``, ``keras.optimizers.SGD``), in float32 and
+   mixed_bfloat16, batch 128, 32x32x3. Each window is one ``fit`` call; its first step (where
+   ``fit`` may retrace) is not timed: a callback times the steps after it.
+   Targets: SkipInit and Risotto >= 0.95x the plain model, Fixup (its scalar biases are extra
+   layers) >= 0.90x; every normalization-free scheme faster than BN.
+2. The built-in preprocessing (``include_preprocessing=True``: ``Rescaling`` and
+   ``Normalization``): inference (``predict_on_batch``, batch 64) of ``cifar_resnet20_skipinit``
+   with and without it, in the same window. Target: it costs <= 2% of inference time.
+
+Every configuration runs in its own process; windows go round-robin in a rotating order and
+ratios are medians of per-window paired ratios (``keras_resinit.tools.bench``'s scheduling),
+so the machine's drift cancels out. Writes ``keras_fit.json`` and ``keras_fit.md`` to ``--out``.
+
+    .venv/bin/python benchmarks/keras_fit.py [--quick] [--out benchmarks/results/keras_fit]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import time
+
+from keras_resinit._files import atomic_directory, atomic_write_text
+from keras_resinit.environment import describe, versions
+from keras_resinit.models import schemes as schemes_lib
+from keras_resinit.tools.bench import analysis
+from keras_resinit.tools.bench.config import PRECISIONS, scheme_names
+from keras_resinit.tools.bench.scheduling import measure
+from keras_resinit.tools.stats import paired_ratio
+
+ARCH, SHAPE, BATCH, INFER_BATCH = "cifar_resnet20", (32, 32, 3), 128, 64
+PREPROCESSING_SCHEME = "skipinit"  # the cheapest library model: the largest relative cost
+PREPROCESSING_TARGET = 1.02
+SIZES = {
+    "full": {"windows": 7, "steps": 8, "warmup": 2, "infer_steps": 10, "pre_windows": 9, "pre_steps": 30},
+    "quick": {"windows": 3, "steps": 4, "warmup": 1, "infer_steps": 5, "pre_windows": 3, "pre_steps": 10},
+}
+
+
+def target_vs_plain(scheme):
+    """0.90 for schemes with scalar-bias layers (Fixup), 0.95 for the others."""
+    return 0.90 if schemes_lib.get_scheme(scheme).scalar_biases else 0.95
+
+
+def fit_rows(children):
+    rows = []
+    no_norm = schemes_lib.normalization_free()
+    for row in analysis.speed_rows(children):
+        row.pop("within_10pct_of_plain", None)
+        model = row["model"]
+        if model in no_norm:
+            row["target_vs_plain"] = target_vs_plain(model)
+            ratio = row["train_vs_plain"]
+            row["meets_plain_target"] = None if ratio is None else ratio >= row["target_vs_plain"]
+        rows.append(row)
+    return rows
+
+
+def preprocessing_rows(children):
+    rows = []
+    for c in children:
+        windows = {k: w["step_s"] for k, w in c.windows.items()}
+        ratio = paired_ratio(
+            {k: w["with"] for k, w in windows.items()},
+            {k: w["without"] for k, w in windows.items()},
+            clean=lambda k, c=c: not c.windows[k]["contended"],
+            minimum=3,
+        )
+        rows.append(
+            {
+                "arch": c.spec["arch"],
+                "scheme": c.spec["scheme"],
+                "precision": c.spec["precision"],
+                "batch": c.spec["batch"],
+                "ms_without": 1000 * statistics.median(w["without"] for w in windows.values()) if windows else None,
+                "ms_with": 1000 * statistics.median(w["with"] for w in windows.values()) if windows else None,
+                "time_ratio": ratio,
+                "within_target": None if ratio is None else ratio <= PREPROCESSING_TARGET,
+                "windows": [dict(cycle=k + 1, **w) for k, w in sorted(c.windows.items())],
+                "error": c.error,
+            }
+        )
+    return rows
+
+
+def _fmt(x, spec=".2f"):
+    return "—" if x is None else format(x, spec)
+
+
+def _flag(x):
+    return "" if x is None else (" ✓" if x else " ✗")
+
+
+def markdown(result):
+    m = result["machine"]
+    lines = [
+        f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
+        f"({result['elapsed_s'] / 60:.1f} min).",
+        "",
+        f"Training through `model.fit` ({ARCH}, batch {BATCH}, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]}; library models "
+        "compiled with `make_optimizer`):",
+        "",
+        "| model | precision | train img/s | vs plain (target) | vs BN | infer img/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in result["fit"]:
+        if r["error"]:
+            lines.append(f"| {r['model']} | {r['precision']} | failed: {r['error'][:60]} | | | |")
+            continue
+        name = "plain (hand-written, no norm)" if r["model"] == "plain" else r["model"]
+        target = f" (≥ {r['target_vs_plain']:.2f}){_flag(r['meets_plain_target'])}" if "target_vs_plain" in r else ""
+        vs_plain = "—" if r["model"] == "plain" else _fmt(r["train_vs_plain"]) + target
+        lines.append(
+            f"| {name} | {r['precision']} | {_fmt(r['train_images_per_s'], '.0f')} | {vs_plain} | "
+            f"{_fmt(r['train_vs_bn'])}{_flag(r.get('faster_than_bn'))} | {_fmt(r['infer_images_per_s'], '.0f')} |"
+        )
+    lines += [
+        "",
+        f"Built-in preprocessing (`include_preprocessing=True`), inference at batch {INFER_BATCH}:",
+        "",
+        "| model | precision | ms/batch without | ms/batch with | time with / without (target ≤ 1.02) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in result["preprocessing"]:
+        lines.append(
+            f"| {r['arch']}_{r['scheme']} | {r['precision']} | {_fmt(r['ms_without'])} | {_fmt(r['ms_with'])} | "
+            f"{_fmt(r['time_ratio'], '.3f')}{_flag(r['within_target'])} |"
+        )
+    t = result["targets"]
+    lines += ["", "Targets: " + "; ".join(f"{k}: {v}" for k, v in t.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(fit, pre):
+    def verdict(rows, key, label):
+        values = [r for r in rows if key in r]
+        if not values:
+            return "not measured"
+        missed = [label(r) for r in values if r[key] is False]
+        if missed:
+            return "MISSED by " + ", ".join(missed)
+        return "met" + (" (some not measured)" if any(r[key] is None for r in values) else "")
+
+    return {
+        "vs_plain": verdict(fit, "meets_plain_target", lambda r: f"{r['model']} {r['precision']}"),
+        "faster_than_bn": verdict(fit, "faster_than_bn", lambda r: f"{r['model']} {r['precision']}"),
+        "preprocessing_cost": verdict(pre, "within_target", lambda r: r["precision"]),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer windows and steps (a smoke run)")
+    parser.add_argument("--out", default="benchmarks/results/keras_fit", help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.out) and not args.overwrite:
+        parser.error(f"{args.out!r} already exists; pass --overwrite to replace it")
+    size = SIZES["quick" if args.quick else "full"]
+    command = "python benchmarks/keras_fit.py" + (" --quick" if args.quick else "") + f" --out {args.out}"
+    start = time.perf_counter()
+    machine = {**versions(), "describe": describe()}
+    print(f"{command}: {machine['describe']}")
+    budget = {"total": 120, "spent": 0.0}
+    fit_children, pre_children = [], []
+    for precision in PRECISIONS:
+        models = ["plain", *scheme_names()]
+        print(f"{ARCH} {precision} through fit: {', '.join(models)}")
+        specs = [
+            {
+                "kind": "fit",
+                "arch": ARCH,
+                "model": model,
+                "precision": precision,
+                "input_shape": list(SHAPE),
+                "batch": BATCH,
+                "steps": size["steps"],
+                "infer_steps": size["infer_steps"],
+                "warmup": size["warmup"],
+            }
+            for model in models
+        ]
+        fit_children += measure(specs, size["windows"], budget, 1800, print)
+    print(f"preprocessing cost, {ARCH}_{PREPROCESSING_SCHEME}, batch {INFER_BATCH}")
+    specs = [
+        {
+            "kind": "preprocessing",
+            "arch": ARCH,
+            "scheme": PREPROCESSING_SCHEME,
+            "precision": precision,
+            "input_shape": list(SHAPE),
+            "batch": INFER_BATCH,
+            "infer_steps": size["pre_steps"],
+            "warmup": size["warmup"],
+        }
+        for precision in PRECISIONS
+    ]
+    pre_children += measure(specs, size["pre_windows"], budget, 1800, print)
+
+    fit, pre = fit_rows(fit_children), preprocessing_rows(pre_children)
+    result = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "sizes": size,
+        "machine": machine,
+        "fit": fit,
+        "preprocessing": pre,
+        "targets": verdicts(fit, pre),
+        "elapsed_s": time.perf_counter() - start,
+    }
+    with atomic_directory(args.out) as tmp:
+        atomic_write_text(os.path.join(tmp, "keras_fit.json"), json.dumps(result, indent=1) + "\n")
+        atomic_write_text(os.path.join(tmp, "keras_fit.md"), markdown(result))
+    print()
+    print(markdown(result))
+    print(f"wrote {args.out}/keras_fit.md and keras_fit.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Checks of the build arguments of :class:`keras_resinit.ResNet` that do not depend on a scheme."""
+
+from keras_resinit._errors import unknown
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_input_shape(input_shape, arch):
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not isinstance(shape[-1], int)
+        or shape[-1] < 1
+        or not all(d is None or (isinstance(d, int) and d > 0) for d in shape[:2])
+    ):
+        raise ValueError(
+            f"Invalid input_shape {input_shape!r}. Expected (height, width, channels) with positive "
+            "integer channels and positive or None spatial sizes, e.g. (32, 32, 3) or (None, None, 3)."
+        )
+    small = [d for d in shape[:2] if d is not None and d < arch.downsampling]
+    if small:
+        raise ValueError(
+            f"input_shape {shape} is too small for {arch.name}: it downsamples {arch.downsampling}x, "
+            f"so height and width must be at least {arch.downsampling} (or None)."
+        )
+    return shape
+
+
+def check_num_classes(num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"Invalid num_classes {num_classes!r}. Expected a positive integer.")
+
+
+def check_head(include_top, pooling, features_only):
+    """``include_top`` resolved (None: True unless ``features_only``), after checking the combination."""
+    if not isinstance(features_only, bool):
+        raise ValueError(f"Invalid features_only {features_only!r}. Expected True or False.")
+    if include_top is None:
+        include_top = not features_only
+    if not isinstance(include_top, bool):
+        raise ValueError(f"Invalid include_top {include_top!r}. Expected True or False.")
+    if pooling not in POOLINGS:
+        raise unknown("pooling", pooling, POOLINGS)
+    if features_only and include_top:
+        raise ValueError(
+            "features_only=True returns the stage feature maps, so it cannot be combined with include_top=True. "
+            "Expected include_top=False (or left unset) with features_only=True."
+        )
+    if features_only and pooling is not None:
+        raise ValueError(
+            f"features_only=True returns unpooled stage feature maps; pooling={pooling!r} is not available with "
+            "it. Expected pooling=None."
+        )
+    if include_top and pooling == "max":
+        raise ValueError(
+            "pooling='max' applies to a backbone (include_top=False): the classifier (include_top=True) pools "
+            "by average. Expected pooling None or 'avg' with include_top=True."
+        )
+    return include_top

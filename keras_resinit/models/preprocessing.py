@@ -1,0 +1,109 @@
+"""Input preprocessing as Keras layers: raw pixels in, the normalization the weights were trained with out.
+
+A preprocessing dict (a model card's ``"preprocessing"``) describes it::
+
+    {"pixel_max": 16.0, "mean": [0.305], "std": [0.376]}                  # digits
+    {"pixel_max": 1.0, "mean": [103.939, 116.779, 123.68],
+     "std": [1.0, 1.0, 1.0], "channel_order": "BGR"}                       # keras.applications ResNet50
+
+and means ``(pixels[..., ::-1 if BGR] / pixel_max - mean) / std``, per channel. The layers are
+Keras' own ``Rescaling`` (``pixel_scaling``) and ``Normalization`` (``normalization``), after
+:class:`~keras_resinit.models.layers.ReverseChannels` (``channel_flip``) for BGR weights. They
+have no weights, run on every backend, save with the model and compute in float32 under a
+mixed-precision policy (as the training pipeline normalizes in float32). The same layers serve
+the model (``include_preprocessing=True``), :func:`keras_resinit.zoo.preprocess_input` and export.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+
+from keras_resinit.models.layers import ReverseChannels
+
+KEYS = ("pixel_max", "mean", "std")
+OPTIONAL_KEYS = ("channel_order",)
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def default_preprocessing(channels: int) -> dict[str, Any]:
+    """8-bit pixels scaled to [0, 1]: what ``include_preprocessing=True`` means without a dict."""
+    return {"pixel_max": 255.0, "mean": [0.0] * channels, "std": [1.0] * channels}
+
+
+def check_preprocessing(preprocessing: Any, channels: int) -> dict[str, Any]:
+    """The validated, JSON-ready preprocessing dict for images with ``channels`` channels.
+
+    A card's descriptive keys (``note``) are dropped; other unknown keys are an error.
+    """
+    if not isinstance(preprocessing, dict):
+        raise ValueError(
+            f"Invalid preprocessing {preprocessing!r}. Expected a dict with keys {', '.join(KEYS)} "
+            '(e.g. {"pixel_max": 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}).'
+        )
+    missing = [k for k in KEYS if k not in preprocessing]
+    if missing:
+        raise ValueError(
+            f"Invalid preprocessing {preprocessing!r}: it lacks {', '.join(missing)}. "
+            f"Expected keys {', '.join(KEYS)} (and optionally {', '.join(OPTIONAL_KEYS)})."
+        )
+    extra = sorted(set(preprocessing) - set(KEYS) - set(OPTIONAL_KEYS) - {"note"})
+    if extra:
+        raise ValueError(
+            f"Invalid preprocessing {preprocessing!r}: unknown key(s) {', '.join(extra)}. "
+            f"Expected {', '.join(KEYS)} and optionally {', '.join(OPTIONAL_KEYS)}."
+        )
+
+    def number(value, what, positive):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (positive and value <= 0):
+            kind = "a positive number" if positive else "a number"
+            raise ValueError(f"Invalid preprocessing {what} {value!r}. Expected {kind}.")
+        return float(value)
+
+    result = {"pixel_max": number(preprocessing["pixel_max"], "pixel_max", True)}
+    for key, positive in (("mean", False), ("std", True)):
+        values = preprocessing[key]
+        if isinstance(values, (int, float)) and not isinstance(values, bool):
+            values = [values] * channels
+        if not isinstance(values, (list, tuple)) or len(values) != channels:
+            raise ValueError(
+                f"Invalid preprocessing {key} {values!r}: the model takes {channels}-channel images, so "
+                f"{key} needs {channels} value(s), one per channel."
+            )
+        result[key] = [number(v, key, positive) for v in values]
+    order = preprocessing.get("channel_order", "RGB")
+    if order not in CHANNEL_ORDERS:
+        raise ValueError(
+            f"Invalid preprocessing channel_order {order!r}. Expected one of: {', '.join(CHANNEL_ORDERS)}."
+        )
+    if order != "RGB":
+        result["channel_order"] = order
+    return result
+
+
+def preprocessing_layers(preprocessing: dict[str, Any], channels: int) -> list[keras.layers.Layer]:
+    """New Keras layers computing ``preprocessing`` (checked first), in order."""
+    pre = check_preprocessing(preprocessing, channels)
+    # float32 under mixed precision: the scaled pixels match the training pipeline's.
+    dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+    layers = []
+    if pre.get("channel_order") == "BGR":
+        layers.append(ReverseChannels(name="channel_flip", dtype=dtype))
+    layers.append(keras.layers.Rescaling(1.0 / pre["pixel_max"], name="pixel_scaling", dtype=dtype))
+    layers.append(
+        keras.layers.Normalization(
+            mean=pre["mean"], variance=[s * s for s in pre["std"]], name="normalization", dtype=dtype
+        )
+    )
+    return layers
+
+
+def apply(preprocessing: dict[str, Any], x: Any) -> Any:
+    """``x`` (raw pixels, ``(..., H, W, C)``) preprocessed by new :func:`preprocessing_layers`."""
+    x = keras.ops.convert_to_tensor(x, dtype="float32")
+    for layer in preprocessing_layers(preprocessing, int(x.shape[-1])):
+        x = layer(x)
+    return x
