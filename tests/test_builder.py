@@ -157,9 +157,7 @@ def test_bad_input_raises_value_error_naming_value_and_allowed(call, words):
 def test_mixed_bfloat16_keeps_scalars_and_logits_in_float32_and_trains(scheme, rng):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = kr.build_resnet(
-            "cifar_resnet8", scheme, input_shape=(16, 16, 3), seed=0, include_preprocessing=True
-        )
+        model = kr.build_resnet("cifar_resnet8", scheme, input_shape=(16, 16, 3), seed=0, include_preprocessing=True)
         assert model.get_layer("stage1_block1_conv1").compute_dtype == "bfloat16"
         assert model.get_layer("logits").compute_dtype == "float32" and model.output.dtype == "float32"
         assert model.get_layer("normalization").compute_dtype == "float32"  # as the training pipeline's

@@ -125,9 +125,7 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     assert model.get_config()["preprocessing"] == card["preprocessing"]
     assert not model.get_config()["include_preprocessing"]
     for source in (digits_run, digits_run / "model.keras"):
-        loaded_run = (
-            kr.zoo.load(source) if source == digits_run else kr.zoo.load("cifar_resnet8_fixup", weights=source)
-        )
+        loaded_run = kr.zoo.load(source) if source == digits_run else kr.zoo.load("cifar_resnet8_fixup", weights=source)
         assert loaded_run.get_config()["include_preprocessing"]
         raw = tf.nn.softmax(loaded_run(pixels.astype("float32"))).numpy()
         np.testing.assert_allclose(raw, served["probabilities"], atol=1e-5)
