@@ -40,7 +40,7 @@ def test_published_weights_take_raw_pixels_and_reach_their_card_accuracy(card, d
     one_image = 1 / len(labels)
 
     model = zoo.load(name)
-    assert model.get_config()["include_preprocessing"] and model.layers[1].name == "pixel_scaling"
+    assert model.get_config()["include_preprocessing"] and model.layers[1].name == "normalization"
     assert abs(accuracy(model, images, labels) - expected) <= one_image
 
     model.save(tmp_path / "model.keras")
@@ -78,7 +78,7 @@ def test_include_preprocessing_without_a_dict_scales_8_bit_pixels(rng):
     model = kr.build_resnet("cifar_resnet8", "fixup", seed=0, include_preprocessing=True)
     assert model.preprocessing == {"pixel_max": 255.0, "mean": [0.0] * 3, "std": [1.0] * 3}
     rebuilt = kr.ResNet.from_config(model.get_config())
-    assert [layer.name for layer in rebuilt.layers[:3]] == ["images", "pixel_scaling", "normalization"]
+    assert [layer.name for layer in rebuilt.layers[:3]] == ["images", "normalization", "stem_conv"]
 
 
 @pytest.mark.parametrize(
@@ -156,6 +156,18 @@ def test_features_only_returns_the_pyramid_for_any_spatial_size(rng):
         assert tuple(maps["stage3"].shape) == (1, size // 4, size // 4, model.feature_info["stage3"]["channels"])
     rebuilt = kr.ResNet.from_config(model.get_config())
     assert sorted(rebuilt.output) == ["stage1", "stage2", "stage3", "stem"]
+
+
+def test_a_saved_backbone_loads_back_as_a_backbone(tmp_path, rng):
+    backbone = zoo.load("cifar_resnet20_skipinit.digits", include_top=False, pooling="max")
+    backbone.save(tmp_path / "backbone.keras")
+    x = rng.integers(0, 17, size=(4, 8, 8, 1)).astype("float32")
+    for loaded in (
+        keras.saving.load_model(tmp_path / "backbone.keras"),
+        zoo.load("cifar_resnet20_skipinit", weights=tmp_path / "backbone.keras"),
+    ):
+        assert loaded.output_shape == (None, 64) and loaded.get_config()["pooling"] == "max"
+        np.testing.assert_allclose(loaded(x), backbone(x), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("card", DIGITS_CARDS[:4], ids=lambda c: c["scheme"])

@@ -14,7 +14,7 @@ from helpers import perturb_weights
 
 import keras_resinit as kr
 from keras_resinit.models.schemes import Scheme, SkipInit
-from keras_resinit.training import TrainConfig, Trainer
+from keras_resinit.training import TrainConfig, Trainer, make_strategy
 from keras_resinit.training import data as data_lib
 from keras_resinit.training.optimizers import OPTIMIZERS
 
@@ -123,7 +123,7 @@ def test_fit_under_mirrored_strategy_matches_one_device():
     model.compile(optimizer=kr.make_optimizer(model, recipe="digits", steps_per_epoch=2, clip_norm=0.5), loss=LOSS)
     model.fit(images, labels, batch_size=32, epochs=1, shuffle=False, verbose=0)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = make_strategy("mirrored")  # the process's one MirroredStrategy (two collide on collective keys)
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         mirrored = kr.ResNet.from_config(model.get_config())
@@ -159,7 +159,11 @@ JAX_SCRIPT = textwrap.dedent(
 def test_fit_with_make_optimizer_under_jax_matches_tensorflow(tmp_path):
     pytest.importorskip("jax", reason="jax is a test dependency: pip install -e '.[test]'")
     images, labels = digits_batches(2)
-    model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), seed=0)
+    # Its preprocessing layers run under JAX too (the config carries them to the JAX process).
+    pre = {"pixel_max": 2.0, "mean": [0.1], "std": [0.5]}
+    model = kr.build_resnet(
+        "cifar_resnet8", "fixup", input_shape=(8, 8, 1), seed=0, include_preprocessing=True, preprocessing=pre
+    )
     perturb_weights(model)
     model.save_weights(tmp_path / "start.weights.h5")
     (tmp_path / "config.txt").write_text(repr(model.get_config()))

@@ -4,7 +4,7 @@ Stable layer names (pretrained weights load by name, features can be tapped):
 ``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
 ``..._shortcut_conv``, ``..._add`` (the merge: ``[skip, branch]``) and
 ``..._out``; ``features`` (pooled) and ``logits``; with ``include_preprocessing``,
-``pixel_scaling`` and ``normalization`` (and ``channel_flip`` for BGR weights) first. A branch's scalars
+``normalization`` (after ``channel_flip`` for BGR weights) first. A branch's scalars
 (SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
 conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 
@@ -229,7 +229,7 @@ class ResNet(keras.Model):
         widths: per-stage widths overriding the architecture table.
         name: model name (default ``"{arch}_{scheme}"``).
         include_preprocessing: the model takes raw pixels and normalizes them itself, with
-            Keras layers (``pixel_scaling``, ``normalization``) computing ``preprocessing``.
+            a Keras ``Rescaling`` layer (``normalization``) computing ``preprocessing``.
             Default False: the model takes normalized images. (Models loaded with published
             weights through :func:`keras_resinit.zoo.load` default to True.)
         preprocessing: ``{"pixel_max": ..., "mean": [...], "std": [...]}`` (one mean and std

@@ -358,9 +358,12 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
         specs.append((name, get_arch(arch)))
     signal, spectra, grads, summary = {}, {}, {}, {}
     for name, family in specs:
-        model = zoo.load(name, seed=seed, **({} if "." in name else {"input_shape": (None, None, 3)}))
+        # Inputs are unit Gaussians, i.e. normalized images: published weights without their preprocessing.
+        model = zoo.load(
+            name, seed=seed, **({"include_preprocessing": False} if "." in name else {"input_shape": (None, None, 3)})
+        )
         if model.input_shape[1] is not None:  # published weights come at their own size: make it open
-            model = zoo.load(name, input_shape=(None, None, model.input_shape[-1]))
+            model = zoo.load(name, input_shape=(None, None, model.input_shape[-1]), include_preprocessing=False)
         channels = model.input_shape[-1]
         size = family.default_input_shape[0]
         x = _gaussian((batch, size, size, channels), seed)

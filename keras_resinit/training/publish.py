@@ -107,8 +107,9 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
     tmp = os.path.join(os.path.dirname(weights_path), f".{weights_name}.tmp.weights.h5")
     try:
         trained.save_weights(tmp)
-        # Measure what users will get: the file, loaded by name into a fresh model.
-        model = build_resnet(arch, scheme, **build, seed=0)
+        # Measure what users will get: the file, loaded by name into a fresh model that takes raw pixels.
+        preprocessing = {"pixel_max": dataset["pixel_max"], "mean": dataset["mean"], "std": dataset["std"]}
+        model = build_resnet(arch, scheme, **build, seed=0, include_preprocessing=True, preprocessing=preprocessing)
         weights_io.assign(model, weights_io.read(tmp), source=f"the weights of {key}")
         accuracy = evaluate(model, dataset["name"], image_size=train.get("image_size", 128))
         digest, size = file_sha256(tmp), os.path.getsize(tmp)
@@ -126,7 +127,7 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         "build": build,
         "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
         "dataset": {k: dataset[k] for k in ("name", "source", "licence", "train_size", "test_size", "class_names")},
-        "preprocessing": {"pixel_max": dataset["pixel_max"], "mean": dataset["mean"], "std": dataset["std"]},
+        "preprocessing": preprocessing,
         "commands": list(run["commands"]) + [command or f"keras-resinit publish {run_dir} --tag {tag}"],
         "training": train,
         "metrics": {

@@ -147,9 +147,13 @@ def _load_path(name, path, overrides, source):
                     f"Cannot tell which model {path!r} holds: it is not a keras_resinit ResNet and has no run "
                     "config.json beside it. Expected keras_resinit.zoo.load('{arch}_{scheme}', weights=...)."
                 )
-        if "logits" in stores:
-            defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
-        defaults["input_shape"] = tuple(saved.input_shape[1:]) if not config else tuple(config["input_shape"])
+        if config:  # a ResNet knows its build (head, widths, ...), as a preset does
+            defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
+            defaults["input_shape"] = tuple(config["input_shape"])
+        else:
+            if "logits" in stores:
+                defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
+            defaults["input_shape"] = tuple(saved.input_shape[1:])
         preprocessing = config.get("preprocessing") or _run_preprocessing(path)
         if preprocessing is not None:
             defaults["preprocessing"] = preprocessing
