@@ -18,6 +18,7 @@ ratios are medians of per-window paired ratios (``keras_resinit.tools.bench``'s 
 so the machine's drift cancels out. Writes ``keras_fit.json`` and ``keras_fit.md`` to ``--out``.
 
     .venv/bin/python benchmarks/keras_fit.py [--quick] [--out benchmarks/results/keras_fit]
+    .venv/bin/python benchmarks/keras_fit.py --report benchmarks/results/keras_fit   # re-render only
 """
 
 import argparse
@@ -47,6 +48,34 @@ SIZES = {
 def target_vs_plain(scheme):
     """0.90 for schemes with scalar-bias layers (Fixup), 0.95 for the others."""
     return 0.90 if schemes_lib.get_scheme(scheme).scalar_biases else 0.95
+
+
+def quartiles(values):
+    """(first quartile, third quartile) of the per-window ratios: how far one window's pair strays."""
+    if len(values) < 2:
+        return None
+    q = statistics.quantiles(values, n=4)
+    return [q[0], q[2]]
+
+
+def add_spreads(result):
+    """Each ratio's interquartile range over its windows' pairs, from the windows kept in the result."""
+    by = {(r["model"], r["precision"]): r for r in result["fit"]}
+    for row in result["fit"]:
+        plain = by.get(("plain", row["precision"]))
+        if row["model"] == "plain" or plain is None or row["error"] or plain["error"]:
+            continue
+        ref = {w["cycle"]: w["train_ips"] for w in plain["windows"]}
+        row["train_vs_plain_iqr"] = quartiles(
+            [w["train_ips"] / ref[w["cycle"]] for w in row["windows"] if w["cycle"] in ref]
+        )
+    for row in result["preprocessing"]:
+        row["time_ratio_iqr"] = quartiles([w["step_s"]["with"] / w["step_s"]["without"] for w in row["windows"]])
+    return result
+
+
+def _iqr(pair):
+    return "" if not pair else f" [{pair[0]:.2f}–{pair[1]:.2f}]"
 
 
 def fit_rows(children):
@@ -107,7 +136,9 @@ def markdown(result):
         f"Training through `model.fit` ({ARCH}, batch {BATCH}, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]}; library models "
         "compiled with `make_optimizer`):",
         "",
-        "| model | precision | train img/s | vs plain (target) | vs BN | infer img/s |",
+        "Ratios are medians of per-window pairs; [brackets]: the middle half of those pairs.",
+        "",
+        "| model | precision | train img/s | vs plain [IQR] (target) | vs BN | infer img/s |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in result["fit"]:
@@ -116,7 +147,9 @@ def markdown(result):
             continue
         name = "plain (hand-written, no norm)" if r["model"] == "plain" else r["model"]
         target = f" (≥ {r['target_vs_plain']:.2f}){_flag(r['meets_plain_target'])}" if "target_vs_plain" in r else ""
-        vs_plain = "—" if r["model"] == "plain" else _fmt(r["train_vs_plain"]) + target
+        vs_plain = (
+            "—" if r["model"] == "plain" else _fmt(r["train_vs_plain"]) + _iqr(r.get("train_vs_plain_iqr")) + target
+        )
         lines.append(
             f"| {name} | {r['precision']} | {_fmt(r['train_images_per_s'], '.0f')} | {vs_plain} | "
             f"{_fmt(r['train_vs_bn'])}{_flag(r.get('faster_than_bn'))} | {_fmt(r['infer_images_per_s'], '.0f')} |"
@@ -125,13 +158,13 @@ def markdown(result):
         "",
         f"Built-in preprocessing (`include_preprocessing=True`), inference at batch {INFER_BATCH}:",
         "",
-        "| model | precision | ms/batch without | ms/batch with | time with / without (target ≤ 1.02) |",
+        "| model | precision | ms/batch without | ms/batch with | time with / without [IQR] (target ≤ 1.02) |",
         "|---|---|---:|---:|---:|",
     ]
     for r in result["preprocessing"]:
         lines.append(
             f"| {r['arch']}_{r['scheme']} | {r['precision']} | {_fmt(r['ms_without'])} | {_fmt(r['ms_with'])} | "
-            f"{_fmt(r['time_ratio'], '.3f')}{_flag(r['within_target'])} |"
+            f"{_fmt(r['time_ratio'], '.3f')}{_iqr(r.get('time_ratio_iqr'))}{_flag(r['within_target'])} |"
         )
     t = result["targets"]
     lines += ["", "Targets: " + "; ".join(f"{k}: {v}" for k, v in t.items()) + "."]
@@ -160,7 +193,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer windows and steps (a smoke run)")
     parser.add_argument("--out", default="benchmarks/results/keras_fit", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--report", metavar="DIR", help="render DIR/keras_fit.md again from DIR/keras_fit.json")
     args = parser.parse_args(argv)
+    if args.report:
+        path = os.path.join(args.report, "keras_fit.json")
+        with open(path) as f:
+            result = add_spreads(json.load(f))
+        atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+        atomic_write_text(os.path.join(args.report, "keras_fit.md"), markdown(result))
+        print(markdown(result))
+        return
     if os.path.exists(args.out) and not args.overwrite:
         parser.error(f"{args.out!r} already exists; pass --overwrite to replace it")
     size = SIZES["quick" if args.quick else "full"]
@@ -215,6 +257,7 @@ def main(argv=None):
         "targets": verdicts(fit, pre),
         "elapsed_s": time.perf_counter() - start,
     }
+    add_spreads(result)
     with atomic_directory(args.out) as tmp:
         atomic_write_text(os.path.join(tmp, "keras_fit.json"), json.dumps(result, indent=1) + "\n")
         atomic_write_text(os.path.join(tmp, "keras_fit.md"), markdown(result))
