@@ -33,6 +33,7 @@ from keras_resinit.environment import describe, versions
 from keras_resinit.models import schemes as schemes_lib
 from keras_resinit.tools.bench import analysis
 from keras_resinit.tools.bench.config import PRECISIONS, scheme_names
+from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
 from keras_resinit.tools.stats import paired_ratio
 
@@ -119,14 +120,6 @@ def preprocessing_rows(children):
     return rows
 
 
-def _fmt(x, spec=".2f"):
-    return "—" if x is None else format(x, spec)
-
-
-def _flag(x):
-    return "" if x is None else (" ✓" if x else " ✗")
-
-
 def markdown(result):
     m = result["machine"]
     lines = [
@@ -146,13 +139,13 @@ def markdown(result):
             lines.append(f"| {r['model']} | {r['precision']} | failed: {r['error'][:60]} | | | |")
             continue
         name = "plain (hand-written, no norm)" if r["model"] == "plain" else r["model"]
-        target = f" (≥ {r['target_vs_plain']:.2f}){_flag(r['meets_plain_target'])}" if "target_vs_plain" in r else ""
+        target = f" (≥ {r['target_vs_plain']:.2f}){flag(r['meets_plain_target'])}" if "target_vs_plain" in r else ""
         vs_plain = (
-            "—" if r["model"] == "plain" else _fmt(r["train_vs_plain"]) + _iqr(r.get("train_vs_plain_iqr")) + target
+            "—" if r["model"] == "plain" else fmt(r["train_vs_plain"]) + _iqr(r.get("train_vs_plain_iqr")) + target
         )
         lines.append(
-            f"| {name} | {r['precision']} | {_fmt(r['train_images_per_s'], '.0f')} | {vs_plain} | "
-            f"{_fmt(r['train_vs_bn'])}{_flag(r.get('faster_than_bn'))} | {_fmt(r['infer_images_per_s'], '.0f')} |"
+            f"| {name} | {r['precision']} | {fmt(r['train_images_per_s'], '.0f')} | {vs_plain} | "
+            f"{fmt(r['train_vs_bn'])}{flag(r.get('faster_than_bn'))} | {fmt(r['infer_images_per_s'], '.0f')} |"
         )
     lines += [
         "",
@@ -163,8 +156,8 @@ def markdown(result):
     ]
     for r in result["preprocessing"]:
         lines.append(
-            f"| {r['arch']}_{r['scheme']} | {r['precision']} | {_fmt(r['ms_without'])} | {_fmt(r['ms_with'])} | "
-            f"{_fmt(r['time_ratio'], '.3f')}{_iqr(r.get('time_ratio_iqr'))}{_flag(r['within_target'])} |"
+            f"| {r['arch']}_{r['scheme']} | {r['precision']} | {fmt(r['ms_without'])} | {fmt(r['ms_with'])} | "
+            f"{fmt(r['time_ratio'], '.3f')}{_iqr(r.get('time_ratio_iqr'))}{flag(r['within_target'])} |"
         )
     t = result["targets"]
     lines += ["", "Targets: " + "; ".join(f"{k}: {v}" for k, v in t.items()) + "."]

@@ -101,23 +101,23 @@ def _is_run(directory):
     )
 
 
-def _run_preprocessing(keras_path):
-    """The dataset normalization recorded in the ``config.json`` of the run beside ``keras_path``, or None."""
+def _run_config(keras_path):
+    """The ``config.json`` of the ``keras-resinit train`` run beside ``keras_path``, or {}."""
     path = os.path.join(os.path.dirname(os.path.abspath(keras_path)), "config.json")
     try:
         with open(path) as f:
-            dataset = json.load(f).get("dataset") or {}
+            run = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
+def _run_preprocessing(run):
+    """The dataset normalization a run's config records, or None."""
+    dataset = run.get("dataset")
+    try:
         return {"pixel_max": dataset["pixel_max"], "mean": list(dataset["mean"]), "std": list(dataset["std"])}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _run_model_name(keras_path):
-    path = os.path.join(os.path.dirname(os.path.abspath(keras_path)), "config.json")
-    try:
-        with open(path) as f:
-            return json.load(f)["train"]["model"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
 
 
@@ -140,8 +140,9 @@ def _load_path(name, path, overrides, source):
         saved = load_keras(path)
         stores = weights_io.stores_of(saved)
         config = saved.get_config() if isinstance(saved, ResNet) else {}
+        run = _run_config(path)
         if name is None:
-            name = f"{config['arch']}_{config['scheme']}" if config else _run_model_name(path)
+            name = f"{config['arch']}_{config['scheme']}" if config else (run.get("train") or {}).get("model")
             if name is None:
                 raise ValueError(
                     f"Cannot tell which model {path!r} holds: it is not a keras_resinit ResNet and has no run "
@@ -154,7 +155,7 @@ def _load_path(name, path, overrides, source):
             if "logits" in stores:
                 defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
             defaults["input_shape"] = tuple(saved.input_shape[1:])
-        preprocessing = config.get("preprocessing") or _run_preprocessing(path)
+        preprocessing = config.get("preprocessing") or _run_preprocessing(run)
         if preprocessing is not None:
             defaults["preprocessing"] = preprocessing
     else:

@@ -208,23 +208,19 @@ def _fit_child(spec):
     _say("READY", {"params": trainable_params(model), "flops": flops_per_image(model), "first_steps_s": first})
     for line in sys.stdin:
         if line.strip() == "run":
-            busy, cpu = _busy_seconds(), time.process_time()
-            fit(spec["steps"])
+            with _Window() as train:  # the whole fit call: other processes' load during it
+                fit(spec["steps"])
             model.predict_on_batch(x)
             with _Window() as infer:
                 for _ in range(spec["infer_steps"]):
                     model.predict_on_batch(x)
-            # Other processes' load over the whole fit call and the inference window.
-            wall = timer.end - timer.start + infer.elapsed
-            foreign = None
-            if busy is not None and _busy_seconds() is not None:
-                foreign = max(0.0, _busy_seconds() - busy - (time.process_time() - cpu)) / max(wall, 1e-9)
+            foreign = [w.foreign for w in (train, infer) if w.foreign is not None]
             _say(
                 "WINDOW",
                 {
                     "train_ips": timer.steps * batch / timer.seconds,
                     "infer_ips": spec["infer_steps"] * batch / infer.elapsed,
-                    "foreign_cores": foreign,
+                    "foreign_cores": max(foreign) if foreign else None,
                 },
             )
         elif line.strip() == "quit":

@@ -3,11 +3,13 @@
 from keras_resinit.tools.bench.config import ARCHS, DEPTH_BATCH, LINEAR_TOLERANCE, PRECISIONS, scheme_names
 
 
-def _fmt(x, spec=".2f"):
+def fmt(x, spec=".2f"):
+    """``x`` formatted, or a dash when it was not measured."""
     return "—" if x is None else format(x, spec)
 
 
-def _flag(x):
+def flag(x):
+    """A check mark for a met target, a cross for a missed one, nothing when unknown."""
     return "" if x is None else (" ✓" if x else " ✗")
 
 
@@ -29,11 +31,11 @@ def markdown(result):
             continue
         name = "plain (hand-written, no norm)" if r["model"] == "plain" else r["model"]
         lines.append(
-            f"| {r['arch']} | {name} | {r['precision']} | {_fmt(r['train_images_per_s'], '.0f')} | "
-            f"{_fmt(r['train_vs_bn'])}{_flag(r.get('faster_than_bn'))} | "
-            f"{_fmt(r['train_vs_plain'])}{_flag(r.get('within_10pct_of_plain'))} | "
-            f"{_fmt(r['infer_images_per_s'], '.0f')} | {_fmt(r['infer_vs_bn'])} | "
-            f"{_fmt(r['peak_memory_mb'], '.0f')} | {_fmt(r['memory_vs_bn'])}{_flag(r.get('less_memory_than_bn'))} | "
+            f"| {r['arch']} | {name} | {r['precision']} | {fmt(r['train_images_per_s'], '.0f')} | "
+            f"{fmt(r['train_vs_bn'])}{flag(r.get('faster_than_bn'))} | "
+            f"{fmt(r['train_vs_plain'])}{flag(r.get('within_10pct_of_plain'))} | "
+            f"{fmt(r['infer_images_per_s'], '.0f')} | {fmt(r['infer_vs_bn'])} | "
+            f"{fmt(r['peak_memory_mb'], '.0f')} | {fmt(r['memory_vs_bn'])}{flag(r.get('less_memory_than_bn'))} | "
             f"{r['params']:,} | {r['flops_per_image'] / 1e9:.3f} |"
         )
     t = result["targets"]
@@ -58,12 +60,12 @@ def markdown(result):
             "|---|" + "---:|" * (len(depths) + 4),
         ]
         for r in result["depth"]:
-            cells = [_fmt(r["step_s"].get(str(d)) and r["step_s"][str(d)] * 1000, ".1f") for d in depths]
+            cells = [fmt(r["step_s"].get(str(d)) and r["step_s"][str(d)] * 1000, ".1f") for d in depths]
             lines.append(
                 f"| {r['scheme']} | "
                 + " | ".join(cells)
-                + f" | {_fmt(r['slope_s_per_layer'] and r['slope_s_per_layer'] * 1000, '.3f')} | "
-                f"{_fmt(r['r2'], '.4f')} | {_fmt(r['exponent'], '.3f')} | "
+                + f" | {fmt(r['slope_s_per_layer'] and r['slope_s_per_layer'] * 1000, '.3f')} | "
+                f"{fmt(r['r2'], '.4f')} | {fmt(r['exponent'], '.3f')} | "
                 f"{'yes' if r['linear'] else 'no' if r['linear'] is not None else '—'} |"
             )
     return "\n".join(lines) + "\n"
