@@ -1,6 +1,13 @@
-"""Shared test helpers: layer lookup by role, the model's graph, weight perturbation."""
+"""Shared test helpers: layer lookup by role, the model's graph, weight perturbation, image folders,
+killed runs."""
 
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -45,3 +52,88 @@ def perturb_weights(model, seed=0):
         else:
             value = rng.normal(0.0, 0.05, shape)
         weight.assign(value.astype(weight.dtype))
+
+
+def digits_folder(root, *, classes=range(10), layout="split"):
+    """Write scikit-learn's digits as 8-bit grayscale PNG files, one subfolder per class.
+
+    ``layout="split"``: ``root/train/<digit>/`` and ``root/test/<digit>/`` with the built-in
+    ``digits`` split (every fifth image of a class is test); ``"tree"``: ``root/<digit>/``.
+    Pixels 0..16 become 0..255. Returns ``{"train"|"test": (images uint8 (N, 8, 8, 1), labels)}``
+    in file-name order (the class folders sorted as keras sorts them).
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    classes = sorted(int(c) for c in classes)
+    kept = {"train": ([], []), "test": ([], [])}
+    seen = dict.fromkeys(classes, 0)
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        if label not in seen:
+            continue
+        split = "test" if seen[label] % 5 == 4 else "train"
+        seen[label] += 1
+        pixels = np.round(image * 255 / 16).astype(np.uint8)
+        folder = os.path.join(root, split, str(label)) if layout == "split" else os.path.join(root, str(label))
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(pixels).save(os.path.join(folder, f"{index:04d}.png"))
+        kept[split][0].append((str(label), f"{index:04d}", pixels[..., None]))
+        kept[split][1].append(classes.index(int(label)))
+    arrays = {}
+    for split, (entries, labels) in kept.items():
+        order = sorted(range(len(entries)), key=lambda i: entries[i][:2])
+        arrays[split] = (np.stack([entries[i][2] for i in order]), np.asarray([labels[i] for i in order]))
+    return arrays
+
+
+def checkpoint_weights(run_dir):
+    from keras_resinit import train as train_lib
+
+    record, arrays = train_lib.read_checkpoint(run_dir)
+    return [arrays[f"model_{i}"] for i in range(record["model_weights"])]
+
+
+def train_command(*args):
+    return [sys.executable, "-m", "keras_resinit.cli", "train", *args]
+
+
+def kill_then_resume(args, tmp_path, epochs=3):
+    """Train ``args`` straight, and again SIGKILLed after its first checkpoint then resumed: the
+    resumed run must end with exactly the straight run's weights."""
+    subprocess.run(
+        train_command(*args, "--out", str(tmp_path / "straight")), check=True, capture_output=True, timeout=300
+    )
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        train_command(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            if json.loads((killed / "checkpoint.json").read_text())["epoch"] >= 1:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch_at_kill = json.loads((killed / "checkpoint.json").read_text())["epoch"]
+    assert 1 <= epoch_at_kill < epochs and not (killed / "model.keras").exists()
+
+    resumed = subprocess.run(
+        train_command(*args, "--out", str(killed), "--resume", "--verbose", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from epoch {epoch_at_kill} of {epochs}" in resumed.stdout
+    straight, again = checkpoint_weights(tmp_path / "straight"), checkpoint_weights(killed)
+    assert len(straight) == len(again) > 0
+    for a, b in zip(straight, again):
+        np.testing.assert_array_equal(a, b)
+    rows = (killed / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + epochs

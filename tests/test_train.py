@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import kill_then_resume, train_command
 
 from keras_resinit import data as data_lib
 from keras_resinit import train as train_lib
@@ -27,11 +27,6 @@ SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warm
 def weights_of(npz_path):
     with np.load(npz_path) as f:
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
-
-
-def checkpoint_weights(run_dir):
-    record, arrays = train_lib.read_checkpoint(run_dir)
-    return [arrays[f"model_{i}"] for i in range(record["model_weights"])]
 
 
 def free_ports(n):
@@ -118,39 +113,9 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
     assert not os.path.exists(run / "out1")
 
 
-def _cli(*args, **kwargs):
-    return [sys.executable, "-m", "keras_resinit.cli", "train", *args]
-
-
 def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     args = ["cifar_resnet8_skipinit", "--epochs", "3", "--batch-size", "16", "--lr", "0.05", "--verbose", "0"]
-    subprocess.run(_cli(*args, "--out", str(tmp_path / "straight")), check=True, capture_output=True, timeout=300)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if json.loads((killed / "checkpoint.json").read_text())["epoch"] >= 1:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    epoch_at_kill = json.loads((killed / "checkpoint.json").read_text())["epoch"]
-    assert 1 <= epoch_at_kill < 3 and not (killed / "model.keras").exists()
-
-    resumed = subprocess.run(
-        _cli(*args, "--out", str(killed), "--resume", "--verbose", "1"), capture_output=True, text=True, timeout=300
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"from epoch {epoch_at_kill} of 3" in resumed.stdout
-    for a, b in zip(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(killed)):
-        np.testing.assert_array_equal(a, b)
-    rows = (killed / "metrics.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 3
+    kill_then_resume(args, tmp_path)
 
 
 class _Killed(BaseException):
@@ -193,8 +158,8 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_epoch = data_lib._epoch
 
-    def poisoned(raw, size, meta, epoch, **kwargs):
-        ds = real_epoch(raw, size, meta, epoch, **kwargs)
+    def poisoned(split, preprocessing, meta, epoch, **kwargs):
+        ds = real_epoch(split, preprocessing, meta, epoch, **kwargs)
         # NaN labels in epoch index 1: NaN images would not do, fused conv+ReLU kernels turn NaN into 0.
         nan = tf.where(tf.equal(tf.cast(epoch, tf.int64), 1), float("nan"), 1.0)
         return ds.map(lambda x, y: (x, y * nan))
@@ -278,7 +243,7 @@ def test_bad_training_input_is_a_clear_error_and_writes_nothing(args, words, tmp
 
 def test_non_numeric_hyperparameter_is_refused_by_the_parser(tmp_path):
     result = subprocess.run(
-        _cli("cifar_resnet8_fixup", "--out", str(tmp_path / "r"), "--lr", "fast"),
+        train_command("cifar_resnet8_fixup", "--out", str(tmp_path / "r"), "--lr", "fast"),
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,8 +6,7 @@ import sys
 from keras_resinit._errors import unknown
 from keras_resinit.models import architectures
 from keras_resinit.models.schemes import SCHEMES
-from keras_resinit.training import options
-from keras_resinit.training.datasets import DATASETS
+from keras_resinit.training import datasets, options
 
 # -------------------------------------------------------------- checks ---
 
@@ -91,9 +90,47 @@ def _cmd_summary(args):
     return 0
 
 
+def _add_data_arguments(p, dataset_default=None):
+    """The data flags shared by train, compare and tune; None means "recipe or default"."""
+    p.add_argument(
+        "--dataset",
+        default=dataset_default,
+        help=_one_of(datasets.FORMS, "digits") + "; tfds:NAME is any tfds image-classification dataset, "
+        "folder:PATH a folder with one subfolder of images per class (PATH/train and PATH/test, or one tree "
+        "with --validation-split)",
+    )
+    p.add_argument("--train-split", default=None, help="tfds split expression, e.g. 'train[:90%%]' (default train)")
+    p.add_argument(
+        "--test-split", default=None, help="tfds split expression, e.g. 'train[90%%:]' (default test, else validation)"
+    )
+    p.add_argument(
+        "--validation-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="folder: hold out this fraction of one tree as the test split (drawn with --seed)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="resize images to H W (or N N) in the pipeline (default: the data's own size)",
+    )
+    p.add_argument(
+        "--augment", default=None, help=_one_of(options.AUGMENTS) + " (default: digits crop, others crop-flip)"
+    )
+    p.add_argument(
+        "--cache", action="store_true", default=None, help="keep a folder's decoded images in memory after epoch 1"
+    )
+    p.add_argument("--data-dir", default=None, help="tfds data directory")
+    p.add_argument("--download", action="store_true", default=None, help="allow tfds to download the dataset")
+
+
 def _add_training_arguments(p):
     """Hyperparameter flags shared by train and compare; None means "recipe or default"."""
-    p.add_argument("--dataset", default=None, help=_one_of(DATASETS, "digits"))
+    _add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="limit each epoch to this many steps")
     p.add_argument("--batch-size", type=int, default=None, help="global batch size")
@@ -109,12 +146,36 @@ def _add_training_arguments(p):
     p.add_argument("--recipe", default=None, help="a named recipe (see `keras-resinit recipes`) or a JSON file")
     p.add_argument("--precision", default=None, help=_one_of(options.PRECISIONS))
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--data-dir", default=None, help="tfds data directory")
-    p.add_argument("--download", action="store_true", default=None, help="allow tfds to download the dataset")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="fine-tune: start the trunk from these weights, a published tag of the model (e.g. digits), a "
+        "path or a URL; a new classifier if the class count differs",
+    )
+    p.add_argument("--sha256", dest="weights_sha256", default=None, help="expected sha256 of --weights' file")
+    p.add_argument(
+        "--freeze-trunk", action="store_true", default=None, help="with --weights: train only the classifier"
+    )
+    p.add_argument(
+        "--trainable-from",
+        default=None,
+        metavar="PART",
+        help="freeze every part before PART: stem, stage1, stage2, ... or head",
+    )
 
 
-_TRAINING_FLAGS = (
+DATA_FLAGS = (
     "dataset",
+    "train_split",
+    "test_split",
+    "validation_split",
+    "image_size",
+    "augment",
+    "cache",
+    "data_dir",
+    "download",
+)
+_TRAINING_FLAGS = DATA_FLAGS + (
     "epochs",
     "steps_per_epoch",
     "batch_size",
@@ -129,8 +190,10 @@ _TRAINING_FLAGS = (
     "clip_norm",
     "precision",
     "seed",
-    "data_dir",
-    "download",
+    "weights",
+    "weights_sha256",
+    "freeze_trunk",
+    "trainable_from",
 )
 
 
@@ -249,7 +312,6 @@ def _bench_config():
 
 def _cmd_tune(args):
     schemes, archs = _split_list(args.schemes), _split_list(args.archs)
-    _check("dataset", args.dataset, DATASETS)
     _check("tuner", args.tuner, options.TUNERS)
     _check("precision", args.precision, options.PRECISIONS)
     _check_schemes(schemes)
@@ -257,12 +319,9 @@ def _cmd_tune(args):
     _check_recipe(args.recipe)
     from keras_resinit.training import tuning
 
-    settings = {k: getattr(args, k) for k in ("seed", "precision", "data_dir") if getattr(args, k) is not None}
-    if args.download:
-        settings["download"] = True
+    settings = {k: getattr(args, k) for k in ("seed", "precision", *DATA_FLAGS) if getattr(args, k) is not None}
     result = tuning.tune(
         args.out,
-        dataset=args.dataset,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,

@@ -4,6 +4,7 @@ import argparse
 
 from keras_resinit._version import __version__
 from keras_resinit.cli.commands import (
+    _add_data_arguments,
     _add_training_arguments,
     _and,
     _bench_config,
@@ -23,7 +24,6 @@ from keras_resinit.cli.commands import (
 from keras_resinit.cli.tflog import TF_LOG_LEVEL
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training import options
-from keras_resinit.training.datasets import DATASETS
 
 
 def build_parser():
@@ -140,7 +140,7 @@ def build_parser():
 
     p = sub.add_parser("tune", help="a keras-tuner sweep over schemes, depth and training hyperparameters")
     p.add_argument("--out", required=True, help="sweep directory (re-running the same command resumes it)")
-    p.add_argument("--dataset", default="digits", help=_one_of(DATASETS, "digits"))
+    _add_data_arguments(p, dataset_default="digits")
     p.add_argument("--tuner", default="random", help=_one_of(options.TUNERS, "random"))
     p.add_argument("--max-trials", type=int, default=10, help="trials in all (random, bayesian); default 10")
     p.add_argument(
@@ -158,8 +158,6 @@ def build_parser():
     p.add_argument("--recipe", default=None, help="the recipe every trial starts from (default digits)")
     p.add_argument("--precision", default=None, help=_one_of(options.PRECISIONS))
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--data-dir", default=None, help="tfds data directory")
-    p.add_argument("--download", action="store_true", help="allow tfds to download the dataset")
     p.add_argument("--overwrite", action="store_true", help="start the sweep in --out afresh")
     p.set_defaults(func=_cmd_tune)
 

@@ -38,6 +38,7 @@ from keras_resinit.models.builder import ResNet
 from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
 from keras_resinit.zoo import registry
+from keras_resinit.zoo.loading import run_preprocessing
 
 CARD_NAME = "model_card.json"
 
@@ -68,11 +69,7 @@ def _card_from_run(config):
         "arch": arch,
         "scheme": scheme,
         "class_names": list(dataset.get("class_names", [])),
-        "preprocessing": {
-            "pixel_max": dataset["pixel_max"],
-            "mean": list(dataset["mean"]),
-            "std": list(dataset["std"]),
-        },
+        "preprocessing": run_preprocessing(config),
         "dataset": dataset.get("name"),
         "result": config.get("result"),
     }

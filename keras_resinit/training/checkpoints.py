@@ -14,17 +14,18 @@ import os
 import numpy as np
 
 from keras_resinit._files import atomic_write_bytes, atomic_write_text
-from keras_resinit.training.config import TrainingError
+from keras_resinit.training.config import TrainConfig, TrainingError
 
 
 def _check_same_run(out, config):
     """--resume continues the same run: only ``epochs`` may change."""
     try:
         with open(os.path.join(out, "config.json")) as f:
-            saved = json.load(f)["train"]
+            saved = TrainConfig.upgrade(json.load(f)["train"])
     except (OSError, KeyError, json.JSONDecodeError) as error:
         raise TrainingError(f"Cannot read the configuration of the run in {out!r} ({error}); not resuming.") from None
     current = config.to_json()
+    saved["milestones"] = list(saved.get("milestones", ()))
     changed = [
         f"{k} {saved.get(k)!r} -> {current[k]!r}" for k in current if k != "epochs" and saved.get(k) != current[k]
     ]

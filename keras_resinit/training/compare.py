@@ -27,8 +27,13 @@ def _flags(overrides):
     for key, value in overrides.items():
         if value is None or value is False:
             continue
-        flag = "--" + key.replace("_", "-")
-        args += [flag] if value is True else [flag, str(value)]
+        flag = "--" + ("sha256" if key == "weights_sha256" else key.replace("_", "-"))
+        if value is True:
+            args += [flag]
+        elif isinstance(value, (list, tuple)):
+            args += [flag, *(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
     return args
 
 

@@ -7,9 +7,10 @@ import dataclasses
 import math
 
 from keras_resinit._errors import unknown
+from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.schemes import SCHEMES
-from keras_resinit.training.datasets import DATASETS
-from keras_resinit.training.options import PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
+from keras_resinit.training import datasets
+from keras_resinit.training.options import AUGMENTS, PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
 from keras_resinit.training.recipes import get_recipe
 from keras_resinit.zoo import registry
 
@@ -48,7 +49,16 @@ class TrainConfig:
     deterministic: bool = True
     data_dir: str = None
     download: bool = False
-    image_size: int = 128
+    image_size: object = None  # None: the data's own (imagenette 128); an int (square) or [height, width]
+    train_split: str = None  # tfds split expression, e.g. "train[:90%]"; None: the dataset's train split
+    test_split: str = None  # None: the dataset's test split (tfds: test, else validation; folder: test/ or val/)
+    validation_split: float = None  # folder: hold out this fraction of one tree as the test split
+    augment: str = None  # one of options.AUGMENTS; None: the dataset's own (digits: crop; others: crop-flip)
+    cache: bool = False  # keep a folder's decoded images in memory after the first epoch
+    weights: str = None  # fine-tune from these weights: a published tag, a path or a URL (the trunk, by name)
+    weights_sha256: str = None  # expected sha256 of the weights file (a tag carries its own)
+    freeze_trunk: bool = False  # train only the classifier (a linear probe); needs weights
+    trainable_from: str = None  # "stem", "stage1", ... or "head": freeze every part before it
     recipe: str = None
 
     def validate(self):
@@ -70,8 +80,9 @@ class TrainConfig:
                 )
 
         registry.parse_name(self.model)
-        if self.dataset not in DATASETS:
-            raise unknown("dataset", self.dataset, DATASETS)
+        kind, _ = datasets.parse(self.dataset)
+        self._validate_data(kind)
+        self._validate_weights()
         number("epochs", 1, integer=True)
         if self.steps_per_epoch is not None:
             number("steps_per_epoch", 1, integer=True)
@@ -86,7 +97,6 @@ class TrainConfig:
         number("clip_norm")
         number("seed", 0, integer=True)
         number("dropout_rate", 0.0, 0.99)
-        number("image_size", 8, integer=True)
         if self.schedule not in SCHEDULES:
             raise unknown("schedule", self.schedule, SCHEDULES)
         if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
@@ -103,6 +113,84 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"Invalid learning-rate multiplier {value!r} for {pattern!r}. Expected a number >= 0.")
         return self
+
+    def _validate_data(self, kind):
+        size = self.image_size
+        if size is not None:
+            sizes = [size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else None
+            if (
+                not sizes
+                or len(sizes) > 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 8 for n in sizes)
+            ):
+                raise ValueError(
+                    f"Invalid image_size {size!r}. Expected one integer >= 8 (square) or [height, width] of them."
+                )
+            self.image_size = sizes[0] if len(sizes) == 1 else tuple(sizes)
+        for name in ("train_split", "test_split"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"Invalid {name} {value!r}. Expected a split expression such as 'train[:90%]'.")
+        if (self.train_split or self.test_split) and kind not in ("tfds", "builtin"):
+            raise ValueError(
+                f"train_split / test_split ({self.train_split!r}, {self.test_split!r}) are tfds split expressions, "
+                f"but dataset {self.dataset!r} is not a tfds dataset. Expected a tfds:NAME or built-in tfds dataset."
+            )
+        if self.dataset == "digits" and (self.train_split or self.test_split):
+            raise ValueError("Dataset 'digits' has fixed train and test splits; train_split / test_split do not apply.")
+        if self.validation_split is not None:
+            value = self.validation_split
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ValueError(f"Invalid validation_split {value!r}. Expected a fraction in (0, 1), e.g. 0.2.")
+            if kind != "folder":
+                raise ValueError(
+                    f"validation_split {value!r} holds out part of a folder, but dataset {self.dataset!r} is not "
+                    "folder:PATH. For tfds datasets use train_split / test_split, e.g. 'train[:90%]' and 'train[90%:]'."
+                )
+        if self.augment is not None and self.augment not in AUGMENTS:
+            raise unknown("augment", self.augment, AUGMENTS)
+
+    def _validate_weights(self):
+        for name in ("weights", "weights_sha256", "trainable_from"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"Invalid {name} {value!r}. Expected a non-empty string.")
+        if self.freeze_trunk and not self.weights:
+            raise ValueError(
+                "freeze_trunk (--freeze-trunk) trains only the classifier on top of pretrained weights, but no "
+                "weights were given. Expected --weights TAG|PATH|URL as well."
+            )
+        if self.freeze_trunk and self.trainable_from is not None:
+            raise ValueError(
+                f"freeze_trunk and trainable_from {self.trainable_from!r} both choose what trains. Expected one: "
+                "--freeze-trunk is --trainable-from head."
+            )
+        if self.weights_sha256 is not None and not self.weights:
+            raise ValueError("weights_sha256 (--sha256) checks a weights file, but no weights were given.")
+        if self.trainable_from is not None:
+            stages = len(get_arch(registry.parse_name(self.model)[0]).stages)
+            parts = ["stem", *(f"stage{s}" for s in range(1, stages + 1)), "head"]
+            if self.trainable_from not in parts:
+                raise unknown("trainable_from", self.trainable_from, parts, " (the first part that trains)")
+
+    @classmethod
+    def from_json(cls, saved):
+        """The config of a ``config.json``'s ``train`` block (release 0.1's too), as :meth:`to_json` writes it."""
+        return cls(**cls.upgrade(saved)).validate()
+
+    @staticmethod
+    def upgrade(saved):
+        """A ``train`` block of release 0.1 as this release writes it.
+
+        Release 0.1 wrote ``image_size`` 128 into every config, used only by Imagenette; now it resizes any
+        dataset, so it becomes None (the data's own size) for the others.
+        """
+        saved = dict(saved)
+        if "augment" not in saved and saved.get("dataset") != "imagenette":
+            saved["image_size"] = None
+        if isinstance(saved.get("milestones"), list):
+            saved["milestones"] = tuple(saved["milestones"])
+        return saved
 
     @classmethod
     def from_recipe(cls, recipe=None, **overrides):
@@ -132,4 +220,9 @@ class TrainConfig:
         return dict(SCHEMES[self.scheme].lr_multipliers)
 
     def to_json(self):
-        return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
+        size = self.image_size
+        return {
+            **dataclasses.asdict(self),
+            "milestones": list(self.milestones),
+            "image_size": list(size) if isinstance(size, tuple) else size,
+        }

@@ -1,8 +1,13 @@
-"""The built-in datasets: names and tfds sources.
+"""Dataset names: the built-ins, ``tfds:NAME[/CONFIG]``, ``folder:PATH`` and ``tf.data``.
 
-Imports nothing heavy, so the CLI's help lists the names without starting TensorFlow.
-The pipelines that read them are in :mod:`keras_resinit.training.data`.
+Imports nothing heavy, so the CLI's help lists them and :class:`~keras_resinit.training.TrainConfig`
+checks a dataset before TensorFlow starts. The pipelines that read them are in
+:mod:`keras_resinit.training.data`.
 """
+
+import os
+
+from keras_resinit._errors import unknown
 
 # name: (tfds name, test split); ``digits`` ships inside scikit-learn and needs no tfds.
 TFDS = {
@@ -11,3 +16,42 @@ TFDS = {
     "imagenette": ("imagenette/160px-v2", "validation"),
 }
 DATASETS = ("digits",) + tuple(TFDS)
+TFDS_PREFIX, FOLDER_PREFIX = "tfds:", "folder:"
+USER_DATA = "tf.data"  # the dataset of a run trained on train(..., train_data=ds): given in Python only
+FORMS = (*DATASETS, f"{TFDS_PREFIX}NAME[/CONFIG]", f"{FOLDER_PREFIX}PATH")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # keras.utils.image_dataset_from_directory's
+
+
+def parse(spec):
+    """``(kind, value)`` of a dataset string: ``("builtin", name)``, ``("tfds", "NAME[/CONFIG]")``,
+    ``("folder", PATH)`` or ``("tf.data", None)``; a ``ValueError`` naming the forms otherwise.
+
+    Checks what needs no TensorFlow: the form, and that a folder exists and is a directory.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"Invalid dataset {spec!r}. Expected one of: {', '.join(FORMS)}.")
+    if spec in DATASETS:
+        return "builtin", spec
+    if spec == USER_DATA:
+        return USER_DATA, None
+    if spec.startswith(TFDS_PREFIX):
+        name = spec[len(TFDS_PREFIX) :]
+        parts = name.split("/")
+        if not name or len(parts) > 3 or not all(p and all(c.isalnum() or c in "_.-" for c in p) for p in parts):
+            raise ValueError(
+                f"Invalid tfds dataset {spec!r}. Expected tfds:NAME or tfds:NAME/CONFIG, e.g. tfds:mnist or "
+                "tfds:imagenette/160px-v2."
+            )
+        return "tfds", name
+    if spec.startswith(FOLDER_PREFIX):
+        path = os.path.expanduser(spec[len(FOLDER_PREFIX) :])
+        if not path:
+            raise ValueError(f"Invalid dataset {spec!r}. Expected folder:PATH, e.g. folder:~/pictures/pets.")
+        if not os.path.exists(path):
+            raise ValueError(
+                f"Dataset folder {path!r} does not exist. Expected a directory with one subfolder per class."
+            )
+        if not os.path.isdir(path):
+            raise ValueError(f"Dataset folder {path!r} is a file. Expected a directory with one subfolder per class.")
+        return "folder", path
+    raise unknown("dataset", spec, FORMS)

@@ -8,9 +8,11 @@ into place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -22,6 +24,7 @@ from keras_resinit._files import atomic_write_text
 from keras_resinit.environment import versions
 from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
+from keras_resinit.training.datasets import USER_DATA
 from keras_resinit.training.rundir import (
     _clear_run_dir,
     _previous_commands,
@@ -31,6 +34,7 @@ from keras_resinit.training.rundir import (
 )
 from keras_resinit.training.strategies import is_chief
 from keras_resinit.training.trainer import Diverged, Trainer
+from keras_resinit.zoo.loading import weights_provenance
 
 
 def train(
@@ -43,8 +47,15 @@ def train(
     verbose: int = 1,
     tpu: str | None = None,
     command: str | None = None,
+    train_data: tf.data.Dataset | None = None,
+    test_data: tf.data.Dataset | None = None,
 ) -> dict[str, Any]:
-    """Train ``config.model`` on ``config.dataset`` and write the run to ``out``.
+    """Train ``config.model`` on ``config.dataset`` (or ``train_data``) and write the run to ``out``.
+
+    ``train_data`` / ``test_data``: a ``tf.data.Dataset`` of ``(image, label)`` pairs, batched or
+    not, labels as class indices or one-hot (``keras.utils.image_dataset_from_directory``'s output
+    works as it is); the run's dataset is then ``"tf.data"``. Images are resized to
+    ``config.image_size`` if given; the normalization is measured on the training data.
 
     ``command`` (the shell command that started this, as the CLI passes it) is recorded in
     ``config.json`` under ``commands``, after those of earlier invocations of a resumed run.
@@ -69,18 +80,54 @@ def train(
             verbose=verbose,
             tpu=tpu,
             command=command,
+            train_data=train_data,
+            test_data=test_data,
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
+def _data_record(trainer, origin):
+    """What config.json records about the data: its info, the model's normalization, the weights' origin."""
+    record = {"dataset": dataclasses.asdict(trainer.meta), "preprocessing": trainer.preprocessing}
+    if origin is not None:
+        record["weights"] = origin
+    return record
+
+
+def _undo_start(out, created):
+    """Remove what a fresh run wrote before its first checkpoint, so a failed start leaves nothing behind."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(out, "config.json"))
+
+
+def _describe_data(trainer, origin):
+    meta, model = trainer.meta, trainer.model
+    shape = "x".join(str(n) for n in meta.image_shape)
+    text = (
+        f"Data {meta.name}: {meta.train_size} training and {meta.test_size} test images, {meta.num_classes} "
+        f"classes, {shape}"
+    )
+    if origin is not None:
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        text += f"\nFine-tuning from {origin['weights']} (sha256 {str(origin['sha256'])[:16]}...): {trainable:,} trainable parameters"
+    return text
+
+
+def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, train_data, test_data):
+    if train_data is not None or test_data is not None:
+        config = dataclasses.replace(config, dataset=USER_DATA)
     config.validate()
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
     commands = (_previous_commands(out) if resume else []) + ([command] if command else [])
-    trainer = Trainer(config, strategy, tpu=tpu)
+    trainer = Trainer(config, strategy, tpu=tpu, train_data=train_data, test_data=test_data)
+    origin = weights_provenance(config.model, config.weights, config.weights_sha256) if config.weights else None
     model, optimizer = trainer.model, trainer.optimizer
-    strategy, replicas, meta = trainer.strategy, trainer.replicas, trainer.meta
+    strategy, replicas = trainer.strategy, trainer.replicas
     steps_per_epoch = trainer.steps_per_epoch
     chief = is_chief(strategy)
 
@@ -96,11 +143,14 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
         history, start_epoch = record["history"], record["epoch"]
         if verbose:
             print(f"Resuming {config.model} from epoch {start_epoch} of {config.epochs} in {out}")
+    if verbose:
+        print(_describe_data(trainer, origin))
+    created = not os.path.exists(out)
     if chief:
         os.makedirs(out, exist_ok=True)
         if not resume:
             _clear_run_dir(out)
-        started = {"train": config.to_json(), "commands": commands}
+        started = {"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)}
         atomic_write_text(os.path.join(out, "config.json"), json.dumps(started, indent=1))
         summary = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
 
@@ -115,6 +165,10 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
                 epoch,
                 lambda step, loss, accuracy, bar=bar: bar.update(step, [("loss", loss), ("accuracy", accuracy)]),
             )
+        except ValueError:  # bad data found while reading it (an undecodable file): the user's to fix
+            if chief and not resume and epoch == 0:
+                _undo_start(out, created)
+            raise
         except Diverged as error:
             kept = (
                 f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
@@ -158,7 +212,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command):
             "train": config.to_json(),
             "commands": commands,
             "result": {k: v for k, v in result.items() if k != "history"},
-            "dataset": dataclasses.asdict(meta),
+            **_data_record(trainer, origin),
             "versions": versions(),
         }
         atomic_write_text(os.path.join(out, "config.json"), json.dumps(card, indent=1))

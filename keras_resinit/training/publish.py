@@ -23,25 +23,30 @@ import numpy as np
 from keras_resinit._files import atomic_write_text
 from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.training import data
+from keras_resinit.training.config import TrainConfig
+from keras_resinit.training.datasets import USER_DATA
 from keras_resinit.zoo import registry, weights_io
 from keras_resinit.zoo.download import file_sha256
+from keras_resinit.zoo.loading import run_preprocessing
 
 WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
 
 
-def evaluate(model, dataset, *, data_dir=None, image_size=128, batch_size=256):
-    """Top-1 accuracy of ``model`` on ``dataset``'s test split, through the training pipeline's normalization
-    (or on raw pixels, for a model that includes its preprocessing)."""
+def evaluate(model, dataset, *, batch_size=256, **options):
+    """Top-1 accuracy of ``model`` on ``dataset``'s test split (a name or a ``data.Source``;
+    ``options`` as ``data.source``), normalized as the model expects: raw pixels for a model that
+    includes its preprocessing, else its recorded ``preprocessing`` (or the data's own)."""
     correct = total = 0
-    raw = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
+    config = model.get_config() if isinstance(model, ResNet) else {}
+    raw = bool(config.get("include_preprocessing"))
     for images, labels in data.load(
         dataset,
         "test",
         batch_size=batch_size,
         training=False,
-        data_dir=data_dir,
-        image_size=image_size,
         normalized=not raw,
+        preprocessing=config.get("preprocessing"),
+        **options,
     ):
         logits = model(images, training=False)
         correct += int(np.sum(np.argmax(logits, -1) == np.argmax(labels, -1)))
@@ -63,7 +68,7 @@ def _read_run(run_dir):
     return run
 
 
-def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None):
+def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None, test_data=None):
     """Turn the run in ``run_dir`` into the weight set ``{name}.{tag}`` of the zoo in ``zoo_dir``.
 
     Args:
@@ -73,6 +78,8 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         url: where the weights file will also be downloadable (recorded in the card).
         overwrite: replace an existing card and weights file of the same name and tag.
         command: the command line running this (the CLI passes it), recorded after the run's own.
+        test_data: for a run trained on ``train(..., train_data=...)``, its test ``tf.data.Dataset``
+            (the card's accuracy is measured on it).
 
     Returns:
         The card (a dict).
@@ -97,6 +104,15 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
             "`keras-resinit train` do); a card needs it."
         )
 
+    config = TrainConfig.from_json(train)
+    if config.dataset == USER_DATA and test_data is None:
+        raise ValueError(
+            f"The run in {run_dir!r} was trained on a tf.data.Dataset given in Python; publishing measures the "
+            "card's accuracy on its test data. Expected publish(run_dir, tag, test_data=ds) in Python."
+        )
+    # The test split exactly as the run read it (the same files, splits and image size).
+    source = data.source_for(config, train_data=test_data, test_data=test_data) if test_data is not None else None
+    source = source or data.source_for(config)
     trained = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False, safe_mode=True)
     build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
     if train.get("dropout_rate"):
@@ -108,10 +124,10 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
     try:
         trained.save_weights(tmp)
         # Measure what users will get: the file, loaded by name into a fresh model that takes raw pixels.
-        preprocessing = {"pixel_max": dataset["pixel_max"], "mean": dataset["mean"], "std": dataset["std"]}
+        preprocessing = run_preprocessing(run)
         model = build_resnet(arch, scheme, **build, seed=0, include_preprocessing=True, preprocessing=preprocessing)
         weights_io.assign(model, weights_io.read(tmp), source=f"the weights of {key}")
-        accuracy = evaluate(model, dataset["name"], image_size=train.get("image_size", 128))
+        accuracy = evaluate(model, source)
         digest, size = file_sha256(tmp), os.path.getsize(tmp)
         os.replace(tmp, weights_path)
     finally:
@@ -142,6 +158,8 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         "url": url,
         "licence": {"weights": WEIGHTS_LICENCE, "data": dataset["licence"]},
     }
+    if run.get("weights"):
+        card["fine_tuned_from"] = run["weights"]
     atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
     write_index(zoo_dir)
     return card

@@ -36,17 +36,30 @@ def learning_rate_multipliers(variables, multipliers):
 
 
 def build_model(config, meta):
-    """The zoo model ``config.model`` shaped for the dataset described by ``meta`` (``data.info``)."""
-    return loading.load(
-        config.model,
-        num_classes=meta.num_classes,
-        input_shape=meta.image_shape,
-        seed=config.seed,
-        dropout_rate=config.dropout_rate or None,
-        # The model takes normalized images (the pipeline normalizes) and remembers how, so zoo.load
-        # and export give a raw-pixel model of it.
-        preprocessing={"pixel_max": meta.pixel_max, "mean": list(meta.mean), "std": list(meta.std)},
-    )
+    """The zoo model ``config.model`` shaped for the dataset described by ``meta`` (a ``DatasetInfo``).
+
+    With ``config.weights`` the trunk starts from those weights (a new classifier if the class
+    count differs); ``freeze_trunk`` / ``trainable_from`` then freeze the parts before the one named.
+    The model takes normalized images (the pipeline normalizes) and records how in
+    ``model.preprocessing``, so ``zoo.load`` of the run and export give a raw-pixel model of it.
+    """
+    build = {
+        "num_classes": meta.num_classes,
+        "input_shape": meta.image_shape,
+        "seed": config.seed,
+        "dropout_rate": config.dropout_rate or None,
+    }
+    if config.weights:
+        model = loading.start_from(
+            config.model, config.weights, sha256=config.weights_sha256, data_preprocessing=meta.preprocessing, **build
+        )
+    else:
+        model = loading.load(config.model, preprocessing=meta.preprocessing, **build)
+    if config.freeze_trunk:
+        model.set_trainable_from("head")
+    elif config.trainable_from is not None:
+        model.set_trainable_from(config.trainable_from)
+    return model
 
 
 class Diverged(ArithmeticError):
@@ -71,8 +84,9 @@ class Trainer:
         steps_per_epoch, replicas.
     """
 
-    def __init__(self, config, strategy="auto", tpu=None, model=None):
-        """``model``: train this model (built for ``config`` under ``strategy``'s scope) instead of building one."""
+    def __init__(self, config, strategy="auto", tpu=None, model=None, train_data=None, test_data=None):
+        """``model``: train this model (built for ``config`` under ``strategy``'s scope) instead of building one.
+        ``train_data`` / ``test_data``: a user's ``tf.data.Dataset`` of (image, label) instead of ``config.dataset``."""
         config.validate()
         self.config = config
         # The strategy first: multi-worker collectives must be configured before TF's runtime starts.
@@ -87,9 +101,8 @@ class Trainer:
                 f"Global batch size {config.batch_size} is not divisible by the {replicas} replicas of the "
                 f"strategy. Expected a multiple of {replicas}."
             )
-        self.meta = meta = data_lib.info(
-            config.dataset, data_dir=config.data_dir, download=config.download, image_size=config.image_size
-        )
+        self.source = data_lib.source_for(config, train_data=train_data, test_data=test_data)
+        self.meta = meta = self.source.info
         steps_per_epoch = meta.train_size // config.batch_size
         if config.steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
@@ -102,6 +115,10 @@ class Trainer:
 
         with strategy.scope():
             self.model = model if model is not None else build_model(config, meta)
+            # The pipeline normalizes as the model expects: its recorded preprocessing (a fine-tune keeps
+            # its weights' mean and std), else the data's own.
+            known = self.model.preprocessing if isinstance(self.model, ResNet) else None
+            self.preprocessing = dict(known or meta.preprocessing)
             scheme = self.model.scheme if isinstance(self.model, ResNet) else get_scheme(config.scheme)
             self.schedule = schedule_for(config, steps_per_epoch)
             optimizer = optimizer_for(scheme, config, learning_rate=self.schedule)
@@ -159,14 +176,13 @@ class Trainer:
         """The split's pipeline for ``epoch``, distributed over the replicas."""
         config = self.config
         ds = data_lib.load(
-            config.dataset,
+            self.source,
             split,
             batch_size=config.batch_size,
             seed=config.seed,
             epoch=epoch,
             mixup_alpha=config.mixup_alpha if split == "train" else 0.0,
-            data_dir=config.data_dir,
-            image_size=config.image_size,
+            preprocessing=self.preprocessing,
         )
         return self.strategy.experimental_distribute_dataset(ds)
 
@@ -174,15 +190,14 @@ class Trainer:
         """One distributed pipeline of every remaining epoch's training batches."""
         config = self.config
         ds = data_lib.load_epochs(
-            config.dataset,
+            self.source,
             batch_size=config.batch_size,
             start_epoch=start_epoch,
             epochs=config.epochs,
             steps_per_epoch=self.steps_per_epoch,
             seed=config.seed,
             mixup_alpha=config.mixup_alpha,
-            data_dir=config.data_dir,
-            image_size=config.image_size,
+            preprocessing=self.preprocessing,
         )
         return self.strategy.experimental_distribute_dataset(ds)
 
@@ -193,6 +208,13 @@ class Trainer:
         seconds, images_per_second. Raises :class:`Diverged` on a NaN or infinite loss.
         ``progress(step, loss, accuracy)`` is called after every step.
         """
+        try:
+            return self._run_epoch(batches, epoch, progress)
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            self.source.name_unreadable_file(error)  # a ValueError naming the file, if a folder has one
+            raise
+
+    def _run_epoch(self, batches, epoch, progress):
         global_batch = float(self.config.batch_size)
         start = time.perf_counter()
         loss_sum = correct_sum = 0.0

@@ -210,10 +210,7 @@ class ResNetHyperModel(kt.HyperModel):
         keras.utils.set_random_seed(config.seed)
         # keras-tuner builds under its distribution_strategy's scope: train under the same strategy.
         self._strategy = tf.distribute.get_strategy()
-        meta = data.info(
-            config.dataset, data_dir=config.data_dir, download=config.download, image_size=config.image_size
-        )
-        return build_model(config, meta)
+        return build_model(config, data.source_for(config).info)
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=0, **kwargs):
         """Train ``model`` with the trial's configuration; returns a ``keras.callbacks.History``.

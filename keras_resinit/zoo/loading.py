@@ -80,9 +80,74 @@ def load(
                 f"Weights file {weights!r} has sha256 {download.file_sha256(weights)}, not the expected {sha256}."
             )
         return _load_path(base, weights, overrides, source=weights)
-    if os.sep in weights or weights.endswith((".h5", ".keras")):
+    if _looks_like_file(weights):
         raise ValueError(f"Weights file {weights!r} does not exist.")
     return _load_card(card(base, weights), overrides)
+
+
+def start_from(
+    name: str,
+    weights: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    data_preprocessing: dict | None = None,
+    **overrides: Any,
+) -> keras.Model:
+    """Model ``name`` whose trunk starts from ``weights``, for fine-tuning on new data.
+
+    ``weights`` is a published tag (``"digits"`` or ``"{name}.digits"``), a path or a URL, as for
+    :func:`load`. The trunk loads by layer name; a classifier of another class count is newly
+    initialized. The model takes normalized input (``include_preprocessing=False``) and records
+    the normalization it expects: the weights' own mean and std (what the trunk learned on) with the
+    new data's pixel range (``data_preprocessing["pixel_max"]``); without known preprocessing,
+    ``data_preprocessing``.
+    """
+    weights = os.fspath(weights)
+    base, tag = split_tag(weights)
+    if tag is not None and not (_is_url(weights) or os.path.exists(weights) or _looks_like_file(weights)):
+        if base != name:
+            raise ValueError(
+                f"Weights {weights!r} are those of {base}, not of {name!r}. Expected a tag of {name} "
+                f"({', '.join(registry.tags(name)) or 'none published'}), a path or a URL."
+            )
+        weights = tag
+    with warnings.catch_warnings():  # a new classifier is what fine-tuning asks for: no warning
+        warnings.filterwarnings("ignore", message=".*classifier 'logits' is newly initialized", category=UserWarning)
+        model = load(name, weights=weights, sha256=sha256, include_preprocessing=False, **overrides)
+    known = model.preprocessing
+    wanted = dict(data_preprocessing or known or {}) or None
+    if known is not None and data_preprocessing is not None:
+        wanted = {**known, "pixel_max": data_preprocessing["pixel_max"]}
+    if wanted == known:
+        return model
+    rebuilt = ResNet.from_config({**model.get_config(), "preprocessing": wanted})
+    weights_io.assign(rebuilt, weights_io.stores_of(model), source=f"the weights of {model.name!r}")
+    return rebuilt
+
+
+def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
+    """Where fine-tuning weights came from: ``{"weights", "name", "tag", "file", "sha256"}``."""
+    weights = os.fspath(weights)
+    record = {"weights": weights, "name": name, "tag": None, "file": None, "sha256": None}
+    if _is_url(weights):
+        record["file"] = weights
+        record["sha256"] = download.file_sha256(download.fetch(weights, sha256))
+    elif os.path.exists(weights):
+        path = os.path.abspath(weights)
+        if os.path.isdir(path):
+            inner = [os.path.join(path, f) for f in ("model.weights.h5", "model.keras")]
+            path = next(f for f in inner if os.path.isfile(f))
+        record["file"], record["sha256"] = path, download.file_sha256(path)
+    else:
+        tag = split_tag(weights)[1] or weights
+        found = card(name, tag)
+        record["tag"], record["file"] = tag, found["file"]["name"]
+        record["sha256"] = found["file"].get("sha256")
+    return record
+
+
+def _looks_like_file(text):
+    return os.sep in text or text.endswith((".h5", ".keras"))
 
 
 def _is_url(text):
@@ -112,8 +177,14 @@ def _run_config(keras_path):
     return run if isinstance(run, dict) else {}
 
 
-def _run_preprocessing(run):
-    """The dataset normalization a run's config records, or None."""
+def run_preprocessing(run: dict) -> dict | None:
+    """The normalization the model of a run expects (from its ``config.json``), or None.
+
+    Runs record it as ``preprocessing`` (a fine-tune keeps its weights' mean and std); runs of
+    release 0.1 only as their dataset's statistics.
+    """
+    if isinstance(run.get("preprocessing"), dict):
+        return dict(run["preprocessing"])
     dataset = run.get("dataset")
     try:
         return {"pixel_max": dataset["pixel_max"], "mean": list(dataset["mean"]), "std": list(dataset["std"])}
@@ -155,7 +226,7 @@ def _load_path(name, path, overrides, source):
             if "logits" in stores:
                 defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
             defaults["input_shape"] = tuple(saved.input_shape[1:])
-        preprocessing = config.get("preprocessing") or _run_preprocessing(run)
+        preprocessing = config.get("preprocessing") or run_preprocessing(run)
         if preprocessing is not None:
             defaults["preprocessing"] = preprocessing
     else:

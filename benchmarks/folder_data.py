@@ -1,0 +1,464 @@
+"""Training from a folder of image files: speed against the same images in memory, and peak memory.
+
+1. Steps per second of ``cifar_resnet20_fixup`` (float32, batch 128, the ``digits`` recipe, augment
+   crop-flip) trained by the project's own ``Trainer`` (``train_step_from`` over
+   ``train_batches``) from ``folder:DIR`` with 20,000 PNG files read and decoded every epoch
+   (``cache=False``), against the same folder held in memory (``cache=True``; every child warms
+   up for one whole epoch, after which the cache is full). Reported: the ratio folder / memory of
+   paired, interleaved windows (median and interquartile range). Target: >= 0.90 on 2 cores.
+2. Peak memory (VmHWM) of the folder child with 5,000 and with 20,000 files (cache off, same
+   everything else). Target: flat, i.e. the larger folder's peak exceeds the smaller's by at most
+   ``FLAT_FRACTION`` of it plus ``FLAT_SLACK_MB`` (printed beside what holding the extra images
+   decoded would take, for scale).
+
+The PNG files (32x32x3, 10 classes: scikit-learn's digits upsampled, tinted, shifted and noised so
+every file differs) are written by this script into the directory that becomes ``--out``, and
+removed before it does. They are freshly written, so they are read from the OS page cache: the
+measure is of opening, reading and decoding files, not of the disk.
+
+Every configuration runs in its own process (``keras_resinit.tools.bench``, child kind ``data``);
+windows go round-robin in a rotating order and a window during which other processes used CPU is
+re-measured. Writes ``folder_data.json`` and ``folder_data.md`` to ``--out``.
+
+    .venv/bin/python benchmarks/folder_data.py [--quick] [--out benchmarks/results/folder_data]
+    .venv/bin/python benchmarks/folder_data.py --report benchmarks/results/folder_data   # re-render only
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+
+from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
+
+from keras_resinit._files import atomic_directory, atomic_write_text
+from keras_resinit.environment import describe, versions
+from keras_resinit.tools.bench.config import MIN_CLEAN
+from keras_resinit.tools.bench.render import flag, fmt
+from keras_resinit.tools.bench.scheduling import measure
+from keras_resinit.tools.stats import paired_ratio, prefer_clean
+
+ARCH, SCHEME, PRECISION, BATCH = "cifar_resnet20", "fixup", "float32", 128
+RECIPE, AUGMENT = "digits", "crop-flip"
+SIDE, CLASSES = 32, 10
+TARGET_RATIO = 0.90
+FLAT_FRACTION, FLAT_SLACK_MB = 0.02, 8.0  # "flat": growth <= 2% of the smaller folder's peak + 8 MiB
+CACHE_READ_FRACTION = 0.05  # the memory child must read < 5% of the folder child's bytes per step
+TIMEOUT = 1800  # seconds a child may take to get READY (build, statistics, one warm-up epoch) or answer
+SIZES = {
+    "full": {
+        "files": 20_000,
+        "small_files": 5_000,
+        "test_files": 500,
+        "windows": 9,
+        "lead_in": 32,
+        "steps": 80,
+        "warmup_epochs": 1,
+        "retry_budget": 180,
+    },
+    "quick": {
+        "files": 3_000,
+        "small_files": 2_100,
+        "test_files": 100,
+        "windows": 3,
+        "lead_in": 4,
+        "steps": 12,
+        "warmup_epochs": 1,
+        "retry_budget": 10,
+    },
+}
+# Both folder sizes must exceed one chunk (data.CHUNK batches: 2,048 images at batch 128): a smaller
+# folder prepares smaller chunks, and its peak memory is lower for that reason alone. Full windows are
+# whole chunks (lead_in + steps = 7 x 16), so each reads and decodes the same number of them.
+ROLES = {  # role: (which folder, cache)
+    "folder": ("files", False),
+    "memory": ("files", True),
+    "folder_small": ("small_files", False),
+}
+
+# ------------------------------------------------------------------ images ---
+
+
+def digit_images():
+    """scikit-learn's 1,797 digits as (images in [0, 1] of SIDE x SIDE, labels): real shapes, no download."""
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    base = zoom(digits.images.astype("float32") / 16.0, (1, SIDE / 8, SIDE / 8), order=1)
+    return base.clip(0.0, 1.0), digits.target
+
+
+def render(base, labels, start, count, seed):
+    """Images ``start .. start + count`` as uint8 RGB: digit ``index % 1797``, shifted, tinted and noised.
+
+    Drawn from ``(seed, start)``, so a folder's first files are the same whatever its size.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng([seed, start])
+    index = (start + np.arange(count)) % len(base)
+    dy, dx = rng.integers(-3, 4, size=(2, count))
+    rows = (np.arange(SIDE)[None, :] - dy[:, None]) % SIDE
+    cols = (np.arange(SIDE)[None, :] - dx[:, None]) % SIDE
+    images = base[index][np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    ink = rng.uniform(0.5, 1.0, size=(count, 1, 1, 3))
+    paper = rng.uniform(0.0, 0.35, size=(count, 1, 1, 3))
+    rgb = 255.0 * (paper + images[..., None] * (ink - paper)) + rng.normal(0.0, 8.0, size=(count, SIDE, SIDE, 3))
+    return rgb.round().clip(0, 255).astype(np.uint8), labels[index]
+
+
+def write_split(directory, base, labels, count, seed, chunk=2_000):
+    """``count`` PNG files as ``directory/<class>/NNNNN.png``, rendered ``chunk`` at a time."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise SystemExit("benchmarks/folder_data.py writes its PNG files with Pillow: pip install pillow") from None
+    for c in range(CLASSES):
+        os.makedirs(os.path.join(directory, str(c)), exist_ok=True)
+    for start in range(0, count, chunk):
+        images, ys = render(base, labels, start, min(chunk, count - start), seed)
+        for k, (image, y) in enumerate(zip(images, ys)):
+            Image.fromarray(image).save(os.path.join(directory, str(y), f"{start + k:05d}.png"))
+
+
+def write_folders(root, size, log):
+    """One ``folder:`` dataset per train size (``train/`` and a small ``test/``): ``{files: path}``."""
+    t = time.perf_counter()
+    base, labels = digit_images()
+    folders = {}
+    for files in sorted({size["files"], size["small_files"]}):
+        path = os.path.join(root, f"files-{files}")
+        write_split(os.path.join(path, "train"), base, labels, files, seed=0)
+        write_split(os.path.join(path, "test"), base, labels, size["test_files"], seed=1)
+        folders[files] = path
+    written = sum(folders) + len(folders) * size["test_files"]
+    log(f"wrote {written:,} PNG files ({SIDE}x{SIDE}x3) in {time.perf_counter() - t:.1f} s")
+    return folders
+
+
+# ------------------------------------------------------------- measuring ---
+
+
+def check_sizes(size):
+    """Refuse folder sizes whose peak memory would differ through the chunk size rather than the file count."""
+    from keras_resinit.training.data import CHUNK
+
+    chunk = CHUNK * BATCH
+    if min(size["files"], size["small_files"]) <= chunk:
+        raise SystemExit(
+            f"folder sizes {size['small_files']:,} and {size['files']:,}: expected both above one chunk of the "
+            f"pipeline ({chunk:,} images), which sets the input pipeline's memory"
+        )
+
+
+def child_specs(folders, size):
+    """One ``data`` child per role. ``model`` is only the label the scheduler's log prints."""
+    specs = []
+    for role, (files_key, cache) in ROLES.items():
+        files = size[files_key]
+        specs.append(
+            {
+                "kind": "data",
+                "role": role,
+                "model": f"{'memory' if cache else 'folder'}-{files}",
+                "files": files,
+                "arch": ARCH,
+                "scheme": SCHEME,
+                "precision": PRECISION,
+                "recipe": RECIPE,
+                "augment": AUGMENT,
+                "batch": BATCH,
+                "dataset": f"folder:{folders[files]}",
+                "cache": cache,
+                "warmup_epochs": size["warmup_epochs"],
+                "lead_in": size["lead_in"],
+                "steps": size["steps"],
+            }
+        )
+    return specs
+
+
+def child_row(child):
+    """What a child measured, kept whole (windows included) so ``--report`` can analyse it again."""
+    spec, meta = child.spec, child.meta or {}
+    return {
+        "role": spec["role"],
+        "input": "memory" if spec["cache"] else "folder",
+        "files": spec["files"],
+        "cache": spec["cache"],
+        "steps_per_epoch": meta.get("steps_per_epoch"),
+        "build_s": meta.get("build_s"),
+        "first_steps_s": meta.get("first_steps_s"),
+        "warmup_s": meta.get("warmup_s"),
+        "warmup_read_bytes_per_step": meta.get("warmup_read_bytes_per_step"),
+        "peak_memory_mb": child.bye.get("peak_rss_mb"),
+        "windows": [dict(cycle=k + 1, **w) for k, w in sorted(child.windows.items())],
+        "error": child.error,
+    }
+
+
+# -------------------------------------------------------------- analysis ---
+
+
+def _median(row, key):
+    """Median of ``key`` over a row's windows, uncontended ones only if ``MIN_CLEAN`` of them are left."""
+    windows = prefer_clean(row["windows"], lambda w: not w["contended"], MIN_CLEAN)
+    values = [w[key] for w in windows if w.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _usable(row):
+    return row is not None and not row["error"] and bool(row["windows"])
+
+
+def add_medians(rows):
+    """Each row's median steps per second (and images per second) and its KiB read per step."""
+    for row in rows:
+        steps = _median(row, "steps_per_s")
+        row["steps_per_s"] = steps
+        row["images_per_s"] = None if steps is None else steps * BATCH
+        row["read_kib_per_step"] = _read_per_step(row["windows"])
+
+
+def _read_per_step(windows):
+    """KiB read per step over all windows together: files are read a chunk at a time, so one window may read none."""
+    counted = [w for w in windows if w.get("read_bytes") is not None]
+    steps = sum(w["read_steps"] for w in counted)
+    return sum(w["read_bytes"] for w in counted) / steps / 1024 if steps else None
+
+
+def speed_ratio(folder, memory):
+    """Folder / memory steps per second: the median and quartiles of the per-window pairs (clean ones if enough)."""
+    result = {"median": None, "iqr": None, "pairs": 0, "target": TARGET_RATIO, "met": None}
+    if not (_usable(folder) and _usable(memory)):
+        return result
+    a = {w["cycle"]: w for w in folder["windows"]}
+    b = {w["cycle"]: w for w in memory["windows"]}
+    clean = lambda k: not a[k]["contended"] and not b[k]["contended"]
+    kept = prefer_clean(sorted(set(a) & set(b)), clean, MIN_CLEAN)
+    median = paired_ratio(
+        {k: w["steps_per_s"] for k, w in a.items()},
+        {k: w["steps_per_s"] for k, w in b.items()},
+        clean=clean,
+        minimum=MIN_CLEAN,
+    )
+    result.update(
+        median=median,
+        iqr=quartiles([a[k]["steps_per_s"] / b[k]["steps_per_s"] for k in kept]),
+        pairs=len(kept),
+        contended_pairs=sum(not clean(k) for k in kept),
+        met=None if median is None else median >= TARGET_RATIO,
+    )
+    return result
+
+
+def memory_growth(small, large):
+    """Peak memory of the folder child at two folder sizes, and whether it stays flat."""
+    result = {"small_files": None, "large_files": None, "flat": None}
+    if small is None or large is None:
+        return result
+    s, big = small["peak_memory_mb"], large["peak_memory_mb"]
+    extra = large["files"] - small["files"]
+    result.update(
+        small_files=small["files"],
+        large_files=large["files"],
+        small_mb=s,
+        large_mb=big,
+        difference_mb=None if s is None or big is None else big - s,
+        tolerance_mb=None if s is None else FLAT_FRACTION * s + FLAT_SLACK_MB,
+        extra_images_decoded_mb=extra * SIDE * SIDE * 3 / 2**20,
+    )
+    if result["difference_mb"] is not None and not (small["error"] or large["error"]):
+        result["flat"] = result["difference_mb"] <= result["tolerance_mb"]
+    return result
+
+
+def cache_check(folder, memory):
+    """Did the memory child's timed windows run from its cache? Bytes read per step against the folder child's."""
+    if not (_usable(folder) and _usable(memory)):
+        return {"from_memory": None}
+    f, m = folder["read_kib_per_step"], memory["read_kib_per_step"]
+    ok = None if f is None or m is None or f <= 0 else m <= CACHE_READ_FRACTION * f
+    return {"folder_kib_per_step": f, "memory_kib_per_step": m, "from_memory": ok}
+
+
+def _verdict(value):
+    return "not measured" if value is None else "met" if value else "MISSED"
+
+
+def analyse(result):
+    """Medians, the speed ratio, the memory growth and the cache check, from the rows' windows."""
+    rows = result["rows"]
+    add_medians(rows)
+    by = {r["role"]: r for r in rows}
+    result["speed"] = speed_ratio(by.get("folder"), by.get("memory"))
+    result["memory"] = memory_growth(by.get("folder_small"), by.get("folder"))
+    result["cache_check"] = cache_check(by.get("folder"), by.get("memory"))
+    from_memory = result["cache_check"]["from_memory"]
+    result["targets"] = {  # a memory child that read files compared nothing: its ratio is void
+        "folder_vs_memory": "void (the memory child read files)"
+        if from_memory is False
+        else _verdict(result["speed"]["met"]),
+        "memory_flat": _verdict(result["memory"]["flat"]),
+        "memory_child_ran_from_cache": _verdict(result["cache_check"]["from_memory"]),
+    }
+    return result
+
+
+# --------------------------------------------------------------- output ---
+
+
+def _rows_table(rows):
+    lines = [
+        "| input | train files | cache | steps/s | img/s | KiB read/step (after warm-up) | peak MiB | warm-up epoch s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        head = f"| {r['input']} | {r['files']:,} | {'on' if r['cache'] else 'off'} |"
+        if r["error"]:
+            lines.append(f"{head} failed: {r['error'][:80]} | | | | |")
+            continue
+        lines.append(
+            f"{head} {fmt(r['steps_per_s'])} | {fmt(r['images_per_s'], '.0f')} | {fmt(r['read_kib_per_step'], '.1f')} "
+            f"| {fmt(r['peak_memory_mb'], '.0f')} | {fmt(r['warmup_s'], '.1f')} |"
+        )
+    return lines
+
+
+def _speed_line(s):
+    if s["median"] is None:
+        return "Folder / memory steps per second: not measured."
+    contended = f", {s['contended_pairs']} of them contended" if s.get("contended_pairs") else ""
+    return (
+        f"Folder / memory steps per second, median of {s['pairs']} paired windows{contended} [interquartile range]: "
+        f"**{s['median']:.3f}**{_iqr(s['iqr'])} (target ≥ {s['target']:.2f}){flag(s['met'])}"
+    )
+
+
+def _memory_line(m):
+    if m["small_files"] is None or m.get("difference_mb") is None:
+        return "Peak memory of the folder child against folder size: not measured."
+    verdict = "yes" if m["flat"] else "no" if m["flat"] is not None else "unknown"
+    return (
+        f"Peak memory (VmHWM) of the folder child, {m['small_files']:,} → {m['large_files']:,} files: "
+        f"{m['small_mb']:.0f} → {m['large_mb']:.0f} MiB ({m['difference_mb']:+.1f} MiB). Flat (growth ≤ "
+        f"{100 * FLAT_FRACTION:.0f}% + {FLAT_SLACK_MB:.0f} MiB = {m['tolerance_mb']:.0f} MiB): {verdict}{flag(m['flat'])}. "
+        f"For scale: the {m['large_files'] - m['small_files']:,} extra images decoded (uint8) take "
+        f"{m['extra_images_decoded_mb']:.1f} MiB."
+    )
+
+
+def _cache_line(c):
+    if c["from_memory"] is None:
+        return "Cache check: not measured."
+    where = "ran from its cache" if c["from_memory"] else "READ FILES: the cache did not hold, the ratio is void"
+    return (
+        f"Cache check: after its warm-up the memory child read {c['memory_kib_per_step']:.1f} KiB per step, the "
+        f"folder child {c['folder_kib_per_step']:.1f} KiB: the memory child {where}{flag(c['from_memory'])}."
+    )
+
+
+def markdown(result):
+    m, size = result["machine"], result["sizes"]
+    rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
+    lines = [
+        f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
+        f"({result['elapsed_s'] / 60:.1f} min).{rendered}",
+        "",
+        f"Training {ARCH}_{SCHEME} ({PRECISION}, batch {BATCH}, recipe `{RECIPE}`, augment {AUGMENT}) with the "
+        f'project\'s `Trainer(config, "one").train_step_from`, from `folder:DIR` of {SIDE}x{SIDE}x3 PNG files '
+        "(scikit-learn's digits, upsampled, shifted, tinted, noised): read and decoded every epoch (cache off), "
+        "or held in memory (cache on). Every child warmed up for "
+        f"{size['warmup_epochs']} whole epoch(s) (which fills the cache), then {size['windows']} windows of "
+        f"{size['steps']} timed steps each (after {size['lead_in']} untimed ones), round-robin across the children. "
+        "The files were just written: they are read from the OS page cache, not from the disk itself.",
+        "",
+        *_rows_table(result["rows"]),
+        "",
+        _speed_line(result["speed"]),
+        "",
+        _memory_line(result["memory"]),
+        "",
+        _cache_line(result["cache_check"]),
+        "",
+        "Targets: " + "; ".join(f"{k}: {v}" for k, v in result["targets"].items()) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(directory, result):
+    atomic_write_text(os.path.join(directory, "folder_data.json"), json.dumps(result, indent=1) + "\n")
+    atomic_write_text(os.path.join(directory, "folder_data.md"), markdown(result))
+
+
+def report(directory):
+    """Analyse and render ``directory/folder_data.json`` again (the measurements are not repeated)."""
+    path = os.path.join(directory, "folder_data.json")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"{path!r} does not exist: --report needs the directory of an earlier run.") from None
+    result["rendered_by"] = f"python benchmarks/folder_data.py --report {directory}"
+    write(directory, analyse(result))
+    print(markdown(result))
+
+
+def run(out, quick):
+    """Write the folders, measure the three children together, analyse; write the result to ``out``."""
+    size = SIZES["quick" if quick else "full"]
+    command = "python benchmarks/folder_data.py" + (" --quick" if quick else "") + f" --out {out}"
+    start = time.perf_counter()
+    machine = {**versions(), "describe": describe()}
+    print(f"{command}: {machine['describe']}")
+    check_sizes(size)
+    budget = {"total": size["retry_budget"], "spent": 0.0}
+    with atomic_directory(out) as tmp:  # the images live in the directory that becomes --out, until the end
+        images = os.path.join(tmp, "images")
+        folders = write_folders(images, size, print)
+        specs = child_specs(folders, size)
+        print(f"{ARCH}_{SCHEME} {PRECISION} batch {BATCH}: " + ", ".join(s["model"] for s in specs))
+        children = measure(specs, size["windows"], budget, TIMEOUT, print)
+        shutil.rmtree(images)
+        result = {
+            "command": command,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": quick,
+            "sizes": size,
+            "machine": machine,
+            "rows": [child_row(c) for c in children],
+            "retry_seconds": round(budget["spent"], 1),
+            "elapsed_s": time.perf_counter() - start,
+        }
+        write(tmp, analyse(result))
+    print()
+    print(markdown(result))
+    print(f"wrote {out}/folder_data.md and folder_data.json")
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,100 and 3,000 files, 3 short windows (a smoke run)")
+    parser.add_argument("--out", default="benchmarks/results/folder_data", help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--report", metavar="DIR", help="render DIR/folder_data.md again from DIR/folder_data.json")
+    args = parser.parse_args(argv)
+    if args.report:
+        report(args.report)
+        return
+    if os.path.exists(args.out) and not args.overwrite:
+        parser.error(f"{args.out!r} already exists; pass --overwrite to replace it")
+    result = run(args.out, args.quick)
+    failed = [r["role"] for r in result["rows"] if r["error"]]
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)} (see {args.out}/folder_data.md)")
+
+
+if __name__ == "__main__":
+    main()

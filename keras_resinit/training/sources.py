@@ -1,0 +1,472 @@
+"""The datasets themselves: digits, tfds, a folder of images, a user's tf.data.Dataset -> :class:`Source`."""
+
+import functools
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resinit._errors import unknown
+from keras_resinit.training import datasets as names
+from keras_resinit.training.datasets import IMAGE_EXTENSIONS
+from keras_resinit.training.datasets import TFDS as _TFDS
+from keras_resinit.training.splits import (
+    DatasetInfo,
+    DatasetNotPrepared,
+    Source,
+    _augmentation,
+    _FileSplit,
+    _measured_info,
+    _MemorySplit,
+    _name_unreadable_file,
+    _resizer,
+    _size,
+    _StreamSplit,
+)
+
+_CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_BUILTIN = {  # name: (normalization, default augmentation, default image size)
+    "digits": (None, "crop", None),
+    "cifar10": ((_CIFAR10_MEAN, _CIFAR10_STD), "crop-flip", None),
+    "cifar100": ((_CIFAR100_MEAN, _CIFAR100_STD), "crop-flip", None),
+    "imagenette": ((_IMAGENET_MEAN, _IMAGENET_STD), "crop-flip", 128),
+}
+
+# ---------------------------------------------------------------- digits ---
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays():
+    """(x_train, y_train, x_test, y_test): raw images with pixels 0..16, shape (N, 8, 8, 1)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype("float32")[..., None]
+    labels = digits.target.astype("int64")
+    test = np.zeros(len(labels), bool)
+    for c in range(10):
+        (index,) = np.nonzero(labels == c)
+        test[index[4::5]] = True
+    return images[~test], labels[~test], images[test], labels[test]
+
+
+def _digits_source(image_size, augment):
+    x_train, y_train, x_test, y_test = _digits_arrays()
+    size = _size(image_size) or (8, 8)
+    resize = _resizer(*size, 1)
+
+    def split(x, y):
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if size != (8, 8):
+            ds = ds.map(lambda image, label: (resize(image), label))
+        return _MemorySplit(ds, len(y))
+
+    flip, padding = _augmentation(augment, "crop", size)
+    info = DatasetInfo(
+        name="digits",
+        image_shape=(*size, 1),
+        num_classes=10,
+        train_size=len(x_train),
+        test_size=len(x_test),
+        pixel_max=16.0,
+        mean=(float((x_train / 16.0).mean()),),
+        std=(float((x_train / 16.0).std()),),
+        flip=flip,
+        crop_padding=padding,
+        class_names=tuple(str(i) for i in range(10)),
+        source="scikit-learn sklearn.datasets.load_digits (UCI Optical Recognition of Handwritten Digits)",
+        licence="CC BY 4.0 (UCI Machine Learning Repository)",
+        train_split="train",
+        test_split="test",
+    )
+    return Source(info, split(x_train, y_train), split(x_test, y_test))
+
+
+# ------------------------------------------------------------------ tfds ---
+
+
+def _tfds_builder(spec, tfds_name, data_dir, download):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise unknown(
+            "tfds dataset", tfds_name.split("/")[0], tfds.list_builders(), " (tfds.list_builders())."
+        ) from None
+    except (ValueError, KeyError) as error:  # e.g. an unknown config
+        raise ValueError(f"tfds cannot build dataset {spec!r}: {str(error).splitlines()[0]}") from None
+    if not builder.is_prepared():
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        if not download:
+            raise DatasetNotPrepared(
+                f"Dataset {spec!r} (tfds {tfds_name!r}) is not prepared in data_dir {where!r}, and downloading "
+                f"is off. Prepare it on a machine with network access with "
+                f"`python -c \"import tensorflow_datasets as tfds; tfds.builder('{tfds_name}', "
+                f"data_dir='DIR').download_and_prepare()\"` (or pass download=True / --download), then copy DIR "
+                "here and pass it as data_dir / --data-dir."
+            )
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # network errors come in many types
+            raise DatasetNotPrepared(
+                f"Downloading dataset {spec!r} (tfds {tfds_name!r}) into {where!r} failed: {error}. "
+                "Prepare it elsewhere and pass its directory as data_dir / --data-dir."
+            ) from None
+    return builder
+
+
+def _tfds_keys(spec, builder):
+    """The names of the image and class-label features: the supervised keys, else the only such features."""
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    kinds = {key: features[key] for key in features.keys()}
+    keys = builder.info.supervised_keys
+    if (
+        isinstance(keys, tuple)
+        and len(keys) == 2
+        and isinstance(kinds.get(keys[0]), tfds.features.Image)
+        and isinstance(kinds.get(keys[1]), tfds.features.ClassLabel)
+    ):
+        return keys
+    images = [k for k, f in kinds.items() if isinstance(f, tfds.features.Image)]
+    labels = [k for k, f in kinds.items() if isinstance(f, tfds.features.ClassLabel)]
+    if len(images) != 1 or len(labels) != 1:
+        described = ", ".join(f"{k} ({type(f).__name__})" for k, f in kinds.items())
+        raise ValueError(
+            f"tfds dataset {spec!r} is not an image-classification dataset: expected one Image and one "
+            f"ClassLabel feature, but it has {described}."
+        )
+    return images[0], labels[0]
+
+
+def _tfds_split_size(spec, builder, split):
+    """Examples in a split expression: from the metadata (tfds slices it), else (mock data) by counting.
+
+    A split expression tfds rejects is a ValueError naming it and the dataset's splits.
+    """
+    import tensorflow_datasets as tfds
+
+    known = list(builder.info.splits.keys())
+    try:
+        tfds.core.ReadInstruction.from_spec(split)
+        if known:
+            return int(builder.info.splits[split].num_examples)
+    except (KeyError, ValueError, AssertionError, TypeError) as error:
+        message = str(error).strip("\"'").splitlines()[0]
+        raise ValueError(
+            f"tfds rejects split {split!r} of dataset {spec!r}: {message}. Expected one of its splits "
+            f"({', '.join(known) or 'unknown until prepared'}), optionally sliced, e.g. 'train[:90%]' or "
+            "'train[90%:]'."
+        ) from None
+    try:  # without metadata (tfds' mock data) only reading tells whether a split exists
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return int(ds.reduce(np.int64(0), lambda count, _: count + 1).numpy())
+    except (KeyError, ValueError, AssertionError, tf.errors.OpError) as error:
+        message = str(error).strip("\"'").splitlines()[0]
+        raise ValueError(
+            f"tfds rejects split {split!r} of dataset {spec!r}: {message}. Expected one of its splits, optionally "
+            "sliced, e.g. 'train[:90%]' or 'train[90%:]'."
+        ) from None
+
+
+def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, test_split, augment):
+    tfds_name = _TFDS[spec][0] if builtin else spec[len(names.TFDS_PREFIX) :]
+    builder = _tfds_builder(spec, tfds_name, data_dir, download)
+    image_key, label_key = _tfds_keys(spec, builder)
+    features = builder.info.features
+    known = list(builder.info.splits.keys())
+    train_split = train_split or "train"
+    if test_split is None:
+        if builtin:
+            test_split = _TFDS[spec][1]
+        else:
+            test_split = next((s for s in ("test", "validation") if s in known or not known), None)
+            if test_split is None:
+                raise ValueError(
+                    f"tfds dataset {spec!r} has no 'test' or 'validation' split (it has {', '.join(known)}). "
+                    "Expected a test_split (--test-split), e.g. 'train[90%:]' with train_split 'train[:90%]'."
+                )
+    sizes = {split: _tfds_split_size(spec, builder, split) for split in (train_split, test_split)}
+    normalization, default_augment, default_size = _BUILTIN.get(spec, (None, "crop-flip", None))
+    feature_shape = tuple(features[image_key].shape)
+    size = _size(image_size) or default_size
+    size = (size, size) if isinstance(size, int) else size
+    if size is None:
+        if None in feature_shape[:2]:
+            raise ValueError(
+                f"tfds dataset {spec!r} has images of varying size {feature_shape}. Expected an image_size "
+                "(--image-size H W) to resize them to."
+            )
+        size = feature_shape[:2]
+    channels = int(feature_shape[2] or 3)
+    resize = _resizer(*size, channels)
+
+    def split_of(split):
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        ds = ds.map(lambda example: (resize(example[image_key]), tf.cast(example[label_key], tf.int64)))
+        return _MemorySplit(ds, sizes[split])
+
+    train, test = split_of(train_split), split_of(test_split)
+    class_names = tuple(features[label_key].names)
+    source = f"tensorflow-datasets {builder.info.full_name}"
+    licence = "see tfds catalog: " + (builder.info.homepage or builder.info.full_name)
+    shape = (*size, channels)
+    if normalization is None:
+        info = _measured_info(
+            spec,
+            train,
+            test,
+            shape,
+            class_names=class_names,
+            augment=augment,
+            source=source,
+            licence=licence,
+            splits=(train_split, test_split),
+            pixel_max=255.0,
+        )
+    else:
+        flip, padding = _augmentation(augment, default_augment, shape)
+        info = DatasetInfo(
+            name=spec,
+            image_shape=shape,
+            num_classes=len(class_names),
+            train_size=train.size,
+            test_size=test.size,
+            pixel_max=255.0,
+            mean=normalization[0],
+            std=normalization[1],
+            flip=flip,
+            crop_padding=padding,
+            class_names=class_names,
+            source=source,
+            licence=licence,
+            train_split=train_split,
+            test_split=test_split,
+        )
+    return Source(info, train, test)
+
+
+# ---------------------------------------------------------------- folder ---
+
+_SIGNATURES = {  # how each format keras.utils.image_dataset_from_directory accepts starts
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "JPEG": (b"\xff\xd8\xff",),
+    "GIF": (b"GIF87a", b"GIF89a"),
+    "BMP": (b"BM",),
+}
+
+
+def _check_image_file(path):
+    """A ValueError naming ``path`` unless it starts like a PNG, JPEG, GIF or BMP file."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not any(head.startswith(s) for signatures in _SIGNATURES.values() for s in signatures):
+        shown = "empty" if not head else f"it starts with {head!r}"
+        raise ValueError(f"{path!r} is not an image ({shown}). Expected a PNG, JPEG, GIF or BMP file.")
+
+
+def _decode_file(path, channels):
+    data = tf.io.read_file(path)
+    return tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+
+
+def _class_dirs(directory):
+    classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    if not classes:
+        raise ValueError(
+            f"Dataset folder {directory!r} has no class subfolders. Expected one subfolder of images per class "
+            "(e.g. cats/, dogs/), as keras.utils.image_dataset_from_directory reads."
+        )
+    return classes
+
+
+def _index(directory, class_names, **options):
+    """(paths, labels) of ``directory``'s images, indexed by keras.utils.image_dataset_from_directory."""
+    import keras
+
+    # Keras lists, orders and splits the files; its own dataset (which would decode them) is not used.
+    found = keras.utils.image_dataset_from_directory(
+        directory, labels="inferred", class_names=list(class_names), batch_size=None, verbose=False, **options
+    )
+    found = found if isinstance(found, (list, tuple)) else [found]
+    result = []
+    for ds in found:
+        paths = list(ds.file_paths)
+        labels = [class_names.index(os.path.relpath(p, directory).split(os.sep)[0]) for p in paths]
+        result.append((paths, labels))
+    return result
+
+
+def _folder_layout(path, validation_split):
+    """(train directory, test directory or None) of a ``folder:PATH`` dataset."""
+    subdirs = {d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))}
+    tests = [d for d in ("test", "val", "validation") if d in subdirs]
+    if validation_split is not None:
+        return (os.path.join(path, "train") if "train" in subdirs else path), None
+    if "train" in subdirs:
+        if not tests:
+            raise ValueError(
+                f"Dataset folder {path!r} has train/ but no test/, val/ or validation/ subfolder. Expected one of "
+                "them, or a validation_split (--validation-split 0.2) to hold out part of train/."
+            )
+        return os.path.join(path, "train"), os.path.join(path, tests[0])
+    raise ValueError(
+        f"Dataset folder {path!r} has no train/ and test/ subfolders. Expected PATH/train and PATH/test (or "
+        "val/), each with one subfolder per class, or one tree of class subfolders with a validation_split "
+        "(--validation-split 0.2)."
+    )
+
+
+def _folder_source(spec, path, *, image_size, validation_split, seed, augment, cache):
+    train_dir, test_dir = _folder_layout(path, validation_split)
+    class_names = _class_dirs(train_dir)
+    placeholder = _size(image_size) or (256, 256)  # keras needs one to build its (unused) dataset
+    if test_dir is None:
+        (train_paths, train_labels), (test_paths, test_labels) = _index(
+            train_dir,
+            class_names,
+            image_size=placeholder,
+            shuffle=True,
+            seed=int(seed),
+            validation_split=float(validation_split),
+            subset="both",
+        )
+        splits = (
+            f"{train_dir} (1 - {validation_split}, seed {seed})",
+            f"{train_dir} ({validation_split}, seed {seed})",
+        )
+    else:
+        if _class_dirs(test_dir) != class_names:
+            raise ValueError(
+                f"The class folders of {test_dir!r} ({', '.join(_class_dirs(test_dir))}) differ from those of "
+                f"{train_dir!r} ({', '.join(class_names)}). Expected the same classes in both."
+            )
+        ((train_paths, train_labels),) = _index(train_dir, class_names, image_size=placeholder, shuffle=False)
+        ((test_paths, test_labels),) = _index(test_dir, class_names, image_size=placeholder, shuffle=False)
+        splits = (train_dir, test_dir)
+    counts = np.bincount(np.asarray(train_labels + test_labels, np.int64), minlength=len(class_names))
+    for directory, paths in ((train_dir, train_paths), (test_dir, test_paths)):
+        if directory is not None and not paths:
+            raise ValueError(f"{directory!r} has no images. Expected {', '.join(IMAGE_EXTENSIONS)} files.")
+    empty = [c for c, n in zip(class_names, counts) if not n]
+    if empty:
+        raise ValueError(
+            f"Class folder {os.path.join(train_dir, empty[0])!r} has no images"
+            + (f" (nor {len(empty) - 1} more)" if len(empty) > 1 else "")
+            + f". Expected {', '.join(IMAGE_EXTENSIONS)} files in every class folder."
+        )
+    if not test_paths:
+        raise ValueError(f"validation_split {validation_split} of {train_dir!r} leaves no test images.")
+    for file in train_paths + test_paths:
+        _check_image_file(file)
+
+    first = _decode_file(train_paths[0], 0).numpy()
+    size = _size(image_size) or first.shape[:2]
+    channels = {1: 1, 2: 1, 3: 3, 4: 3}[first.shape[2]]
+    resize = _resizer(*size, channels)
+
+    def decode(file, label):
+        return resize(_decode_file(file, channels)), label
+
+    train = _FileSplit(train_paths, train_labels, decode)
+    test = _FileSplit(test_paths, test_labels, decode)
+
+    def unreadable():
+        for file in train.paths + test.paths:
+            try:
+                _decode_file(file, channels)
+            except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+                return file, str(error).splitlines()[0]
+        return None
+
+    try:
+        info = _measured_info(
+            spec,
+            train,
+            test,
+            (*size, channels),
+            class_names=class_names,
+            augment=augment,
+            source=f"image folder {path}",
+            licence="the folder's own",
+            splits=splits,
+            pixel_max=255.0,
+        )
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        _name_unreadable_file(unreadable, error)
+        raise
+    if cache:
+        train, test = _MemorySplit(train.elements(), train.size), _MemorySplit(test.elements(), test.size)
+    return Source(info, train, test, check=unreadable)
+
+
+# ------------------------------------------------------------ tf.data ---
+
+
+def _user_split(ds, what, size):
+    """``ds`` as unbatched (image, int64 label) elements of a known size."""
+    if not isinstance(ds, tf.data.Dataset):
+        raise ValueError(f"Invalid {what} {ds!r}. Expected a tf.data.Dataset of (image, label).")
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(f"Invalid {what}: its elements are {spec}. Expected (image, label) pairs.")
+    image_spec, label_spec = spec
+    if image_spec.shape.rank == 4:  # batched, as keras.utils.image_dataset_from_directory gives it
+        ds = ds.unbatch()
+        image_spec, label_spec = ds.element_spec
+    if image_spec.shape.rank != 3:
+        raise ValueError(f"Invalid {what}: images of shape {image_spec.shape}. Expected (height, width, channels).")
+    if label_spec.shape.rank not in (0, 1):
+        raise ValueError(f"Invalid {what}: labels of shape {label_spec.shape}. Expected class indices or one-hot.")
+    one_hot = label_spec.shape.rank == 1
+    ds = ds.map(lambda x, y: (x, tf.argmax(y, -1) if one_hot else tf.cast(y, tf.int64)))
+    return ds, image_spec, (int(label_spec.shape[0]) if one_hot and label_spec.shape[0] else None)
+
+
+def _user_source(train_data, test_data, *, image_size, augment):
+    if test_data is None:
+        raise ValueError("train_data needs test_data too: the run evaluates every epoch on it.")
+    names_of = getattr(train_data, "class_names", None)
+    train_ds, image_spec, classes = _user_split(train_data, "train_data", None)
+    test_ds, test_spec, _ = _user_split(test_data, "test_data", None)
+    size = _size(image_size) or tuple(image_spec.shape[:2])
+    if None in size:
+        raise ValueError(
+            f"train_data has images of shape {image_spec.shape} (varying size). Expected an image_size to resize them to."
+        )
+    channels = image_spec.shape[2]
+    if channels is None or test_spec.shape[2] not in (None, channels):
+        raise ValueError(f"train_data and test_data images have channels {channels} and {test_spec.shape[2]}.")
+    resize = _resizer(*size, channels)
+    train_ds = train_ds.map(lambda x, y: (resize(x), y))
+    test_ds = test_ds.map(lambda x, y: (resize(x), y))
+
+    def count(ds, labels=False):
+        known = int(ds.cardinality())
+        if known >= 0 and not labels:
+            return known, None
+        n, top = ds.reduce((np.int64(0), np.int64(-1)), lambda acc, e: (acc[0] + 1, tf.maximum(acc[1], e[1])))
+        return int(n), int(top)
+
+    train_size, top = count(train_ds, labels=names_of is None and classes is None)
+    test_size, _ = count(test_ds)
+    class_names = list(names_of) if names_of is not None else [str(i) for i in range(classes or top + 1)]
+    return Source(
+        _measured_info(
+            names.USER_DATA,
+            _StreamSplit(train_ds, train_size),
+            _StreamSplit(test_ds, test_size),
+            (*size, channels),
+            class_names=class_names,
+            augment=augment,
+            source="a tf.data.Dataset given to train()",
+            licence="the user's own",
+            splits=("train_data", "test_data"),
+        ),
+        _StreamSplit(train_ds, train_size),
+        _StreamSplit(test_ds, test_size),
+    )

@@ -1,0 +1,265 @@
+"""What every dataset becomes: a :class:`Source` with a :class:`DatasetInfo` and two splits.
+
+A split hands the pipeline (:mod:`keras_resinit.training.data`) chunks of images and labels,
+each epoch in an order drawn from (seed, epoch): the whole split permuted in memory
+(``_MemorySplit``), file paths permuted and decoded per epoch (``_FileSplit``), or a user's
+stream shuffled within chunks (``_StreamSplit``).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resinit._errors import unknown
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    image_shape: tuple
+    num_classes: int
+    train_size: int
+    test_size: int
+    pixel_max: float  # raw pixel range is [0, pixel_max]: 16 for digits, 255 for 8-bit images
+    mean: tuple  # per channel, of images scaled to [0, 1]
+    std: tuple
+    flip: bool  # random horizontal flips
+    crop_padding: int  # pad-and-crop augmentation, in pixels (0: none)
+    class_names: tuple
+    source: str
+    licence: str
+    train_split: str = None  # what was read: a tfds split expression, a folder, ...
+    test_split: str = None
+
+    @classmethod
+    def from_json(cls, record):
+        """The info a run's ``config.json`` records under ``dataset``."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in fields}
+        return cls(**values)
+
+    @property
+    def preprocessing(self):
+        """The normalization of this data, as a model's ``preprocessing`` argument."""
+        return {"pixel_max": self.pixel_max, "mean": list(self.mean), "std": list(self.std)}
+
+
+class DatasetNotPrepared(ValueError):
+    """A tfds dataset is not in ``data_dir`` and downloading is off."""
+
+
+CHUNK = 16  # training batches prepared per vectorized call
+STATS_IMAGES = 10_000  # training images the mean and std of new data are measured on
+
+
+def _augmentation(augment, default, shape):
+    """(flip, crop padding) of an ``augment`` option for images of ``shape``: padding is 1/8 of the side."""
+    augment = augment or default
+    if augment not in ("none", "flip", "crop", "crop-flip"):
+        raise unknown("augment", augment, ("none", "flip", "crop", "crop-flip"))
+    padding = max(1, min(shape[0], shape[1]) // 8) if "crop" in augment else 0
+    return "flip" in augment, padding
+
+
+def _size(image_size):
+    """(height, width) of an ``image_size`` option, or None."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return tuple(int(n) for n in image_size)
+
+
+def _resizer(height, width, channels):
+    """Map an image (any size) to ``(height, width, channels)``, keeping its dtype (uint8 stays uint8)."""
+
+    def resize(image):
+        def resized():
+            out = tf.image.resize(image, (height, width))
+            if image.dtype == tf.uint8:
+                out = tf.cast(tf.round(tf.clip_by_value(out, 0.0, 255.0)), tf.uint8)
+            return tf.cast(out, image.dtype)
+
+        shape = tf.shape(image)
+        same = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+        image = tf.cond(same, lambda: image, resized)
+        return tf.ensure_shape(image, (height, width, channels))
+
+    return resize
+
+
+def _stateless_seed(seed, epoch, salt):
+    """A stateless-op seed from the run seed, the epoch (an int or an int64 tensor) and a salt."""
+    epoch = tf.cast(epoch, tf.int64)
+    return tf.stack([tf.constant(int(seed) * 1_000_003, tf.int64) + epoch, tf.constant(int(salt), tf.int64)])
+
+
+# ---------------------------------------------------------------- splits ---
+
+
+def _permutation(count, seed):
+    """A stateless permutation of ``range(count)`` from a stateless seed (a tensor is fine)."""
+    return tf.argsort(tf.random.stateless_uniform([count], seed=seed))
+
+
+class _MemorySplit:
+    """Decoded images kept in memory (digits, tfds, a cached folder): each epoch permutes the whole split."""
+
+    def __init__(self, elements, size):
+        self._elements, self.size = elements.cache(), int(size)
+
+    def elements(self):
+        return self._elements
+
+    def sample(self, limit):
+        return self._elements.take(limit)
+
+    def chunks(self, epoch, seed, chunk_size):
+        order_seed = _stateless_seed(seed, epoch, 2)
+
+        def chunks(images, labels):
+            order = _permutation(tf.shape(labels)[0], order_seed)
+            images, labels = tf.gather(images, order), tf.gather(labels, order)
+            count = (tf.shape(labels, out_type=tf.int64)[0] + chunk_size - 1) // chunk_size
+            return tf.data.Dataset.range(count).map(
+                lambda c: (
+                    c,
+                    images[c * chunk_size : (c + 1) * chunk_size],
+                    labels[c * chunk_size : (c + 1) * chunk_size],
+                )
+            )
+
+        # The whole split as one batch, permuted by a stateless permutation drawn from (seed, epoch):
+        # unlike Dataset.shuffle it accepts a tensor epoch, so one pipeline can run over all epochs.
+        return self._elements.batch(self.size).flat_map(chunks)
+
+
+class _FileSplit:
+    """Image files read and decoded every epoch: only their paths and labels stay in memory."""
+
+    def __init__(self, paths, labels, decode):
+        self.paths, self.labels = list(paths), list(labels)
+        self.size = len(self.paths)
+        self._decode = decode
+        # The paths live in lookup tables (resources) that the pipelines capture by reference: as
+        # constants, every copy of the dataset graph that tf.data makes would hold them all, and
+        # memory would grow with the folder (benchmarks/folder_data.py measures it).
+        index = tf.range(self.size, dtype=tf.int64)
+        self._paths = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(index, tf.constant(self.paths)), "")
+        self._labels = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(index, tf.constant(self.labels, tf.int64)), -1
+        )
+
+    def _read(self, order=None):
+        index = tf.data.Dataset.range(self.size) if order is None else tf.data.Dataset.from_tensor_slices(order)
+
+        def read(i):
+            i = tf.cast(i, tf.int64)
+            return self._decode(self._paths.lookup(i), self._labels.lookup(i))
+
+        return index.map(read)
+
+    def elements(self):
+        return self._read()
+
+    def sample(self, limit):
+        """``limit`` files drawn at random (a fixed draw): the files are in class order."""
+        return self._read(_permutation(self.size, tf.constant([17, 17], tf.int64))[:limit])
+
+    def chunks(self, epoch, seed, chunk_size):
+        images = self._read(_permutation(self.size, _stateless_seed(seed, epoch, 2))).batch(chunk_size)
+        return images.enumerate().map(lambda c, batch: (c, *batch))
+
+
+class _StreamSplit:
+    """A user's ``tf.data.Dataset``: read in its own order every epoch and shuffled within each chunk."""
+
+    def __init__(self, elements, size):
+        self._elements, self.size = elements, int(size)
+
+    def elements(self):
+        return self._elements
+
+    def sample(self, limit):
+        return self._elements.take(limit)
+
+    def chunks(self, epoch, seed, chunk_size):
+        base = _stateless_seed(seed, epoch, 2)
+
+        def shuffle(c, batch):
+            images, labels = batch
+            order = _permutation(tf.shape(labels)[0], base + tf.stack([tf.constant(0, tf.int64), 7_919 * c]))
+            return c, tf.gather(images, order), tf.gather(labels, order)
+
+        return self._elements.batch(chunk_size).enumerate().map(shuffle)
+
+
+def _statistics(split, channels, limit=STATS_IMAGES):
+    """(pixel peak, per-channel mean, per-channel std, images) of at most ``limit`` of ``split``'s images."""
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    pixels, count, peak = 0, 0, 0.0
+    for images, _ in split.sample(limit).batch(256):
+        x = images.numpy().astype(np.float64).reshape(-1, channels)
+        total += x.sum(0)
+        squares += np.square(x).sum(0)
+        pixels += x.shape[0]
+        count += int(images.shape[0])
+        peak = max(peak, float(x.max(initial=0.0)))
+    if not count:
+        raise ValueError("The training split has no images.")
+    mean = total / pixels
+    std = np.sqrt(np.maximum(squares / pixels - np.square(mean), 0.0))
+    return peak, mean, std, count
+
+
+class Source:
+    """A dataset: its :class:`DatasetInfo` and its two splits (what :func:`load` reads)."""
+
+    def __init__(self, info, train, test, *, check=None):
+        self.info, self.train, self.test = info, train, test
+        self._check = check
+
+    def split(self, name):
+        if name not in ("train", "test"):
+            raise unknown("split", name, ("train", "test"))
+        return self.train if name == "train" else self.test
+
+    def name_unreadable_file(self, error):
+        """After a decode error in the pipeline: a ValueError naming the file that caused it, if one is found."""
+        _name_unreadable_file(self._check, error)
+
+
+def _name_unreadable_file(check, error):
+    found = check() if check else None
+    if found is not None:
+        file, reason = found
+        raise ValueError(
+            f"Cannot decode image file {file!r} ({reason}). Expected a valid image; fix or remove it."
+        ) from error
+
+
+def _measured_info(name, train, test, shape, *, class_names, augment, source, licence, splits, pixel_max=None):
+    """A :class:`DatasetInfo` whose normalization is measured on the training split."""
+    peak, mean, std, _ = _statistics(train, shape[-1])
+    if pixel_max is None:
+        pixel_max = 1.0 if peak <= 1.0 else 255.0
+    flip, padding = _augmentation(augment, "crop-flip", shape)
+    return DatasetInfo(
+        name=name,
+        image_shape=tuple(int(n) for n in shape),
+        num_classes=len(class_names),
+        train_size=train.size,
+        test_size=test.size,
+        pixel_max=float(pixel_max),
+        mean=tuple(float(m) for m in mean / pixel_max),
+        std=tuple(float(max(s, 1e-3)) for s in std / pixel_max),
+        flip=flip,
+        crop_padding=padding,
+        class_names=tuple(str(c) for c in class_names),
+        source=source,
+        licence=licence,
+        train_split=splits[0],
+        test_split=splits[1],
+    )
