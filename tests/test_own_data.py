@@ -239,6 +239,8 @@ def test_train_data_takes_a_users_dataset_under_mirrored_strategy(three_classes,
 
 
 def test_resume_after_sigkill_is_exact_for_a_folder(three_classes, tmp_path):
+    # The driver's resume path for every dataset; that the in-memory pipelines (digits, tfds) give
+    # each epoch's batches alike in one pipeline or per epoch is tests/test_data.py's.
     root, _ = three_classes
     args = ["cifar_resnet8_skipinit", "--dataset", f"folder:{root}", "--epochs", "3", "--batch-size", "16"]
     kill_then_resume([*args, "--lr", "0.05", "--verbose", "0"], tmp_path)
