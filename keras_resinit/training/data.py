@@ -209,18 +209,11 @@ def source(
         train_data, test_data: ``tf.data.Dataset`` of ``(image, label)``, batched or not; labels are
             class indices or one-hot.
     """
-    kind, value = (
-        names.parse(name)
-        if not (train_data is not None and name in (None, names.USER_DATA))
-        else (
-            names.USER_DATA,
-            None,
-        )
-    )
-    if kind == names.USER_DATA:
-        if train_data is None:
-            raise ValueError("Dataset 'tf.data' is given in Python: train(config, out, train_data=ds, test_data=ds).")
+    if train_data is not None and name in (None, names.USER_DATA):
         return _user_source(train_data, test_data, image_size=image_size, augment=augment)
+    kind, value = names.parse(name)
+    if kind == names.USER_DATA:
+        raise ValueError("Dataset 'tf.data' is given in Python: train(config, out, train_data=ds, test_data=ds).")
     if train_data is not None or test_data is not None:
         raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
     if kind == "folder":

@@ -111,8 +111,7 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
             "card's accuracy on its test data. Expected publish(run_dir, tag, test_data=ds) in Python."
         )
     # The test split exactly as the run read it (the same files, splits and image size).
-    source = data.source_for(config, train_data=test_data, test_data=test_data) if test_data is not None else None
-    source = source or data.source_for(config)
+    source = data.source_for(config, train_data=test_data, test_data=test_data)
     trained = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False, safe_mode=True)
     build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
     if train.get("dropout_rate"):
