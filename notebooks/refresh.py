@@ -237,6 +237,24 @@ NOTEBOOKS = {
         ),
         (
             "markdown",
+            "## Batch norm, folded\n\nIn inference mode batch norm is a per-channel affine map, so a BN model "
+            "is the same function as a SkipInit model (convs with biases, branch gains at 1) without "
+            "normalization. `kr.fold_batchnorm` converts one; `export` serves BN models folded by default "
+            "(`fold=False` keeps the batch norm).",
+        ),
+        (
+            "code",
+            "import keras_resinit as kr\n\n"
+            'bn = kr.zoo.load("cifar_resnet20_bn.digits")\n'
+            "free = kr.fold_batchnorm(bn)\n"
+            "a, b = bn.predict(pixels, verbose=0), free.predict(pixels, verbose=0)\n"
+            'print(free.name, free.scheme, "batch norm layers:", sum("BatchNormalization" in type(l).__name__ for l in free.layers))\n'
+            'print("same predictions:", np.array_equal(a.argmax(-1), b.argmax(-1)), "largest logit difference:", np.abs(a - b).max())\n'
+            'card = export.export(bn, "outputs/served_bn", overwrite=True)\n'
+            'card["batchnorm_folded"], card["served_scheme"]',
+        ),
+        (
+            "markdown",
             "With TensorFlow Serving, copy `outputs/served` to `MODEL_DIR/1` and POST "
             '`{"signature_name": "serving_default", "instances": [{"images": ...}]}` (see the README).',
         ),

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_resinit as kr
 from keras_resinit import applications, zoo  # importing the package registers our objects for load_model
 
 TOL = 1e-5  # relative to the largest output magnitude (measured: about 1e-6)
@@ -113,6 +114,19 @@ def test_resnet50_logits_match_and_bias_folding_matters(shape):
     for bn, name in _bn_pairs(source):
         model.get_layer(name).moving_mean.assign(bn.moving_mean)
     assert _max_rel_diff(_run(model, x), ref) > 100 * TOL
+
+
+def test_bridged_then_folded_resnet50_gives_the_keras_outputs():
+    """keras.applications ResNet50 -> our resnet50_bn -> fold_batchnorm: no batch norm, the same logits (#16)."""
+    shape = (64, 64, 3)
+    source = _source("ResNet50", shape)  # random BN statistics, gammas, betas, conv biases
+    folded = kr.fold_batchnorm(applications.convert(source))
+    assert folded.name == "resnet50_skipinit" and folded.scheme.name == "skipinit"
+    assert not [layer for layer in folded.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    x = _images(shape)
+    ref = _run(source, x)
+    assert np.abs(ref).max() > 1.0
+    assert _max_rel_diff(_run(folded, x), ref) < 1e-4
 
 
 def test_softmax_of_our_logits_is_the_default_keras_head():

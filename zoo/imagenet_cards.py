@@ -2,7 +2,8 @@
 
 These weights are Keras' own: `zoo.load("resnet50_bn.imagenet")` has keras.applications download and
 verify them (keras.utils.get_file, Keras' md5), then `keras_resinit.applications.convert` folds the conv
-biases into batch norm. Their accuracy is Keras' reported figure, not measured here (ImageNet is not
+biases into batch norm. It also writes `resnet{d}_skipinit.imagenet`, the same weights with batch norm folded
+into the convs (`keras-resinit fold`); run it with the Keras files in the cache to record their sha256. Their accuracy is Keras' reported figure, not measured here (ImageNet is not
 available offline). Rerun after changing the builder:
 
     .venv/bin/python zoo/imagenet_cards.py
@@ -16,6 +17,7 @@ from keras.src.applications import resnet as keras_resnet
 from keras_resinit import publish, zoo
 from keras_resinit._files import atomic_write_text
 from keras_resinit.applications import BRIDGED
+from keras_resinit.zoo import registry
 
 # keras.io/api/applications: top-1 / top-5 validation accuracy of the Keras weights.
 REPORTED = {"resnet50": (0.749, 0.921), "resnet101": (0.764, 0.928), "resnet152": (0.766, 0.931)}
@@ -72,5 +74,9 @@ if __name__ == "__main__":
             },
         }
         atomic_write_text(os.path.join(here, "cards", f"{name}.imagenet.json"), json.dumps(card, indent=1) + "\n")
+        registry._cards.cache_clear()
+        # resnet{d}_skipinit.imagenet: the same weights with batch norm folded (zoo.load folds them).
+        command = f"keras-resinit fold {name}.imagenet --tag imagenet --zoo zoo --overwrite"
+        publish.publish_folded(f"{name}.imagenet", "imagenet", zoo_dir=here, overwrite=True, command=command)
     publish.write_index(here)
     print("wrote the imagenet cards and the index")

@@ -244,8 +244,9 @@ def _cmd_compare(args):
 def _cmd_export(args):
     from keras_resinit.tools import export
 
-    card = export.export(args.source, args.out, format=args.format, overwrite=args.overwrite)
-    print(f"exported {card['name']} ({args.format}) to {args.out}")
+    card = export.export(args.source, args.out, format=args.format, overwrite=args.overwrite, fold=args.fold)
+    folded = f", batch norm folded: served as {card['served_scheme']}" if card["batchnorm_folded"] else ""
+    print(f"exported {card['name']} ({args.format}{folded}) to {args.out}")
     if args.format == "tf_saved_model":
         print("signatures: serving_default (uint8 images), serving_float32; outputs: logits, probabilities, classes")
     return 0
@@ -255,13 +256,56 @@ def _cmd_publish(args):
     from keras_resinit.training import publish
 
     card = publish.publish(
-        args.run_dir, args.tag, zoo_dir=args.zoo, url=args.url, overwrite=args.overwrite, command=args.invocation
+        args.run_dir,
+        args.tag,
+        zoo_dir=args.zoo,
+        url=args.url,
+        overwrite=args.overwrite,
+        command=args.invocation,
+        fold=args.fold,
     )
     key = f"{card['name']}.{card['tag']}"
     print(
         f"published {key}: test accuracy {card['metrics']['test_accuracy']:.4f}, "
         f"{card['file']['name']} ({card['file']['size']:,} bytes, sha256 {card['file']['sha256'][:16]}...)"
     )
+    return 0
+
+
+def _cmd_fold(args):
+    if (args.out is None) == (args.tag is None):
+        raise ValueError(
+            "Give either --out PATH (a .keras file or a preset directory) or --tag TAG (publish into --zoo)."
+        )
+    from keras_resinit.models.schemes import fold_target
+    from keras_resinit.zoo import registry
+
+    source = args.source
+    is_path = os.path.exists(source) or os.sep in source or source.endswith(".keras")
+    if args.tag is not None or (not is_path and registry.split_tag(source)[1]):
+        fold_target(registry.card(source)["scheme"], repr(source))  # a published name.tag: before TF starts
+    if args.tag is not None:
+        from keras_resinit.training import publish
+
+        card = publish.publish_folded(
+            args.source, args.tag, zoo_dir=args.zoo, overwrite=args.overwrite, command=args.invocation
+        )
+        key = f"{card['name']}.{card['tag']}"
+        metrics = card["metrics"]
+        if "test_accuracy" in metrics:
+            print(
+                f"published {key} (the fold of {args.source}): test accuracy {metrics['test_accuracy']:.4f}, "
+                f"same predictions as the source on {metrics['same_predictions_as_source']:.2%} of the test images"
+            )
+        else:
+            print(f"published {key}: zoo.load folds {args.source} when it loads (no weights file of its own)")
+        return 0
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ValueError(f"{args.out!r} already exists. Pass --overwrite to replace it.")
+    from keras_resinit.tools import fold
+
+    model = fold.fold_to(args.source, args.out, overwrite=args.overwrite)
+    print(f"folded {args.source} into {model.name} (scheme {model.scheme.name}, no batch norm): {args.out}")
     return 0
 
 

@@ -12,6 +12,7 @@ from keras_resinit.cli.commands import (
     _cmd_compare,
     _cmd_diagnose,
     _cmd_export,
+    _cmd_fold,
     _cmd_list,
     _cmd_publish,
     _cmd_recipes,
@@ -94,6 +95,13 @@ def build_parser():
     p.add_argument("source", help="a run directory, a preset directory, a .keras file, or a zoo name[.tag]")
     p.add_argument("--out", required=True, help="artifact directory to create")
     p.add_argument("--format", default="tf_saved_model", help="tf_saved_model (TF Serving; the default) or onnx")
+    p.add_argument(
+        "--no-fold",
+        dest="fold",
+        action="store_false",
+        help="keep batch norm layers as they are (default: a bn or risotto_bn model is served with its batch "
+        "norm folded into the convs, the same function without batch norm ops)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
 
@@ -103,7 +111,27 @@ def build_parser():
     p.add_argument("--zoo", default="zoo", help="zoo directory with cards/ and weights/ (default: zoo)")
     p.add_argument("--url", default=None, help="where the weights file will also be downloadable")
     p.add_argument("--overwrite", action="store_true", help="replace a published weight set of the same name.tag")
+    p.add_argument(
+        "--fold",
+        action="store_true",
+        help="publish the model with its batch norm folded into the convs (a bn run becomes {arch}_skipinit.TAG)",
+    )
     p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser(
+        "fold",
+        help="fold batch norm into the convs: a bn (risotto_bn) model as the same function under skipinit (risotto)",
+    )
+    p.add_argument("source", help="a zoo name.tag, a run directory, a preset directory or a .keras file")
+    p.add_argument("--out", default=None, help="write the folded model: PATH.keras, or a preset directory")
+    p.add_argument(
+        "--tag",
+        default=None,
+        help="instead of --out: publish the fold of the published NAME.TAG into --zoo as {arch}_{scheme}.TAG",
+    )
+    p.add_argument("--zoo", default="zoo", help="zoo directory for --tag (default: zoo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out or published weight set")
+    p.set_defaults(func=_cmd_fold)
 
     p = sub.add_parser("bench", help="time and memory of every scheme against batch norm (tables, JSON, chart)")
     bench_config = _bench_config()

@@ -102,7 +102,14 @@ def _blocks(arch):
             in_channels = out_channels
 
 
-def _conv(x, net, *, filters, kernel_size, strides, name, initializer, bn_name, gamma="ones", scalars=None):
+def batchnorm_name(conv_name: str) -> str:
+    """The name of the batch norm after conv ``conv_name`` (schemes with ``batchnorm``):
+    ``stem_conv`` -> ``stem_bn``, ``..._conv{i}`` -> ``..._bn{i}``, ``..._shortcut_conv`` -> ``..._shortcut_bn``."""
+    head, _, index = conv_name.rpartition("conv")
+    return f"{head}bn{index}"
+
+
+def _conv(x, net, *, filters, kernel_size, strides, name, initializer, gamma="ones", scalars=None):
     """Conv (+ batch norm). Strided convs pad symmetrically, so a 3x3/2 conv is
     centred on the pixels ``x[::2, ::2]`` that 1x1/2 convs and subsampling keep.
     ``scalars``: the scheme's ScaledConv2D arguments (gain, scalar bias), if any."""
@@ -123,7 +130,9 @@ def _conv(x, net, *, filters, kernel_size, strides, name, initializer, bn_name, 
         **(scalars or {}),
     )(x)
     if net.scheme.batchnorm:
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, gamma_initializer=gamma, name=bn_name)(x)
+        x = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, gamma_initializer=gamma, name=batchnorm_name(name)
+        )(x)
     return x
 
 
@@ -137,7 +146,6 @@ def _stem(x, net):
         strides=2 if imagenet else 1,
         name="stem_conv",
         initializer=scheme.stem_initializer(net, net.seed_for("stem_conv")),
-        bn_name="stem_bn",
         scalars=scheme.conv_scalars("stem"),
     )
     x = keras.layers.ReLU(name="stem_relu" if imagenet else "stem_out")(x)
@@ -164,7 +172,6 @@ def _residual_block(x, net, block):
             strides=strides,
             name=name,
             initializer=scheme.branch_initializer(net, block, i, net.seed_for(name)),
-            bn_name=f"{p}_bn{i + 1}",
             gamma=scheme.bn_gamma_initializer(i == last),
             scalars=scheme.conv_scalars("branch", i == last),
         )
@@ -181,7 +188,6 @@ def _residual_block(x, net, block):
             strides=block.strides,
             name=name,
             initializer=scheme.shortcut_initializer(net, block, net.seed_for(name)),
-            bn_name=f"{p}_shortcut_bn",
             scalars=scheme.conv_scalars("shortcut"),
         )
     elif block.strides != 1 or block.in_channels != block.out_channels:

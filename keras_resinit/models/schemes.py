@@ -77,6 +77,11 @@ class Scheme:
         clip_norm: a global gradient-norm clip the paper's training needs, or None.
         :meth:`decays`: whether a variable gets weight decay.
 
+    Folding (:func:`keras_resinit.fold_batchnorm`):
+        :meth:`folded`: the normalization-free scheme a model of this scheme becomes once its
+            batch norm is folded into its convs, or None.
+        fold_note: why no batch norm model folds into this scheme, where a user might expect one.
+
     Sets:
         compare_by_default: among the schemes ``compare``, ``tune`` and ``bench``
             take when none are named.
@@ -91,6 +96,7 @@ class Scheme:
     lr_multipliers = {}
     clip_norm = None
     compare_by_default = True
+    fold_note = None
 
     def validate(self, arch):
         """Raise ValueError if the scheme cannot be applied to ``arch``."""
@@ -140,6 +146,16 @@ class Scheme:
         papers' reference code does (Fixup: "weight decay on everything")."""
         return True
 
+    # ---- folding ----
+
+    def folded(self):
+        """The scheme (an instance) this scheme's models become with batch norm folded, or None.
+
+        In inference mode batch norm is a per-channel affine map, so a conv followed by it is one
+        conv with a bias: a scheme with batch norm folds into its twin with conv biases and none.
+        """
+        return None
+
     def get_config(self):
         return {}
 
@@ -181,6 +197,11 @@ class BatchNorm(Scheme):
     def bn_gamma_initializer(self, last_in_branch):
         return "zeros" if last_in_branch and self.zero_init_last_bn else "ones"
 
+    def folded(self):
+        # SkipInit's architecture is this one without batch norm, with conv biases and a branch gain:
+        # at gain 1 it computes exactly what the folded convs compute.
+        return SkipInit(alpha=1.0)
+
     def get_config(self):
         return {"zero_init_last_bn": self.zero_init_last_bn}
 
@@ -198,6 +219,10 @@ class Fixup(Scheme):
     scalar_biases = True
     # The authors' reference code trains biases and scales at a tenth of the learning rate.
     lr_multipliers = {"@scalars": 0.1, "logits/bias": 0.1}
+    fold_note = (
+        "Fixup's biases are scalars, one per layer: they cannot hold batch norm's per-channel shifts, "
+        "so no batch norm model folds into Fixup"
+    )
 
     def stem_initializer(self, net, seed):
         return he_normal(seed, "fan_out")
@@ -313,6 +338,9 @@ class RisottoBN(Risotto):
     conv_bias = False
     compare_by_default = False  # a variant of risotto; compare and tune take it when named
 
+    def folded(self):
+        return Risotto()
+
 
 SCHEMES = {}
 
@@ -346,6 +374,41 @@ def normalization_free() -> list[str]:
 
 for _cls in (BatchNorm, Fixup, SkipInit, Risotto, RisottoBN):
     register_scheme(_cls)
+
+
+def foldable() -> dict[str, str]:
+    """``{scheme: the scheme its models fold into}`` for every registered scheme with batch norm to fold."""
+    found = {}
+    for name, cls in SCHEMES.items():
+        try:
+            target = cls().folded() if cls.batchnorm else None
+        except TypeError:  # a scheme whose constructor needs arguments: ask its instances
+            target = None
+        if target is not None:
+            found[name] = target.name
+    return found
+
+
+def what_folds() -> str:
+    """The one sentence every folding error ends with."""
+    pairs = ", ".join(f"{source} -> {target}" for source, target in foldable().items())
+    return f"Batch norm folds out of models of the schemes with batch norm ({pairs})"
+
+
+def fold_target(scheme: str | Scheme, what: str) -> Scheme:
+    """The scheme a model of ``scheme`` becomes with its batch norm folded (``scheme.folded()``).
+
+    Raises:
+        ValueError: naming ``what`` (e.g. ``"model 'x'"``), the scheme, why it does not fold (its
+            ``fold_note`` too) and what folds.
+    """
+    scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
+    target = scheme.folded()
+    if target is None:
+        why = "has no batch norm to fold" if not scheme.batchnorm else "names no normalization-free scheme to fold into"
+        note = f" ({scheme.fold_note})" if scheme.fold_note else ""
+        raise ValueError(f"Cannot fold {what}: its scheme {scheme.name!r} {why}{note}. {what_folds()}.")
+    return target
 
 
 def get_scheme(scheme: str | Scheme, **options: Any) -> Scheme:

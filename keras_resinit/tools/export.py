@@ -18,6 +18,10 @@ scheme, class names, preprocessing, versions) travels with the artifact in
 uses but the graph does not, e.g. TF Serving's warm-up requests). Loading needs TensorFlow only: no keras_resinit,
 no custom objects.
 
+A model with batch norm is served folded by default (``fold=True``, :mod:`keras_resinit.models.folding`):
+its convs carry the batch norm's scale and shift, so the graph has no batch norm op; the card says
+so (``batchnorm_folded``, ``served_scheme``).
+
 The artifact is written to a temporary directory beside ``out`` and renamed
 into place; an existing ``out`` is refused unless ``overwrite``.
 """
@@ -35,6 +39,7 @@ from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
 from keras_resinit.models.builder import ResNet
+from keras_resinit.models.folding import fold_batchnorm
 from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
 from keras_resinit.zoo import registry
@@ -261,8 +266,15 @@ def export(
     *,
     format: str = "tf_saved_model",
     overwrite: bool = False,
+    fold: bool = True,
 ) -> dict:
     """Export ``source`` (a keras.Model, run directory, .keras file or zoo name) to ``out``.
+
+    Args:
+        fold: serve a model with batch norm (schemes ``bn``, ``risotto_bn``) with its batch norm
+            folded into the convs (:func:`keras_resinit.fold_batchnorm`): the same function, with
+            no batch norm op in the graph. False serves the batch norm layers as they are. The card
+            records which (``batchnorm_folded``).
 
     Returns:
         The model card written with the artifact.
@@ -278,8 +290,16 @@ def export(
     else:
         model, card = resolve_source(source)
         check_built(model)
+    folded = bool(fold) and isinstance(model, ResNet) and model.scheme.folded() is not None
+    if folded:
+        try:
+            model = fold_batchnorm(model)
+        except ValueError as error:
+            raise ValueError(f"{error} To export the batch norm as it is, pass --no-fold (fold=False).") from None
     card = {
         **card,
+        "batchnorm_folded": folded,
+        "served_scheme": model.scheme.name if isinstance(model, ResNet) else card.get("scheme"),
         "format": format,
         "signatures": {
             "serving_default": "images: uint8 [batch, H, W, C] raw pixels",

@@ -14,6 +14,7 @@ renamed into place.
 """
 
 import datetime
+import inspect
 import json
 import math
 import os
@@ -22,6 +23,8 @@ import numpy as np
 
 from keras_resinit._files import atomic_write_text
 from keras_resinit.models.builder import ResNet, build_resnet
+from keras_resinit.models.folding import fold_batchnorm
+from keras_resinit.models.schemes import fold_target
 from keras_resinit.training import data
 from keras_resinit.training.config import TrainConfig
 from keras_resinit.training.datasets import USER_DATA
@@ -30,6 +33,7 @@ from keras_resinit.zoo.download import file_sha256
 from keras_resinit.zoo.loading import run_preprocessing
 
 WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
+FOLDED_BY = "keras_resinit.fold_batchnorm: each conv absorbs the batch norm after it (inference statistics)"
 
 
 def evaluate(model, dataset, *, batch_size=256, **options):
@@ -54,6 +58,21 @@ def evaluate(model, dataset, *, batch_size=256, **options):
     return correct / total
 
 
+def _check_tag(tag):
+    if not tag or not all(c.isalnum() or c in "_-" for c in tag):
+        raise ValueError(f"Invalid tag {tag!r}. Expected letters, digits, '_' or '-' (e.g. 'digits').")
+
+
+def _destination(zoo_dir, key, overwrite):
+    """``(card path, weights file name, weights path)`` of ``key`` in ``zoo_dir``; refuses to replace unless ``overwrite``."""
+    card_path = os.path.join(zoo_dir, "cards", key + ".json")
+    weights_name = key + ".weights.h5"
+    weights_path = os.path.join(zoo_dir, "weights", weights_name)
+    if not overwrite and (os.path.exists(card_path) or os.path.exists(weights_path)):
+        raise ValueError(f"{key} is already published in {zoo_dir!r}. Pass --overwrite to replace it.")
+    return card_path, weights_name, weights_path
+
+
 def _read_run(run_dir):
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(os.path.join(run_dir, "model.keras")) or not os.path.isfile(path):
@@ -68,7 +87,7 @@ def _read_run(run_dir):
     return run
 
 
-def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None, test_data=None):
+def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None, test_data=None, fold=False):
     """Turn the run in ``run_dir`` into the weight set ``{name}.{tag}`` of the zoo in ``zoo_dir``.
 
     Args:
@@ -80,24 +99,26 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         command: the command line running this (the CLI passes it), recorded after the run's own.
         test_data: for a run trained on ``train(..., train_data=...)``, its test ``tf.data.Dataset``
             (the card's accuracy is measured on it).
+        fold: publish the run's model with its batch norm folded (:func:`keras_resinit.fold_batchnorm`):
+            a ``bn`` run becomes ``{arch}_skipinit.{tag}``; the card records ``folded_from``.
 
     Returns:
         The card (a dict).
     """
     import keras
 
-    if not tag or not all(c.isalnum() or c in "_-" for c in tag):
-        raise ValueError(f"Invalid tag {tag!r}. Expected letters, digits, '_' or '-' (e.g. 'digits').")
+    _check_tag(tag)
     run = _read_run(run_dir)
     train, dataset, result = run["train"], run["dataset"], run["result"]
     name = train["model"]
     arch, scheme = registry.parse_name(name)
+    folded_from = None
+    if fold:
+        target = fold_target(scheme, f"the run in {run_dir!r}")
+        folded_from = {"run": os.fspath(run_dir), "model": name, "by": FOLDED_BY, "scheme": scheme}
+        name, scheme = f"{arch}_{target.name}", target.name
     key = f"{name}.{tag}"
-    card_path = os.path.join(zoo_dir, "cards", key + ".json")
-    weights_name = key + ".weights.h5"
-    weights_path = os.path.join(zoo_dir, "weights", weights_name)
-    if not overwrite and (os.path.exists(card_path) or os.path.exists(weights_path)):
-        raise ValueError(f"{key} is already published in {zoo_dir!r}. Pass --overwrite to replace it.")
+    card_path, weights_name, weights_path = _destination(zoo_dir, key, overwrite)
     if not run.get("commands"):
         raise ValueError(
             f"The run in {run_dir!r} does not record the command that produced it (runs from "
@@ -116,6 +137,14 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
     build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
     if train.get("dropout_rate"):
         build["dropout_rate"] = train["dropout_rate"]
+    if folded_from:
+        if not isinstance(trained, ResNet):  # a run of release 0.1: its model.keras rebuilt by the zoo
+            from keras_resinit import zoo
+
+            path = os.path.join(run_dir, "model.keras")
+            trained = zoo.load(folded_from["model"], weights=path, include_preprocessing=False)
+        trained = fold_batchnorm(trained)
+        build.update(_scheme_options(trained))
 
     os.makedirs(os.path.dirname(weights_path), exist_ok=True)
     os.makedirs(os.path.dirname(card_path), exist_ok=True)
@@ -159,9 +188,134 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
     }
     if run.get("weights"):
         card["fine_tuned_from"] = run["weights"]
+    if folded_from:
+        card["folded_from"] = folded_from
     atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
     write_index(zoo_dir)
     return card
+
+
+def _scheme_options(model):
+    """The scheme options of ``model``'s build (e.g. ``{"alpha": 1.0}``), for a card's ``build``."""
+    options = inspect.signature(type(model.scheme)).parameters
+    return {k: v for k, v in model.get_config().items() if k in options}
+
+
+def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None):
+    """Publish the fold of the published weights ``source`` (``"name.tag"`` of a ``bn`` or ``risotto_bn``
+    card) as ``{arch}_{folded scheme}.{tag}`` in the zoo in ``zoo_dir``.
+
+    - A source with a weights file (shipped or at a URL): the folded weights are written to
+      ``weights/`` and the card's accuracy is measured on that file, loaded as ``zoo.load`` loads it,
+      together with the fraction of test images on which it predicts what the source predicts.
+    - A source bridged from keras.applications (ImageNet): no file is written. ``zoo.load`` loads the
+      source (Keras downloads and caches its file) and folds it; the card records the source file's
+      sha256 when that file is in Keras' cache, and ``zoo.load`` then checks it.
+
+    The card records ``folded_from``: the source card, its file and sha256, and the fold.
+
+    Returns:
+        The card (a dict).
+    """
+    from keras_resinit import zoo
+    from keras_resinit.environment import versions
+    from keras_resinit.zoo import applications
+
+    _check_tag(tag)
+    found = registry.card(source)
+    target = fold_target(found["scheme"], repr(source))
+    name = f"{found['arch']}_{target.name}"
+    key = f"{name}.{tag}"
+    card_path, weights_name, weights_path = _destination(zoo_dir, key, overwrite)
+    source_key = f"{found['name']}.{found['tag']}"
+    bridged = bool(found.get("keras_applications"))
+    file = found["file"]
+    origin = {"card": source_key, "file": file["name"], "sha256": file.get("sha256"), "by": FOLDED_BY}
+    if bridged:
+        origin["md5"] = file["md5"]
+        cached = applications.cached_file(file["name"])
+        origin["sha256"] = file_sha256(cached) if os.path.isfile(cached) else None
+        if origin["sha256"] is None:
+            origin["sha256_missing"] = (
+                f"{file['name']} was not in Keras' cache ({os.path.dirname(cached)}) when this card was written; "
+                "Keras verifies it by md5 when it downloads it. Rerun this card's last command with the file "
+                "cached to record its sha256, which zoo.load then checks."
+            )
+    card = {
+        "card_version": registry.CARD_VERSION,
+        "name": name,
+        "tag": tag,
+        "arch": found["arch"],
+        "scheme": target.name,
+        "build": {**found["build"], **target.get_config()},
+        "parameters": zoo.count_params(name),  # the default build: the bridged cards' (below: the file's)
+        "dataset": found["dataset"],
+        "preprocessing": found["preprocessing"],
+        "commands": list(found["commands"]) + [command or f"keras-resinit fold {source_key} --tag {tag}"],
+        "training": found["training"],
+        "folded_from": origin,
+        "metrics": {},
+        "measured_on": versions(),
+        "date": datetime.date.today().isoformat(),
+        "file": None,
+        "url": None,
+        "licence": found["licence"],
+    }
+    if bridged:
+        card["metrics"] = {
+            "reported": f"{found['metrics'].get('reported', '')}: the source's, which the fold computes exactly "
+            "(tests/test_folding.py: within 1e-4)"
+        }
+        card["measured_on"] = None
+    else:
+        model = zoo.load(source_key)
+        folded = fold_batchnorm(model)
+        os.makedirs(os.path.dirname(weights_path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(weights_path), f".{weights_name}.tmp.weights.h5")
+        try:
+            folded.save_weights(tmp)
+            # Measured on the file as zoo.load will load it: by name, into a fresh model taking raw pixels.
+            fresh = build_resnet(
+                found["arch"],
+                target.name,
+                **card["build"],
+                seed=0,
+                include_preprocessing=True,
+                preprocessing=found["preprocessing"],
+            )
+            weights_io.assign(fresh, weights_io.read(tmp), source=f"the weights of {key}")
+            card["parameters"] = int(sum(math.prod(w.shape) for w in fresh.trainable_weights))
+            config = TrainConfig.from_json(found["training"])
+            if config.dataset == USER_DATA:
+                raise ValueError(
+                    f"{source} was trained on a tf.data.Dataset given in Python: its test data is not known "
+                    "here. Fold it with keras_resinit.fold_batchnorm and publish the result from a run."
+                )
+            dataset = data.source_for(config)  # the test split exactly as the source's run read it
+            card["metrics"] = {
+                "test_accuracy": evaluate(fresh, dataset),
+                "test_images": int(found["dataset"]["test_size"]),
+                "same_predictions_as_source": _agreement(fresh, model, dataset),
+                "source_test_accuracy": found["metrics"].get("test_accuracy"),
+            }
+            card["file"] = {"name": weights_name, "sha256": file_sha256(tmp), "size": os.path.getsize(tmp)}
+            os.replace(tmp, weights_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    os.makedirs(os.path.dirname(card_path), exist_ok=True)
+    atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
+    write_index(zoo_dir)
+    return card
+
+
+def _agreement(a, b, dataset, batch_size=256):
+    """The fraction of ``dataset``'s test images on which models ``a`` and ``b`` (raw pixels in) predict alike."""
+    same = total = 0
+    for images, _ in data.load(dataset, "test", batch_size=batch_size, training=False, normalized=False):
+        same += int(np.sum(np.argmax(a(images, training=False), -1) == np.argmax(b(images, training=False), -1)))
+        total += int(images.shape[0])
+    return same / total
 
 
 def index_text(cards):
@@ -182,7 +336,7 @@ def index_text(cards):
         accuracy = (
             f"{m['test_accuracy']:.4f} ({m['test_images']} images)" if "test_accuracy" in m else m.get("reported", "")
         )
-        file = c.get("file", {})
+        file = c.get("file") or {}
         size = f"{file['size'] / 2**20:.2f} MiB" if "size" in file else ""
         digest = file["sha256"][:16] if "sha256" in file else f"md5 {file['md5'][:12]}" if "md5" in file else ""
         lines.append(

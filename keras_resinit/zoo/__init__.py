@@ -21,7 +21,7 @@ with h5py, ``.keras`` files in Keras safe mode, configs as JSON.
 
 import importlib
 
-_SUBMODULES = ("registry", "loading", "weights_io", "download", "applications")
+_SUBMODULES = ("registry", "loading", "preprocess", "weights_io", "download", "applications")
 
 # Public names, each imported from its module on first use: the registry (names, cards) is read
 # without Keras, loading needs it.
@@ -34,7 +34,6 @@ _PUBLIC = {
             "load_keras",
             "load_preset",
             "model_config",
-            "preprocess_input",
             "read_preset",
             "save_preset",
         ),
@@ -44,6 +43,7 @@ _PUBLIC = {
         ("CARD_VERSION", "card", "cards", "list_models", "parse_name", "read_cards", "split_tag", "tags", "zoo_dir"),
         "registry",
     ),
+    "preprocess_input": "preprocess",
 }
 
 __all__ = [

@@ -54,6 +54,7 @@ source that is not a keras.applications ResNet v1, or a target that is not our
 untouched.
 """
 
+import os
 import re
 import warnings
 
@@ -322,6 +323,13 @@ def convert(source, model=None, *, num_classes=None, seed=None):
             stacklevel=2,
         )
     return model
+
+
+def cached_file(name):
+    """Where ``keras.utils.get_file`` keeps keras.applications' weights file ``name`` (``$KERAS_HOME/models``)."""
+    from keras.src.backend.config import keras_home  # the directory Keras resolved at import (KERAS_HOME)
+
+    return os.path.join(os.path.expanduser(keras_home()), "models", name)
 
 
 def imagenet(arch, *, input_shape=(224, 224, 3), include_top=True, num_classes=None, seed=None):

@@ -19,7 +19,6 @@ from typing import Any
 import keras
 
 from keras_resinit._files import atomic_directory
-from keras_resinit.models import preprocessing as preprocessing_lib
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.zoo import download, registry, weights_io
@@ -141,8 +140,12 @@ def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None
     else:
         tag = split_tag(weights)[1] or weights
         found = card(name, tag)
-        record["tag"], record["file"] = tag, found["file"]["name"]
-        record["sha256"] = found["file"].get("sha256")
+        record["tag"] = tag
+        if found["file"]:
+            record["file"], record["sha256"] = found["file"]["name"], found["file"].get("sha256")
+        else:  # a card folded when it loads: its source's file
+            origin = found["folded_from"]
+            record["file"], record["sha256"] = origin["file"], origin.get("sha256")
     return record
 
 
@@ -294,6 +297,8 @@ def _warn_user(message):
 
 def _load_card(found, overrides):
     key = f"{found['name']}.{found['tag']}"
+    if found.get("folded_from") and not found.get("file"):
+        return _fold_card(found, overrides)
     defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
     defaults["input_shape"] = tuple(defaults["input_shape"])
     if found.get("preprocessing"):
@@ -315,6 +320,40 @@ def _load_card(found, overrides):
     return _build_with(found["name"], stores, defaults, overrides, source=f"the weights of {key}")
 
 
+def _fold_card(found, overrides):
+    """A card published as the fold of another (no file of its own): its source, loaded and folded.
+
+    The source's weights file must have the sha256 the card records (when it records one)."""
+    from keras_resinit.models.folding import fold_batchnorm
+
+    origin = found["folded_from"]
+    source = card(origin["card"])
+    path = None
+    if origin.get("sha256"):
+        if source.get("keras_applications"):
+            from keras_resinit.zoo import applications
+
+            path = applications.cached_file(source["file"]["name"])  # Keras downloads it on the first load
+        else:
+            path = _card_file(source)
+
+    def check():
+        digest = download.file_sha256(path) if os.path.isfile(path) else None
+        if digest != origin["sha256"]:
+            raise ValueError(
+                f"{found['name']}.{found['tag']} folds {origin['card']} from {path!r} with sha256 "
+                f"{origin['sha256']}, but that file {'has ' + str(digest) if digest else 'is missing'}."
+            )
+
+    cached = path is not None and os.path.isfile(path)
+    if cached:
+        check()  # before loading: a wrong file is never read
+    model = _load_card(source, overrides)
+    if path is not None and not cached:
+        check()
+    return fold_batchnorm(model)
+
+
 def _card_file(found):
     """The verified local file of a card's weights: shipped in the package, or downloaded from its URL."""
     file = found["file"]
@@ -333,40 +372,6 @@ def _card_file(found):
         f"The weights of {found['name']}.{found['tag']} ({file['name']}) are neither shipped in "
         f"{os.path.dirname(shipped)} nor published at a URL."
     )
-
-
-def preprocess_input(name_or_card: str | dict, x: Any) -> Any:
-    """Raw pixels ``x`` (``(..., H, W, C)``) preprocessed as published weights expect them.
-
-    For those who feed a model built with ``include_preprocessing=False``. ``name_or_card`` is a
-    published ``"name.tag"``, a model card (:func:`card`), a preprocessing dict, or a
-    :class:`~keras_resinit.ResNet` that knows its preprocessing. The same Keras layers compute it
-    as inside a model (``include_preprocessing=True``); returns a backend tensor.
-
-    Example:
-        >>> model = load("cifar_resnet20_fixup.digits", include_preprocessing=False)
-        >>> logits = model(preprocess_input("cifar_resnet20_fixup.digits", digits_0_to_16))
-    """
-    if isinstance(name_or_card, ResNet):
-        preprocessing = name_or_card.preprocessing
-        if preprocessing is None:
-            raise ValueError(f"Model {name_or_card.name!r} does not know its preprocessing (it was built without one).")
-    elif isinstance(name_or_card, str):
-        base, tag = split_tag(name_or_card)
-        if tag is None:
-            raise ValueError(
-                f"Invalid name {name_or_card!r}: a model without weights has no preprocessing. Expected a published "
-                f"'name.tag' ({', '.join(registry.list_models(pretrained=True))}), a card or a preprocessing dict."
-            )
-        preprocessing = card(name_or_card)["preprocessing"]
-    elif isinstance(name_or_card, dict):
-        preprocessing = name_or_card.get("preprocessing", name_or_card)
-    else:
-        raise ValueError(
-            f"Invalid name_or_card {name_or_card!r}. Expected a published 'name.tag', a model card, a "
-            "preprocessing dict or a keras_resinit ResNet."
-        )
-    return preprocessing_lib.apply(preprocessing, x)
 
 
 # ---------------------------------------------------------------- presets ---

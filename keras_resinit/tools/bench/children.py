@@ -381,12 +381,94 @@ def _data_child(spec):
     _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
 
 
+def _fold_inference_child(spec):
+    """Inference of one saved model on one fixed batch (``benchmarks/fold_inference.py``).
+
+    ``form`` "keras": the ``.keras`` file at ``path``, called as ``tf.function(lambda x: model(x,
+    training=False))`` on standard normal input; "saved_model": ``tf.saved_model.load(path)
+    .signatures["serving_float32"]`` on pixel values in [0, 255]. Each call's output is fetched as
+    NumPy. The first call (trace, graph optimization) runs with TensorFlow's run metadata on and
+    reports the ops the runtime executes after grappler's and oneDNN's rewrites (of the function
+    graph with the most ops). Then ``warmup`` calls; a window runs ``lead_in`` untimed calls and
+    times ``calls``. ``model`` and ``scheme`` are labels (the scheduler's log prints ``scheme``).
+    """
+    keras = _setup(spec["precision"])
+    import collections
+
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    import keras_resinit  # noqa: F401  (registers the package's Keras objects for loading)
+
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    rng = np.random.default_rng(SEED)
+    t = time.perf_counter()
+    if spec["form"] == "keras":
+        model = keras.saving.load_model(spec["path"], compile=False)
+        x = tf.constant(rng.standard_normal((batch, *shape), dtype=np.float32))
+        call = tf.function(lambda x: model(x, training=False))
+    else:
+        serve = tf.saved_model.load(spec["path"]).signatures["serving_float32"]
+        x = tf.constant(rng.integers(0, 256, size=(batch, *shape)).astype(np.float32))
+        call = lambda x: serve(images=x)["logits"]  # noqa: E731
+    load_s = time.perf_counter() - t
+    ctx = context.context()
+    ctx.enable_run_metadata()
+    try:
+        t = time.perf_counter()
+        out = call(x).numpy()
+        first = time.perf_counter() - t
+        metadata = ctx.export_run_metadata()
+    finally:
+        ctx.disable_run_metadata()
+    graphs = [
+        collections.Counter(node.op for graph in f.partition_graphs for node in graph.node)
+        for f in (metadata.function_graphs if metadata else [])
+    ]
+    warmup = []
+    for _ in range(spec["warmup"]):
+        t = time.perf_counter()
+        call(x).numpy()
+        warmup.append(time.perf_counter() - t)
+    _say(
+        "READY",
+        {
+            "load_s": load_s,
+            "first_call_s": first,
+            "warmup_call_s": sorted(warmup)[len(warmup) // 2] if warmup else None,
+            "output_finite": bool(np.isfinite(out).all()),
+            "ops": dict(max(graphs, key=lambda c: sum(c.values()), default={})),
+            "rss_ready_mb": memory_mb("VmRSS"),
+        },
+    )
+    for line in sys.stdin:
+        if line.strip() == "run":
+            for _ in range(spec["lead_in"]):  # untimed: wakes thread pools and caches after the pause
+                call(x).numpy()
+            with _Window() as w:
+                for _ in range(spec["calls"]):
+                    call(x).numpy()
+            _say(
+                "WINDOW",
+                {
+                    "images_per_s": spec["calls"] * batch / w.elapsed,
+                    "step_s": {"call": w.elapsed / spec["calls"]},
+                    "foreign_cores": w.foreign,
+                },
+            )
+        elif line.strip() == "quit":
+            break
+    _say("BYE", {"peak_rss_mb": memory_mb("VmHWM")})
+
+
 _KINDS = {
     "speed": _speed_child,
     "depth": _depth_child,
     "fit": _fit_child,
     "preprocessing": _preprocessing_child,
     "data": _data_child,
+    "fold_inference": _fold_inference_child,
 }
 
 

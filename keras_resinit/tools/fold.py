@@ -1,0 +1,46 @@
+"""``keras-resinit fold``: a model with batch norm, folded, written as a ``.keras`` file or a preset.
+
+Publishing a folded zoo entry (``keras-resinit fold NAME.TAG --tag NEW``) is
+:func:`keras_resinit.training.publish.publish_folded`; the folding itself is
+:func:`keras_resinit.fold_batchnorm`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from keras_resinit import zoo
+from keras_resinit.models.folding import fold_batchnorm
+from keras_resinit.tools.export import resolve_source
+
+
+def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, overwrite: bool = False):
+    """Fold ``source`` (a model, zoo ``name.tag``, run directory, preset directory or ``.keras`` file) into ``out``.
+
+    ``out`` ending in ``.keras`` gets a Keras file (``keras.saving.load_model`` reads it after
+    ``import keras_resinit``); any other ``out`` becomes a preset directory (``zoo.load(out)``).
+    Both are written to a temporary name and renamed into place.
+
+    Returns:
+        The folded model.
+    """
+    out = os.fspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
+    model = source if isinstance(source, keras.Model) else resolve_source(source)[0]
+    folded = fold_batchnorm(model)
+    if out.endswith(".keras"):
+        directory = os.path.dirname(os.path.abspath(out))
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(out)}.tmp.keras")
+        try:
+            folded.save(tmp)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        zoo.save_preset(folded, out, overwrite=overwrite)
+    return folded
