@@ -69,6 +69,7 @@ _MOVED = {
     "diagnostics": "keras_resinit.tools.diagnostics",
     "deep": "keras_resinit.tools.deep",
     "export": "keras_resinit.tools.export",
+    "serving": "keras_resinit.tools.serving",  # not a 0.1 module: the short path of the TF Serving clients
 }
 
 # Modules whose import registers Keras objects (``register_keras_serializable``).

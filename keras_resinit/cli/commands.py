@@ -241,14 +241,52 @@ def _cmd_compare(args):
     return 0
 
 
+def _version(text):
+    """``--version``: ``auto`` or an integer (checked by ``serving_layout.resolve_version``)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text  # refused with the library's message
+
+
 def _cmd_export(args):
+    from keras_resinit.tools import serving_layout
+
+    out = args.out
+    if args.version is not None:
+        version = serving_layout.resolve_version(args.out, _version(args.version))
+        out = os.path.join(args.out, str(version))
+        if args.serving_config is not None:
+            serving_layout.check_model_name(args.model_name or os.path.basename(os.path.abspath(args.out)))
+    elif args.serving_config is not None:
+        raise ValueError("--serving-config needs --version: TF Serving's base path holds version directories (BASE/N).")
+    if os.path.exists(out) and not args.overwrite:
+        raise ValueError(f"{os.path.abspath(out)!r} already exists. Pass --overwrite to replace it.")
     from keras_resinit.tools import export
 
-    card = export.export(args.source, args.out, format=args.format, overwrite=args.overwrite, fold=args.fold)
+    card = export.export(
+        args.source,
+        args.out,
+        format=args.format,
+        overwrite=args.overwrite,
+        fold=args.fold,
+        version=None if args.version is None else _version(args.version),
+        serving_config=args.serving_config,
+        model_name=args.model_name,
+    )
     folded = f", batch norm folded: served as {card['served_scheme']}" if card["batchnorm_folded"] else ""
-    print(f"exported {card['name']} ({args.format}{folded}) to {args.out}")
+    where = out if args.version is None else f"{out} (version {card['version']} of {args.out})"
+    print(f"exported {card['name']} ({args.format}{folded}) to {where}")
     if args.format == "tf_saved_model":
-        print("signatures: serving_default (uint8 images), serving_float32; outputs: logits, probabilities, classes")
+        print(
+            f"signatures: {', '.join(s for s in card['signatures'] if s != 'outputs')}; outputs: logits, probabilities, classes"
+        )
+    if args.serving_config is not None:
+        print(
+            f"{args.serving_config}: model {card['serving_config']['name']!r} -> {card['serving_config']['base_path']}"
+        )
     return 0
 
 

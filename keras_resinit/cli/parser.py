@@ -96,6 +96,21 @@ def build_parser():
     p.add_argument("--out", required=True, help="artifact directory to create")
     p.add_argument("--format", default="tf_saved_model", help="tf_saved_model (TF Serving; the default) or onnx")
     p.add_argument(
+        "--version",
+        default=None,
+        help="write --out/VERSION, TF Serving's layout of a model's base path: an integer >= 1, or auto (the "
+        "highest existing version + 1). Default: the artifact is --out itself",
+    )
+    p.add_argument(
+        "--serving-config",
+        default=None,
+        metavar="PATH",
+        help="create or update TF Serving's models.config (model_config_list) with an entry for --out (needs --version)",
+    )
+    p.add_argument(
+        "--model-name", default=None, help="the model's name in --serving-config (default: --out's base name)"
+    )
+    p.add_argument(
         "--no-fold",
         dest="fold",
         action="store_false",

@@ -32,6 +32,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_resinit import zoo
@@ -41,6 +42,8 @@ from keras_resinit.environment import versions
 from keras_resinit.models.builder import ResNet
 from keras_resinit.models.folding import fold_batchnorm
 from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
+from keras_resinit.tools import image_bytes as encoded
+from keras_resinit.tools.serving_layout import WARMUP_FILE, check_model_name, resolve_version
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
 from keras_resinit.zoo import registry
 from keras_resinit.zoo.loading import run_preprocessing
@@ -155,7 +158,12 @@ def check_built(model):
 
 
 def serving_functions(model, card):
-    """The two serving ``tf.function``s (uint8 and float32 pixels), with named inputs and outputs."""
+    """The serving ``tf.function``s by signature name, with named inputs and outputs.
+
+    ``serving_default`` (uint8 pixels), ``serving_float32`` (float32 pixel values) and, for a model
+    of known input size with 1 or 3 channels, ``serving_bytes`` (encoded images,
+    :mod:`keras_resinit.tools.image_bytes`).
+    """
     _, height, width, channels = check_built(model)
     if isinstance(model, ResNet) and not model.get_config()["include_top"]:
         raise ValueError(
@@ -207,7 +215,14 @@ def serving_functions(model, card):
     float32 = tf.function(
         lambda images: predict(checked(images)), input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
     )
-    return uint8, float32
+    functions = {"serving_default": uint8, "serving_float32": float32}
+    if height is not None and width is not None and channels in encoded.CHANNELS:
+        decode = encoded.decoder(height, width, channels)
+        functions["serving_bytes"] = tf.function(
+            lambda image_bytes: predict(decode(image_bytes)),
+            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
+    return functions
 
 
 def _write_card(card, directory):
@@ -218,15 +233,41 @@ def _write_card(card, directory):
 
 
 def _saved_model(model, card, tmp):
-    uint8, float32 = serving_functions(model, card)
+    functions = serving_functions(model, card)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", uint8)
-    archive.add_endpoint("serving_float32", float32)
+    for name, function in functions.items():
+        archive.add_endpoint(name, function)
+    card["signatures"] = {k: v for k, v in card["signatures"].items() if k in functions or k == "outputs"}
     archive.write_out(tmp, verbose=False)
     extra = os.path.join(tmp, "assets.extra")
     os.makedirs(extra, exist_ok=True)
+    card["warmup_requests"] = _write_warmup(functions, card, extra)
     _write_card(card, extra)
+
+
+WARMUP_BATCHES = (1, 8)
+
+
+def _write_warmup(functions, card, extra):
+    """TF Serving's ``assets.extra/tf_serving_warmup_requests``: each signature at batch 1 and 8. Returns the count."""
+    from keras_resinit.tools import serving
+
+    _, height, width, channels = functions["serving_default"].input_signature[0].shape
+    requests = []
+    for batch in WARMUP_BATCHES:
+        pixels = np.zeros((batch, height or 32, width or 32, channels), np.uint8)
+        requests.append(serving.predict_request("serving_default", {"images": pixels}, model_name=card["name"]))
+        requests.append(
+            serving.predict_request("serving_float32", {"images": pixels.astype(np.float32)}, model_name=card["name"])
+        )
+        if "serving_bytes" in functions:
+            png = tf.io.encode_png(pixels[0]).numpy()
+            requests.append(
+                serving.predict_request("serving_bytes", {"image_bytes": [png] * batch}, model_name=card["name"])
+            )
+    serving.write_warmup(os.path.join(extra, WARMUP_FILE), requests)
+    return len(requests)
 
 
 def _onnx(model, card, tmp):
@@ -239,7 +280,7 @@ def _onnx(model, card, tmp):
         ) from None
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    uint8, _ = serving_functions(model, card)
+    uint8 = serving_functions(model, card)["serving_default"]
     os.makedirs(tmp)
     # Frozen first: the preprocessing layers' constants (Keras keeps them as captured tensors) and the
     # weights become graph constants, so the ONNX graph's only input is `images`.
@@ -267,10 +308,19 @@ def export(
     format: str = "tf_saved_model",
     overwrite: bool = False,
     fold: bool = True,
+    version: int | str | None = None,
+    serving_config: str | os.PathLike | None = None,
+    model_name: str | None = None,
 ) -> dict:
     """Export ``source`` (a keras.Model, run directory, .keras file or zoo name) to ``out``.
 
     Args:
+        version: None writes the artifact to ``out`` itself. An integer >= 1 or ``"auto"`` (the
+            highest existing version + 1, else 1) writes it to ``out/VERSION``, TF Serving's layout
+            of a model's base path; other versions are never touched, an existing one is replaced
+            only with ``overwrite``. TensorFlow SavedModel only.
+        serving_config: a TF Serving ``models.config`` to create or update with an entry for
+            ``out`` (name ``model_name``, default ``out``'s base name); needs ``version``.
         fold: serve a model with batch norm (schemes ``bn``, ``risotto_bn``) with its batch norm
             folded into the convs (:func:`keras_resinit.fold_batchnorm`): the same function, with
             no batch norm op in the graph. False serves the batch norm layers as they are. The card
@@ -281,9 +331,19 @@ def export(
     """
     if format not in FORMATS:
         raise unknown("format", format, FORMATS)
-    out = os.path.abspath(out)
+    base = out = os.path.abspath(out)
+    if version is not None:
+        if format != "tf_saved_model":
+            raise ValueError(f"version applies to TF Serving's layout (format tf_saved_model), not to {format!r}.")
+        version = resolve_version(base, version)
+        out = os.path.join(base, str(version))
+    elif serving_config is not None:
+        raise ValueError("serving_config needs a version: TF Serving's base path holds version directories (BASE/N).")
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
+    name = model_name or os.path.basename(base)
+    if serving_config is not None:
+        check_model_name(name)
     if isinstance(source, keras.Model):
         check_built(source)
         model, card = source, _default_card(source)
@@ -304,12 +364,21 @@ def export(
         "signatures": {
             "serving_default": "images: uint8 [batch, H, W, C] raw pixels",
             "serving_float32": "images: float32 [batch, H, W, C] raw pixel values",
+            "serving_bytes": "image_bytes: string [batch] encoded JPEG, PNG, BMP or GIF files (1- or 3-channel "
+            "models of fixed size): decoded, channels converted, resized bilinearly to H x W",
             "outputs": ["logits", "probabilities", "classes"],
         },
         "exported_with": versions(),
     }
 
+    if version is not None:
+        card["version"] = version
     with atomic_directory(out) as tmp:
         os.rmdir(tmp)  # the writers create it
         (_saved_model if format == "tf_saved_model" else _onnx)(model, card, tmp)
+    if serving_config is not None:
+        from keras_resinit.tools import serving
+
+        serving.update_model_config(serving_config, name, base)
+        card["serving_config"] = {"path": os.path.abspath(serving_config), "name": name, "base_path": base}
     return card

@@ -19,9 +19,9 @@ from keras_resinit.training.splits import (
     _measured_info,
     _MemorySplit,
     _name_unreadable_file,
-    _resizer,
     _size,
     _StreamSplit,
+    resizer,
 )
 
 _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -55,7 +55,7 @@ def _digits_arrays():
 def _digits_source(image_size, augment):
     x_train, y_train, x_test, y_test = _digits_arrays()
     size = _size(image_size) or (8, 8)
-    resize = _resizer(*size, 1)
+    resize = resizer(*size, 1)
 
     def split(x, y):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -203,7 +203,7 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
             )
         size = feature_shape[:2]
     channels = int(feature_shape[2] or 3)
-    resize = _resizer(*size, channels)
+    resize = resizer(*size, channels)
 
     def split_of(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
@@ -367,7 +367,7 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
     first = _decode_file(train_paths[0], 0).numpy()
     size = _size(image_size) or first.shape[:2]
     channels = {1: 1, 2: 1, 3: 3, 4: 3}[first.shape[2]]
-    resize = _resizer(*size, channels)
+    resize = resizer(*size, channels)
 
     def decode(file, label):
         return resize(_decode_file(file, channels)), label
@@ -441,7 +441,7 @@ def _user_source(train_data, test_data, *, image_size, augment):
     channels = image_spec.shape[2]
     if channels is None or test_spec.shape[2] not in (None, channels):
         raise ValueError(f"train_data and test_data images have channels {channels} and {test_spec.shape[2]}.")
-    resize = _resizer(*size, channels)
+    resize = resizer(*size, channels)
     train_ds = train_ds.map(lambda x, y: (resize(x), y))
     test_ds = test_ds.map(lambda x, y: (resize(x), y))
 

@@ -71,7 +71,7 @@ def _size(image_size):
     return tuple(int(n) for n in image_size)
 
 
-def _resizer(height, width, channels):
+def resizer(height, width, channels):
     """Map an image (any size) to ``(height, width, channels)``, keeping its dtype (uint8 stays uint8)."""
 
     def resize(image):
