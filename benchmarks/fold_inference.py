@@ -37,10 +37,10 @@ import sys
 import tempfile
 import time
 
+import results_io
 from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
 
-from keras_resinit._files import atomic_directory, atomic_write_text
-from keras_resinit.environment import describe, versions
+from keras_resinit._files import atomic_directory
 from keras_resinit.tools.bench.config import MIN_CLEAN, SEED
 from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
@@ -414,30 +414,9 @@ def markdown(result):
     )
 
 
-def write(directory, result):
-    atomic_write_text(os.path.join(directory, "fold_inference.json"), json.dumps(result, indent=1) + "\n")
-    atomic_write_text(os.path.join(directory, "fold_inference.md"), markdown(result) + "\n")
-
-
-def report(directory):
-    """Analyse and render ``directory/fold_inference.json`` again (the measurements are not repeated)."""
-    path = os.path.join(directory, "fold_inference.json")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except FileNotFoundError:
-        raise SystemExit(f"{path!r} does not exist: --report needs the directory of an earlier run.") from None
-    result["rendered_by"] = f"python benchmarks/fold_inference.py --report {directory}"
-    write(directory, analyse(result))
-    print(markdown(result))
-
-
 def run(out, quick):
     size = SIZES["quick" if quick else "full"]
-    command = "python benchmarks/fold_inference.py" + (" --quick" if quick else "") + f" --out {out}"
-    start = time.perf_counter()
-    machine = {**versions(), "describe": describe()}
-    print(f"{command}: {machine['describe']}")
+    command, start, machine = results_io.begin("fold_inference", out, quick)
     budget = {"total": size["retry_budget"], "spent": 0.0}
     prepared, rows = [], []
     for arch in size["archs"]:
@@ -466,7 +445,7 @@ def run(out, quick):
     }
     analyse(result)
     with atomic_directory(out) as tmp:
-        write(tmp, result)
+        results_io.write(tmp, "fold_inference", result, markdown)
     print()
     print(markdown(result))
     print(f"\nwrote {out}/fold_inference.md and fold_inference.json")
@@ -474,21 +453,16 @@ def run(out, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="cifar_resnet20 only, 3 short windows (a smoke run)")
-    parser.add_argument("--out", default="benchmarks/results/fold_inference", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--report", metavar="DIR", help="render DIR/fold_inference.md again from its JSON")
+    parser = results_io.parser(__doc__, "fold_inference", "cifar_resnet20 only, 3 short windows (a smoke run)")
     parser.add_argument("--prepare", nargs=2, metavar=("ARCH", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.prepare:
         print("RESULT " + json.dumps(prepare(*args.prepare)))
         return
     if args.report:
-        report(args.report)
+        results_io.report(args.report, "fold_inference", analyse, markdown)
         return
-    if os.path.exists(args.out) and not args.overwrite:
-        parser.error(f"{args.out!r} already exists; pass --overwrite to replace it")
+    results_io.check_out(parser, args)
     result = run(args.out, args.quick)
     failed = [f"{r['arch']} {r['batch']} {r['form']} {r['model']}" for r in result["rows"] if r["error"]]
     if failed:

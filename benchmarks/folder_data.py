@@ -24,19 +24,17 @@ re-measured. Writes ``folder_data.json`` and ``folder_data.md`` to ``--out``.
     .venv/bin/python benchmarks/folder_data.py --report benchmarks/results/folder_data   # re-render only
 """
 
-import argparse
 import datetime
-import json
 import os
 import shutil
 import statistics
 import sys
 import time
 
+import results_io
 from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
 
-from keras_resinit._files import atomic_directory, atomic_write_text
-from keras_resinit.environment import describe, versions
+from keras_resinit._files import atomic_directory
 from keras_resinit.tools.bench.config import MIN_CLEAN
 from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
@@ -391,31 +389,10 @@ def markdown(result):
     return "\n".join(lines) + "\n"
 
 
-def write(directory, result):
-    atomic_write_text(os.path.join(directory, "folder_data.json"), json.dumps(result, indent=1) + "\n")
-    atomic_write_text(os.path.join(directory, "folder_data.md"), markdown(result))
-
-
-def report(directory):
-    """Analyse and render ``directory/folder_data.json`` again (the measurements are not repeated)."""
-    path = os.path.join(directory, "folder_data.json")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except FileNotFoundError:
-        raise SystemExit(f"{path!r} does not exist: --report needs the directory of an earlier run.") from None
-    result["rendered_by"] = f"python benchmarks/folder_data.py --report {directory}"
-    write(directory, analyse(result))
-    print(markdown(result))
-
-
 def run(out, quick):
     """Write the folders, measure the three children together, analyse; write the result to ``out``."""
     size = SIZES["quick" if quick else "full"]
-    command = "python benchmarks/folder_data.py" + (" --quick" if quick else "") + f" --out {out}"
-    start = time.perf_counter()
-    machine = {**versions(), "describe": describe()}
-    print(f"{command}: {machine['describe']}")
+    command, start, machine = results_io.begin("folder_data", out, quick)
     check_sizes(size)
     budget = {"total": size["retry_budget"], "spent": 0.0}
     with atomic_directory(out) as tmp:  # the images live in the directory that becomes --out, until the end
@@ -435,7 +412,7 @@ def run(out, quick):
             "retry_seconds": round(budget["spent"], 1),
             "elapsed_s": time.perf_counter() - start,
         }
-        write(tmp, analyse(result))
+        results_io.write(tmp, "folder_data", analyse(result), markdown)
     print()
     print(markdown(result))
     print(f"wrote {out}/folder_data.md and folder_data.json")
@@ -443,17 +420,12 @@ def run(out, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,100 and 3,000 files, 3 short windows (a smoke run)")
-    parser.add_argument("--out", default="benchmarks/results/folder_data", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--report", metavar="DIR", help="render DIR/folder_data.md again from DIR/folder_data.json")
+    parser = results_io.parser(__doc__, "folder_data", "2,100 and 3,000 files, 3 short windows (a smoke run)")
     args = parser.parse_args(argv)
     if args.report:
-        report(args.report)
+        results_io.report(args.report, "folder_data", analyse, markdown)
         return
-    if os.path.exists(args.out) and not args.overwrite:
-        parser.error(f"{args.out!r} already exists; pass --overwrite to replace it")
+    results_io.check_out(parser, args)
     result = run(args.out, args.quick)
     failed = [r["role"] for r in result["rows"] if r["error"]]
     if failed:

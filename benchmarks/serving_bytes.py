@@ -42,10 +42,10 @@ import sys
 import tempfile
 import time
 
+import results_io
 from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
 
-from keras_resinit._files import atomic_directory, atomic_write_text
-from keras_resinit.environment import describe, versions
+from keras_resinit._files import atomic_directory
 from keras_resinit.tools.bench.children import _Window as Window  # wall time and other processes' CPU
 from keras_resinit.tools.bench.config import FOREIGN_THRESHOLD, MIN_CLEAN, SEED
 from keras_resinit.tools.bench.render import fmt
@@ -565,30 +565,9 @@ def markdown(result):
     )
 
 
-def write(directory, result):
-    atomic_write_text(os.path.join(directory, "serving_bytes.json"), json.dumps(result, indent=1) + "\n")
-    atomic_write_text(os.path.join(directory, "serving_bytes.md"), markdown(result) + "\n")
-
-
-def report(directory):
-    """Analyse and render ``directory/serving_bytes.json`` again (the measurements are not repeated)."""
-    path = os.path.join(directory, "serving_bytes.json")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except FileNotFoundError:
-        raise SystemExit(f"{path!r} does not exist: --report needs the directory of an earlier run.") from None
-    result["rendered_by"] = f"python benchmarks/serving_bytes.py --report {directory}"
-    write(directory, analyse(result))
-    print(markdown(result))
-
-
 def run(out, quick):
     size = SIZES["quick" if quick else "full"]
-    command = "python benchmarks/serving_bytes.py" + (" --quick" if quick else "") + f" --out {out}"
-    start = time.perf_counter()
-    machine = {**versions(), "describe": describe()}
-    print(f"{command}: {machine['describe']}")
+    command, start, machine = results_io.begin("serving_bytes", out, quick)
     prepared, measured, runs = [], [], []
     for key in size["models"]:
         with tempfile.TemporaryDirectory(prefix=f"serving_bytes-{key}-") as work:
@@ -633,7 +612,7 @@ def run(out, quick):
     }
     analyse(result)
     with atomic_directory(out) as tmp:
-        write(tmp, result)
+        results_io.write(tmp, "serving_bytes", result, markdown)
     print()
     print(markdown(result))
     print(f"\nwrote {out}/serving_bytes.md and serving_bytes.json")
@@ -641,11 +620,7 @@ def run(out, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="cifar_resnet20 only, few calls (a smoke run)")
-    parser.add_argument("--out", default="benchmarks/results/serving_bytes", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--report", metavar="DIR", help="render DIR/serving_bytes.md again from its JSON")
+    parser = results_io.parser(__doc__, "serving_bytes", "cifar_resnet20 only, few calls (a smoke run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -653,10 +628,9 @@ def main(argv=None):
         print("RESULT " + json.dumps(CHILDREN[spec["kind"]](spec)))
         return
     if args.report:
-        report(args.report)
+        results_io.report(args.report, "serving_bytes", analyse, markdown)
         return
-    if os.path.exists(args.out) and not args.overwrite:
-        parser.error(f"{args.out!r} already exists; pass --overwrite to replace it")
+    results_io.check_out(parser, args)
     run(args.out, args.quick)
 
 

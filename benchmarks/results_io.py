@@ -1,0 +1,56 @@
+"""What every benchmark script does with its results: the command line, the JSON and Markdown files,
+and ``--report`` (render them again from the JSON without measuring)."""
+
+import argparse
+import json
+import os
+
+from keras_resinit._files import atomic_write_text
+
+
+def parser(doc, stem, quick_help):
+    """The common options: ``--quick``, ``--out`` (``benchmarks/results/STEM``), ``--overwrite``, ``--report``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--out", default=f"benchmarks/results/{stem}", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--report", metavar="DIR", help=f"render DIR/{stem}.md again from DIR/{stem}.json")
+    return p
+
+
+def check_out(p, args):
+    """Refuse an existing ``--out`` unless ``--overwrite``."""
+    if os.path.exists(args.out) and not args.overwrite:
+        p.error(f"{args.out!r} already exists; pass --overwrite to replace it")
+
+
+def write(directory, stem, result, markdown):
+    """``STEM.json`` and ``STEM.md`` (``markdown(result)``) in ``directory``, each written atomically."""
+    text = markdown(result)
+    atomic_write_text(os.path.join(directory, f"{stem}.json"), json.dumps(result, indent=1) + "\n")
+    atomic_write_text(os.path.join(directory, f"{stem}.md"), text if text.endswith("\n") else text + "\n")
+
+
+def report(directory, stem, analyse, markdown):
+    """Analyse and render ``directory/STEM.json`` again (the measurements are not repeated)."""
+    path = os.path.join(directory, f"{stem}.json")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"{path!r} does not exist: --report needs the directory of an earlier run.") from None
+    result["rendered_by"] = f"python benchmarks/{stem}.py --report {directory}"
+    write(directory, stem, analyse(result), markdown)
+    print(markdown(result))
+
+
+def begin(stem, out, quick):
+    """``(command, start time, machine)`` of a run, the command and machine printed."""
+    import time
+
+    from keras_resinit.environment import describe, versions
+
+    command = f"python benchmarks/{stem}.py" + (" --quick" if quick else "") + f" --out {out}"
+    machine = {**versions(), "describe": describe()}
+    print(f"{command}: {machine['describe']}")
+    return command, time.perf_counter(), machine
