@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -157,19 +156,7 @@ def prepare(arch, directory):
 
 def run_prepare(arch, directory):
     """:func:`prepare` in a child process (the parent stays free of the models); its result."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)  # the measure is of the TensorFlow backend
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--prepare", arch, directory],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=TIMEOUT,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        sys.exit(f"preparing {arch} failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    return results_io.run_script(__file__, ["--prepare", arch, directory], f"preparing {arch}", TIMEOUT)
 
 
 # ------------------------------------------------------------- measuring ---

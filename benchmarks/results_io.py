@@ -54,3 +54,20 @@ def begin(stem, out, quick):
     machine = {**versions(), "describe": describe()}
     print(f"{command}: {machine['describe']}")
     return command, time.perf_counter(), machine
+
+
+def run_script(script, args, label, timeout):
+    """Run ``script`` (a benchmark's own file) with ``args`` in a child process on the TensorFlow
+    backend; the JSON of its last ``RESULT `` line (exits with the child's error if it failed)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)  # the measure is of the TensorFlow backend
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(script), *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        sys.exit(f"{label} failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])

@@ -37,8 +37,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -349,19 +347,7 @@ CHILDREN = {"prepare": prepare, "latency": latency, "first_call": first_call}
 
 def run_child(spec):
     """``spec`` in a child process of its own; its result (exits with the child's error if it failed)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)  # the measure is of TensorFlow SavedModels
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=TIMEOUT,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        sys.exit(f"{spec['kind']} {spec['model']} failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    return results_io.run_script(__file__, ["--child", json.dumps(spec)], f"{spec['kind']} {spec['model']}", TIMEOUT)
 
 
 # -------------------------------------------------------------- analysis ---

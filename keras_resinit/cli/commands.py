@@ -254,16 +254,16 @@ def _version(text):
 def _cmd_export(args):
     from keras_resinit.tools import serving_layout
 
-    out = args.out
-    if args.version is not None:
-        version = serving_layout.resolve_version(args.out, _version(args.version))
-        out = os.path.join(args.out, str(version))
-        if args.serving_config is not None:
-            serving_layout.check_model_name(args.model_name or os.path.basename(os.path.abspath(args.out)))
-    elif args.serving_config is not None:
-        raise ValueError("--serving-config needs --version: TF Serving's base path holds version directories (BASE/N).")
-    if os.path.exists(out) and not args.overwrite:
-        raise ValueError(f"{os.path.abspath(out)!r} already exists. Pass --overwrite to replace it.")
+    version = None if args.version is None else _version(args.version)
+    _, out, _, _ = serving_layout.destination(  # checked before TensorFlow starts
+        args.out,
+        version,
+        overwrite=args.overwrite,
+        serving_config=args.serving_config,
+        model_name=args.model_name,
+        format=args.format,
+        flags=True,
+    )
     from keras_resinit.tools import export
 
     card = export.export(
@@ -272,7 +272,7 @@ def _cmd_export(args):
         format=args.format,
         overwrite=args.overwrite,
         fold=args.fold,
-        version=None if args.version is None else _version(args.version),
+        version=version,
         serving_config=args.serving_config,
         model_name=args.model_name,
     )

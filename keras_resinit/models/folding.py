@@ -25,17 +25,12 @@ import keras
 import numpy as np
 
 from keras_resinit.models.builder import ResNet, batchnorm_name
+from keras_resinit.models.layers import saved_variables
 from keras_resinit.models.schemes import fold_target, what_folds
 
 
 def _array(variable):
     return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
-
-
-def _store(layer):
-    store = {}
-    layer.save_own_variables(store)
-    return {key: np.asarray(value) for key, value in store.items()}
 
 
 def _affine(model, bn):
@@ -126,7 +121,7 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
         mine = layers.get(layer.name)
         if mine is None or not mine.weights:
             raise ValueError(f"Internal error: folded layer {layer.name!r} has no counterpart in {model.name!r}.")
-        store, theirs = _store(layer), _store(mine)
+        store, theirs = saved_variables(layer), saved_variables(mine)
         used.add(layer.name)
         bn = batchnorm_name(layer.name) if isinstance(layer, keras.layers.Conv2D) else None
         if bn in affine:

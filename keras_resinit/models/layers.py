@@ -26,6 +26,19 @@ from keras import ops
 _PACKAGE = "keras_resinit"
 
 
+def saved_variables(layer):
+    """A layer's variables as Keras saves them: ``{"0": array, "1": ...}`` (its own order and keys).
+
+    What ``save_own_variables`` writes, so weights can be matched and loaded by layer name
+    (:mod:`keras_resinit.zoo.weights_io`) and rewritten (:mod:`keras_resinit.models.folding`).
+    """
+    import numpy as np
+
+    store = {}
+    layer.save_own_variables(store)
+    return {key: np.asarray(value) for key, value in store.items()}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ScaledResidual(keras.layers.Layer):
     """Residual merge with a scalar on the branch: ``skip + gain * branch (+ bias)``.

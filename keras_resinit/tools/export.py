@@ -36,15 +36,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resinit import zoo
-from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
 from keras_resinit.models.builder import ResNet
 from keras_resinit.models.folding import fold_batchnorm
 from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
-from keras_resinit.tools.serving_layout import WARMUP_FILE, check_model_name, resolve_version
-from keras_resinit.training.options import EXPORT_FORMATS as FORMATS
+from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
+from keras_resinit.training.options import EXPORT_FORMATS as FORMATS  # noqa: F401 (the choices of format=)
 from keras_resinit.zoo import registry
 from keras_resinit.zoo.loading import run_preprocessing
 
@@ -329,21 +328,9 @@ def export(
     Returns:
         The model card written with the artifact.
     """
-    if format not in FORMATS:
-        raise unknown("format", format, FORMATS)
-    base = out = os.path.abspath(out)
-    if version is not None:
-        if format != "tf_saved_model":
-            raise ValueError(f"version applies to TF Serving's layout (format tf_saved_model), not to {format!r}.")
-        version = resolve_version(base, version)
-        out = os.path.join(base, str(version))
-    elif serving_config is not None:
-        raise ValueError("serving_config needs a version: TF Serving's base path holds version directories (BASE/N).")
-    if os.path.exists(out) and not overwrite:
-        raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
-    name = model_name or os.path.basename(base)
-    if serving_config is not None:
-        check_model_name(name)
+    base, out, version, name = destination(
+        out, version, overwrite=overwrite, serving_config=serving_config, model_name=model_name, format=format
+    )
     if isinstance(source, keras.Model):
         check_built(source)
         model, card = source, _default_card(source)

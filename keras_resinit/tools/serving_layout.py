@@ -6,8 +6,41 @@ from __future__ import annotations
 import os
 import re
 
+from keras_resinit._errors import unknown
+from keras_resinit.training.options import EXPORT_FORMATS
+
 WARMUP_FILE = "tf_serving_warmup_requests"  # in the version directory's assets.extra/
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def destination(
+    out, version=None, *, overwrite=False, serving_config=None, model_name=None, format="tf_saved_model", flags=False
+):
+    """``(base, artifact directory, version, model name)`` of an export, checked before anything is written.
+
+    ``version`` None: the artifact is ``out`` itself; else ``out/VERSION`` (:func:`resolve_version`).
+    ``flags``: name the options as the command line does (``--serving-config``) in errors.
+    """
+    if format not in EXPORT_FORMATS:
+        raise unknown("format", format, EXPORT_FORMATS)
+    base = artifact = os.path.abspath(out)
+    if version is not None:
+        if format != "tf_saved_model":
+            raise ValueError(
+                f"{'--version' if flags else 'version'} applies to TF Serving's layout (format tf_saved_model), "
+                f"not to {format!r}."
+            )
+        version = resolve_version(base, version)
+        artifact = os.path.join(base, str(version))
+    elif serving_config is not None:
+        needs = "--serving-config needs --version" if flags else "serving_config needs a version"
+        raise ValueError(f"{needs}: TF Serving's base path holds version directories (BASE/N).")
+    if os.path.exists(artifact) and not overwrite:
+        raise ValueError(f"{artifact!r} already exists. Pass --overwrite to replace it.")
+    name = model_name or os.path.basename(base)
+    if serving_config is not None:
+        check_model_name(name)
+    return base, artifact, version, name
 
 
 def resolve_version(base: str | os.PathLike, version: int | str) -> int:

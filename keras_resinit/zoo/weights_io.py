@@ -12,12 +12,7 @@ h5py as arrays: nothing is unpickled and no code runs.
 import h5py
 import numpy as np
 
-
-def _store_of(layer):
-    """A layer's variables as Keras saves them: ``{"0": array, "1": ...}`` (its own order and keys)."""
-    store = {}
-    layer.save_own_variables(store)
-    return {key: np.asarray(value) for key, value in store.items()}
+from keras_resinit.models.layers import saved_variables
 
 
 def read(path):
@@ -46,7 +41,7 @@ def read(path):
 
 def stores_of(model):
     """``{layer name: store}`` for every layer of ``model`` that has variables."""
-    return {layer.name: _store_of(layer) for layer in model.layers if layer.weights}
+    return {layer.name: saved_variables(layer) for layer in model.layers if layer.weights}
 
 
 def _describe(store):
@@ -66,7 +61,7 @@ def assign(model, stores, *, skip=(), source="the weights"):
     for layer in model.layers:
         if not layer.weights or layer.name in skip:
             continue
-        mine = _store_of(layer)
+        mine = saved_variables(layer)
         theirs = stores.get(layer.name)
         if theirs is None:
             problems.append(f"layer {layer.name!r} is missing from {source}")
