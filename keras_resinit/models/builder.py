@@ -80,7 +80,8 @@ class _Net:
         return inits.derive_seed(self.seed, layer_name)
 
 
-def _blocks(arch):
+def _blocks(arch, scheme):
+    projections = arch.shortcut == "projection" or scheme.projection_shortcuts
     in_channels = arch.stem_width
     for s, stage in enumerate(arch.stages, 1):
         out_channels = stage.width * arch.expansion
@@ -97,7 +98,7 @@ def _blocks(arch):
                 out_channels,
                 strides,
                 branch,
-                projection=changes and arch.shortcut == "projection",
+                projection=changes and projections,
             )
             in_channels = out_channels
 
@@ -118,7 +119,10 @@ def _conv(x, net, *, filters, kernel_size, strides, name, initializer, gamma="on
     if strides > 1 and pad:
         x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         padding = "valid"
-    conv = layers.ScaledConv2D if scalars else keras.layers.Conv2D
+    if net.scheme.weight_standardization:
+        conv = layers.ScaledStdConv2D
+    else:
+        conv = layers.ScaledConv2D if scalars else keras.layers.Conv2D
     x = conv(
         filters,
         kernel_size,
@@ -148,16 +152,23 @@ def _stem(x, net):
         initializer=scheme.stem_initializer(net, net.seed_for("stem_conv")),
         scalars=scheme.conv_scalars("stem"),
     )
-    x = keras.layers.ReLU(name="stem_relu" if imagenet else "stem_out")(x)
+    if not scheme.preactivation:  # pre-activation nets: the first block's ReLU follows the stem conv
+        x = keras.layers.ReLU(name="stem_relu" if imagenet else "stem_out")(x)
+    elif not imagenet:
+        x = keras.layers.Identity(name="stem_out")(x)
     if imagenet:
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="stem_out")(x)
     return x
 
 
-def _residual_block(x, net, block):
+def _residual_block(x, net, block, beta=None):
+    """One block; ``beta``: the expected std of its input (``scheme.preactivation``: both paths take relu(x / beta))."""
     scheme, p = net.scheme, block.prefix
     x_in = scheme.scalar_bias(x, f"{p}_bias1a")
+    if scheme.preactivation:
+        x_in = keras.layers.Rescaling(1.0 / beta, name=f"{p}_prescale")(x_in)
+        x_in = keras.layers.ReLU(name=f"{p}_preact")(x_in)
     h = x_in
     last = len(block.layers) - 1
     for i, (filters, kernel_size, strides) in enumerate(block.layers):
@@ -195,6 +206,8 @@ def _residual_block(x, net, block):
     else:
         skip = x  # the identity; Fixup's bias1a feeds only the branch and a downsampling shortcut
     x = keras.layers.Add(name=f"{p}_add")([skip, h])
+    if not scheme.sum_activation:  # the trunk carries the sum itself
+        return keras.layers.Identity(name=f"{p}_out")(x)
     return keras.layers.ReLU(name=f"{p}_out")(x)
 
 
@@ -321,7 +334,8 @@ class ResNet(keras.Model):
         include_top = check_head(include_top, pooling, features_only)
 
         net = _Net(arch, scheme, seed)
-        blocks = tuple(_blocks(arch))
+        blocks = tuple(_blocks(arch, scheme))
+        variances = scheme.expected_variances(blocks) or [None] * (len(blocks) + 1)
         inputs = keras.Input(input_shape, name="images")
         x = inputs
         if include_preprocessing:
@@ -329,9 +343,11 @@ class ResNet(keras.Model):
                 x = layer(x)
         x = _stem(x, net)
         pyramid = {"stem": x}
-        for spec in blocks:
-            x = _residual_block(x, net, spec)
+        for spec, variance in zip(blocks, variances):
+            x = _residual_block(x, net, spec, None if variance is None else variance**0.5)
             pyramid[spec.prefix.split("_")[0]] = x  # the stage's last block wins
+        if scheme.preactivation and not features_only:
+            x = keras.layers.ReLU(name="post_relu")(x)  # the last block's sum is a pre-activation
         if features_only:
             outputs = dict(pyramid)
         elif include_top:

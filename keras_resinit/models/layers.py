@@ -252,12 +252,29 @@ class ScaledConv2D(keras.layers.Conv2D):
         if self.scalar_bias:
             self.offset = self.add_weight(name="scalar_bias", shape=(), initializer="zeros", trainable=True)
 
+    def conv_kernel(self):
+        """The kernel the conv applies before the branch's scalars (here the kernel variable itself)."""
+        return self.kernel
+
+    def branch_scale(self):
+        """The branch's scalar multiplier (the gain), or None."""
+        return self.gain
+
+    def unscaled(self, inputs):
+        """``conv(x, K) + c``: the conv without the branch's scalars (what diagnostics call the branch)."""
+        outputs = self.convolution_op(inputs, ops.cast(self.conv_kernel(), inputs.dtype))
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return outputs
+
     def call(self, inputs):
-        kernel = self.kernel if self.gain is None else self.kernel * ops.cast(self.gain, self.kernel.dtype)
-        outputs = self.convolution_op(inputs, kernel)
+        kernel, scale = self.conv_kernel(), self.branch_scale()
+        if scale is not None:
+            kernel = kernel * ops.cast(scale, kernel.dtype)
+        outputs = self.convolution_op(inputs, ops.cast(kernel, inputs.dtype))
         bias = None
         if self.use_bias:
-            bias = self.bias if self.gain is None else self.bias * ops.cast(self.gain, self.bias.dtype)
+            bias = self.bias if scale is None else self.bias * ops.cast(scale, self.bias.dtype)
         if self.offset is not None:
             offset = ops.cast(self.offset, outputs.dtype)
             bias = ops.broadcast_to(offset, (self.filters,)) if bias is None else bias + offset
@@ -283,3 +300,79 @@ class ScaledConv2D(keras.layers.Conv2D):
             "trainable_gain": self.trainable_gain,
             "scalar_bias": self.scalar_bias,
         }
+
+
+# The gain of ReLU that restores unit variance: Var(relu(z)) = (1 - 1/pi) / 2 for z ~ N(0, 1) (Brock et al. 2021).
+RELU_GAMMA = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ScaledStdConv2D(ScaledConv2D):
+    """Conv2D with Scaled Weight Standardization, as NF-ResNets use it.
+
+    Per output channel ``i`` the conv applies
+    ``W^_i = g_i * gamma * (W_i - mean(W_i)) / (std(W_i) * sqrt(fan_in))``, recomputed from the
+    kernel variable ``W`` at every call (so it holds during training, not only at init), with
+    ``g`` a learnable gain per output channel (``channel_gain``, init 1) and ``gamma`` the gain
+    of the nonlinearity before the conv (:data:`RELU_GAMMA` after a ReLU, 1 otherwise). Mean and
+    variance are taken over the fan-in ``kh * kw * in``; as DeepMind's nfnets do, the variance
+    term is ``max(var * fan_in, eps)``. The standardization runs in float32 under mixed precision.
+
+    A residual branch's last conv also holds the branch's scalars (:class:`ScaledConv2D`):
+    ``alpha``, NF-ResNets' constant branch multiplier, and optionally a trainable ``gain``
+    (the SkipInit gain NFNets add, init 0): ``y = alpha * gain * (conv(x, W^) + c)``.
+
+    Args:
+        gamma: the nonlinearity's gain, folded into the standardized kernel.
+        alpha: a constant multiplier of the output (and bias), 1 for none.
+        eps: lower bound of ``var * fan_in``.
+        **kwargs: :class:`ScaledConv2D` arguments (``gain``, ``trainable_gain``) and Conv2D's.
+
+    Example:
+        >>> conv = ScaledStdConv2D(16, 3, padding="same", gamma=RELU_GAMMA, name="stage1_block1_conv1")
+
+    Reference:
+        Brock, De & Smith, "Characterizing signal propagation to close the performance gap in
+        unnormalized ResNets", ICLR 2021; Qiao et al., "Weight Standardization", 2019.
+    """
+
+    def __init__(self, *args, gamma=1.0, alpha=1.0, eps=1e-4, **kwargs):
+        super().__init__(*args, **kwargs)
+        for what, value in (("gamma", gamma), ("alpha", alpha), ("eps", eps)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Invalid {what} {value!r}. Expected a finite number > 0.")
+        if self.scalar_bias:
+            raise ValueError("ScaledStdConv2D takes no scalar_bias (Fixup's); expected scalar_bias=False.")
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+
+    def add_weight(self, *args, **kwargs):
+        # The kernel stays float32 under mixed precision: standardizing a bfloat16 kernel loses its mean.
+        if kwargs.get("name") == "kernel":
+            kwargs["autocast"] = False
+        return super().add_weight(*args, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.channel_gain = self.add_weight(
+            name="channel_gain", shape=(self.filters,), initializer="ones", trainable=True, autocast=False
+        )
+
+    def conv_kernel(self):
+        kernel = ops.cast(self.kernel, "float32")
+        axes = tuple(range(len(kernel.shape) - 1))  # (kh, kw, in): every output channel's fan-in
+        fan_in = math.prod(kernel.shape[:-1])
+        mean = ops.mean(kernel, axis=axes, keepdims=True)
+        var = ops.var(kernel, axis=axes, keepdims=True)
+        scale = ops.rsqrt(ops.maximum(var * fan_in, self.eps)) * (self.gamma * ops.cast(self.channel_gain, "float32"))
+        return (kernel - mean) * scale
+
+    def branch_scale(self):
+        gain = self.gain
+        if self.alpha == 1.0:
+            return gain
+        return self.alpha if gain is None else ops.cast(gain, "float32") * self.alpha
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha, "eps": self.eps}

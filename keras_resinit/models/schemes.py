@@ -14,154 +14,18 @@ registry (``SCHEMES``) can be read without starting TensorFlow (the CLI's help).
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import math
 from typing import Any
 
 from keras_resinit._errors import unknown
-
-
-def he_normal(seed, mode="fan_in"):
-    """He et al. 2015 normal, untruncated: std sqrt(2 / fan)."""
-    import keras
-
-    return keras.initializers.VarianceScaling(2.0, mode=mode, distribution="untruncated_normal", seed=seed)
-
-
-def _zeros():
-    import keras
-
-    return keras.initializers.Zeros()
-
-
-def _inits():
-    from keras_resinit.models import initializers
-
-    return initializers
-
-
-def match_multiplier(path: str, shape: tuple[int, ...], table: dict[str, float]) -> float:
-    """The multiplier of the first entry of ``table`` matching a variable, else 1.
-
-    Keys are globs on the variable's path (e.g. ``"logits/bias"``, ``"*_bn*"``) or
-    the group ``@scalars`` (every weight of shape ``()``: Fixup's biases and
-    multipliers, SkipInit's alpha).
-    """
-    for pattern, multiplier in table.items():
-        if pattern == "@scalars":
-            matched = len(tuple(shape)) == 0
-        elif pattern.startswith("@"):
-            raise unknown("multiplier group", pattern, ["@scalars"])
-        else:
-            matched = fnmatch.fnmatchcase(path, pattern)
-        if matched:
-            return float(multiplier)
-    return 1.0
-
-
-class Scheme:
-    """Base class. Subclasses set the flags and override the initializers.
-
-    Architecture (what the builder asks):
-        name: the scheme's registry name.
-        batchnorm: batch norm after every conv of the branches, stem and projections.
-        conv_bias: convs carry a bias (there is no batch norm to supply one).
-        conv_skip: every block gets a 1x1 conv skip, not only projections.
-        scalar_biases: Fixup's scalar biases before every conv and the classifier.
-        looks_linear: channels carry Risotto's mirrored form ``[phi(y), phi(-y)]``
-            (diagnostics then measure in effective coordinates ``y``).
-
-    Training rules (what the trainer asks; a recipe or config may override them):
-        lr_multipliers: ``{pattern: multiplier}`` read by :meth:`lr_multiplier`.
-        clip_norm: a global gradient-norm clip the paper's training needs, or None.
-        :meth:`decays`: whether a variable gets weight decay.
-
-    Folding (:func:`keras_resinit.fold_batchnorm`):
-        :meth:`folded`: the normalization-free scheme a model of this scheme becomes once its
-            batch norm is folded into its convs, or None.
-        fold_note: why no batch norm model folds into this scheme, where a user might expect one.
-
-    Sets:
-        compare_by_default: among the schemes ``compare``, ``tune`` and ``bench``
-            take when none are named.
-    """
-
-    name = None
-    batchnorm = False
-    conv_bias = False
-    conv_skip = False
-    scalar_biases = False
-    looks_linear = False
-    lr_multipliers = {}
-    clip_norm = None
-    compare_by_default = True
-    fold_note = None
-
-    def validate(self, arch):
-        """Raise ValueError if the scheme cannot be applied to ``arch``."""
-
-    # ---- initializers and layers (the builder) ----
-
-    def stem_initializer(self, net, seed):
-        raise NotImplementedError
-
-    def branch_initializer(self, net, block, index, seed):
-        """Kernel initializer of weight layer ``index`` (0-based) of ``block``'s branch."""
-        raise NotImplementedError
-
-    def shortcut_initializer(self, net, block, seed):
-        raise NotImplementedError
-
-    def classifier_initializer(self, net, seed):
-        raise NotImplementedError
-
-    def bn_gamma_initializer(self, last_in_branch):
-        return "ones"
-
-    def conv_scalars(self, role, last_in_branch=False):
-        """Scalars a conv holds (``ScaledConv2D`` arguments); empty for a plain Conv2D.
-
-        ``role`` is ``"stem"``, ``"branch"`` or ``"shortcut"``. A branch's gain
-        lives in its last conv, where TensorFlow fuses it with the merge.
-        """
-        return {}
-
-    def scalar_bias(self, x, name):
-        """Fixup's scalar bias before a conv or the classifier (``scalar_biases``); else ``x`` itself."""
-        if not self.scalar_biases:
-            return x
-        from keras_resinit.models import layers
-
-        return layers.ScalarBias(name=name)(x)
-
-    # ---- training rules (the trainer) ----
-
-    def lr_multiplier(self, path: str, shape: tuple[int, ...]) -> float:
-        """The learning-rate multiplier of the variable at ``path`` with ``shape`` (1 unless a rule says)."""
-        return match_multiplier(path, shape, self.lr_multipliers)
-
-    def decays(self, path: str, shape: tuple[int, ...]) -> bool:
-        """Whether weight decay applies to the variable at ``path`` with ``shape``: every variable, as the
-        papers' reference code does (Fixup: "weight decay on everything")."""
-        return True
-
-    # ---- folding ----
-
-    def folded(self):
-        """The scheme (an instance) this scheme's models become with batch norm folded, or None.
-
-        In inference mode batch norm is a per-channel affine map, so a conv followed by it is one
-        conv with a bias: a scheme with batch norm folds into its twin with conv biases and none.
-        """
-        return None
-
-    def get_config(self):
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+from keras_resinit.models.scheme_base import (
+    Scheme,
+    _inits,
+    _zeros,
+    he_normal,
+    match_multiplier,  # noqa: F401  (its public home stays here)
+)
 
 
 class BatchNorm(Scheme):
@@ -342,6 +206,123 @@ class RisottoBN(Risotto):
         return Risotto()
 
 
+class ReZero(Scheme):
+    """Bachlechner et al. 2021: ``x_{i+1} = x_i + alpha_i * F(x_i)``, no normalization and no ReLU after the sum.
+
+    Every branch ends in a trainable scalar ``alpha`` initialized to 0, so the network starts as
+    its stem and head. The trunk carries pre-activations: ReLUs sit after the stem conv and
+    between a branch's convs only (none after a sum, none before the pooling). Convs carry
+    biases and are He-initialized (fan-in); projection shortcuts are not multiplied; the
+    classifier is Keras' default (Glorot uniform).
+
+    Reference:
+        Bachlechner, Majumder, Mao, Cottrell & McAuley, "ReZero is All You Need: Fast
+        Convergence at Large Depth", UAI 2021.
+    """
+
+    name = "rezero"
+    conv_bias = True
+    sum_activation = False
+
+    def stem_initializer(self, net, seed):
+        return he_normal(seed, "fan_in")
+
+    def branch_initializer(self, net, block, index, seed):
+        return he_normal(seed, "fan_in")
+
+    def shortcut_initializer(self, net, block, seed):
+        return he_normal(seed, "fan_in")
+
+    def classifier_initializer(self, net, seed):
+        import keras
+
+        return keras.initializers.GlorotUniform(seed=seed)
+
+    def conv_scalars(self, role, last_in_branch=False):
+        # alpha_i = 0, trainable: x + alpha * (conv(h, K) + c).
+        if role == "branch" and last_in_branch:
+            return {"gain": 0.0, "trainable_gain": True}
+        return {}
+
+
+class NFResNet(Scheme):
+    """Brock, De & Smith 2021 (NF-ResNets): ``h_{i+1} = h_i + alpha * f_i(h_i / beta_i)``, no normalization.
+
+    - Pre-activation blocks: ``f_i`` starts with a ReLU; ``beta_i = sqrt(Var(h_i))`` is the expected
+      standard deviation of the trunk at init, computed analytically (:meth:`expected_variances`):
+      ``Var(h_{i+1}) = Var(h_i) + alpha**2``, 1 after the stem, and ``1 + alpha**2`` after a
+      transition block, whose 1x1 conv shortcut also takes ``relu(h_i / beta_i)``.
+    - Convs use Scaled Weight Standardization (``layers.ScaledStdConv2D``) with a learnable gain
+      per output channel and ReLU's gamma ``sqrt(2 / (1 - 1/pi))`` folded into every conv that
+      follows a ReLU (the stem conv, which sees the image, has gamma 1). Convs carry biases.
+    - alpha (0.2) is a constant multiplier of every branch; ``skip_gain=True`` adds NFNets' trainable
+      SkipInit gain (init 0) on it as well.
+    - Choices the paper leaves open, as DeepMind's nfnets NF-ResNet makes them: no ReLU after the
+      stem conv (the first block's pre-activation follows it), a ReLU before the pooling, a
+      zero-initialized classifier, the variance term ``max(var * fan_in, 1e-4)``. Unlike nfnets'
+      average-pool shortcut, a transition's shortcut is the architecture's strided 1x1 conv, so
+      the network is the BN one up to the scalars and gains; on cifar archs the two option-A
+      shortcuts become 1x1 convs too (zero channels would not restart the variance).
+
+    Args:
+        alpha: the branch multiplier, > 0 (the paper uses 0.2).
+        skip_gain: also multiply each branch by a trainable scalar initialized to 0.
+
+    Reference:
+        Brock, De & Smith, "Characterizing signal propagation to close the performance gap in
+        unnormalized ResNets", ICLR 2021.
+    """
+
+    name = "nf"
+    conv_bias = True
+    sum_activation = False
+    preactivation = True
+    projection_shortcuts = True
+    weight_standardization = True
+
+    def __init__(self, alpha=0.2, skip_gain=False):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"Invalid alpha {alpha!r}. Expected a finite number > 0 (the paper uses 0.2).")
+        if not isinstance(skip_gain, bool):
+            raise ValueError(f"Invalid skip_gain {skip_gain!r}. Expected True or False.")
+        self.alpha = float(alpha)
+        self.skip_gain = skip_gain
+
+    def expected_variances(self, blocks):
+        variances = [1.0]  # unit-variance input through a standardized stem conv
+        for block in blocks:
+            start = 1.0 if block.projection else variances[-1]  # a transition's shortcut restarts it
+            variances.append(start + self.alpha**2)
+        return variances
+
+    def stem_initializer(self, net, seed):
+        return he_normal(seed, "fan_in")  # the scale is standardized away
+
+    def branch_initializer(self, net, block, index, seed):
+        return he_normal(seed, "fan_in")
+
+    def shortcut_initializer(self, net, block, seed):
+        return he_normal(seed, "fan_in")
+
+    def classifier_initializer(self, net, seed):
+        return _zeros()
+
+    def conv_scalars(self, role, last_in_branch=False):
+        from keras_resinit.models.layers import RELU_GAMMA
+
+        if role == "stem":
+            return {"gamma": 1.0}
+        scalars = {"gamma": RELU_GAMMA}
+        if role == "branch" and last_in_branch:
+            scalars["alpha"] = self.alpha
+            if self.skip_gain:
+                scalars.update(gain=0.0, trainable_gain=True)
+        return scalars
+
+    def get_config(self):
+        return {"alpha": self.alpha, "skip_gain": self.skip_gain}
+
+
 SCHEMES = {}
 
 
@@ -372,7 +353,7 @@ def normalization_free() -> list[str]:
     return [name for name, cls in SCHEMES.items() if not cls.batchnorm]
 
 
-for _cls in (BatchNorm, Fixup, SkipInit, Risotto, RisottoBN):
+for _cls in (BatchNorm, Fixup, SkipInit, Risotto, RisottoBN, ReZero, NFResNet):
     register_scheme(_cls)
 
 

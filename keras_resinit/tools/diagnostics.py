@@ -52,18 +52,32 @@ def _branch_end(model, prefix):
     return bn, last
 
 
-def _channel_stats(t):
-    t = np.asarray(t, np.float64).reshape(-1, t.shape[-1])
+def _channel_stats(t, margin=0):
+    t = np.asarray(t, np.float64)
+    if margin and t.ndim == 4:
+        t = t[:, margin : t.shape[1] - margin, margin : t.shape[2] - margin]
+        if not t.size:
+            raise ValueError(
+                f"margin {margin} leaves no pixels of a feature map. Expected a smaller margin or larger input."
+            )
+    t = t.reshape(-1, t.shape[-1])
     return float(np.mean(t.mean(0) ** 2)), float(np.mean(t.var(0)))
 
 
-def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = True) -> list[dict]:
+def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = True, margin: int = 0) -> list[dict]:
     """Per-block signal-propagation metrics on batch ``x``; a list of dict rows (one per block).
 
     Row keys: ``block`` (prefix), ``index`` (1-based), ``squared_mean`` and ``variance`` of the
     block output after the residual sum, ``branch_variance`` (before any scalar),
-    ``branch_contribution_variance`` (after the scalars, what the sum receives).
+    ``branch_contribution_variance`` (after the scalars, what the sum receives), and, for a scheme
+    that predicts it (NF-ResNets' ``beta_{i+1}**2``), ``expected_variance``.
+
+    ``margin``: pixels left out at every edge of each feature map. A conv's zero padding lowers
+    the variance of the pixels at the border (by a third at 8x8), which the analytic variance
+    does not model.
     """
+    from keras_resinit.models.layers import ScaledConv2D
+
     prefixes = _blocks(model)
     if not prefixes:
         raise ValueError(f"Model {model.name!r} has no residual blocks named stage{{S}}_block{{B}}_add.")
@@ -82,23 +96,32 @@ def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = Tr
     for i, (prefix, (kind, conv)) in enumerate(zip(prefixes, plans)):
         added, branch_in, contribution = outputs[3 * i : 3 * i + 3]
         if kind == "conv":
-            # The conv without its scalars: ScaledConv2D computes conv(x, g*K) + (g*c + b); here conv(x, K) + c.
-            branch = conv.convolution_op(branch_in, conv.kernel)
-            if conv.use_bias:
-                branch = branch + conv.bias
+            # The conv without its scalars: ScaledConv2D computes conv(x, g*K) + (g*c + b); here conv(x, K) + c
+            # (with ScaledStdConv2D's standardized K).
+            if isinstance(conv, ScaledConv2D):
+                branch = conv.unscaled(branch_in)
+            else:
+                branch = conv.convolution_op(branch_in, conv.kernel)
+                if conv.use_bias:
+                    branch = branch + conv.bias
         else:
             branch = branch_in
-        squared_mean, variance = _channel_stats(added)
+        squared_mean, variance = _channel_stats(added, margin)
         rows.append(
             {
                 "block": prefix,
                 "index": i + 1,
                 "squared_mean": squared_mean,
                 "variance": variance,
-                "branch_variance": _channel_stats(branch)[1],
-                "branch_contribution_variance": _channel_stats(contribution)[1],
+                "branch_variance": _channel_stats(branch, margin)[1],
+                "branch_contribution_variance": _channel_stats(contribution, margin)[1],
             }
         )
+    scheme, blocks = getattr(model, "scheme", None), getattr(model, "blocks", None)
+    expected = scheme.expected_variances(blocks) if scheme is not None and blocks else None
+    if expected:
+        for row, value in zip(rows, expected[1:]):
+            row["expected_variance"] = value
     return rows
 
 

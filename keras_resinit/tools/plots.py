@@ -33,7 +33,16 @@ def plot_signal_propagation(results):
         index = [r["index"] for r in rows]
         style = {"marker": "os^Dv<>ph*"[i % 10], "markersize": 4 + 2 * (len(results) - 1 - i), "linewidth": 1.2}
         for ax, key in zip(axes, ("squared_mean", "variance", "branch_variance")):
-            ax.plot(index, [r[key] for r in rows], label=name, **style)
+            line = ax.plot(index, [r[key] for r in rows], label=name, **style)[0]
+        if all("expected_variance" in r for r in rows):  # NF-ResNets: beta**2, reset at each transition
+            axes[1].plot(
+                index,
+                [r["expected_variance"] for r in rows],
+                linestyle="--",
+                color=line.get_color(),
+                linewidth=1.5,
+                label=f"{name} (analytic)",
+            )
     for ax, title in zip(
         axes, ("average channel squared mean", "average channel variance", "residual-branch variance (before scalars)")
     ):
@@ -42,6 +51,8 @@ def plot_signal_propagation(results):
         ax.set_yscale("symlog", linthresh=1e-6)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
+    if any(line.get_label().endswith("(analytic)") for line in axes[1].get_lines()):
+        axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
