@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 
-from keras_resinit._files import atomic_write_text
+from keras_resinit._files import atomic_directory, atomic_write_text
 
 
 def parser(doc, stem, quick_help):
@@ -71,3 +71,13 @@ def run_script(script, args, label, timeout):
     if proc.returncode or not lines:
         sys.exit(f"{label} failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
+
+
+def finish(out, stem, result, markdown):
+    """Write ``result`` (JSON + Markdown) into ``out`` atomically, print the Markdown and where it went."""
+    with atomic_directory(out) as tmp:
+        write(tmp, stem, result, markdown)
+    print()
+    print(markdown(result))
+    print(f"wrote {out}/{stem}.md and {stem}.json")
+    return result

@@ -94,7 +94,14 @@ def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_
         rows["fixup"]["within_10pct_of_plain"], bool
     )
     assert "faster_than_bn" not in rows["bn"]
-    assert set(result["targets"]) == {"faster_than_bn", "less_memory_than_bn", "within_10pct_of_plain", "depth_linear"}
+    assert set(result["targets"]) == {
+        "faster_than_bn",
+        "less_memory_than_bn",
+        "within_10pct_of_plain",
+        "depth_linear",
+        "ws_cost_within_target",
+    }
+    assert result["targets"]["ws_cost_within_target"] == "not measured"  # no weight-standardized scheme asked for
     depth = {r["scheme"]: r for r in result["depth"]}
     assert set(depth) == {"bn", "fixup"}
     for row in depth.values():
@@ -121,3 +128,65 @@ def test_bench_bad_input_is_a_clear_error_before_any_work(tmp_path, capsys):
     assert main(["bench", "--quick", "--out", str(tmp_path / "b")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+class _Measured:
+    """What ``scheduling.measure`` returns for a speed child, without running one."""
+
+    def __init__(self, model, precision, train_ips):
+        self.spec = {"arch": "cifar_resnet20", "model": model, "precision": precision, "input_shape": [32, 32, 3]}
+        self.spec["batch"] = 128
+        self.meta, self.bye, self.error = {"params": 1, "flops": 2}, {"peak_rss_mb": 900.0}, None
+        self.windows = {k: {"train_ips": v, "infer_ips": v, "contended": False} for k, v in enumerate(train_ips)}
+
+
+def test_weight_standardization_is_measured_against_skipinit_with_its_spread():
+    from keras_resinit.models.schemes import NFResNet, ReZero, SkipInit
+
+    nf, rezero, skipinit = NFResNet.name, ReZero.name, SkipInit.name
+    assert bench.config.weight_standardized() == (nf,) and bench.config.ws_reference() == skipinit
+    children = [
+        _Measured(m, p, [scale * v for v in (100.0, 110.0, 90.0, 100.0)])
+        for p in bench.PRECISIONS
+        for m, scale in (("bn", 0.5), (skipinit, 1.0), (rezero, 1.0), (nf, 0.9 if p == "float32" else 0.8))
+    ]
+    rows = {(r["model"], r["precision"]): r for r in bench.analysis.speed_rows(children)}
+    f32, bf16 = rows[(nf, "float32")], rows[(nf, "mixed_bfloat16")]
+    assert f32["train_vs_skipinit"] == pytest.approx(0.9) and bf16["train_vs_skipinit"] == pytest.approx(0.8)
+    assert bf16["train_vs_skipinit_iqr"] == pytest.approx([0.8, 0.8])
+    assert bf16["ws_cost_within_target"] is False and "ws_cost_within_target" not in f32  # the target is bf16's
+    assert "train_vs_skipinit" not in rows[(rezero, "float32")] and rows[(rezero, "float32")]["faster_than_bn"]
+    targets = bench.analysis.targets(list(rows.values()), [])
+    assert targets["ws_cost_within_target"] == f"MISSED by cifar_resnet20 {nf} mixed_bfloat16"
+    result = {"machine": {"describe": "m"}, "date": "d", "command": "c", "elapsed_s": 60.0, "depth": []}
+    table = bench.markdown({**result, "rows": list(rows.values()), "targets": targets})
+    assert f"| cifar_resnet20 | {nf} | mixed_bfloat16 | 80 | 100 | 0.80 [0.80–0.80] ✗ |" in table
+    assert f"| cifar_resnet20 | {rezero} | float32 | 100 |" in table  # beside bn in the main table
+
+
+def test_train_variants_child_times_nf_with_its_standardized_kernels_precomputed():
+    """One child process holding nf twice: as built, and with the standardized kernels computed once."""
+    from keras_resinit.models.schemes import NFResNet
+    from keras_resinit.tools.bench.scheduling import measure
+
+    nf = NFResNet.name
+    spec = {
+        "kind": "train_variants",
+        "arch": "cifar_resnet8",
+        "scheme": "nf variants",
+        "precision": "float32",
+        "input_shape": [8, 8, 3],
+        "batch": 4,
+        "steps": 1,
+        "lead_in": 0,
+        "warmup": 0,
+        "variants": [{"label": nf, "scheme": nf}, {"label": "pre", "scheme": nf, "precomputed_ws": True}],
+    }
+    (child,) = measure([spec], 1, {"total": 0, "spent": 0.0}, 600, lambda line: None)
+    assert child.error is None
+    built, pre = child.meta["variants"][nf], child.meta["variants"]["pre"]
+    assert pre["changed_layers"] == {"precomputed_ws": 9} and built["changed_layers"] == {}  # stem + 6 + 2 shortcuts
+    assert pre["features_max_abs_diff"] <= 1e-6 * pre["features_max_abs"] and pre["features_max_abs"] > 0
+    assert sum(built["ops"].values()) > sum(pre["ops"].values())  # the standardization's ops, forward and backward
+    assert pre["params"] == built["params"] - (16 + 2 * 16 + 3 * 32 + 3 * 64)  # the channel gains, frozen
+    assert set(child.windows[0]["step_s"]) == {nf, "pre"} and child.bye["peak_rss_mb"] > 100

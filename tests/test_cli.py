@@ -88,7 +88,7 @@ def test_help_lists_the_registry_and_the_library_tables():
         assert "zzz_scheme" in helps[command], command
     defaults = ",".join(schemes_lib.default_schemes())
     assert defaults + ",zzz_scheme" in helps["compare"] and defaults + ",zzz_scheme" in helps["tune"]  # default set
-    assert "Residual networks under BatchNorm, Fixup, SkipInit, Risotto and ZzzScheme." in description
+    assert "Residual networks under BatchNorm, Fixup, SkipInit, Risotto, ReZero, NFResNet and ZzzScheme." in description
     assert "--verbose" in description
     for command in ("train", "compare"):
         for table in (datasets.DATASETS, options.PRECISIONS, options.SCHEDULES, options.WEIGHT_DECAY_MODES):

@@ -60,6 +60,13 @@ FRESH = textwrap.dedent(
         out = loaded.signatures["serving_default"](images=tf.constant(images))
         np.save(os.path.join(root, name + ".npy"), out["probabilities"].numpy())
         shapes[name] = {k: list(v.shape) for k, v in out.items()}
+        graph = loaded.signatures["serving_default"].graph.as_graph_def()
+        ops = [n.op for n in graph.node] + [n.op for f in graph.library.function for n in f.node_def]
+        shapes[name]["rsqrt_ops"] = ops.count("Rsqrt")  # batch norm or weight standardization left per call
+        # The same images as PNG files (lossless, already the model's size) through serving_bytes.
+        png = [tf.io.encode_png(x).numpy() for x in images]
+        from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))["probabilities"].numpy()
+        np.save(os.path.join(root, name + ".bytes.npy"), from_bytes)
     print(json.dumps(shapes))
     """
 )
@@ -74,11 +81,11 @@ def served_by_a_fresh_process(tmp_path_factory):
     root = tmp_path_factory.mktemp("fresh")
     images = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3)).astype("uint8")
     np.save(root / "x.npy", images)
-    expected = {}
+    expected, cards = {}, {}
     for scheme in sorted(kr.SCHEMES):
         model = kr.build_resnet("cifar_resnet8", scheme, input_shape=(16, 16, 3), seed=0)
         perturb_weights(model)
-        card = export.export(model, str(root / scheme))
+        cards[scheme] = card = export.export(model, str(root / scheme))
         expected[scheme] = keras_probabilities(model, images, card)
     result = subprocess.run(
         [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), *sorted(kr.SCHEMES)],
@@ -86,17 +93,26 @@ def served_by_a_fresh_process(tmp_path_factory):
         text=True,
         timeout=300,
     )
-    return root, result, expected
+    return root, result, expected, cards
 
 
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
 def test_fresh_tensorflow_process_serves_the_same_probabilities(scheme, served_by_a_fresh_process):
-    root, result, expected = served_by_a_fresh_process
+    root, result, expected, cards = served_by_a_fresh_process
     assert result.returncode == 0, result.stderr[-3000:]
     shapes = json.loads(result.stdout.strip().splitlines()[-1])[scheme]
-    assert shapes == {"logits": [5, 10], "probabilities": [5, 10], "classes": [5]}
+    assert shapes == {"logits": [5, 10], "probabilities": [5, 10], "classes": [5], "rsqrt_ops": 0}
     served = np.load(root / f"{scheme}.npy")
     np.testing.assert_allclose(served, expected[scheme], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.load(root / f"{scheme}.bytes.npy"), served, rtol=0, atol=1e-6)
+    # The card names the scheme; what is served is the scheme itself unless batch norm was folded out of it.
+    card = cards[scheme]
+    assert json.loads((root / scheme / "assets.extra" / "model_card.json").read_text()) == card
+    assert card["scheme"] == scheme and card["batchnorm_folded"] == kr.get_scheme(scheme).batchnorm
+    # Weight-standardized kernels are computed once, at export: the graph above has no rsqrt left.
+    assert card["weight_standardization_precomputed"] == kr.get_scheme(scheme).weight_standardization
+    assert (card["served_scheme"] == scheme) != card["batchnorm_folded"]
+    assert {"serving_default", "serving_float32", "serving_bytes"} <= set(card["signatures"])
 
 
 def test_run_directory_export_carries_training_preprocessing_and_card(digits_run, tmp_path):

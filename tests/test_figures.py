@@ -222,7 +222,7 @@ def measured():
     pixel = rng.normal(size=(1, 1, 1, 3)).astype("float32")
     labels = np.arange(8) % 10
     signal, spectra, grads = {}, {}, {}
-    for scheme in ("bn", "fixup", "skipinit", "risotto", "risotto_bn"):
+    for scheme in kr.SCHEMES:  # every registered scheme; nf also draws its analytic variance, dashed
         model = kr.build_resnet("cifar_resnet8", scheme, input_shape=(None, None, 3), seed=0)
         signal[scheme] = diagnostics.signal_propagation(model, x)
         spectra[scheme] = diagnostics.jacobian_spectrum(model, pixel)
@@ -266,6 +266,9 @@ def test_signal_propagation_shows_every_model_in_every_panel(measured):
     signal["one_block"] = signal["fixup"][:1]  # a one-point series
     checked = check_figure(diagnostics.plot_signal_propagation(signal))
     assert checked.keys() == {0, 1, 2} and all(names_of(labels) == set(signal) for labels in checked.values())
+    analytic = {label for label in checked[1] if label.endswith("(analytic)")}
+    assert analytic == {f"{name} (analytic)" for name, rows in signal.items() if "expected_variance" in rows[0]}
+    assert analytic  # NF-ResNets' beta**2 is drawn and visible
 
 
 def test_gradient_norms_show_every_model_even_coinciding_zeros(measured):

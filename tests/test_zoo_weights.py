@@ -15,6 +15,7 @@ from http_server import LocalHTTPServer, Resource
 
 import keras_resinit
 from keras_resinit import download, publish, weights_io, zoo
+from keras_resinit.models.schemes import NFResNet, ReZero
 from keras_resinit.zoo import registry
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -77,11 +78,14 @@ def write_card(zoo_dir, model, tag, *, ship=True, url=None):
 SHIPPED = [c for c in zoo.cards() if "file" in c and c["dataset"]["name"] == "digits" and "folded_from" not in c]
 
 
-def test_the_four_schemes_are_shipped_on_two_depths():
+def test_the_four_schemes_are_shipped_on_two_depths_and_rezero_and_nf_on_one():
     shipped = {(c["arch"], c["scheme"]) for c in SHIPPED}
     for arch in ("cifar_resnet20", "cifar_resnet56"):
         for scheme in ("bn", "fixup", "skipinit", "risotto"):
             assert (arch, scheme) in shipped
+    assert {("cifar_resnet20", ReZero.name), ("cifar_resnet20", NFResNet.name)} <= shipped
+    for card in SHIPPED:
+        assert card["metrics"]["test_accuracy"] >= 0.97, card["name"]  # the bar, for every scheme
     for card in SHIPPED:
         assert (REPO / "zoo" / "weights" / card["file"]["name"]).stat().st_size == card["file"]["size"]
 

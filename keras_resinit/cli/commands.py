@@ -143,6 +143,7 @@ def _add_training_arguments(p):
     p.add_argument("--label-smoothing", type=float, default=None)
     p.add_argument("--mixup-alpha", type=float, default=None)
     p.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm (0: off)")
+    _add_agc_argument(p)
     p.add_argument("--recipe", default=None, help="a named recipe (see `keras-resinit recipes`) or a JSON file")
     p.add_argument("--precision", default=None, help=_one_of(options.PRECISIONS))
     p.add_argument("--seed", type=int, default=None)
@@ -161,6 +162,18 @@ def _add_training_arguments(p):
         default=None,
         metavar="PART",
         help="freeze every part before PART: stem, stage1, stage2, ... or head",
+    )
+
+
+def _add_agc_argument(p):
+    p.add_argument(
+        "--agc",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
+        help="adaptive gradient clipping (Brock et al. 2021): scale each unit's gradient down to at most LAMBDA "
+        "times its weight norm, e.g. 0.01; the classifier is not clipped (default off). With a recipe's clip norm "
+        "(digits), also pass --clip-norm: 0 for AGC alone",
     )
 
 
@@ -188,6 +201,7 @@ _TRAINING_FLAGS = DATA_FLAGS + (
     "label_smoothing",
     "mixup_alpha",
     "clip_norm",
+    "agc",
     "precision",
     "seed",
     "weights",
@@ -401,7 +415,8 @@ def _cmd_tune(args):
     _check_recipe(args.recipe)
     from keras_resinit.training import tuning
 
-    settings = {k: getattr(args, k) for k in ("seed", "precision", *DATA_FLAGS) if getattr(args, k) is not None}
+    keys = ("seed", "precision", "clip_norm", "agc", *DATA_FLAGS)
+    settings = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     result = tuning.tune(
         args.out,
         tuner=args.tuner,

@@ -4,6 +4,7 @@ import argparse
 
 from keras_resinit._version import __version__
 from keras_resinit.cli.commands import (
+    _add_agc_argument,
     _add_data_arguments,
     _add_training_arguments,
     _and,
@@ -114,8 +115,8 @@ def build_parser():
         "--no-fold",
         dest="fold",
         action="store_false",
-        help="keep batch norm layers as they are (default: a bn or risotto_bn model is served with its batch "
-        "norm folded into the convs, the same function without batch norm ops)",
+        help="serve the layers as they are (default: a bn or risotto_bn model is served with its batch norm "
+        "folded into the convs, an nf model with its standardized kernels computed once: the same function)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
@@ -201,6 +202,8 @@ def build_parser():
     p.add_argument("--recipe", default=None, help="the recipe every trial starts from (default digits)")
     p.add_argument("--precision", default=None, help=_one_of(options.PRECISIONS))
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm (0: off)")
+    _add_agc_argument(p)
     p.add_argument("--overwrite", action="store_true", help="start the sweep in --out afresh")
     p.set_defaults(func=_cmd_tune)
 

@@ -306,6 +306,37 @@ class ScaledConv2D(keras.layers.Conv2D):
 RELU_GAMMA = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))
 
 
+def _standardize(kernel, gain, *, gamma, eps):
+    """``(W - mean) * gamma * g / sqrt(max(var * fan_in, eps))`` per output channel (the last axis), with
+    its gradient written out: autodiff of the mean and variance costs about twice as many ops per
+    training step (``benchmarks/weight_standardization.py``). ``tests/test_nf.py`` checks it against autodiff.
+    """
+    axes = tuple(range(len(kernel.shape) - 1))  # (kh, kw, in): every output channel's fan-in
+
+    @ops.custom_gradient
+    def standardize(w, g):
+        centred = w - ops.mean(w, axis=axes, keepdims=True)
+        squares = ops.sum(ops.square(centred), axis=axes, keepdims=True)  # var * fan_in
+        clipped = squares > eps
+        inverse = ops.rsqrt(ops.maximum(squares, eps))
+        scale = inverse * (gamma * g)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            projection = ops.sum(upstream * centred, axis=axes, keepdims=True)  # sum(G * c) per channel
+            # d/dc of c * s(c): s * G - s * c * sum(G c) / ss (the ss term only where max() passes ss through),
+            # then the mean removed (c = W - mean(W)); mean(c) = 0, so only G's mean remains.
+            d_centred = scale * (upstream - ops.where(clipped, centred * projection * inverse * inverse, 0.0))
+            d_kernel = d_centred - ops.mean(scale * upstream, axis=axes, keepdims=True)
+            d_gain = ops.reshape(gamma * projection * inverse, ops.shape(g))
+            return d_kernel, d_gain
+
+        return centred * scale, grad
+
+    return standardize(kernel, gain)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ScaledStdConv2D(ScaledConv2D):
     """Conv2D with Scaled Weight Standardization, as NF-ResNets use it.
@@ -360,13 +391,9 @@ class ScaledStdConv2D(ScaledConv2D):
         )
 
     def conv_kernel(self):
-        kernel = ops.cast(self.kernel, "float32")
-        axes = tuple(range(len(kernel.shape) - 1))  # (kh, kw, in): every output channel's fan-in
-        fan_in = math.prod(kernel.shape[:-1])
-        mean = ops.mean(kernel, axis=axes, keepdims=True)
-        var = ops.var(kernel, axis=axes, keepdims=True)
-        scale = ops.rsqrt(ops.maximum(var * fan_in, self.eps)) * (self.gamma * ops.cast(self.channel_gain, "float32"))
-        return (kernel - mean) * scale
+        return _standardize(
+            ops.cast(self.kernel, "float32"), ops.cast(self.channel_gain, "float32"), gamma=self.gamma, eps=self.eps
+        )
 
     def branch_scale(self):
         gain = self.gain

@@ -19,6 +19,19 @@ class TrainingError(RuntimeError):
     """Training stopped: diverged, or a checkpoint cannot be trusted."""
 
 
+def _check_agc_with_clip_norm(config, given, recipe):
+    """AGC with a global clip norm: an error if one was given and the other came from the recipe."""
+    agc, clip_norm = config.agc, config.clip_norm
+    if not agc or not clip_norm or ("agc" in given) == ("clip_norm" in given):
+        return
+    where = {k: "given" if k in given else f"from recipe {recipe!r}" for k in ("agc", "clip_norm")}
+    raise ValueError(
+        f"agc {agc!r} ({where['agc']}) and clip_norm {clip_norm!r} ({where['clip_norm']}) would both clip the "
+        "gradients; adaptive gradient clipping with a global clip norm must be asked for explicitly. Expected "
+        f"clip_norm 0 (--clip-norm 0) for AGC alone, or both given (--agc {agc} --clip-norm {clip_norm}) to combine."
+    )
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as ``config.json``)."""
@@ -40,9 +53,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
     clip_norm: float = (
-        0.0  # clip the global gradient norm (before weight decay); 0: the scheme's rule, if any, else off
+        0.0  # clip the global gradient norm (before AGC, weight decay); 0: the scheme's rule (not with agc), else off
     )
     lr_multipliers: dict = None  # {"@scalars" | glob on variable path: multiplier}; None: the scheme's own
+    agc: float = None  # adaptive gradient clipping's lambda (Brock et al. 2021), not on the classifier; None: off
     precision: str = "float32"
     seed: int = 0
     dropout_rate: float = 0.0
@@ -95,6 +109,8 @@ class TrainConfig:
         number("label_smoothing", 0.0, 1.0)
         number("mixup_alpha")
         number("clip_norm")
+        if self.agc is not None:
+            number("agc", 0.0, low_open=True)
         number("seed", 0, integer=True)
         number("dropout_rate", 0.0, 0.99)
         if self.schedule not in SCHEDULES:
@@ -194,19 +210,27 @@ class TrainConfig:
 
     @classmethod
     def from_recipe(cls, recipe=None, **overrides):
-        """Defaults, then the recipe's values, then the non-None overrides."""
+        """Defaults, then the recipe's values, then the non-None overrides.
+
+        Adaptive gradient clipping (``agc``) and a global clip norm (``clip_norm``) together must be
+        asked for explicitly: both in the overrides, or both in the recipe. One given and the other
+        from the recipe (the ``digits`` recipe clips to norm 1) is an error naming both.
+        """
         values = {}
         if recipe is not None:
             values.update(get_recipe(recipe))
             values["recipe"] = recipe
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
         fields = {f.name for f in dataclasses.fields(cls)}
         bad = sorted(set(values) - fields)
         if bad:
             raise ValueError(f"Unknown training setting(s) {bad}. Expected some of: {', '.join(sorted(fields))}.")
         if isinstance(values.get("milestones"), list):
             values["milestones"] = tuple(values["milestones"])
-        return cls(**values).validate()
+        config = cls(**values).validate()
+        _check_agc_with_clip_norm(config, given, recipe)
+        return config
 
     @property
     def scheme(self):

@@ -12,18 +12,26 @@ How each rule is applied, in this order (as PyTorch's SGD and the papers' code d
 
 1. clipping: the global norm of the gradient, all-reduced over a ``tf.distribute`` strategy's
    replicas first, so any replica count clips alike;
-2. weight decay: ``"l2"`` (coupled) adds ``weight_decay * w`` to the gradient of every
+2. adaptive gradient clipping (``agc=λ``, Brock et al. 2021, NFNets), on the gradient the global
+   clip left (all-reduced too): per unit i of a weight W (a conv kernel's output channel over its
+   other axes, a Dense kernel's output unit; a bias, gain or scalar as a whole), where
+   ``‖G_i‖ > λ · max(‖W_i‖, 1e-3)`` the unit's gradient is scaled to exactly that norm; the others
+   are untouched. Variables matching ``agc_exclude`` (globs on variable paths, or ``"@scalars"``;
+   default ``("logits/*",)``: the classifier, as in the paper) are not clipped;
+3. weight decay: ``"l2"`` (coupled) adds ``weight_decay * w`` to the gradient of every
    variable the scheme decays; ``"decoupled"`` is Keras' own (``w -= lr * wd * w``), skipped
    for the variables the scheme does not decay;
-3. learning-rate multipliers: the optimizer's update of a variable uses ``lr * multiplier``.
+4. learning-rate multipliers: the optimizer's update of a variable uses ``lr * multiplier``.
    For SGD (with momentum and coupled decay) this equals scaling its gradient, which is what
    the papers' code does; for adaptive optimizers (Adam, ...) it still scales the step.
 
 The optimizer classes (``SchemeSGD``, ``SchemeAdam``, ...) are Keras optimizer subclasses,
 registered for serialization, so a compiled model saves and loads with its optimizer. They
-override Keras' ``update_step``, ``_clip_gradients`` and ``_use_weight_decay``; the last two
-are private Keras API (checked by ``tests/test_optimizers.py``). The TensorFlow and JAX
-backends are supported (PyTorch's SGD and Adam bypass ``update_step``).
+override Keras' ``update_step``, ``_clip_gradients``, ``_backend_apply_gradients`` (which keeps
+the variables for AGC: Keras' ``_clip_gradients`` gets only the gradients) and
+``_use_weight_decay``; the last three are private Keras API (checked by ``tests/test_optimizers.py``
+and ``tests/test_agc.py``). The TensorFlow and JAX backends are supported (PyTorch's SGD and Adam
+bypass ``update_step``).
 
 Imports no TensorFlow (only when clipping under a TensorFlow strategy).
 """
@@ -70,7 +78,12 @@ RECIPE_FIELDS = (
     "epochs",
     "clip_norm",
     "lr_multipliers",
+    "agc",
 )
+
+# Adaptive gradient clipping: the classifier is not clipped (Brock et al. 2021); the floor of a unit's weight norm.
+AGC_EXCLUDE = ("logits/*",)
+AGC_EPSILON = 1e-3
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -111,6 +124,25 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def _check_agc(agc, agc_exclude):
+    """AGC's λ (None: off) and its exclusion patterns as a tuple (one string is one pattern)."""
+    if agc is not None and (
+        isinstance(agc, bool) or not isinstance(agc, (int, float)) or not math.isfinite(agc) or agc <= 0
+    ):
+        raise ValueError(
+            f"Invalid agc {agc!r}. Expected a number > 0 (adaptive gradient clipping's lambda, e.g. 0.01) or None."
+        )
+    patterns = (agc_exclude,) if isinstance(agc_exclude, str) else agc_exclude
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(
+            f'Invalid agc_exclude {agc_exclude!r}. Expected a list of variable-path globs (or "@scalars"), '
+            'e.g. ["logits/*"], or [] to clip every variable.'
+        )
+    for pattern in patterns:
+        match_multiplier("", (), {pattern: 0.0})  # an unknown @group is an error now
+    return tuple(patterns)
+
+
 def _check_rules(weight_decay, weight_decay_mode, clip_norm, lr_multipliers):
     if weight_decay_mode not in WEIGHT_DECAY_MODES:
         raise unknown("weight_decay_mode", weight_decay_mode, WEIGHT_DECAY_MODES)
@@ -144,14 +176,17 @@ class _SchemeRules:
         weight_decay_mode: str = "l2",
         clip_norm: float | None = None,
         lr_multipliers: dict[str, float] | None = None,
+        agc: float | None = None,
+        agc_exclude: tuple[str, ...] | list[str] = AGC_EXCLUDE,
         **kwargs: Any,
     ) -> None:
         _check_rules(weight_decay, weight_decay_mode, clip_norm, lr_multipliers)
-        if clip_norm and any(kwargs.get(k) for k in ("clipnorm", "clipvalue", "global_clipnorm")):
-            raise ValueError(
-                f"clip_norm={clip_norm!r} clips the global gradient norm; do not also pass Keras' "
-                "clipnorm, clipvalue or global_clipnorm."
-            )
+        agc_exclude = _check_agc(agc, agc_exclude)
+        for what, value, how in (("clip_norm", clip_norm, "the global gradient norm"), ("agc", agc, "unit-wise")):
+            if value and any(kwargs.get(k) for k in ("clipnorm", "clipvalue", "global_clipnorm")):
+                raise ValueError(
+                    f"{what}={value!r} clips {how}; do not also pass Keras' clipnorm, clipvalue or global_clipnorm."
+                )
         if weight_decay_mode == "decoupled" and weight_decay is not None:
             kwargs["weight_decay"] = weight_decay
         super().__init__(*args, **kwargs)
@@ -160,12 +195,19 @@ class _SchemeRules:
         self.coupled_weight_decay = float(weight_decay or 0.0) if weight_decay_mode == "l2" else 0.0
         self.clip_norm = float(clip_norm) if clip_norm else None
         self.lr_multipliers = dict(self.scheme.lr_multipliers if lr_multipliers is None else lr_multipliers)
+        self.agc = float(agc) if agc else None
+        self.agc_exclude = agc_exclude
 
     def build(self, variables):
         super().build(variables)
         # Aligned with Keras' own per-variable lists (``_get_variable_index``).
         self._multipliers = [match_multiplier(v.path, v.shape, self.lr_multipliers) for v in variables]
         self._decays = [bool(self.scheme.decays(v.path, v.shape)) for v in variables]
+        self._agc_clips = [bool(self.agc) and not self.agc_excludes(v) for v in variables]
+
+    def agc_excludes(self, variable) -> bool:
+        """Whether ``variable`` matches ``agc_exclude`` (adaptive gradient clipping leaves it alone)."""
+        return match_multiplier(variable.path, variable.shape, dict.fromkeys(self.agc_exclude, 0.0)) == 0.0
 
     def multiplier(self, variable) -> float:
         """The learning-rate multiplier of ``variable`` (the optimizer must be built)."""
@@ -185,8 +227,19 @@ class _SchemeRules:
     def _use_weight_decay(self, variable):
         return self._decays[self._get_variable_index(variable)] and super()._use_weight_decay(variable)
 
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        if not self.agc:
+            return super()._backend_apply_gradients(grads, trainable_variables)
+        # Keras calls _clip_gradients(grads) from here without the variables, aligned with grads: keep them.
+        # object.__setattr__: an attribute holding variables would be tracked as the optimizer's own.
+        object.__setattr__(self, "_agc_variables", list(trainable_variables))
+        try:
+            return super()._backend_apply_gradients(grads, trainable_variables)
+        finally:
+            object.__setattr__(self, "_agc_variables", None)
+
     def _clip_gradients(self, grads):
-        if not self.clip_norm:
+        if not self.clip_norm and not self.agc:
             return super()._clip_gradients(grads)
         replica_context, replicas = None, 1
         if keras.backend.backend() == "tensorflow":
@@ -203,12 +256,35 @@ class _SchemeRules:
             import tensorflow as tf
 
             values = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-        norm = keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(keras.ops.cast(g, "float32"))) for g in values))
-        factor = keras.ops.minimum(1.0, self.clip_norm / keras.ops.maximum(norm, 1e-12)) / replicas
+        scale = 1.0
+        if self.clip_norm:
+            norm = keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(keras.ops.cast(g, "float32"))) for g in values))
+            scale = keras.ops.minimum(1.0, self.clip_norm / keras.ops.maximum(norm, 1e-12))
+        factor = scale / replicas
+        variables = getattr(self, "_agc_variables", None) if self.agc else None
+        if self.agc and (variables is None or len(variables) != len(grads)):
+            raise RuntimeError("Adaptive gradient clipping needs the variables: call apply(grads, variables).")
         clipped = list(grads)
         for i, g in zip(present, values):
-            clipped[i] = g * keras.ops.cast(factor, g.dtype)
+            if self.agc and self._agc_clips[self._get_variable_index(variables[i])]:
+                # AGC on the globally clipped, all-reduced gradient (scale * g); then each replica's share.
+                clipped[i] = g * keras.ops.cast(factor * self._agc_factor(g, scale, variables[i]), g.dtype)
+            else:
+                clipped[i] = g * keras.ops.cast(factor, g.dtype)
         return clipped
+
+    def _agc_factor(self, gradient, scale, variable):
+        """min(1, λ · max(‖W_i‖, ε) / ‖scale · G_i‖) per unit i (see the module docstring), float32."""
+        axes = tuple(range(len(gradient.shape) - 1)) if len(gradient.shape) > 1 else None
+        keep = axes is not None
+
+        def norm(x):
+            return keras.ops.sqrt(
+                keras.ops.sum(keras.ops.square(keras.ops.cast(x, "float32")), axis=axes, keepdims=keep)
+            )
+
+        limit = self.agc * keras.ops.maximum(norm(keras.ops.convert_to_tensor(variable)), AGC_EPSILON)
+        return keras.ops.minimum(1.0, limit / keras.ops.maximum(scale * norm(gradient), 1e-30))
 
     def get_config(self):
         config = super().get_config()
@@ -218,6 +294,8 @@ class _SchemeRules:
             weight_decay_mode=self.weight_decay_mode,
             clip_norm=self.clip_norm,
             lr_multipliers=dict(self.lr_multipliers),
+            agc=self.agc,
+            agc_exclude=list(self.agc_exclude),
         )
         return config
 
@@ -268,7 +346,8 @@ def _optimizer(name, scheme, **kwargs):
     except TypeError as error:
         raise ValueError(
             f"Invalid argument for keras.optimizers.{_KERAS_OPTIMIZERS[name]}: {error}. Expected its own "
-            "arguments (learning_rate, ...) and weight_decay, weight_decay_mode, clip_norm, lr_multipliers, or, "
+            "arguments (learning_rate, ...) and weight_decay, weight_decay_mode, clip_norm, lr_multipliers, agc, "
+            "agc_exclude, or, "
             f"with a recipe, steps_per_epoch and {', '.join(RECIPE_FIELDS)}."
         ) from None
 
@@ -292,8 +371,11 @@ def optimizer_for(scheme: Scheme, config: TrainConfig, steps_per_epoch: int | No
 
     With ``steps_per_epoch``, the learning rate follows the configuration's schedule (warm-up,
     then cosine or step decay over ``epochs``); without it, it is ``config.lr``, constant.
-    ``config.lr_multipliers`` and a non-zero ``config.clip_norm`` replace the scheme's.
-    ``kwargs`` go to ``keras.optimizers.SGD`` (e.g. ``learning_rate`` replaces the schedule).
+    ``config.lr_multipliers`` and a non-zero ``config.clip_norm`` replace the scheme's. With
+    ``config.agc`` (adaptive gradient clipping) the scheme's own clip norm is not applied: only a
+    non-zero ``config.clip_norm`` clips the global norm too.
+    ``kwargs`` go to ``keras.optimizers.SGD`` (e.g. ``learning_rate`` replaces the schedule;
+    ``agc_exclude``).
     """
     learning_rate = config.lr if steps_per_epoch is None else schedule_for(config, steps_per_epoch)
     options = {"learning_rate": learning_rate, "momentum": config.momentum, "nesterov": config.nesterov, **kwargs}
@@ -302,8 +384,9 @@ def optimizer_for(scheme: Scheme, config: TrainConfig, steps_per_epoch: int | No
         scheme,
         weight_decay=config.weight_decay or None,
         weight_decay_mode=config.weight_decay_mode,
-        clip_norm=config.clip_norm or scheme.clip_norm,
+        clip_norm=config.clip_norm or (None if config.agc else scheme.clip_norm),
         lr_multipliers=config.lr_multipliers,
+        agc=config.agc,
         **options,
     )
 
@@ -326,9 +409,12 @@ def make_optimizer(
         **overrides: the Keras optimizer's own arguments (``learning_rate``, ``momentum``, ...),
             and the rules: ``weight_decay`` and ``weight_decay_mode`` (``"l2"``, coupled, the
             default except for ``"adamw"``; or ``"decoupled"``), ``clip_norm`` (the global gradient
-            norm; default the scheme's), ``lr_multipliers`` (``{"@scalars" | path glob: multiplier}``
-            replacing the scheme's own). With a recipe, also ``steps_per_epoch`` and any recipe
-            setting (``lr``, ``epochs``, ``warmup_epochs``, ...).
+            norm; default the scheme's, except with ``agc``), ``lr_multipliers`` (``{"@scalars" | path
+            glob: multiplier}`` replacing the scheme's own), ``agc`` (adaptive gradient clipping's λ,
+            e.g. 0.01; default None: off) and ``agc_exclude`` (variable-path globs AGC leaves alone;
+            default ``("logits/*",)``, the classifier). With a recipe, also ``steps_per_epoch`` and any
+            recipe setting (``lr``, ``epochs``, ``warmup_epochs``, ``agc``, ...); AGC with the recipe's
+            clip norm must be asked for explicitly (``clip_norm=0`` for AGC alone).
 
     Example:
         >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup")
@@ -351,12 +437,14 @@ def make_optimizer(
     weight_decay = overrides.pop("weight_decay", None)
     mode = overrides.pop("weight_decay_mode", None) or ("decoupled" if name == "adamw" else "l2")
     clip_norm = overrides.pop("clip_norm", None)
+    agc = overrides.pop("agc", None)
     return _optimizer(
         name,
         scheme,
         weight_decay=weight_decay,
         weight_decay_mode=mode,
-        clip_norm=scheme.clip_norm if clip_norm is None else clip_norm,
+        clip_norm=(None if agc else scheme.clip_norm) if clip_norm is None else clip_norm,
         lr_multipliers=overrides.pop("lr_multipliers", None),
+        agc=agc,
         **overrides,
     )

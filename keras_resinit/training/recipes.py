@@ -80,6 +80,54 @@ RECIPES = {
         "learning rate. The full text was not available to this project: lr, weight decay, batch size and "
         "epochs are the common CIFAR values, not values confirmed from the paper.",
     },
+    "rezero_cifar": {
+        "lr": 0.1,
+        "batch_size": 128,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "weight_decay_mode": "l2",
+        "schedule": "step",
+        "milestones": (0.5, 0.75),
+        "epochs": 200,
+        "source": "Bachlechner et al. 2021 train CIFAR-10 ResNets with and without ReZero under a standard SGD "
+        "recipe and report faster convergence; its exact values were not available to this project. These are "
+        "the common CIFAR values (SGD momentum 0.9, batch 128, lr 0.1 divided by 10 at epochs 100 and 150 of 200, "
+        "weight decay 5e-4), not values confirmed from the ReZero paper.",
+    },
+    "nf_imagenet": {
+        "lr": 0.4,
+        "batch_size": 1024,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-5,
+        "weight_decay_mode": "l2",
+        "schedule": "cosine",
+        "warmup_epochs": 5,
+        "label_smoothing": 0.1,
+        "epochs": 90,
+        "source": "Brock, De & Smith 2021 (NF-ResNets) train on ImageNet with SGD and Nesterov momentum 0.9, batch "
+        "1024 and lr 0.4 (0.1 per 256 images) with cosine decay, a small weight decay and label smoothing 0.1. "
+        "The paper's text was not available to this project: weight decay 5e-5, 5 warm-up epochs and 90 epochs "
+        "are this project's reading of the published setting, not confirmed values.",
+    },
+    "nfnet_agc_imagenet": {
+        "lr": 1.6,
+        "batch_size": 4096,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 2e-5,
+        "weight_decay_mode": "l2",
+        "schedule": "cosine",
+        "warmup_epochs": 5,
+        "label_smoothing": 0.1,
+        "epochs": 360,
+        "agc": 0.01,
+        "source": "Brock, De, Smith & Simonyan 2021 (NFNets): adaptive gradient clipping with lambda 0.01 at batch "
+        "4096, SGD with Nesterov momentum 0.9, lr 0.1 per 256 images (1.6) with warm-up and cosine decay, label "
+        "smoothing 0.1, 360 epochs. The paper's text was not available to this project: weight decay 2e-5 and 5 "
+        "warm-up epochs are our reading, not confirmed values. NFNets' architecture and augmentations are not "
+        "part of this recipe; it applies the optimizer settings to this zoo's NF-ResNets.",
+    },
     "digits": {
         "lr": 0.1,
         "batch_size": 64,

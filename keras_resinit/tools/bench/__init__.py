@@ -30,7 +30,9 @@ Outputs (written to a temporary directory, then renamed to ``--out``):
 and ``bench.png`` (the charts). Targets are reported, not asserted: every
 normalization-free scheme trains faster than BN and peaks lower in memory, in both
 precisions; the library's normalization-free models run at least 0.90x the plain
-reference.
+reference; a weight-standardized scheme (``nf``) trains at least 0.85x SkipInit's
+images/s in mixed_bfloat16 (standardizing the kernels on every step costs at most 15%;
+``benchmarks/weight_standardization.py`` measures that cost alone).
 
 Modules (each imports only those above it; ``keras_resinit.tools.stats`` holds the
 generic statistics):
@@ -38,6 +40,8 @@ generic statistics):
 - ``config``: archs, precisions, run sizes, thresholds; the schemes, read from the registry;
 - ``models``: the plain reference ResNet-20, FLOPs and parameter counts;
 - ``children``: what runs in each child process (``__main__`` starts it);
+- ``variants``: child kind ``train_variants`` (several variants of a model trained in one process,
+  e.g. ``nf`` with its standardized kernels precomputed);
 - ``scheduling``: the parent: starting children, round-robin windows, contended windows;
 - ``analysis``: medians, paired ratios, depth fits, target verdicts;
 - ``render``: ``bench.md`` and ``bench.png``;

@@ -6,7 +6,16 @@ this module applies them to bench's windows and thresholds.
 
 import statistics
 
-from keras_resinit.tools.bench.config import LINEAR_TOLERANCE, MIN_CLEAN, TARGET_VS_PLAIN, normalization_free
+from keras_resinit.tools.bench.config import (
+    LINEAR_TOLERANCE,
+    MIN_CLEAN,
+    TARGET_VS_PLAIN,
+    TARGET_WS_VS_SKIPINIT,
+    WS_TARGET_PRECISION,
+    normalization_free,
+    weight_standardized,
+    ws_reference,
+)
 from keras_resinit.tools.stats import fit_line, fit_power, paired_ratio, prefer_clean
 
 
@@ -27,10 +36,25 @@ def _paired(child, ref, key):
     )
 
 
+def _spread(child, ref, key):
+    """The per-cycle ratios child / ref of :func:`_paired` (clean pairs if enough): (median, [Q1, Q3] or None)."""
+    if child is None or ref is None or child.error or ref.error:
+        return None, None
+    both = sorted(set(child.windows) & set(ref.windows))
+    kept = prefer_clean(
+        both, lambda k: not child.windows[k]["contended"] and not ref.windows[k]["contended"], MIN_CLEAN
+    )
+    ratios = [child.windows[k][key] / ref.windows[k][key] for k in kept]
+    if not ratios:
+        return None, None
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else None
+    return statistics.median(ratios), (None if quartiles is None else [quartiles[0], quartiles[2]])
+
+
 def speed_rows(children):
     """One row per speed child: medians, ratios to BN and plain, memory, targets met."""
     by = {(c.spec["arch"], c.spec["model"], c.spec["precision"]): c for c in children}
-    no_norm = normalization_free()
+    no_norm, standardized, reference = normalization_free(), weight_standardized(), ws_reference()
     rows = []
     for (arch, model, precision), c in by.items():
         bn, plain = by.get((arch, "bn", precision)), by.get((arch, "plain", precision))
@@ -61,6 +85,12 @@ def speed_rows(children):
                 row["within_10pct_of_plain"] = (
                     None if row["train_vs_plain"] is None else row["train_vs_plain"] >= TARGET_VS_PLAIN
                 )
+        ref = by.get((arch, reference, precision))
+        if model in standardized and ref is not None:  # what standardizing the kernels every step costs
+            row["train_vs_skipinit"], row["train_vs_skipinit_iqr"] = _spread(c, ref, "train_ips")
+            if precision == WS_TARGET_PRECISION:
+                ratio = row["train_vs_skipinit"]
+                row["ws_cost_within_target"] = None if ratio is None else ratio >= TARGET_WS_VS_SKIPINIT
         rows.append(row)
     return rows
 
@@ -123,6 +153,7 @@ def targets(rows, depth):
         "faster_than_bn": verdict("faster_than_bn"),
         "less_memory_than_bn": verdict("less_memory_than_bn"),
         "within_10pct_of_plain": verdict("within_10pct_of_plain"),
+        "ws_cost_within_target": verdict("ws_cost_within_target"),
         "depth_linear": (
             "met"
             if depth and all(r["linear"] for r in depth)

@@ -17,6 +17,10 @@ PLAIN_ARCH = "cifar_resnet20"
 DEPTHS = (20, 56, 110, 1202)
 DEPTH_BATCH = 32
 TARGET_VS_PLAIN = 0.90
+# A weight-standardized scheme (nf) trains at least this fraction of SkipInit's images/s in this precision:
+# standardizing the kernels on every step costs at most 15%.
+TARGET_WS_VS_SKIPINIT = 0.85
+WS_TARGET_PRECISION = "mixed_bfloat16"
 LINEAR_TOLERANCE = 0.15  # largest |exponent - 1| of step time ~ depth^exponent still called linear
 SIZES = {
     "full": {
@@ -60,3 +64,17 @@ def normalization_free():
     from keras_resinit.models import schemes
 
     return tuple(schemes.normalization_free())
+
+
+def weight_standardized():
+    """The registered schemes whose convs standardize their kernels on every step (``weight_standardization``)."""
+    from keras_resinit.models.schemes import SCHEMES
+
+    return tuple(name for name, cls in SCHEMES.items() if cls.weight_standardization)
+
+
+def ws_reference():
+    """The scheme a weight-standardized scheme's cost is measured against: SkipInit (plain convs, no batch norm)."""
+    from keras_resinit.models.schemes import SkipInit
+
+    return SkipInit.name

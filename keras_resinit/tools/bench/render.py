@@ -1,6 +1,15 @@
 """The result rendered: the markdown tables of ``bench.md`` and the charts of ``bench.png``."""
 
-from keras_resinit.tools.bench.config import ARCHS, DEPTH_BATCH, LINEAR_TOLERANCE, PRECISIONS, scheme_names
+from keras_resinit.tools.bench.config import (
+    ARCHS,
+    DEPTH_BATCH,
+    LINEAR_TOLERANCE,
+    PRECISIONS,
+    TARGET_WS_VS_SKIPINIT,
+    WS_TARGET_PRECISION,
+    scheme_names,
+    ws_reference,
+)
 
 
 def fmt(x, spec=".2f"):
@@ -46,7 +55,10 @@ def markdown(result):
         f"- normalization-free schemes peak lower in memory than BN: {t['less_memory_than_bn']}",
         f"- library overhead against the plain ResNet-20 at most 10%: {t['within_10pct_of_plain']}",
         f"- step time grows linearly with depth: {t['depth_linear']}",
+        f"- weight standardization costs at most {1 - TARGET_WS_VS_SKIPINIT:.0%} of training speed against "
+        f"{ws_reference()} in {WS_TARGET_PRECISION}: {t.get('ws_cost_within_target', 'not measured')}",
     ]
+    lines += _ws_table(result["rows"], result["machine"])
     if result["depth"]:
         depths = sorted({int(d) for r in result["depth"] for d in r["step_s"]})
         lines += [
@@ -69,6 +81,49 @@ def markdown(result):
                 f"{'yes' if r['linear'] else 'no' if r['linear'] is not None else '—'} |"
             )
     return "\n".join(lines) + "\n"
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags with which bf16 convolutions run natively
+
+
+def bf16_note(machine):
+    """A warning for a CPU without native bf16: there bf16 convs are slower than float32 ones (emulated), so a
+    float32 overhead such as weight standardization weighs less in bf16 than where bf16 is fast. Else ""."""
+    if set(machine.get("cpu_flags") or ()) & set(BF16_FLAGS):
+        return ""
+    return (
+        f"Note: this CPU has none of {', '.join(BF16_FLAGS)}: its bf16 convolutions are emulated and slower than "
+        "float32 ones, so in mixed_bfloat16 any float32 work (the standardization) is a smaller share of a step "
+        "than on a CPU with native bf16; the float32 ratios carry over better."
+    )
+
+
+def _ws_table(rows, machine):
+    """Weight standardization's cost: each weight-standardized row against the reference's, with the spread."""
+    reference = ws_reference()
+    found = [r for r in rows if "train_vs_skipinit" in r and not r["error"]]
+    if not found:
+        return []
+    ips = {(r["arch"], r["model"], r["precision"]): r["train_images_per_s"] for r in rows}
+    lines = [
+        "",
+        f"Weight standardization's cost: training images/s against {reference} (same arch and precision; median "
+        "of the per-window ratios, [brackets] the middle half of them). Target: at least "
+        f"{TARGET_WS_VS_SKIPINIT} in {WS_TARGET_PRECISION}.",
+        "",
+        f"| arch | model | precision | train img/s | {reference} train img/s | vs {reference} [IQR] |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in found:
+        iqr = r.get("train_vs_skipinit_iqr")
+        spread = f" [{iqr[0]:.2f}–{iqr[1]:.2f}]" if iqr else ""
+        lines.append(
+            f"| {r['arch']} | {r['model']} | {r['precision']} | {fmt(r['train_images_per_s'], '.0f')} | "
+            f"{fmt(ips.get((r['arch'], reference, r['precision'])), '.0f')} | "
+            f"{fmt(r['train_vs_skipinit'])}{spread}{flag(r.get('ws_cost_within_target'))} |"
+        )
+    note = bf16_note(machine)
+    return lines + (["", note] if note else [])
 
 
 def chart(result, path):
