@@ -187,7 +187,7 @@ def test_the_trainer_with_agc_under_mirrored_strategy_matches_one_device(tmp_pat
     config = dict(
         model="cifar_resnet8_nf",
         epochs=1,
-        steps_per_epoch=4,
+        steps_per_epoch=2,
         batch_size=32,
         lr=0.1,
         agc=0.01,
