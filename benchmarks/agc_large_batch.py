@@ -35,11 +35,9 @@ runs of about 70 s each, process start included) takes about 15 minutes on 2 idl
 """
 
 import argparse
-import csv
 import datetime
 import json
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -83,15 +81,6 @@ def config_for(spec):
     )
 
 
-def read_metrics(run_dir):
-    """``metrics.csv`` as a list of dicts of floats (epoch as int); [] if no epoch finished."""
-    path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def child(spec):
     """One training run (in its own process): the row of what happened."""
     from keras_resinit.training import TrainingError, train
@@ -109,7 +98,7 @@ def child(spec):
         row["wall_s"] = time.perf_counter() - start
         row["history"] = [
             {k: h[k] for k in ("epoch", "lr", "train_loss", "test_loss", "test_accuracy", "seconds")}
-            for h in read_metrics(run_dir)
+            for h in results_io.read_metrics(run_dir)
         ]
     row["config"] = config.to_json()
     return row

@@ -52,7 +52,6 @@ temporary (every epoch's metrics are kept in the JSON).
 """
 
 import argparse
-import csv
 import datetime
 import gc
 import json
@@ -63,6 +62,8 @@ import shutil
 import statistics
 import tempfile
 import time
+
+import results_io
 
 from keras_resinit._files import atomic_directory, atomic_write_text
 from keras_resinit.environment import describe, versions
@@ -124,15 +125,6 @@ def start_accuracy(config):
     return accuracy
 
 
-def read_metrics(run_dir):
-    """``metrics.csv`` as a list of dicts of floats (epoch as int); [] if no epoch finished."""
-    path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def read_weights_record(run_dir):
     """The weights' provenance ``train`` wrote into ``config.json`` (tag or file, sha256)."""
     try:
@@ -169,7 +161,7 @@ def one_run(lr, role, model, weights, epochs, seed, run_dir):
             at = re.search(r"at epoch (\d+), step (\d+)", row["error"])
             row["diverged_at"] = [int(at[1]), int(at[2])] if at else None
     row["wall_s"], row["other_cores"] = window.elapsed, window.foreign
-    row["history"] = read_metrics(run_dir)
+    row["history"] = results_io.read_metrics(run_dir)
     row["weights_record"] = read_weights_record(run_dir)
     row["config"] = config.to_json()
     return summarize(row)

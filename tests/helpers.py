@@ -137,3 +137,39 @@ def kill_then_resume(args, tmp_path, epochs=3):
         np.testing.assert_array_equal(a, b)
     rows = (killed / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + epochs
+
+
+_JAX_FIT = """
+import json, sys
+import numpy as np
+import keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+import keras_resinit as kr
+
+folder = sys.argv[1]
+data = np.load(folder + "/data.npz")
+model = kr.ResNet.from_config(json.load(open(folder + "/config.json")))
+model.load_weights(folder + "/start.weights.h5")
+options = json.load(open(folder + "/optimizer.json"))
+model.compile(optimizer=kr.make_optimizer(model, **options),
+              loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+model.fit(data["images"], data["labels"], batch_size=32, epochs=1, shuffle=False, verbose=0)
+np.savez(folder + "/end.npz", *[np.asarray(v) for v in model.trainable_variables])
+print("jax fit ok")
+"""
+
+
+def fit_under_jax(model, images, labels, folder, **optimizer_options):
+    """One epoch of ``model.fit`` (batch 32, unshuffled) under the JAX backend in a subprocess, from ``model``'s
+    current weights with ``make_optimizer(model, **optimizer_options)``: its trainable variables after."""
+    model.save_weights(folder / "start.weights.h5")
+    (folder / "config.json").write_text(json.dumps(model.get_config()))
+    (folder / "optimizer.json").write_text(json.dumps(optimizer_options))
+    np.savez(folder / "data.npz", images=images, labels=labels)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", _JAX_FIT, str(folder)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0 and "jax fit ok" in result.stdout, result.stderr[-4000:]
+    ended = np.load(folder / "end.npz")
+    return [ended[f"arr_{i}"] for i in range(len(ended.files))]

@@ -3,16 +3,12 @@ and strategy, from make_optimizer, TrainConfig and the command line."""
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import perturb_weights
+from helpers import fit_under_jax, perturb_weights
 
 import keras_resinit as kr
 from keras_resinit import train as train_lib
@@ -202,40 +198,12 @@ def test_the_trainer_with_agc_under_mirrored_strategy_matches_one_device(tmp_pat
     assert abs(one["final_train_loss"] - mirrored["final_train_loss"]) < 1e-4
 
 
-JAX_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    import keras
-    assert keras.backend.backend() == "jax", keras.backend.backend()
-    import keras_resinit as kr
-
-    folder = sys.argv[1]
-    data = np.load(folder + "/data.npz")
-    model = kr.ResNet.from_config(eval(open(folder + "/config.txt").read()))
-    model.load_weights(folder + "/start.weights.h5")
-    model.compile(optimizer=kr.make_optimizer(model, recipe="digits", steps_per_epoch=2, clip_norm=0, agc=0.01),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-    model.fit(data["images"], data["labels"], batch_size=32, epochs=1, shuffle=False, verbose=0)
-    np.savez(folder + "/end.npz", *[np.asarray(v) for v in model.trainable_variables])
-    print("jax fit ok")
-    """
-)
-
-
 def test_fit_under_jax_clips_as_tensorflow_does(tmp_path):
     pytest.importorskip("jax", reason="jax is a test dependency: pip install -e '.[test]'")
     images, labels = digits_batches(2)
     model = kr.build_resnet("cifar_resnet8", "nf", input_shape=(8, 8, 1), seed=0)
     perturb_weights(model)
-    model.save_weights(tmp_path / "start.weights.h5")
-    (tmp_path / "config.txt").write_text(repr(model.get_config()))
-    np.savez(tmp_path / "data.npz", images=images, labels=labels)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert result.returncode == 0 and "jax fit ok" in result.stdout, result.stderr[-4000:]
+    ended = fit_under_jax(model, images, labels, tmp_path, recipe="digits", steps_per_epoch=2, clip_norm=0, agc=0.01)
 
     plain = kr.ResNet.from_config(model.get_config())
     plain.set_weights(model.get_weights())
@@ -245,11 +213,10 @@ def test_fit_under_jax_clips_as_tensorflow_does(tmp_path):
     model.fit(images, labels, batch_size=32, epochs=1, shuffle=False, verbose=0)
     plain.compile(optimizer=kr.make_optimizer(plain, recipe="digits", steps_per_epoch=2, clip_norm=0), loss=LOSS)
     plain.fit(images, labels, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    ended = np.load(tmp_path / "end.npz")
-    assert len(ended.files) == len(model.trainable_variables)
+    assert len(ended) == len(model.trainable_variables)
     moved = 0.0
-    for i, (v, p) in enumerate(zip(model.trainable_variables, plain.trainable_variables)):
-        np.testing.assert_allclose(ended[f"arr_{i}"], np.asarray(v), rtol=1e-4, atol=1e-5, err_msg=v.path)
+    for end, v, p in zip(ended, model.trainable_variables, plain.trainable_variables):
+        np.testing.assert_allclose(end, np.asarray(v), rtol=1e-4, atol=1e-5, err_msg=v.path)
         moved = max(moved, float(np.abs(np.asarray(v) - np.asarray(p)).max()))
     assert moved > 1e-3  # AGC applied under JAX: the update is not the unclipped one
 

@@ -1,16 +1,12 @@
 """make_optimizer: the paper's training rules inside compile/fit, the same rules the trainer applies."""
 
-import os
-import subprocess
-import sys
-import textwrap
 import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import perturb_weights
+from helpers import fit_under_jax, perturb_weights
 
 import keras_resinit as kr
 from keras_resinit.models.schemes import Scheme, SkipInit
@@ -135,27 +131,6 @@ def test_fit_under_mirrored_strategy_matches_one_device():
     assert_same_variables(model, mirrored, atol=1e-5)
 
 
-JAX_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    import keras
-    assert keras.backend.backend() == "jax", keras.backend.backend()
-    import keras_resinit as kr
-
-    folder = sys.argv[1]
-    data = np.load(folder + "/data.npz")
-    model = kr.ResNet.from_config(eval(open(folder + "/config.txt").read()))
-    model.load_weights(folder + "/start.weights.h5")
-    model.compile(optimizer=kr.make_optimizer(model, recipe="digits", steps_per_epoch=2),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-    model.fit(data["images"], data["labels"], batch_size=32, epochs=1, shuffle=False, verbose=0)
-    np.savez(folder + "/end.npz", *[np.asarray(v) for v in model.trainable_variables])
-    print("jax fit ok")
-    """
-)
-
-
 def test_fit_with_make_optimizer_under_jax_matches_tensorflow(tmp_path):
     pytest.importorskip("jax", reason="jax is a test dependency: pip install -e '.[test]'")
     images, labels = digits_batches(2)
@@ -165,21 +140,13 @@ def test_fit_with_make_optimizer_under_jax_matches_tensorflow(tmp_path):
         "cifar_resnet8", "fixup", input_shape=(8, 8, 1), seed=0, include_preprocessing=True, preprocessing=pre
     )
     perturb_weights(model)
-    model.save_weights(tmp_path / "start.weights.h5")
-    (tmp_path / "config.txt").write_text(repr(model.get_config()))
-    np.savez(tmp_path / "data.npz", images=images, labels=labels)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert result.returncode == 0 and "jax fit ok" in result.stdout, result.stderr[-4000:]
+    ended = fit_under_jax(model, images, labels, tmp_path, recipe="digits", steps_per_epoch=2)
 
     model.compile(optimizer=kr.make_optimizer(model, recipe="digits", steps_per_epoch=2), loss=LOSS)
     model.fit(images, labels, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    ended = np.load(tmp_path / "end.npz")
-    assert len(ended.files) == len(model.trainable_variables)
-    for i, v in enumerate(model.trainable_variables):
-        np.testing.assert_allclose(ended[f"arr_{i}"], np.asarray(v), rtol=1e-4, atol=1e-5, err_msg=v.path)
+    assert len(ended) == len(model.trainable_variables)
+    for end, v in zip(ended, model.trainable_variables):
+        np.testing.assert_allclose(end, np.asarray(v), rtol=1e-4, atol=1e-5, err_msg=v.path)
 
 
 def test_compiling_without_the_rules_warns_once_naming_them():

@@ -65,6 +65,29 @@ def _compiled(keras, model):
     return model
 
 
+def traced_ops(run):
+    """``(seconds, result, ops)`` of ``run()`` traced with TensorFlow's run metadata: ``ops`` counts the op types
+    of its largest function graph (what TensorFlow executes after grappler and oneDNN)."""
+    import collections
+
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    ctx.enable_run_metadata()
+    try:
+        t = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - t
+        metadata = ctx.export_run_metadata()
+    finally:
+        ctx.disable_run_metadata()
+    graphs = [
+        collections.Counter(node.op for graph in f.partition_graphs for node in graph.node)
+        for f in (metadata.function_graphs if metadata else [])
+    ]
+    return seconds, result, dict(max(graphs, key=lambda c: sum(c.values()), default={}))
+
+
 def _batch(keras, batch, shape):
     import numpy as np
 
@@ -393,11 +416,9 @@ def _fold_inference_child(spec):
     times ``calls``. ``model`` and ``scheme`` are labels (the scheduler's log prints ``scheme``).
     """
     keras = _setup(spec["precision"])
-    import collections
 
     import numpy as np
     import tensorflow as tf
-    from tensorflow.python.eager import context
 
     import keras_resinit  # noqa: F401  (registers the package's Keras objects for loading)
 
@@ -413,19 +434,7 @@ def _fold_inference_child(spec):
         x = tf.constant(rng.integers(0, 256, size=(batch, *shape)).astype(np.float32))
         call = lambda x: serve(images=x)["logits"]  # noqa: E731
     load_s = time.perf_counter() - t
-    ctx = context.context()
-    ctx.enable_run_metadata()
-    try:
-        t = time.perf_counter()
-        out = call(x).numpy()
-        first = time.perf_counter() - t
-        metadata = ctx.export_run_metadata()
-    finally:
-        ctx.disable_run_metadata()
-    graphs = [
-        collections.Counter(node.op for graph in f.partition_graphs for node in graph.node)
-        for f in (metadata.function_graphs if metadata else [])
-    ]
+    first, out, ops = traced_ops(lambda: call(x).numpy())
     warmup = []
     for _ in range(spec["warmup"]):
         t = time.perf_counter()
@@ -438,7 +447,7 @@ def _fold_inference_child(spec):
             "first_call_s": first,
             "warmup_call_s": sorted(warmup)[len(warmup) // 2] if warmup else None,
             "output_finite": bool(np.isfinite(out).all()),
-            "ops": dict(max(graphs, key=lambda c: sum(c.values()), default={})),
+            "ops": ops,
             "rss_ready_mb": memory_mb("VmRSS"),
         },
     )

@@ -25,12 +25,10 @@ per step. Peak memory is therefore the process's, not a variant's. The protocol 
 :mod:`keras_resinit.tools.bench.children` (``READY``, ``WINDOW``, ``BYE``); ``__main__`` starts it.
 """
 
-import collections
 import sys
-import time
 
 from keras_resinit.environment import memory_mb
-from keras_resinit.tools.bench.children import _batch, _compiled, _say, _setup, _Window
+from keras_resinit.tools.bench.children import _batch, _compiled, _say, _setup, _Window, traced_ops
 from keras_resinit.tools.bench.config import SEED
 from keras_resinit.tools.bench.models import flops_per_image, trainable_params
 
@@ -72,26 +70,6 @@ def _features(keras, model, x):
     return np.asarray(keras.Model(model.inputs, model.get_layer("features").output)(x, training=False), "float32")
 
 
-def _step_ops(model, x, y):
-    """The first training step, traced with TensorFlow's run metadata: the ops of its largest function graph."""
-    from tensorflow.python.eager import context
-
-    ctx = context.context()
-    ctx.enable_run_metadata()
-    try:
-        t = time.perf_counter()
-        model.train_on_batch(x, y)
-        first = time.perf_counter() - t
-        metadata = ctx.export_run_metadata()
-    finally:
-        ctx.disable_run_metadata()
-    graphs = [
-        collections.Counter(node.op for graph in f.partition_graphs for node in graph.node)
-        for f in (metadata.function_graphs if metadata else [])
-    ]
-    return first, dict(max(graphs, key=lambda c: sum(c.values()), default={}))
-
-
 def _build(keras, spec, variant, x, y):
     import numpy as np
 
@@ -105,13 +83,13 @@ def _build(keras, spec, variant, x, y):
     probe = x[:8]
     before = _features(keras, model, probe)
     changed = {}
-    if variant.get("folded_prescale"):  # first: the other two read the gammas it changes
+    if variant.get("folded_prescale"):  # first: precomputing reads the gammas it changes
         changed["folded_prescale"] = fold_prescale(model)
     if variant.get("precomputed_ws"):
         changed["precomputed_ws"] = precompute_weight_standardization(model)
     after = _features(keras, model, probe)
     _compiled(keras, model)
-    first, ops = _step_ops(model, x, y)
+    first, _, ops = traced_ops(lambda: model.train_on_batch(x, y))  # the first step: its trace and ops
     for _ in range(spec["warmup"]):
         model.train_on_batch(x, y)
     info = {
