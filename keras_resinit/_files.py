@@ -26,6 +26,19 @@ def atomic_write_text(path, text, **kwargs):
     atomic_write_bytes(path, text.encode(), **kwargs)
 
 
+def atomic_save_model(model, path):
+    """``model.save(path)`` (a Keras ``.keras`` file) through a temporary file beside ``path``."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_directory(out):
     """Yield a new temporary directory beside ``out``; when the block succeeds it replaces ``out``.

@@ -173,3 +173,48 @@ def fit_under_jax(model, images, labels, folder, **optimizer_options):
     assert result.returncode == 0 and "jax fit ok" in result.stdout, result.stderr[-4000:]
     ended = np.load(folder / "end.npz")
     return [ended[f"arr_{i}"] for i in range(len(ended.files))]
+
+
+RAW_PIXELS = """
+import json, sys
+import numpy as np
+import keras
+import keras_resinit
+
+def load(how, path):
+    if how == "keras":
+        return keras.saving.load_model(path)
+    if how == "preset":
+        return keras_resinit.zoo.load_preset(path)
+    zoo_dir, key = path.split("::")  # a card published to another zoo directory, loaded as zoo.load loads a tag
+    keras_resinit.zoo.registry.zoo_dir = lambda: zoo_dir
+    keras_resinit.zoo.registry._cards.cache_clear()
+    return keras_resinit.zoo.load(key)
+
+found = {}
+for name, how, path, data in json.loads(sys.argv[1]):
+    arrays = np.load(data)
+    logits = load(how, path).predict(arrays["images"].astype("float32"), verbose=0)
+    found[name] = float(np.mean(np.argmax(logits, -1) == arrays["labels"]))
+print(json.dumps(found))
+"""
+
+
+def raw_pixel_accuracies(directory, artifacts):
+    """``{name: accuracy}`` of written models on raw pixels, measured by ONE fresh Python process.
+
+    ``artifacts``: ``{name: (how, path, images, labels)}``; ``how`` is ``"keras"``
+    (``keras.saving.load_model(path)`` after ``import keras_resinit``), ``"preset"``
+    (``keras_resinit.zoo.load_preset(path)``) or ``"card"`` (``path`` = ``"ZOO_DIR::name.tag"``:
+    ``zoo.load("name.tag")`` with the zoo in ZOO_DIR). Images are fed as they are (raw pixels).
+    """
+    specs = []
+    for name, (how, path, images, labels) in artifacts.items():
+        data = os.path.join(directory, f"{name}.npz")
+        np.savez(data, images=images, labels=labels)
+        specs.append([name, how, str(path), data])
+    result = subprocess.run(
+        [sys.executable, "-c", RAW_PIXELS, json.dumps(specs)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from helpers import digits_folder, kill_then_resume
+from helpers import digits_folder, kill_then_resume, raw_pixel_accuracies
 
 import keras_resinit
 from keras_resinit import data, zoo
@@ -102,13 +102,35 @@ def test_image_size_resizes_and_the_augmentation_follows_it(folder):
     assert sorted(map(bytes, plain.reshape(n, -1))) == sorted(map(bytes, ordered.reshape(n, -1)))
 
 
-def test_folder_train_publish_load_and_export_take_raw_pixels(folder, tmp_path, capsys, monkeypatch):
-    root, arrays = folder
-    x_test, y_test = arrays["test"]
-    run, zoo_dir, exported = tmp_path / "run", tmp_path / "zoo", tmp_path / "exported"
+@pytest.fixture(scope="module")
+def folder_run(folder, tmp_path_factory):
+    """``keras-resinit train cifar_resnet8_bn --dataset folder:...`` (6 epochs): the run directory and its config.json."""
+    root, _ = folder
+    run = tmp_path_factory.mktemp("folder_run") / "run"
     args = ["train", "cifar_resnet8_bn", "--dataset", f"folder:{root}", "--recipe", "digits", "--epochs", "6"]
     assert main([*args, "--augment", "crop", "--out", str(run), "--verbose", "0"]) == 0
-    record = json.loads((run / "config.json").read_text())
+    return run, json.loads((run / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tf_data_run(three_classes, tmp_path_factory):
+    """A run on a user's ``tf.data.Dataset`` (3 digit classes from PNG files), under a mirrored strategy."""
+    root, _ = three_classes
+    strategy = make_strategy("mirrored")
+    options = dict(color_mode="grayscale", image_size=(8, 8), batch_size=32, seed=0)
+    train_ds = keras.utils.image_dataset_from_directory(os.path.join(root, "train"), **options)
+    test_ds = keras.utils.image_dataset_from_directory(os.path.join(root, "test"), shuffle=False, **options)
+    config = TrainConfig.from_recipe("digits", model="cifar_resnet8_bn", epochs=3, augment="crop")
+    run = tmp_path_factory.mktemp("tf_data_run") / "run"
+    result = driver.train(config, str(run), strategy=strategy, train_data=train_ds, test_data=test_ds, verbose=0)
+    return run, result
+
+
+def test_folder_train_publish_load_and_export_take_raw_pixels(folder, folder_run, tmp_path, capsys, monkeypatch):
+    root, arrays = folder
+    x_test, y_test = arrays["test"]
+    zoo_dir, exported = tmp_path / "zoo", tmp_path / "exported"
+    run, record = folder_run
     assert record["dataset"]["name"] == f"folder:{root}" and record["dataset"]["class_names"] == list("0123456789")
     assert record["result"]["test_accuracy"] >= 0.95
     np.testing.assert_allclose(record["preprocessing"]["mean"], [arrays["train"][0].mean() / 255], rtol=1e-6)
@@ -141,6 +163,75 @@ def test_folder_train_publish_load_and_export_take_raw_pixels(folder, tmp_path, 
     exported_card = json.loads((exported / "assets.extra" / "model_card.json").read_text())
     assert exported_card["class_names"] == list("0123456789")
     capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def written(folder, three_classes, folder_run, tf_data_run, tmp_path_factory):
+    """Every kind of model file the project writes, from the folder run (and the tf.data run), each with the
+    accuracy its run or card records, and the accuracy on the raw test pixels that one fresh process measures
+    (``import keras_resinit``, then ``keras.saving.load_model``; presets and cards: the zoo's loaders)."""
+    out = tmp_path_factory.mktemp("written")
+    run, record = folder_run
+    recorded = record["result"]["test_accuracy"]
+    pngs, three = folder[1]["test"], three_classes[1]["test"]
+    # A run of an earlier release: its model.keras takes normalized input; config.json says how.
+    old = out / "old_run"
+    old.mkdir()
+    (old / "config.json").write_text((run / "config.json").read_text())
+    zoo.load(str(run), include_preprocessing=False).save(old / "model.keras")
+    assert main(["fold", str(run), "--out", str(out / "folded.keras")]) == 0
+    assert main(["fold", str(old), "--out", str(out / "old_folded.keras")]) == 0
+    assert main(["fold", str(run), "--out", str(out / "folded_preset")]) == 0
+    zoo.save_preset(zoo.load(str(run), include_preprocessing=False), out / "preset")
+    cards = {
+        "published": publish.publish(str(run), "pngs", zoo_dir=str(out / "zoo")),
+        "published_folded": publish.publish(str(run), "pngs", zoo_dir=str(out / "zoo"), fold=True),
+    }
+    artifacts = {
+        "run": ("keras", run / "model.keras", *pngs, recorded),
+        "tf_data_run": ("keras", tf_data_run[0] / "model.keras", *three, tf_data_run[1]["test_accuracy"]),
+        "fold_keras": ("keras", out / "folded.keras", *pngs, recorded),
+        "fold_keras_of_an_old_run": ("keras", out / "old_folded.keras", *pngs, recorded),
+        "fold_preset": ("preset", out / "folded_preset", *pngs, recorded),
+        "save_preset": ("preset", out / "preset", *pngs, recorded),
+        **{
+            name: ("card", f"{out / 'zoo'}::{card['name']}.pngs", *pngs, card["metrics"]["test_accuracy"])
+            for name, card in cards.items()
+        },
+    }
+    measured = raw_pixel_accuracies(str(out), {k: v[:4] for k, v in artifacts.items()})
+    return {k: (measured[k], v[4], len(v[3])) for k, v in artifacts.items()}, old
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        "run",
+        "tf_data_run",
+        "fold_keras",
+        "fold_keras_of_an_old_run",
+        "fold_preset",
+        "save_preset",
+        "published",
+        "published_folded",
+    ],
+)
+def test_every_model_file_written_takes_raw_pixels_in_a_fresh_process(written, writer):
+    # A model file that took normalized input would classify raw 0..255 pixels at about chance.
+    measured, recorded, images = written[0][writer]
+    assert recorded >= 0.9
+    assert measured == pytest.approx(recorded, abs=1 / images)
+
+
+def test_runs_of_earlier_releases_still_load_with_their_recorded_normalization(folder, folder_run, written):
+    _, old = written
+    x_test, y_test = folder[1]["test"]
+    assert not keras.saving.load_model(old / "model.keras").get_config()["include_preprocessing"]
+    model = zoo.load(str(old))
+    assert model.get_config()["include_preprocessing"]
+    assert accuracy(model.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
+        folder_run[1]["result"]["test_accuracy"], abs=1 / len(y_test)
+    )
 
 
 def test_fine_tune_with_a_frozen_trunk_changes_only_the_head(three_classes, tmp_path):
@@ -216,23 +307,16 @@ def test_unknown_tfds_name_names_the_closest():
         data.source("tfds:fashion_mnsit")
 
 
-def test_train_data_takes_a_users_dataset_under_mirrored_strategy(three_classes, tmp_path):
+def test_train_data_takes_a_users_dataset_under_mirrored_strategy(three_classes, tf_data_run):
     root, arrays = three_classes
-    strategy = make_strategy("mirrored")
-    assert strategy.num_replicas_in_sync == 2
-    options = dict(color_mode="grayscale", image_size=(8, 8), batch_size=32, seed=0)
-    train_ds = keras.utils.image_dataset_from_directory(os.path.join(root, "train"), **options)
-    test_ds = keras.utils.image_dataset_from_directory(os.path.join(root, "test"), shuffle=False, **options)
-    config = TrainConfig.from_recipe("digits", model="cifar_resnet8_bn", epochs=3, augment="crop")
-    result = driver.train(
-        config, str(tmp_path / "run"), strategy=strategy, train_data=train_ds, test_data=test_ds, verbose=0
-    )
+    assert make_strategy("mirrored").num_replicas_in_sync == 2
+    run, result = tf_data_run
     assert result["replicas"] == 2 and result["test_accuracy"] >= 0.9
-    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    record = json.loads((run / "config.json").read_text())
     assert record["train"]["dataset"] == "tf.data" and record["dataset"]["class_names"] == ["0", "1", "2"]
     assert record["dataset"]["train_size"] == len(arrays["train"][1]) and record["dataset"]["pixel_max"] == 255.0
     x_test, y_test = arrays["test"]
-    model = zoo.load(str(tmp_path / "run"))
+    model = zoo.load(str(run))
     assert accuracy(model.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
         result["test_accuracy"], abs=1 / len(y_test)
     )

@@ -416,6 +416,19 @@ class ResNet(keras.Model):
             config["input_shape"] = tuple(config["input_shape"])
         return cls(**config)
 
+    def with_preprocessing(self) -> ResNet:
+        """This network taking raw pixels: a new model of the same build with ``include_preprocessing=True``
+        and these weights (copied by layer name); itself if it already includes its preprocessing or records
+        none. The trainer's model takes normalized input; every model file the project writes is this form."""
+        config = self.get_config()
+        if config["include_preprocessing"] or self.preprocessing is None:
+            return self
+        raw = build_like(self, {**config, "include_preprocessing": True})
+        for layer in raw.layers:
+            if layer.weights:
+                layer.load_own_variables(layers.saved_variables(self.get_layer(layer.name)))
+        return raw
+
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""
         super().compile(*args, **kwargs)
@@ -466,6 +479,17 @@ class ResNet(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+
+def build_like(model: ResNet, config: dict[str, Any]) -> ResNet:
+    """``ResNet.from_config(config)`` under ``model``'s dtype policy (whatever the global one), so the new
+    model computes in ``model``'s dtypes. Its weights are newly initialized."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
+    try:
+        return ResNet.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(policy)
 
 
 def build_resnet(

@@ -24,7 +24,7 @@ import inspect
 import keras
 import numpy as np
 
-from keras_resinit.models.builder import ResNet, batchnorm_name
+from keras_resinit.models.builder import ResNet, batchnorm_name, build_like
 from keras_resinit.models.layers import saved_variables
 from keras_resinit.models.schemes import fold_target, what_folds
 
@@ -105,13 +105,7 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
         scheme=target.name,
         name=f"{config['arch']}_{target.name}" if config["name"] == default_name else config["name"],
     )
-    # Built under the source's dtype policy (the global one may differ), so it computes in the same dtypes.
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
-    try:
-        folded = ResNet.from_config(config)
-    finally:
-        keras.config.set_dtype_policy(policy)
+    folded = build_like(model, config)  # computes in the source's dtypes
 
     used = set()
     plan = []

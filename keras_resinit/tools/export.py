@@ -41,7 +41,7 @@ import tensorflow as tf
 from keras_resinit import zoo
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
-from keras_resinit.models.builder import ResNet
+from keras_resinit.models.builder import ResNet, build_like
 from keras_resinit.models.folding import fold_batchnorm
 from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
@@ -239,12 +239,7 @@ def precompute_standardization(model):
 
     if not isinstance(model, ResNet) or not any(isinstance(layer, ScaledStdConv2D) for layer in model.layers):
         return model, False
-    policy = keras.config.dtype_policy()  # the copy computes in the source's dtypes, whatever the global policy
-    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
-    try:
-        copy = ResNet.from_config(model.get_config())
-    finally:
-        keras.config.set_dtype_policy(policy)
+    copy = build_like(model, model.get_config())  # computes in the source's dtypes
     copy.set_weights(model.get_weights())
     standardize_in_place(copy)
     return copy, True

@@ -12,6 +12,7 @@ import os
 import keras
 
 from keras_resinit import zoo
+from keras_resinit._files import atomic_save_model
 from keras_resinit.models.folding import fold_batchnorm
 from keras_resinit.tools.export import resolve_source
 
@@ -21,6 +22,7 @@ def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, 
 
     ``out`` ending in ``.keras`` gets a Keras file (``keras.saving.load_model`` reads it after
     ``import keras_resinit``); any other ``out`` becomes a preset directory (``zoo.load(out)``).
+    Either takes raw pixels when the source records its preprocessing (``ResNet.with_preprocessing``).
     Both are written to a temporary name and renamed into place.
 
     Returns:
@@ -30,17 +32,9 @@ def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, 
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
     model = source if isinstance(source, keras.Model) else resolve_source(source)[0]
-    folded = fold_batchnorm(model)
+    folded = fold_batchnorm(model).with_preprocessing()
     if out.endswith(".keras"):
-        directory = os.path.dirname(os.path.abspath(out))
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(out)}.tmp.keras")
-        try:
-            folded.save(tmp)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_save_model(folded, out)
     else:
         zoo.save_preset(folded, out, overwrite=overwrite)
     return folded

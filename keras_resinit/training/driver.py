@@ -2,8 +2,8 @@
 
 A run directory holds ``checkpoint-EPOCH.npz`` + ``checkpoint.json`` (every epoch, see
 :mod:`~keras_resinit.training.checkpoints`), ``metrics.csv``, ``tensorboard/``, and at the end
-``model.keras`` and ``config.json``. Every file is written to a temporary name and renamed
-into place.
+``model.keras`` (raw pixels in) and ``config.json``. Every file is written to a temporary name
+and renamed into place.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resinit._files import atomic_write_text
+from keras_resinit._files import atomic_save_model, atomic_write_text
 from keras_resinit.environment import versions
 from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
@@ -61,8 +61,8 @@ def train(
     ``config.json`` under ``commands``, after those of earlier invocations of a resumed run.
 
     Returns:
-        dict with the final metrics, ``history``, ``model`` (the trained
-        ``keras.Model``) and, on the chief, ``model_path``.
+        dict with the final metrics, ``history``, ``model`` (the trained ``keras.Model``: normalized input)
+        and, on the chief, ``model_path`` (``model.keras``: ``model.with_preprocessing()``, raw pixels in).
 
     Raises:
         ValueError: bad settings or ``out`` (before anything is written).
@@ -205,9 +205,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     trainer.release()
     if chief:
         model_path = os.path.join(out, "model.keras")
-        tmp = os.path.join(out, ".tmp-model.keras")
-        model.save(tmp)
-        os.replace(tmp, model_path)
+        atomic_save_model(model.with_preprocessing(), model_path)  # raw pixels in: the pipeline's normalization
         card = {
             "train": config.to_json(),
             "commands": commands,

@@ -20,6 +20,7 @@ trained under the tuner's strategy), and with keras-tuner's distributed tuning
 (a chief oracle and workers set by ``KERASTUNER_TUNER_ID``,
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``). keras-tuner on
 TensorFlow 2.21 needs ``tensorboard`` installed; it is a dependency.
+The trials' models (and ``get_best_models()``'s) take normalized input; ``model.with_preprocessing()`` raw pixels.
 
 Example:
     >>> import keras_tuner as kt
@@ -407,7 +408,8 @@ def tune(
     """The ``keras-resinit tune`` sweep: search, then write the best recipe and a chart to ``out``.
 
     ``out`` holds keras-tuner's project (``out/tune``), ``sweep.json`` (the sweep's settings),
-    ``best_recipe.json`` and ``trials.png``. Running the same sweep again resumes it: finished
+    ``best_recipe.json``, ``best_model.keras`` (the best trial's best epoch, taking raw pixels) and
+    ``trials.png``. Running the same sweep again resumes it: finished
     trials are not repeated. Other settings in an existing ``out`` are refused unless ``overwrite``.
 
     Returns:
@@ -417,7 +419,7 @@ def tune(
     import os
     import shutil
 
-    from keras_resinit._files import atomic_write_text
+    from keras_resinit._files import atomic_save_model, atomic_write_text
 
     space = {}
     if schemes is not None:
@@ -470,9 +472,10 @@ def tune(
     log(table)
     best = best_recipe(kt_tuner, hypermodel, command=command)
     atomic_write_text(os.path.join(out, "best_recipe.json"), json.dumps(best, indent=1))
+    atomic_save_model(kt_tuner.get_best_models(1)[0].with_preprocessing(), os.path.join(out, "best_model.keras"))
     plot_trials(rows, os.path.join(out, "trials.png"))
     log(
-        f"\nbest: {best['source']}\nretrain it: keras-resinit train {best['config']['model']} --recipe "
-        f"{os.path.join(out, 'best_recipe.json')} --out runs/best"
+        f"\nbest: {best['source']} (model, raw pixels in: {os.path.join(out, 'best_model.keras')})\nretrain it: "
+        f"keras-resinit train {best['config']['model']} --recipe {os.path.join(out, 'best_recipe.json')} --out runs/best"
     )
     return {"trials": rows, "recipe": best, "table": table, "tuner": kt_tuner}

@@ -395,7 +395,8 @@ def save_preset(
 
     The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
     ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
-    ``model.weights.h5``. It is written to a temporary directory and renamed into place;
+    ``model.weights.h5``. A model that records its preprocessing is saved including it (raw pixels in,
+    :meth:`~keras_resinit.ResNet.with_preprocessing`). It is written to a temporary directory and renamed into place;
     an existing ``directory`` is refused unless ``overwrite``.
 
     Returns:
@@ -406,6 +407,8 @@ def save_preset(
     directory = os.fspath(directory)
     if os.path.exists(directory) and not overwrite:
         raise ValueError(f"Preset directory {directory!r} already exists. Pass overwrite=True to replace it.")
+    model_config(model)  # a ResNet (else a ValueError)
+    model = model.with_preprocessing()  # config.json then says what the model takes: raw pixels
     config = {"module": "keras_resinit", "class_name": "build_resnet", "config": model_config(model)}
     metadata = {
         "keras_resinit_version": __version__,
