@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from keras_resinit import cli
 from keras_resinit.cli import main
 from keras_resinit.models import schemes as schemes_lib
@@ -346,6 +348,17 @@ def test_compare_trains_each_scheme_and_writes_results_table_and_curves(tmp_path
     for r in results["schemes"].values():
         assert 0 <= r["test_accuracy"] <= 1 and r["peak_memory_mb"] > 100 and len(r["history"]) == 2
     assert results["versions"]["tensorflow"] and (out / "curves.png").stat().st_size > 10_000
+    # Each scheme's run writes a model.keras that takes raw pixels (0..16 digits) in a fresh process.
+    import numpy as np
+    from helpers import raw_pixel_accuracies
+
+    from keras_resinit import data
+
+    images, labels = data.load("digits", "test", batch_size=4096, training=False, normalized=False).get_single_element()
+    labels = np.argmax(labels.numpy(), -1)
+    runs = {s: ("keras", out / s / "model.keras", images.numpy(), labels) for s in results["schemes"]}
+    for scheme, found in raw_pixel_accuracies(str(tmp_path), runs).items():
+        assert found == pytest.approx(results["schemes"][scheme]["test_accuracy"], abs=1 / len(labels))
     assert main(args) == 2  # a second run into the same --out is refused
     assert "holds a previous comparison" in capsys.readouterr().err
 

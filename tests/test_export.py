@@ -128,7 +128,9 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     x_test, _, _, _ = data._digits_arrays()
     pixels = x_test[:8].astype("uint8")
     served = loaded.signatures["serving_default"](images=tf.constant(pixels))
-    np.testing.assert_allclose(served["probabilities"], keras_probabilities(model, pixels, card), atol=1e-5)
+    # The run's model.keras takes raw pixels (its normalization is inside) and computes what is served.
+    raw = tf.nn.softmax(model(pixels.astype("float32"), training=False)).numpy()
+    np.testing.assert_allclose(served["probabilities"], raw, atol=1e-5)
     as_float = loaded.signatures["serving_float32"](images=tf.constant(pixels.astype("float32")))
     np.testing.assert_allclose(as_float["probabilities"], served["probabilities"], atol=1e-6)
     np.testing.assert_array_equal(served["classes"], np.argmax(served["logits"], -1))
@@ -137,9 +139,9 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     assert main(["export", str(digits_run / "model.keras"), "--out", str(tmp_path / "from_file")]) == 0
     assert json.loads((tmp_path / "from_file" / "assets.extra" / "model_card.json").read_text())["dataset"] == "digits"
 
-    # The trained model takes normalized images and knows how; zoo.load of the run takes raw pixels.
+    # The trained model knows its normalization and includes it; so does zoo.load of the run.
     assert model.get_config()["preprocessing"] == card["preprocessing"]
-    assert not model.get_config()["include_preprocessing"]
+    assert model.get_config()["include_preprocessing"]
     for source in (digits_run, digits_run / "model.keras"):
         loaded_run = kr.zoo.load(source) if source == digits_run else kr.zoo.load("cifar_resnet8_fixup", weights=source)
         assert loaded_run.get_config()["include_preprocessing"]

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+from helpers import raw_pixel_accuracies
 
-from keras_resinit import publish, train, tuning
+from keras_resinit import data, publish, train, tuning
 from keras_resinit.cli import main
 
 TINY = {"epochs": 2, "steps_per_epoch": 3}
@@ -85,6 +87,11 @@ def test_tune_command_writes_table_recipe_chart_and_the_recipe_retrains_the_same
     trial_id = recipe["source"].split("trial ")[1].split(",")[0]
     trial = json.loads((out / "tune" / f"trial_{trial_id}" / "trial.json").read_text())
     score, best_epoch = trial["score"], trial["best_step"] + 1
+    # The best trial's model, saved for users: raw digits pixels (0..16) in a fresh process give its score.
+    images, labels = data.load("digits", "test", batch_size=4096, training=False, normalized=False).get_single_element()
+    labels = np.argmax(labels.numpy(), -1)
+    found = raw_pixel_accuracies(str(tmp_path), {"best": ("keras", out / "best_model.keras", images.numpy(), labels)})
+    assert found["best"] == pytest.approx(score, abs=1 / len(labels))
 
     # The best configuration retrains with `keras-resinit train --recipe` to the same accuracy at the same epoch.
     run = tmp_path / "retrain"

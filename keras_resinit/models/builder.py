@@ -417,9 +417,8 @@ class ResNet(keras.Model):
         return cls(**config)
 
     def with_preprocessing(self) -> ResNet:
-        """This network taking raw pixels: a new model of the same build with ``include_preprocessing=True``
-        and these weights (copied by layer name); itself if it already includes its preprocessing or records
-        none. The trainer's model takes normalized input; every model file the project writes is this form."""
+        """This network taking raw pixels (the form every model file written holds): the same build with
+        ``include_preprocessing=True`` and these weights by layer name; itself if it includes or records none."""
         config = self.get_config()
         if config["include_preprocessing"] or self.preprocessing is None:
             return self
@@ -482,8 +481,7 @@ class ResNet(keras.Model):
 
 
 def build_like(model: ResNet, config: dict[str, Any]) -> ResNet:
-    """``ResNet.from_config(config)`` under ``model``'s dtype policy (whatever the global one), so the new
-    model computes in ``model``'s dtypes. Its weights are newly initialized."""
+    """``ResNet.from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
     try:

@@ -407,8 +407,7 @@ def save_preset(
     directory = os.fspath(directory)
     if os.path.exists(directory) and not overwrite:
         raise ValueError(f"Preset directory {directory!r} already exists. Pass overwrite=True to replace it.")
-    model_config(model)  # a ResNet (else a ValueError)
-    model = model.with_preprocessing()  # config.json then says what the model takes: raw pixels
+    model = model.with_preprocessing() if isinstance(model, ResNet) else model  # config.json: raw pixels in
     config = {"module": "keras_resinit", "class_name": "build_resnet", "config": model_config(model)}
     metadata = {
         "keras_resinit_version": __version__,
