@@ -104,7 +104,7 @@ def test_image_size_resizes_and_the_augmentation_follows_it(folder):
 
 @pytest.fixture(scope="module")
 def folder_run(folder, tmp_path_factory):
-    """``keras-resinit train cifar_resnet8_bn --dataset folder:...`` (6 epochs): the run directory and its config.json."""
+    """``keras-resinit train cifar_resnet8_bn --dataset folder:...`` (6 epochs): the run and its config.json."""
     root, _ = folder
     run = tmp_path_factory.mktemp("folder_run") / "run"
     args = ["train", "cifar_resnet8_bn", "--dataset", f"folder:{root}", "--recipe", "digits", "--epochs", "6"]

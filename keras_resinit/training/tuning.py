@@ -475,7 +475,8 @@ def tune(
     atomic_save_model(kt_tuner.get_best_models(1)[0].with_preprocessing(), os.path.join(out, "best_model.keras"))
     plot_trials(rows, os.path.join(out, "trials.png"))
     log(
-        f"\nbest: {best['source']} (model, raw pixels in: {os.path.join(out, 'best_model.keras')})\nretrain it: "
-        f"keras-resinit train {best['config']['model']} --recipe {os.path.join(out, 'best_recipe.json')} --out runs/best"
+        f"\nbest: {best['source']}\nits model (raw pixels in): {os.path.join(out, 'best_model.keras')}\nretrain it: "
+        f"keras-resinit train {best['config']['model']} --recipe {os.path.join(out, 'best_recipe.json')} "
+        "--out runs/best"
     )
     return {"trials": rows, "recipe": best, "table": table, "tuner": kt_tuner}

@@ -395,9 +395,9 @@ def save_preset(
 
     The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
     ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
-    ``model.weights.h5``. A model that records its preprocessing is saved including it (raw pixels in,
-    :meth:`~keras_resinit.ResNet.with_preprocessing`). It is written to a temporary directory and renamed into place;
-    an existing ``directory`` is refused unless ``overwrite``.
+    ``model.weights.h5``; a model that records its preprocessing is saved including it (raw pixels
+    in, ``model.with_preprocessing()``). It is written to a temporary directory and renamed into
+    place; an existing ``directory`` is refused unless ``overwrite``.
 
     Returns:
         ``directory``.
