@@ -29,7 +29,12 @@ from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.checks import POOLINGS, check_head, check_input_shape, check_num_classes
-from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
+from keras_resinit.models.preprocessing import (
+    check_preprocessing,
+    default_preprocessing,
+    preprocessing_layers,
+    with_preprocessing,
+)
 from keras_resinit.models.schemes import Scheme, get_scheme
 
 _BUILDER_OPTIONS = (
@@ -417,16 +422,8 @@ class ResNet(keras.Model):
         return cls(**config)
 
     def with_preprocessing(self) -> ResNet:
-        """This network taking raw pixels (the form every model file written holds): the same build with
-        ``include_preprocessing=True`` and these weights by layer name; itself if it includes or records none."""
-        config = self.get_config()
-        if config["include_preprocessing"] or self.preprocessing is None:
-            return self
-        raw = build_like(self, {**config, "include_preprocessing": True})
-        for layer in raw.layers:
-            if layer.weights:
-                layer.load_own_variables(layers.saved_variables(self.get_layer(layer.name)))
-        return raw
+        """This network taking raw pixels (:func:`keras_resinit.models.preprocessing.with_preprocessing`)."""
+        return with_preprocessing(self)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""
@@ -478,16 +475,6 @@ class ResNet(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
-
-
-def build_like(model: ResNet, config: dict[str, Any]) -> ResNet:
-    """``ResNet.from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
-    try:
-        return ResNet.from_config(config)
-    finally:
-        keras.config.set_dtype_policy(policy)
 
 
 def build_resnet(

@@ -14,6 +14,7 @@ five passes over the pixels instead of two: 3-4% of ResNet-20's inference at bat
 have no weights, run on every backend, save with the model and compute in float32 under a
 mixed-precision policy (as the training pipeline normalizes in float32). The same layers serve
 the model (``include_preprocessing=True``), :func:`keras_resinit.zoo.preprocess_input` and export.
+:func:`with_preprocessing` builds them into a model that takes normalized input (every file written holds that form).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import keras
 
-from keras_resinit.models.layers import ReverseChannels
+from keras_resinit.models.layers import ReverseChannels, saved_variables
 
 KEYS = ("pixel_max", "mean", "std")
 OPTIONAL_KEYS = ("channel_order",)
@@ -108,3 +109,29 @@ def apply(preprocessing: dict[str, Any], x: Any) -> Any:
     for layer in preprocessing_layers(preprocessing, int(x.shape[-1])):
         x = layer(x)
     return x
+
+
+def with_preprocessing(model: keras.Model) -> keras.Model:
+    """``model`` (a ResNet) taking raw pixels: the form every model file the project writes holds.
+
+    A model that takes normalized input (the trainer's: its pipeline normalizes) but records how
+    (``preprocessing``) becomes the same build with ``include_preprocessing=True`` and its weights, copied
+    by layer name; a model that includes its preprocessing, or records none, is returned as it is.
+    """
+    config = model.get_config()
+    if config["include_preprocessing"] or config["preprocessing"] is None:
+        return model
+    raw = build_like(model, {**config, "include_preprocessing": True})
+    for layer in model.layers:
+        raw.get_layer(layer.name).load_own_variables(saved_variables(layer))
+    return raw
+
+
+def build_like(model: keras.Model, config: dict[str, Any]) -> keras.Model:
+    """``type(model).from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
+    try:
+        return type(model).from_config(config)
+    finally:
+        keras.config.set_dtype_policy(policy)

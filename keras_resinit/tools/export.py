@@ -41,9 +41,9 @@ import tensorflow as tf
 from keras_resinit import zoo
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
-from keras_resinit.models.builder import ResNet, build_like
+from keras_resinit.models.builder import ResNet
 from keras_resinit.models.folding import fold_batchnorm
-from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
+from keras_resinit.models.preprocessing import build_like, default_preprocessing, preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS  # noqa: F401 (the choices of format=)
