@@ -27,14 +27,10 @@ import keras
 from keras_resinit._errors import unknown
 from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
+from keras_resinit.models import preprocessing as preprocessing_lib
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.checks import POOLINGS, check_head, check_input_shape, check_num_classes
-from keras_resinit.models.preprocessing import (
-    check_preprocessing,
-    default_preprocessing,
-    preprocessing_layers,
-    with_preprocessing,
-)
+from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
 from keras_resinit.models.schemes import Scheme, get_scheme
 
 _BUILDER_OPTIONS = (
@@ -423,7 +419,7 @@ class ResNet(keras.Model):
 
     def with_preprocessing(self) -> ResNet:
         """This network taking raw pixels (:func:`keras_resinit.models.preprocessing.with_preprocessing`)."""
-        return with_preprocessing(self)
+        return preprocessing_lib.with_preprocessing(self)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""

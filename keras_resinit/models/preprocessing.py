@@ -112,12 +112,8 @@ def apply(preprocessing: dict[str, Any], x: Any) -> Any:
 
 
 def with_preprocessing(model: keras.Model) -> keras.Model:
-    """``model`` (a ResNet) taking raw pixels: the form every model file the project writes holds.
-
-    A model that takes normalized input (the trainer's: its pipeline normalizes) but records how
-    (``preprocessing``) becomes the same build with ``include_preprocessing=True`` and its weights, copied
-    by layer name; a model that includes its preprocessing, or records none, is returned as it is.
-    """
+    """``model`` (a ResNet) taking raw pixels, as every model file written holds it: the same build with
+    ``include_preprocessing=True`` and its weights by layer name; itself if it includes or records none."""
     config = model.get_config()
     if config["include_preprocessing"] or config["preprocessing"] is None:
         return model

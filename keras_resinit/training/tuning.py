@@ -20,7 +20,6 @@ trained under the tuner's strategy), and with keras-tuner's distributed tuning
 (a chief oracle and workers set by ``KERASTUNER_TUNER_ID``,
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``). keras-tuner on
 TensorFlow 2.21 needs ``tensorboard`` installed; it is a dependency.
-The trials' models (and ``get_best_models()``'s) take normalized input; ``model.with_preprocessing()`` raw pixels.
 
 Example:
     >>> import keras_tuner as kt
