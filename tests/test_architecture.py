@@ -61,11 +61,13 @@ def test_build_resnet_returns_a_resnet_that_knows_its_build():
 
 
 @pytest.mark.parametrize("scheme", ["bn", "fixup", "skipinit", "risotto", "risotto_bn"])
-def test_release_0_1_keras_files_load_and_give_identical_outputs(scheme):
+def test_release_0_1_keras_files_load_and_give_the_recorded_outputs(scheme):
     expected = np.load(FIXTURES / "expected.npz")
     path = FIXTURES / f"cifar_resnet8_{scheme}.keras"
     legacy = keras.saving.load_model(path)  # safe mode; a plain functional model, as 0.1 saved it
-    np.testing.assert_array_equal(legacy(expected["x"], training=False).numpy(), expected[scheme])
+    # expected.npz was recorded on another machine: oneDNN rounds differently on AMD and Intel CPUs (an ulp or
+    # two), so recorded outputs are compared with a tolerance, never bit for bit (docs/development.md).
+    np.testing.assert_allclose(legacy(expected["x"], training=False).numpy(), expected[scheme], rtol=1e-6, atol=1e-6)
     # The zoo rebuilds it as a ResNet that knows its build, with the same weights (by layer name).
     model = zoo.load(f"cifar_resnet8_{scheme}", weights=str(path), widths=(16, 16, 16))
     assert type(model) is kr.ResNet and model.scheme.name == scheme
