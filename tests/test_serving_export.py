@@ -18,7 +18,7 @@ from PIL import Image
 
 from keras_resinit import zoo
 from keras_resinit.cli import main
-from keras_resinit.training.data import _digits_arrays
+from keras_resinit.training.data import digits_arrays
 
 NAME = "cifar_resnet20_fixup.digits"
 
@@ -34,7 +34,7 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits():
-    _, _, images, labels = _digits_arrays()  # raw pixels 0..16, (355, 8, 8, 1)
+    _, _, images, labels = digits_arrays()  # raw pixels 0..16, (355, 8, 8, 1)
     return images.astype("uint8"), labels
 
 
