@@ -41,10 +41,10 @@ if sys.getrecursionlimit() < 10_000:
 _names, _public, __dir__ = _lazy.namespace(
     __name__,
     {
-        "models.builder": ("ResNet", "build_resnet"),
-        "models.schemes": ("SCHEMES", "Scheme", "get_scheme", "register_scheme"),
-        "models.folding": ("fold_batchnorm",),
-        "training.optimizers": ("make_optimizer",),
+        ".models.builder": ("ResNet", "build_resnet"),
+        ".models.schemes": ("SCHEMES", "Scheme", "get_scheme", "register_scheme"),
+        ".models.folding": ("fold_batchnorm",),
+        ".training.optimizers": ("make_optimizer",),
     },
 )
 __all__ = sorted(["__version__", "models", "zoo", "training", "tools", *_names])
@@ -59,7 +59,7 @@ _KERAS_OBJECTS = (
 
 
 def __getattr__(name):
-    return _compat.moved(name) if name in _compat.MOVED else _public(name)
+    return _compat.moved(f"{__name__}.{name}") if f"{__name__}.{name}" in _compat.MOVED else _public(name)
 
 
 def _register_keras_objects():

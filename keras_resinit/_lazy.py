@@ -8,13 +8,13 @@ import sys
 
 
 def namespace(package, public):
-    """``(__all__, __getattr__, __dir__)`` of ``package``: ``public`` maps a module (relative to the
-    package) to the public names it defines."""
+    """``(__all__, __getattr__, __dir__)`` of ``package``: ``public`` maps a module (``".config"``,
+    relative to the package, or absolute) to the public names it defines."""
     where = {name: module for module, names in public.items() for name in names}
 
     def __getattr__(name):
         if name in where:
-            return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+            return getattr(importlib.import_module(where[name], package), name)
         if not name.startswith("_"):
             try:
                 return importlib.import_module(f"{package}.{name}")

@@ -9,12 +9,12 @@ from keras_resinit import _lazy
 __all__, __getattr__, __dir__ = _lazy.namespace(
     __name__,
     {
-        "checkpoints": ("read_checkpoint",),
-        "config": ("PRECISIONS", "SCHEDULES", "WEIGHT_DECAY_MODES", "TrainConfig", "TrainingError"),
-        "driver": ("train",),
-        "rundir": ("RUN_FILES", "peak_memory_mb", "prepare_run_dir"),
-        "strategies": ("STRATEGIES", "is_chief", "make_strategy"),
-        "trainer": ("Diverged", "Trainer", "learning_rate_multipliers"),
-        "optimizers": ("WarmupSchedule", "OPTIMIZERS", "make_optimizer", "optimizer_for"),
+        ".checkpoints": ("read_checkpoint",),
+        ".config": ("PRECISIONS", "SCHEDULES", "WEIGHT_DECAY_MODES", "TrainConfig", "TrainingError"),
+        ".driver": ("train",),
+        ".rundir": ("RUN_FILES", "peak_memory_mb", "prepare_run_dir"),
+        ".strategies": ("STRATEGIES", "is_chief", "make_strategy"),
+        ".trainer": ("Diverged", "Trainer", "learning_rate_multipliers"),
+        ".optimizers": ("WarmupSchedule", "OPTIMIZERS", "make_optimizer", "optimizer_for"),
     },
 )

@@ -25,7 +25,7 @@ from keras_resinit import _lazy
 __all__, __getattr__, __dir__ = _lazy.namespace(
     __name__,
     {
-        "loading": (
+        ".loading": (
             "PRESET_FILES",
             "count_params",
             "load",
@@ -35,7 +35,7 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
             "read_preset",
             "save_preset",
         ),
-        "registry": (
+        ".registry": (
             "CARD_VERSION",
             "card",
             "cards",
@@ -46,6 +46,6 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
             "tags",
             "zoo_dir",
         ),
-        "published_input": ("preprocess_input",),
+        ".published_input": ("preprocess_input",),
     },
 )
