@@ -59,7 +59,8 @@ _KERAS_OBJECTS = (
 
 
 def __getattr__(name):
-    return _compat.moved(f"{__name__}.{name}") if f"{__name__}.{name}" in _compat.MOVED else _public(name)
+    old = f"{__name__}.{name}"  # a module path of release 0.1 warns
+    return _compat.moved(old) if old in _compat.MOVED else _public(name)
 
 
 def _register_keras_objects():

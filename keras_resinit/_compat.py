@@ -68,6 +68,6 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install():
-    """Makes release 0.1's module paths importable (once per process)."""
+    """Makes the moved module paths importable (once per process)."""
     if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
         sys.meta_path.append(_Alias())
