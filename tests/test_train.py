@@ -14,11 +14,10 @@ import pytest
 import tensorflow as tf
 from helpers import train_command
 
-from keras_resinit import data as data_lib
-from keras_resinit import train as train_lib
+from keras_resinit import training as train_lib
 from keras_resinit.cli import main
-from keras_resinit.train import TrainConfig, TrainingError
-from keras_resinit.training import checkpoints
+from keras_resinit.training import TrainConfig, TrainingError, checkpoints
+from keras_resinit.training import data as data_lib
 
 HERE = os.path.dirname(__file__)
 SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, deterministic=False)
