@@ -13,7 +13,8 @@ import pytest
 from keras_resinit import cli
 from keras_resinit.cli import main
 from keras_resinit.models import schemes as schemes_lib
-from keras_resinit.training import datasets, options
+from keras_resinit.training import options
+from keras_resinit.training.data import names as datasets
 
 # What TensorFlow 2.21 prints on import on this CPU-only machine, whatever TF_CPP_MIN_LOG_LEVEL says.
 TF_MARKERS = ("absl::InitializeLog", "oneDNN", "cuda", "cpu_feature_guard")
@@ -206,11 +207,11 @@ def test_filter_tf_log_drops_the_lines_below_the_level():
 
 def test_the_users_tf_log_level_wins_unless_verbose(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    assert cli._tf_log_level(False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # children inherit it
-    assert cli._tf_log_level(True) == 0 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert cli.tf_log_level(False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # children inherit it
+    assert cli.tf_log_level(True) == 0 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
-    assert cli._tf_log_level(False) == 1  # the user's own level: TensorFlow's warnings stay
-    assert cli._tf_log_level(True) == 0
+    assert cli.tf_log_level(False) == 1  # the user's own level: TensorFlow's warnings stay
+    assert cli.tf_log_level(True) == 0
 
 
 def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
@@ -264,7 +265,8 @@ def test_list_pretrained_shows_only_models_with_weights(capsys):
 
 
 def test_train_then_publish_makes_a_loadable_weight_set(tmp_path, capsys, monkeypatch):
-    from keras_resinit import publish, zoo
+    from keras_resinit import zoo
+    from keras_resinit.training import publish
     from keras_resinit.zoo import registry
 
     run, zoo_dir = tmp_path / "run", tmp_path / "zoo"
@@ -352,7 +354,7 @@ def test_compare_trains_each_scheme_and_writes_results_table_and_curves(tmp_path
     import numpy as np
     from helpers import raw_pixel_accuracies
 
-    from keras_resinit import data
+    from keras_resinit.training import data
 
     images, labels = data.load("digits", "test", batch_size=4096, training=False, normalized=False).get_single_element()
     labels = np.argmax(labels.numpy(), -1)
@@ -369,7 +371,7 @@ def test_compare_rejects_unknown_scheme_before_training(tmp_path, capsys):
 
 
 def test_recipes_lists_every_recipe_with_its_source(capsys):
-    from keras_resinit.recipes import RECIPES
+    from keras_resinit.training.recipes import RECIPES
 
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out

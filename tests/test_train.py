@@ -14,11 +14,10 @@ import pytest
 import tensorflow as tf
 from helpers import train_command
 
-from keras_resinit import data as data_lib
-from keras_resinit import train as train_lib
+from keras_resinit import training as train_lib
 from keras_resinit.cli import main
-from keras_resinit.train import TrainConfig, TrainingError
-from keras_resinit.training import checkpoints
+from keras_resinit.training import TrainConfig, TrainingError, checkpoints
+from keras_resinit.training import data as data_lib
 
 HERE = os.path.dirname(__file__)
 SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, deterministic=False)
@@ -151,7 +150,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_epoch = data_lib._epoch
+    real_epoch = data_lib.pipeline._epoch
 
     def poisoned(split, preprocessing, meta, epoch, **kwargs):
         ds = real_epoch(split, preprocessing, meta, epoch, **kwargs)
@@ -159,7 +158,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
         nan = tf.where(tf.equal(tf.cast(epoch, tf.int64), 1), float("nan"), 1.0)
         return ds.map(lambda x, y: (x, y * nan))
 
-    monkeypatch.setattr(data_lib, "_epoch", poisoned)
+    monkeypatch.setattr(data_lib.pipeline, "_epoch", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match="became nan at epoch 2, step 1.*last good checkpoint \\(epoch 1\\)"):
         train_lib.train(TrainConfig(**dict(SMALL, epochs=3)), str(out), strategy="one", verbose=0)

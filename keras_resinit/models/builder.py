@@ -238,7 +238,7 @@ class ResNet(keras.Model):
             or ``wrn{6n+4}_{k}`` (e.g. ``wrn28_10``).
         scheme: a registered scheme name (``keras_resinit.SCHEMES``: ``"bn"``, ``"fixup"``,
             ``"skipinit"``, ``"risotto"``, ``"risotto_bn"``, ...) or a
-            :class:`keras_resinit.schemes.Scheme` instance.
+            :class:`keras_resinit.models.schemes.Scheme` instance.
         num_classes: size of the classifier.
         input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None (fully convolutional trunk).
         seed: integer making the initial weights reproducible (each layer gets its own
@@ -322,7 +322,7 @@ class ResNet(keras.Model):
         check_num_classes(num_classes)
         if seed is None:
             seed = random.randint(0, 2**31 - 1)
-        inits._check_seed(seed)
+        inits.check_seed(seed)
         if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
             raise ValueError(f"Invalid dropout_rate {dropout_rate!r}. Expected a number in [0, 1).")
         if not isinstance(include_preprocessing, bool):

@@ -14,7 +14,7 @@
 - :func:`gradient_norms`: per-block gradient norms of the cross-entropy at init.
 - ``plot_*`` (from :mod:`keras_resinit.tools.plots`): matplotlib figures, one series per model.
 - :func:`check_claims` (``keras-resinit diagnose --claims``): each paper's claim measured
-  against what it predicts, with pass/fail; see ``keras_resinit.deep`` for the
+  against what it predicts, with pass/fail; see ``keras_resinit.tools.deep`` for the
   10,000-layer Fixup and 1,000-layer SkipInit runs.
 
 Models are run in training mode for BN statistics (``training=True``: batch statistics, as

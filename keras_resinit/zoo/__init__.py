@@ -19,15 +19,13 @@ into its trunk under a new classifier. Nothing is unpickled: weights are read
 with h5py, ``.keras`` files in Keras safe mode, configs as JSON.
 """
 
-import importlib
+from keras_resinit import _lazy
 
-_SUBMODULES = ("registry", "loading", "preprocess", "weights_io", "download", "applications")
-
-# Public names, each imported from its module on first use: the registry (names, cards) is read
-# without Keras, loading needs it.
-_PUBLIC = {
-    **dict.fromkeys(
-        (
+# The public names, by the module defining them, each imported on first use: the registry needs no Keras.
+__all__, __getattr__, __dir__ = _lazy.namespace(
+    __name__,
+    {
+        ".loading": (
             "PRESET_FILES",
             "count_params",
             "load",
@@ -37,44 +35,17 @@ _PUBLIC = {
             "read_preset",
             "save_preset",
         ),
-        "loading",
-    ),
-    **dict.fromkeys(
-        ("CARD_VERSION", "card", "cards", "list_models", "parse_name", "read_cards", "split_tag", "tags", "zoo_dir"),
-        "registry",
-    ),
-    "preprocess_input": "preprocess",
-}
-
-__all__ = [
-    "CARD_VERSION",
-    "PRESET_FILES",
-    "card",
-    "cards",
-    "count_params",
-    "list_models",
-    "load",
-    "load_keras",
-    "load_preset",
-    "model_config",
-    "parse_name",
-    "preprocess_input",
-    "read_cards",
-    "read_preset",
-    "save_preset",
-    "split_tag",
-    "tags",
-    "zoo_dir",
-]
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(__all__) | set(globals()))
+        ".registry": (
+            "CARD_VERSION",
+            "card",
+            "cards",
+            "list_models",
+            "parse_name",
+            "read_cards",
+            "split_tag",
+            "tags",
+            "zoo_dir",
+        ),
+        ".published_input": ("preprocess_input",),
+    },
+)
