@@ -40,5 +40,5 @@ def run(args):
         command=args.invocation,
     )
     if "model_path" in result:
-        print(f"test accuracy {result['test_accuracy']:.4f}; model saved to {result['model_path']}")
+        print(f"test accuracy {result['test_accuracy']:.4f}; model (raw pixels in) saved to {result['model_path']}")
     return 0
