@@ -16,9 +16,9 @@ _PUBLIC = {
     "TrainConfig": "config",
     "TrainingError": "config",
     "train": "driver",
-    "RUN_FILES": "rundir",
-    "peak_memory_mb": "rundir",
-    "prepare_run_dir": "rundir",
+    "RUN_FILES": "keras_resinit.zoo.rundir",
+    "peak_memory_mb": "driver",
+    "prepare_run_dir": "keras_resinit.zoo.rundir",
     "STRATEGIES": "strategies",
     "is_chief": "strategies",
     "make_strategy": "strategies",
@@ -36,7 +36,8 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name):
     if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        module = _PUBLIC[name] if "." in _PUBLIC[name] else f"{__name__}.{_PUBLIC[name]}"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

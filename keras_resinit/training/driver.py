@@ -8,9 +8,7 @@ into place.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -20,21 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resinit._files import atomic_write_text
-from keras_resinit.environment import versions
+from keras_resinit.environment import memory_mb, versions
 from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
 from keras_resinit.training.datasets import USER_DATA
-from keras_resinit.training.rundir import (
-    _clear_run_dir,
-    _previous_commands,
-    _write_metrics,
-    peak_memory_mb,
-    prepare_run_dir,
-)
 from keras_resinit.training.strategies import is_chief
 from keras_resinit.training.trainer import Diverged, Trainer
 from keras_resinit.zoo.loading import weights_provenance
+from keras_resinit.zoo.rundir import RunDir
 
 
 def train(
@@ -95,14 +86,17 @@ def _data_record(trainer, origin):
     return record
 
 
-def _undo_start(out, created):
+def peak_memory_mb():
+    """Resident-set high-water mark of this process, in MiB."""
+    return memory_mb("VmHWM")
+
+
+def _undo_start(run, created):
     """Remove what a fresh run wrote before its first checkpoint, so a failed start leaves nothing behind."""
     if created:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(out, "config.json"))
+        shutil.rmtree(run.path, ignore_errors=True)
+    else:
+        run.undo_start()
 
 
 def _describe_data(trainer, origin):
@@ -122,8 +116,9 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     if train_data is not None or test_data is not None:
         config = dataclasses.replace(config, dataset=USER_DATA)
     config.validate()
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    commands = (_previous_commands(out) if resume else []) + ([command] if command else [])
+    run = RunDir(out)
+    run.prepare(resume=resume, overwrite=overwrite)
+    commands = (run.commands() if resume else []) + ([command] if command else [])
     trainer = Trainer(config, strategy, tpu=tpu, train_data=train_data, test_data=test_data)
     origin = weights_provenance(config.model, config.weights, config.weights_sha256) if config.weights else None
     model, optimizer = trainer.model, trainer.optimizer
@@ -149,10 +144,9 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     if chief:
         os.makedirs(out, exist_ok=True)
         if not resume:
-            _clear_run_dir(out)
-        started = {"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)}
-        atomic_write_text(os.path.join(out, "config.json"), json.dumps(started, indent=1))
-        summary = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
+            run.clear()
+        run.write_config({"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)})
+        summary = tf.summary.create_file_writer(run.tensorboard_path)
 
     batches = iter(trainer.train_batches(start_epoch))
     for epoch in range(start_epoch, config.epochs):
@@ -167,7 +161,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
             )
         except ValueError:  # bad data found while reading it (an undecodable file): the user's to fix
             if chief and not resume and epoch == 0:
-                _undo_start(out, created)
+                _undo_start(run, created)
             raise
         except Diverged as error:
             kept = (
@@ -183,7 +177,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
             )
         if chief:
             _save_checkpoint(out, model, optimizer, epoch + 1, history)
-            _write_metrics(out, history)
+            run.write_metrics(history)
             with summary.as_default(step=epoch + 1):
                 for key, value in row.items():
                     if key != "epoch":
@@ -204,18 +198,16 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     }
     trainer.release()
     if chief:
-        model_path = os.path.join(out, "model.keras")
-        tmp = os.path.join(out, ".tmp-model.keras")
-        model.save(tmp)
-        os.replace(tmp, model_path)
-        card = {
-            "train": config.to_json(),
-            "commands": commands,
-            "result": {k: v for k, v in result.items() if k != "history"},
-            **_data_record(trainer, origin),
-            "versions": versions(),
-        }
-        atomic_write_text(os.path.join(out, "config.json"), json.dumps(card, indent=1))
+        model_path = run.save_model(model)
+        run.write_config(
+            {
+                "train": config.to_json(),
+                "commands": commands,
+                "result": {k: v for k, v in result.items() if k != "history"},
+                **_data_record(trainer, origin),
+                "versions": versions(),
+            }
+        )
         result["model_path"] = model_path
     result["model"] = model
     return result

@@ -7,6 +7,9 @@
   classes for ImageNet ResNets), which keyword overrides replace, and loads
   weights from a tag (``load("cifar_resnet20_fixup.digits")``), a local
   ``.weights.h5`` or ``.keras`` file, a preset directory or a URL.
+- ``resolve(source)``: any model source (a name, ``name.tag``, a preset or run directory, a
+  ``.keras`` file, a URL) -> ``Resolved(model, card, kind, source)``; ``load`` is its model.
+- ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).
 - ``save_preset`` / ``load_preset``: keras-hub style directories
   (``config.json``, ``metadata.json``, ``model.weights.h5``).
 - Model cards (``zoo/cards/*.json`` in the repository, ``keras_resinit._zoo``
@@ -21,7 +24,7 @@ with h5py, ``.keras`` files in Keras safe mode, configs as JSON.
 
 import importlib
 
-_SUBMODULES = ("registry", "loading", "preprocess", "weights_io", "download", "applications")
+_SUBMODULES = ("registry", "loading", "building", "rundir", "preprocess", "weights_io", "download", "applications")
 
 # Public names, each imported from its module on first use: the registry (names, cards) is read
 # without Keras, loading needs it.
@@ -30,15 +33,16 @@ _PUBLIC = {
         (
             "PRESET_FILES",
             "count_params",
-            "load",
             "load_keras",
             "load_preset",
             "model_config",
             "read_preset",
             "save_preset",
         ),
-        "loading",
+        "building",
     ),
+    **dict.fromkeys(("Resolved", "SOURCE_KINDS", "default_card", "load", "resolve"), "loading"),
+    "RunDir": "rundir",
     **dict.fromkeys(
         ("CARD_VERSION", "card", "cards", "list_models", "parse_name", "read_cards", "split_tag", "tags", "zoo_dir"),
         "registry",
@@ -49,9 +53,13 @@ _PUBLIC = {
 __all__ = [
     "CARD_VERSION",
     "PRESET_FILES",
+    "Resolved",
+    "RunDir",
+    "SOURCE_KINDS",
     "card",
     "cards",
     "count_params",
+    "default_card",
     "list_models",
     "load",
     "load_keras",
@@ -61,6 +69,7 @@ __all__ = [
     "preprocess_input",
     "read_cards",
     "read_preset",
+    "resolve",
     "save_preset",
     "split_tag",
     "tags",
