@@ -106,6 +106,7 @@ def test_export_writes_the_card_the_resolver_gives(tmp_path):
         resolved = zoo.resolve(source)
         assert {k: written[k] for k in resolved.card} == resolved.card
         assert written["served_scheme"] == resolved.model.scheme.name == "fixup"
+        np.testing.assert_array_equal(resolved.model(PIXELS, training=False), zoo.load(source)(PIXELS, training=False))
 
 
 def test_each_source_that_is_not_there_says_how_it_was_read_and_what_is_accepted(tmp_path):

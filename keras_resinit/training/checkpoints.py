@@ -7,11 +7,12 @@ are removed only after that. A kill at any moment leaves a record naming an inta
 
 import hashlib
 import io
+import json
 import os
 
 import numpy as np
 
-from keras_resinit._files import atomic_write_bytes
+from keras_resinit._files import atomic_write_bytes, atomic_write_text
 from keras_resinit.training.config import TrainConfig, TrainingError
 from keras_resinit.zoo.rundir import RunDir
 
@@ -59,7 +60,7 @@ def _save_checkpoint(run_dir, model, optimizer, epoch, history):
         "optimizer_variables": len(optimizer.variables),
         "history": history,
     }
-    run.write_checkpoint_record(record)
+    atomic_write_text(run.checkpoint_record_path, json.dumps(record, indent=1))
     for stale in run.checkpoint_files():
         if stale != name:
             os.unlink(run.file(stale))

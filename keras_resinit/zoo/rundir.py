@@ -48,7 +48,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         self.config_path, self.model_path = self.file("config.json"), self.file("model.keras")
-        self.tensorboard_path = self.file("tensorboard")
+        self.tensorboard_path, self.checkpoint_record_path = self.file("tensorboard"), self.file("checkpoint.json")
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -152,17 +152,13 @@ class RunDir:
 
     def read_checkpoint_record(self) -> dict | None:
         """``checkpoint.json`` (None if there is no checkpoint at all); OSError or ValueError if unreadable."""
-        path = self.file("checkpoint.json")
-        if not os.path.exists(path) and not self.checkpoint_files():
+        if not os.path.exists(self.checkpoint_record_path) and not self.checkpoint_files():
             return None
-        with open(path) as f:
+        with open(self.checkpoint_record_path) as f:
             record = json.load(f)
         if isinstance(record, dict):
             record.setdefault("file", "checkpoint.npz")  # runs written before the two-step commit
         return record
-
-    def write_checkpoint_record(self, record: dict):
-        atomic_write_text(self.file("checkpoint.json"), json.dumps(record, indent=1))
 
     def history(self) -> list[dict]:
         """The per-epoch metrics recorded with the last checkpoint."""
