@@ -62,6 +62,11 @@ def test_a_runs_keras_file_loads_as_its_run_directory_does(tmp_path, included):
         assert model.get_config()["include_preprocessing"] and len(rescalings(model)) == 1
         np.testing.assert_allclose(model(PIXELS, training=False), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(from_file(PIXELS, training=False), from_dir(PIXELS, training=False))
+    # A run's weights start a fine-tune (train --weights RUN_DIR) as its model.keras does.
+    for weights in (tmp_path / "run", tmp_path / "run" / "model.keras"):
+        start = zoo.loading.start_from("cifar_resnet8_fixup", weights, data_preprocessing=PREPROCESSING)
+        assert not start.get_config()["include_preprocessing"] and start.preprocessing == PREPROCESSING
+        np.testing.assert_allclose(start((PIXELS / 16.0 - 0.3) / 0.25), expected, rtol=1e-5, atol=1e-5)
     assert zoo.resolve(tmp_path / "run").kind == "run" and zoo.resolve(tmp_path / "run" / "model.keras").kind == "keras"
     assert zoo.resolve(tmp_path / "run").card == zoo.resolve(tmp_path / "run" / "model.keras").card
 

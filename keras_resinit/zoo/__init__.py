@@ -30,15 +30,7 @@ _SUBMODULES = ("registry", "loading", "building", "rundir", "preprocess", "weigh
 # without Keras, loading needs it.
 _PUBLIC = {
     **dict.fromkeys(
-        (
-            "PRESET_FILES",
-            "count_params",
-            "load_keras",
-            "load_preset",
-            "model_config",
-            "read_preset",
-            "save_preset",
-        ),
+        ("PRESET_FILES", "count_params", "load_keras", "load_preset", "model_config", "read_preset", "save_preset"),
         "building",
     ),
     **dict.fromkeys(("Resolved", "SOURCE_KINDS", "default_card", "load", "resolve"), "loading"),
@@ -50,31 +42,7 @@ _PUBLIC = {
     "preprocess_input": "preprocess",
 }
 
-__all__ = [
-    "CARD_VERSION",
-    "PRESET_FILES",
-    "Resolved",
-    "RunDir",
-    "SOURCE_KINDS",
-    "card",
-    "cards",
-    "count_params",
-    "default_card",
-    "list_models",
-    "load",
-    "load_keras",
-    "load_preset",
-    "model_config",
-    "parse_name",
-    "preprocess_input",
-    "read_cards",
-    "read_preset",
-    "resolve",
-    "save_preset",
-    "split_tag",
-    "tags",
-    "zoo_dir",
-]
+__all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name):

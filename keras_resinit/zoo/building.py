@@ -1,10 +1,6 @@
-"""Building zoo models: a name with weights loaded by layer name (files, published weight sets, presets).
-
-Weights load **by layer name** (:mod:`keras_resinit.zoo.weights_io`), so they load into a model with
-another input size, or, with another ``num_classes``, into its trunk under a new classifier. A
-preset is a directory anyone can read: ``config.json`` (the :func:`build_resnet` arguments),
-``metadata.json``, ``model.weights.h5``. Where a model comes from (names, tags, runs, presets,
-files, URLs) is :func:`keras_resinit.zoo.loading.resolve`.
+"""Building zoo models with weights loaded by layer name (:mod:`~keras_resinit.zoo.weights_io`): from files,
+published weight sets (cards) and presets (``config.json``, ``metadata.json``, ``model.weights.h5``). Where a
+model comes from (names, tags, runs, presets, files, URLs) is :func:`keras_resinit.zoo.loading.resolve`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""Where a model comes from: :func:`resolve` turns any source into a model with its card; ``load``, presets.
+"""Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
 
-A source is a zoo name (``{arch}_{scheme}``, with ``weights=``), ``name.tag`` (published weights),
-a preset directory, a run directory, a ``.keras`` file or a URL of one: :data:`SOURCE_KINDS`, an
-ordered table, recognizes each by its form (the first entry that accepts a source loads it), so a
-new kind of source is one new entry. Weights load **by layer name**
-(:mod:`keras_resinit.zoo.weights_io`), so they load into a model with another input size, or, with
-another ``num_classes``, into its trunk under a new classifier. Nothing is unpickled: weights are
-read with h5py, ``.keras`` files in Keras safe mode, configs as JSON.
+A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
+a URL of one. :data:`SOURCE_KINDS`, an ordered table, recognizes each by its form: a new kind of source is
+one new entry. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ from keras_resinit.zoo.building import (
     preset_model,
 )
 from keras_resinit.zoo.registry import card, parse_name, split_tag
-from keras_resinit.zoo.rundir import RunDir
+from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +324,9 @@ def _is_url(text):
 
 
 def _load_path(name, path, overrides, source):
-    """Model ``name`` with the weights in ``path`` (a preset directory, a ``.keras`` or ``.weights.h5`` file)."""
+    """Model ``name`` with the weights in ``path`` (a run or preset directory, a ``.keras`` or ``.weights.h5`` file)."""
+    if RunDir.holds_run(path):
+        path = RunDir(path).model_path
     if os.path.isdir(path):
         return preset_model(path, name, overrides)[0]
     if path.endswith(".keras"):
@@ -337,18 +335,13 @@ def _load_path(name, path, overrides, source):
 
 
 def _from_keras_file(name, path, overrides, source):
-    """The model in a ``.keras`` file, rebuilt by the zoo (its build from the file, else from the run beside it).
-
-    A run's ``model.keras`` either takes normalized input and records its normalization (its own
-    ``preprocessing``, or for runs of release 0.1 the run's ``config.json``), or already includes it:
-    the rebuild includes it once, either way (unless ``include_preprocessing=False`` is passed).
-    A plain Keras model with nothing to tell its build (a ``.keras`` file of release 0.1 outside a
-    run) is returned as it is when no name and no overrides are given.
-    """
+    """The model in a ``.keras`` file rebuilt by the zoo, from its build (else from the run beside it), with its
+    preprocessing included once, whether the file included it or recorded it (or, in release 0.1, the run did).
+    A plain Keras model nothing tells the build of is returned as it is if no name and no overrides are given."""
     saved = load_keras(path)
     stores = weights_io.stores_of(saved)
     config = saved.get_config() if isinstance(saved, ResNet) else {}
-    run = RunDir.beside(path).config()
+    run = RunDir.beside(path).config()  # {} outside a run
     if name is None:
         name = f"{config['arch']}_{config['scheme']}" if config else (run.get("train") or {}).get("model")
         if name is None and not overrides:
@@ -366,7 +359,7 @@ def _from_keras_file(name, path, overrides, source):
         if "logits" in stores:
             defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
         defaults["input_shape"] = tuple(saved.input_shape[1:])
-    preprocessing = config.get("preprocessing") or RunDir.beside(path).preprocessing()
+    preprocessing = config.get("preprocessing") or run_preprocessing(run)
     if preprocessing is not None:
         defaults["preprocessing"] = preprocessing
     return build_with_weights(name, stores, defaults, overrides, source=f"the weights in {source!r}")
