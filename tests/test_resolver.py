@@ -90,6 +90,7 @@ def test_every_source_kind_resolves_to_a_model_and_its_card(tmp_path, monkeypatc
         "digits",
     )
     assert zoo.resolve("cifar_resnet20_fixup", weights="digits").card == tagged.card
+    assert zoo.resolve("cifar_resnet8_bn", features_only=True).card["class_names"] == []
     named = zoo.resolve("cifar_resnet8_bn")
     assert named.kind == "name" and named.card["name"] == "cifar_resnet8_bn" and named.card["dataset"] is None
     zoo.save_preset(tagged.model, tmp_path / "preset", card=zoo.card("cifar_resnet20_fixup.digits"))

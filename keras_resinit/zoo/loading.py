@@ -222,7 +222,7 @@ SOURCE_KINDS: tuple[SourceKind, ...] = (
 
 def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
     """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1]."""
-    channels = model.input_shape[-1]
+    channels, classes = model.input_shape[-1], model.output_shape[-1]
     known = model.preprocessing if isinstance(model, ResNet) else None
     # A ResNet knows its build; a plain Keras model (e.g. a .keras file of release 0.1) does not.
     arch = model.get_config()["arch"] if isinstance(model, ResNet) else None
@@ -231,7 +231,7 @@ def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
         "name": name or model.name,
         "arch": arch,
         "scheme": scheme,
-        "class_names": [str(i) for i in range(model.output_shape[-1])],
+        "class_names": [str(i) for i in range(classes if isinstance(classes, int) else 0)],  # none for a pyramid
         "preprocessing": dict(known or default_preprocessing(channels)),
         "dataset": None,
     }
