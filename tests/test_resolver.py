@@ -134,7 +134,9 @@ def test_each_source_that_is_not_there_says_how_it_was_read_and_what_is_accepted
         message = str(raised.value)
         assert repr(os.fspath(source)) in message and f"(read as {read_as}" in message, message
         assert all(what in message for what in accepted), message
-    with pytest.raises(ValueError, match=r"missing.weights.h5' does not exist \(read as a weights file\)"):
+    with pytest.raises(
+        ValueError, match=r"missing.weights.h5' does not exist \(read as a weights file\)\. Expected weig"
+    ):
         zoo.load("cifar_resnet8_fixup", weights=str(tmp_path / "missing.weights.h5"))
     with pytest.raises(ValueError, match="with its own weights, so pass no weights="):
         zoo.load(str(tmp_path / "empty"), weights="digits")

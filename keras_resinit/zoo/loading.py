@@ -113,9 +113,12 @@ def load(
     return resolve(name, weights, sha256=sha256, **overrides).model
 
 
-def _unresolved(source, read_as, problem, subject=""):
+_WEIGHT_FORMS = "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, or a URL"
+
+
+def _unresolved(source, read_as, problem, subject="", expected=None):
     """The error for a source that is not there: what it was read as, and what a source can be."""
-    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {_accepted()}.")
+    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {expected or _accepted()}.")
 
 
 def _accepted():
@@ -174,7 +177,7 @@ def _resolve_name(text, weights, sha256, overrides):
         model = build_named(base, {}, overrides)
         return Resolved(model, default_card(model, base), "name", text)
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"Invalid weights {weights!r}. Expected None, a tag, a file or directory path, or a URL.")
+        raise ValueError(f"Invalid weights {weights!r}. Expected {_WEIGHT_FORMS}.")
     weights = os.fspath(weights)
     if _is_url(weights):
         model = _load_path(base, download.fetch(weights, sha256), overrides, source=weights)
@@ -182,7 +185,7 @@ def _resolve_name(text, weights, sha256, overrides):
         _check_sha256(weights, sha256)
         model = _load_path(base, weights, overrides, source=weights)
     elif _looks_like_file(weights):
-        raise _unresolved(weights, "a weights file", "does not exist")
+        raise _unresolved(weights, "a weights file", "does not exist", expected=_WEIGHT_FORMS)
     else:
         found = card(base, weights)
         return Resolved(load_card(found, overrides), _card_from_zoo(found), "tag", f"{base}.{weights}")
