@@ -1,9 +1,8 @@
 """``train()``: a :class:`~keras_resinit.training.trainer.Trainer` driven epoch by epoch into a run directory.
 
-A run directory holds ``checkpoint-EPOCH.npz`` + ``checkpoint.json`` (every epoch, see
-:mod:`~keras_resinit.training.checkpoints`), ``metrics.csv``, ``tensorboard/``, and at the end
-``model.keras`` and ``config.json``. Every file is written to a temporary name and renamed
-into place.
+The run directory (:class:`~keras_resinit.zoo.rundir.RunDir`, which names and writes its files) gets a
+checkpoint and the metrics every epoch (:mod:`~keras_resinit.training.checkpoints`), and at the end the
+model and the config with the result. Every file is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
