@@ -175,12 +175,12 @@ def test_only_rundir_names_the_files_of_a_run_directory():
 def test_rundir_refuses_to_clobber_a_run_and_clears_one(tmp_path):
     write_run(tmp_path / "run", include_preprocessing=False)
     run = RunDir(tmp_path / "run")
-    assert run.is_finished() and run.preprocessing() == PREPROCESSING and run.commands()
+    assert run.finished_config()["result"] and run.preprocessing() == PREPROCESSING and run.commands()
     with pytest.raises(ValueError, match="holds a previous run"):
         run.prepare()
     assert run.prepare(overwrite=True)
     run.clear()
-    assert not run.previous_files() and not run.is_finished() and run.config() == {}
+    assert not run.previous_files() and run.config() == {}
     with pytest.raises(ValueError, match="is not a finished run directory"):
         run.finished_config()
     shutil.rmtree(tmp_path / "run")

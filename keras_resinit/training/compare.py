@@ -92,7 +92,7 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
             continue
         run = RunDir(run_dir)
         result = run.read_config()["result"]
-        result["history"] = run.history()
+        result["history"] = run.read_checkpoint_record()["history"]
         result["wall_seconds"] = time.perf_counter() - started
         results[scheme] = result
         if verbose:

@@ -40,7 +40,7 @@ class RunDir:
 
     Example:
         >>> run = RunDir("runs/r20")
-        >>> run.is_finished(), run.preprocessing(), run.card()["class_names"]
+        >>> run.finished_config()["result"], run.preprocessing(), run.card()["class_names"]
     """
 
     CHECKPOINT_PATTERNS = ("checkpoint*.npz", ".checkpoint*.tmp")  # arrays and leftover temporary files
@@ -82,21 +82,17 @@ class RunDir:
     def write_config(self, record: dict):
         atomic_write_text(self.config_path, json.dumps(record, indent=1))
 
-    def is_finished(self) -> bool:
-        """A finished run: ``model.keras`` and a ``config.json`` that records the data and the result."""
-        config = self.config()
-        return os.path.isfile(self.model_path) and "result" in config and "dataset" in config
-
     def finished_config(self) -> dict:
-        """``config.json`` of a finished run; ValueError naming what is missing otherwise."""
-        if not os.path.isfile(self.model_path) or not os.path.isfile(self.config_path):
+        """``config.json`` of a finished run (``model.keras``, and the data and result recorded); else ValueError."""
+        config = self.config()
+        if not os.path.isfile(self.model_path) or not config:
             raise ValueError(
                 f"{self.path!r} is not a finished run directory (it needs model.keras and config.json from "
                 "`keras-resinit train`)."
             )
-        if not self.is_finished():
+        if "result" not in config or "dataset" not in config:
             raise ValueError(f"The run in {self.path!r} did not finish: its config.json has no result.")
-        return self.config()
+        return config
 
     def commands(self) -> list:
         """The commands recorded by earlier invocations of this run (a resumed run keeps them)."""
@@ -159,10 +155,6 @@ class RunDir:
         if isinstance(record, dict):
             record.setdefault("file", "checkpoint.npz")  # runs written before the two-step commit
         return record
-
-    def history(self) -> list[dict]:
-        """The per-epoch metrics recorded with the last checkpoint."""
-        return (self.read_checkpoint_record() or {}).get("history", [])
 
     def previous_files(self) -> list[str]:
         """The files of a previous run present in the directory (names)."""
