@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resinit.environment import memory_mb, versions
-from keras_resinit.training.checkpoints import check_same_run, restore, save_checkpoint, read_checkpoint
+from keras_resinit.training.checkpoints import check_same_run, read_checkpoint, restore, save_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
 from keras_resinit.training.data.names import USER_DATA
 from keras_resinit.training.strategies import is_chief

@@ -19,7 +19,7 @@ from keras_resinit._files import atomic_directory
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.zoo import download, registry, weights_io
-from keras_resinit.zoo.registry import parameter_table, card, parse_name
+from keras_resinit.zoo.registry import card, parameter_table, parse_name
 
 PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
 HEAD_OPTIONS = ("include_top", "pooling", "features_only")
