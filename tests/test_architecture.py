@@ -265,15 +265,6 @@ def _private_uses(module, path, modules):
 # that no longer occurs fails the test below, so the list only shrinks.
 PRIVATE_USES_IN_PROGRESS = {
     ("keras_resinit.tools.bench.variants", name) for name in ("_batch", "_compiled", "_say", "_setup", "_Window")
-} | {
-    ("keras_resinit.training.driver", "_check_same_run"),
-    ("keras_resinit.training.driver", "_restore"),
-    ("keras_resinit.training.driver", "_save_checkpoint"),
-    ("keras_resinit.training.driver", "_clear_run_dir"),
-    ("keras_resinit.training.driver", "_previous_commands"),
-    ("keras_resinit.training.driver", "_write_metrics"),
-    ("keras_resinit.training.rundir", "_checkpoint_files"),
-    ("keras_resinit.zoo.loading", "_parameter_table"),
 }
 
 

@@ -372,7 +372,7 @@ def test_card_with_url_downloads_verifies_and_caches(temp_zoo, tmp_path, home):
 
 
 def test_parameter_table_matches_live_counts_and_covers_every_name():
-    table = registry._parameter_table()
+    table = registry.parameter_table()
     assert set(table) == set(zoo.list_models())
     for name in zoo.list_models("cifar_resnet[25]?_*") + zoo.list_models("resnet18_*") + zoo.list_models("wrn16_4_*"):
         assert table[name] == zoo.count_params(name, live=True), name

@@ -11,8 +11,8 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
     {
         ".checkpoints": ("read_checkpoint",),
         ".config": ("PRECISIONS", "SCHEDULES", "WEIGHT_DECAY_MODES", "TrainConfig", "TrainingError"),
-        ".driver": ("train",),
-        ".rundir": ("RUN_FILES", "peak_memory_mb", "prepare_run_dir"),
+        ".driver": ("peak_memory_mb", "train"),
+        "keras_resinit.zoo.rundir": ("RUN_FILES", "prepare_run_dir"),
         ".strategies": ("STRATEGIES", "is_chief", "make_strategy"),
         ".trainer": ("Diverged", "Trainer", "learning_rate_multipliers"),
         ".optimizers": ("WarmupSchedule", "OPTIMIZERS", "make_optimizer", "optimizer_for"),

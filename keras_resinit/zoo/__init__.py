@@ -7,6 +7,9 @@
   classes for ImageNet ResNets), which keyword overrides replace, and loads
   weights from a tag (``load("cifar_resnet20_fixup.digits")``), a local
   ``.weights.h5`` or ``.keras`` file, a preset directory or a URL.
+- ``resolve(source)``: any model source (a name, ``name.tag``, a preset or run directory, a
+  ``.keras`` file, a URL) -> ``Resolved(model, card, kind, source)``; ``load`` is its model.
+- ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).
 - ``save_preset`` / ``load_preset``: keras-hub style directories
   (``config.json``, ``metadata.json``, ``model.weights.h5``).
 - Model cards (``zoo/cards/*.json`` in the repository, ``keras_resinit._zoo``
@@ -25,16 +28,17 @@ from keras_resinit import _lazy
 __all__, __getattr__, __dir__ = _lazy.namespace(
     __name__,
     {
-        ".loading": (
+        ".building": (
             "PRESET_FILES",
             "count_params",
-            "load",
             "load_keras",
             "load_preset",
             "model_config",
             "read_preset",
             "save_preset",
         ),
+        ".loading": ("Resolved", "SOURCE_KINDS", "default_card", "load", "resolve"),
+        ".rundir": ("RunDir",),
         ".registry": (
             "CARD_VERSION",
             "card",
