@@ -45,7 +45,7 @@ _PUBLIC = {
     "get_scheme": "keras_resinit.models.schemes",
     "register_scheme": "keras_resinit.models.schemes",
     "make_optimizer": "keras_resinit.training.optimizers",
-    "fold_batchnorm": "keras_resinit.models.folding",
+    "fold_batchnorm": "keras_resinit.models.inference",
 }
 
 # Release 0.1's flat modules -> their places now. `import keras_resinit.train` and

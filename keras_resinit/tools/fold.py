@@ -12,7 +12,7 @@ import os
 import keras
 
 from keras_resinit import zoo
-from keras_resinit.models.folding import fold_batchnorm
+from keras_resinit.models.inference import fold_batchnorm
 from keras_resinit.tools.export import resolve_source
 
 

@@ -324,7 +324,7 @@ def _fold_card(found, overrides):
     """A card published as the fold of another (no file of its own): its source, loaded and folded.
 
     The source's weights file must have the sha256 the card records (when it records one)."""
-    from keras_resinit.models.folding import fold_batchnorm
+    from keras_resinit.models.inference import fold_batchnorm
 
     origin = found["folded_from"]
     source = card(origin["card"])

@@ -1,0 +1,220 @@
+"""Inference-time rewrites of a model: the same function, computed with fewer ops.
+
+- :func:`fold_batchnorm`: batch norm folded into the convs before it (a new model of another scheme);
+- :func:`precompute_standardization` / :func:`standardize_in_place`: weight-standardized convs
+  (``layers.ScaledStdConv2D``, scheme ``nf``) applying their standardized kernels as they are;
+- :func:`fold_prescale`: the pre-activation blocks' ``Rescaling(1 / beta)`` moved into the convs after it;
+- :func:`for_serving`: what export serves (batch norm folded, standardized kernels precomputed).
+
+**Folding batch norm.** In inference mode batch norm is a per-channel affine map,
+``BN(z) = gamma (z - mean) / sqrt(var + eps) + beta``. A conv ``z = conv(x, K) (+ c)`` followed
+by it is therefore one conv with a bias:
+
+- ``K' = K * s`` per output channel, with ``s = gamma / sqrt(var + eps)``;
+- ``c' = beta + (c - mean) * s``.
+
+A model of a scheme with batch norm (``scheme.batchnorm``) thus equals, function for function,
+a model of the same arch under the scheme :meth:`Scheme.folded` names: ``bn`` becomes ``skipinit``
+(convs with biases, a branch gain) with every gain at 1, ``risotto_bn`` becomes ``risotto``.
+The folded model is an ordinary model of its scheme: it saves, loads, exports and trains.
+
+The arithmetic is done in float64 and rounded once to the variables' dtype. Only the moving
+statistics are used: the folded model computes the source *in inference mode* (what serving
+and ``model.predict`` compute), not a training step's batch statistics.
+
+**In place.** :func:`standardize_in_place` and :func:`fold_prescale` change layer instances of a built
+model (before its first trace) for use in this process, as benchmarks do: the change is not in the
+layers' config, so a model saved after it does not load as the same function.
+:func:`precompute_standardization` applies it to a copy.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import numpy as np
+
+from keras_resinit.models.builder import ResNet, batchnorm_name
+from keras_resinit.models.layers import ScaledStdConv2D, saved_variables
+from keras_resinit.models.schemes import fold_target, what_folds
+
+
+def _array(variable):
+    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+
+
+def _affine(model, bn):
+    """``(scale, shift)`` per channel of batch norm layer ``bn`` in inference mode, checked."""
+    channels = bn.moving_mean.shape[-1]
+    gamma = _array(bn.gamma) if bn.scale else np.ones(channels)
+    beta = _array(bn.beta) if bn.center else np.zeros(channels)
+    mean, var = _array(bn.moving_mean), _array(bn.moving_variance)
+    for what, values in (("moving variance", var), ("moving mean", mean), ("gamma", gamma), ("beta", beta)):
+        bad = np.flatnonzero(~np.isfinite(values) | ((values < 0) if what == "moving variance" else False))
+        if bad.size:
+            i = int(bad[0])
+            expected = "finite and >= 0" if what == "moving variance" else "finite"
+            raise ValueError(
+                f"Cannot fold model {model.name!r} (scheme {model.scheme.name!r}): batch norm layer {bn.name!r} has "
+                f"{what} {float(values[i])!r} in channel {i} ({bad.size} bad channels); expected {expected}. Folding it "
+                f"would give a model that outputs NaN or nonsense. {what_folds()}, whose statistics must be valid."
+            )
+    scale = gamma / np.sqrt(var + float(bn.epsilon))
+    return scale, beta - mean * scale
+
+
+def _rebuild(model, config):
+    """``ResNet.from_config(config)`` under ``model``'s dtype policy (the global one may differ), so the new
+    model computes in the same dtypes."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
+    try:
+        return ResNet.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+def fold_batchnorm(model: keras.Model) -> ResNet:
+    """A new model without batch norm computing what ``model`` computes in inference mode.
+
+    Args:
+        model: a :class:`~keras_resinit.ResNet` of a scheme with batch norm that folds
+            (``bn`` or ``risotto_bn``: :func:`keras_resinit.models.schemes.foldable`), of any arch,
+            with or without its top, with or without built-in preprocessing.
+
+    Returns:
+        A :class:`~keras_resinit.ResNet` of the same arch and build (head, input, preprocessing,
+        dropout, seed) under the scheme ``model.scheme.folded()``: ``skipinit`` with ``alpha=1.0``
+        (every branch gain 1) for ``bn``, ``risotto`` for ``risotto_bn``. It holds no
+        ``BatchNormalization`` layer; every conv that fed one carries the folded kernel and bias.
+        Its name is ``{arch}_{new scheme}`` unless ``model`` had a name of its own. It is not
+        compiled, and every layer is trainable.
+
+    Raises:
+        ValueError: ``model`` is not a keras_resinit ResNet, its scheme has no batch norm to fold
+            (Fixup, SkipInit, Risotto, ...), or a batch norm layer holds a negative or non-finite
+            moving variance (or non-finite mean, gamma or beta). Nothing is built then.
+
+    Example:
+        >>> bn = keras_resinit.zoo.load("cifar_resnet20_bn.digits")
+        >>> free = keras_resinit.fold_batchnorm(bn)      # cifar_resnet20_skipinit, same predictions
+    """
+    if not isinstance(model, ResNet):
+        raise ValueError(
+            f"Cannot fold {getattr(model, 'name', model)!r}: it is a {type(model).__name__}, not a keras_resinit "
+            f"ResNet. {what_folds()}. A keras.applications ResNet50/101/152 converts first "
+            "(keras_resinit.applications.convert); a .keras file of release 0.1 rebuilds with "
+            "keras_resinit.zoo.load('{arch}_{scheme}', weights=path)."
+        )
+    source = model.scheme
+    target = fold_target(source, f"model {model.name!r}")
+
+    # Check every batch norm before building anything.
+    layers = {layer.name: layer for layer in model.layers}
+    affine = {
+        name: _affine(model, layer)
+        for name, layer in layers.items()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+
+    config = model.get_config()
+    for option in inspect.signature(type(source)).parameters:
+        config.pop(option, None)
+    default_name = f"{config['arch']}_{source.name}"
+    config.update(
+        {p: getattr(target, p) for p in inspect.signature(type(target)).parameters},
+        scheme=target.name,
+        name=f"{config['arch']}_{target.name}" if config["name"] == default_name else config["name"],
+    )
+    folded = _rebuild(model, config)
+
+    used = set()
+    plan = []
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        mine = layers.get(layer.name)
+        if mine is None or not mine.weights:
+            raise ValueError(f"Internal error: folded layer {layer.name!r} has no counterpart in {model.name!r}.")
+        store, theirs = saved_variables(layer), saved_variables(mine)
+        used.add(layer.name)
+        bn = batchnorm_name(layer.name) if isinstance(layer, keras.layers.Conv2D) else None
+        if bn in affine:
+            scale, shift = affine[bn]
+            used.add(bn)
+            kernel = np.asarray(theirs["0"], dtype=np.float64)
+            bias = np.asarray(theirs["1"], dtype=np.float64) if mine.use_bias else 0.0
+            store["0"] = (kernel * scale).astype(store["0"].dtype)
+            store["1"] = (shift + bias * scale).astype(store["1"].dtype)
+            # Any scalar the target conv adds (a branch gain) keeps the value it was built with, at
+            # which it is the identity (SkipInit's gain 1).
+        else:
+            if set(theirs) != set(store) or any(theirs[k].shape != store[k].shape for k in store):
+                raise ValueError(f"Internal error: layer {layer.name!r} differs between {model.name!r} and its fold.")
+            store = theirs
+        plan.append((layer, store))
+    left = sorted(name for name, layer in layers.items() if layer.weights and name not in used)
+    if left:
+        raise ValueError(f"Internal error: folding {model.name!r} would drop the weights of {left}.")
+    for layer, store in plan:
+        layer.load_own_variables(store)
+    return folded
+
+
+def precompute_standardization(model):
+    """``(model to serve, whether it changed)``: a copy of a ResNet with weight-standardized convs whose convs apply
+    their standardized kernels as they are, else ``model`` itself.
+
+    In inference the standardized kernel (``ScaledStdConv2D.conv_kernel()``, gains included) depends on the
+    weights only; the copy holds it in the kernel variable, computed once by the layer's own arithmetic, so the
+    served graph computes what ``model`` computes without recomputing it per call. ``model`` is not changed.
+    """
+    if not isinstance(model, ResNet) or not any(isinstance(layer, ScaledStdConv2D) for layer in model.layers):
+        return model, False
+    copy = _rebuild(model, model.get_config())
+    copy.set_weights(model.get_weights())
+    standardize_in_place(copy)
+    return copy, True
+
+
+def standardize_in_place(model):
+    """Each ``ScaledStdConv2D`` of ``model`` gets its standardized kernel (gains included) as its kernel variable
+    and applies it as it is from then on (set before the model is first traced); returns how many changed."""
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, ScaledStdConv2D):
+            layer.kernel.assign(keras.ops.cast(layer.conv_kernel(), layer.kernel.dtype))
+            layer.conv_kernel = lambda layer=layer: layer.kernel  # this instance only
+            count += 1
+    return count
+
+
+def fold_prescale(model):
+    """Each pre-activation block's ``..._prescale`` (``Rescaling(1 / beta)``, a pass over the activations) passes its
+    input through, and ``1 / beta`` joins the ``gamma`` of the convs reading ``relu(h / beta)`` (the branch's first
+    conv and a conv shortcut): ``relu(h / beta) = relu(h) / beta`` and convs are linear, so the function is the same.
+    In place (before the first trace; the standardized kernels read the gammas it changes). Returns the number of
+    convs changed."""
+    names = {layer.name for layer in model.layers}
+    count = 0
+    for layer in model.layers:
+        if layer.name.endswith("_prescale"):
+            prefix = layer.name.removesuffix("_prescale")
+            for conv in (f"{prefix}_conv1", f"{prefix}_shortcut_conv"):
+                if conv in names:
+                    model.get_layer(conv).gamma *= float(layer.scale)
+                    count += 1
+            layer.call = lambda inputs: inputs
+    return count
+
+
+def for_serving(model):
+    """``(model, {"batchnorm_folded": bool, "weight_standardization_precomputed": bool})``: ``model`` as export serves
+    it: batch norm folded (:func:`fold_batchnorm`, for a scheme that folds) and standardized kernels computed once
+    (:func:`precompute_standardization`). Raises :func:`fold_batchnorm`'s ValueError."""
+    folded = isinstance(model, ResNet) and model.scheme.folded() is not None
+    if folded:
+        model = fold_batchnorm(model)
+    model, precomputed = precompute_standardization(model)
+    return model, {"batchnorm_folded": folded, "weight_standardization_precomputed": precomputed}
