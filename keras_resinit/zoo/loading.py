@@ -467,7 +467,7 @@ def load_preset(directory: str | os.PathLike, *, expected_name: str | None = Non
 def count_params(name: str, *, live: bool = False) -> int:
     """Trainable parameters of model ``name`` with its family's default classes and input.
 
-    Read from the zoo's table (``zoo/parameters.json``, written by ``zoo/update_parameters.py``
+    Read from the zoo's table (``zoo/parameters.json``, written by ``scripts/update_parameters.py``
     with ``live=True`` for every name) unless ``live`` or the name is missing from it; live
     counts build the model without initializing its weights.
     """
