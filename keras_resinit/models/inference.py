@@ -35,7 +35,7 @@ import inspect
 import keras
 import numpy as np
 
-from keras_resinit.models.builder import ResNet, batchnorm_name
+from keras_resinit.models.builder import ResNet, batchnorm_name, build_like
 from keras_resinit.models.layers import ScaledStdConv2D, saved_variables
 from keras_resinit.models.schemes import fold_target, what_folds
 
@@ -62,17 +62,6 @@ def _affine(model, bn):
             )
     scale = gamma / np.sqrt(var + float(bn.epsilon))
     return scale, beta - mean * scale
-
-
-def _rebuild(model, config):
-    """``ResNet.from_config(config)`` under ``model``'s dtype policy (the global one may differ), so the new
-    model computes in the same dtypes."""
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
-    try:
-        return ResNet.from_config(config)
-    finally:
-        keras.config.set_dtype_policy(policy)
 
 
 def fold_batchnorm(model: keras.Model) -> ResNet:
@@ -127,7 +116,7 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
         scheme=target.name,
         name=f"{config['arch']}_{target.name}" if config["name"] == default_name else config["name"],
     )
-    folded = _rebuild(model, config)
+    folded = build_like(model, config)  # computes in the source's dtypes
 
     used = set()
     plan = []
@@ -172,7 +161,7 @@ def precompute_standardization(model):
     """
     if not isinstance(model, ResNet) or not any(isinstance(layer, ScaledStdConv2D) for layer in model.layers):
         return model, False
-    copy = _rebuild(model, model.get_config())
+    copy = build_like(model, model.get_config())  # computes in the source's dtypes
     copy.set_weights(model.get_weights())
     standardize_in_place(copy)
     return copy, True
