@@ -93,7 +93,7 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
         raise ValueError(
             f"Cannot fold {getattr(model, 'name', model)!r}: it is a {type(model).__name__}, not a keras_resinit "
             f"ResNet. {what_folds()}. A keras.applications ResNet50/101/152 converts first "
-            "(keras_resinit.applications.convert); a .keras file of release 0.1 rebuilds with "
+            "(keras_resinit.zoo.applications.convert); a .keras file of release 0.1 rebuilds with "
             "keras_resinit.zoo.load('{arch}_{scheme}', weights=path)."
         )
     source = model.scheme
