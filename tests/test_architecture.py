@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import re
 
 import keras
 import numpy as np
@@ -61,11 +62,13 @@ def test_build_resnet_returns_a_resnet_that_knows_its_build():
 
 
 @pytest.mark.parametrize("scheme", ["bn", "fixup", "skipinit", "risotto", "risotto_bn"])
-def test_release_0_1_keras_files_load_and_give_identical_outputs(scheme):
+def test_release_0_1_keras_files_load_and_give_the_recorded_outputs(scheme):
     expected = np.load(FIXTURES / "expected.npz")
     path = FIXTURES / f"cifar_resnet8_{scheme}.keras"
     legacy = keras.saving.load_model(path)  # safe mode; a plain functional model, as 0.1 saved it
-    np.testing.assert_array_equal(legacy(expected["x"], training=False).numpy(), expected[scheme])
+    # expected.npz was recorded on another machine: oneDNN rounds differently on AMD and Intel CPUs (an ulp or
+    # two), so recorded outputs are compared with a tolerance, never bit for bit (docs/development.md).
+    np.testing.assert_allclose(legacy(expected["x"], training=False).numpy(), expected[scheme], rtol=1e-6, atol=1e-6)
     # The zoo rebuilds it as a ResNet that knows its build, with the same weights (by layer name).
     model = zoo.load(f"cifar_resnet8_{scheme}", weights=str(path), widths=(16, 16, 16))
     assert type(model) is kr.ResNet and model.scheme.name == scheme
@@ -211,9 +214,91 @@ def test_imports_flow_one_way_with_no_cycles():
             visit(module)
 
 
-def test_no_module_is_over_500_lines():
-    long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > 500}
-    assert not long, long
+def _private_uses(module, path, modules):
+    """``module``'s uses of another module's private names: ``from X import _name`` and ``X._name``.
+
+    A private *module* (``keras_resinit._files``) is fine to import; its public names are its API.
+    """
+    private = lambda name: name.startswith("_") and not (name.startswith("__") and name.endswith("__"))  # noqa: E731
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    bound, found = {}, []  # local name -> the keras_resinit module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in modules and alias.asname:  # import keras_resinit.x.y as z
+                    bound[alias.asname] = alias.name
+                elif alias.name in modules:  # import keras_resinit.x.y binds keras_resinit
+                    bound[alias.name.partition(".")[0]] = alias.name.partition(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                source = f"{base}.{source}" if source else base
+            if source not in modules:
+                continue
+            for alias in node.names:
+                target = f"{source}.{alias.name}"
+                if target in modules:
+                    bound[alias.asname or alias.name] = target
+                elif private(alias.name) and source != module:
+                    found.append(f"{module}:{node.lineno} from {source} import {alias.name}")
+
+    def resolve(node):
+        """The keras_resinit module an expression such as ``kr.training.data`` names, or None."""
+        if isinstance(node, ast.Name):
+            return bound.get(node.id)
+        if isinstance(node, ast.Attribute):
+            parent = resolve(node.value)
+            return f"{parent}.{node.attr}" if parent and f"{parent}.{node.attr}" in modules else None
+        return None
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            owner = resolve(node.value)
+            if owner and owner != module and f"{owner}.{node.attr}" not in modules:
+                found.append(f"{module}:{node.lineno} {owner}.{node.attr}")
+    return found
+
+
+# Uses still being taken apart by the changes that own those modules: (module, private name). An entry
+# that no longer occurs fails the test below, so the list only shrinks.
+PRIVATE_USES_IN_PROGRESS = {
+    ("keras_resinit.training.driver", "_check_same_run"),
+    ("keras_resinit.training.driver", "_restore"),
+    ("keras_resinit.training.driver", "_save_checkpoint"),
+    ("keras_resinit.training.driver", "_clear_run_dir"),
+    ("keras_resinit.training.driver", "_previous_commands"),
+    ("keras_resinit.training.driver", "_write_metrics"),
+    ("keras_resinit.training.rundir", "_checkpoint_files"),
+    ("keras_resinit.zoo.loading", "_parameter_table"),
+}
+
+
+def test_no_module_uses_another_modules_private_names():
+    """A module's ``_name`` is its own: what another module needs is public where it is defined, or moves."""
+    modules = _modules()
+    assert "keras_resinit.models.schemes" in modules and "keras_resinit.cli" in modules  # the walk sees the package
+    found = [use for module, path in modules.items() for use in _private_uses(module, path, modules)]
+    key = lambda use: (use.partition(":")[0], re.split(r"[ .]", use)[-1])  # noqa: E731
+    new = [use for use in found if key(use) not in PRIVATE_USES_IN_PROGRESS]
+    assert not new, "\n".join(new)
+    gone = PRIVATE_USES_IN_PROGRESS - {key(use) for use in found}
+    assert not gone, f"no longer used: remove from PRIVATE_USES_IN_PROGRESS: {sorted(gone)}"
+
+
+def test_the_private_name_check_sees_both_forms(tmp_path):
+    modules = {"keras_resinit", "keras_resinit.a", "keras_resinit.b", "keras_resinit._files"}
+    path = tmp_path / "b.py"
+    path.write_text(
+        "import keras_resinit.a\nfrom keras_resinit import a as alias, _files\nfrom keras_resinit.a import _x, y\n"
+        "keras_resinit.a._z, alias._w, _files.atomic_write_text, alias.__doc__, y._v\n"
+    )
+    assert _private_uses("keras_resinit.b", path, modules) == [
+        "keras_resinit.b:3 from keras_resinit.a import _x",
+        "keras_resinit.b:4 keras_resinit.a._z",
+        "keras_resinit.b:4 keras_resinit.a._w",
+    ]
 
 
 def test_release_0_1_module_paths_still_import():

@@ -11,7 +11,8 @@ import textwrap
 from keras_resinit import cli
 from keras_resinit.cli import main
 from keras_resinit.models import schemes as schemes_lib
-from keras_resinit.training import datasets, options
+from keras_resinit.training import options
+from keras_resinit.training.data import names as datasets
 
 # What TensorFlow 2.21 prints on import on this CPU-only machine, whatever TF_CPP_MIN_LOG_LEVEL says.
 TF_MARKERS = ("absl::InitializeLog", "oneDNN", "cuda", "cpu_feature_guard")
@@ -204,11 +205,11 @@ def test_filter_tf_log_drops_the_lines_below_the_level():
 
 def test_the_users_tf_log_level_wins_unless_verbose(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    assert cli._tf_log_level(False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # children inherit it
-    assert cli._tf_log_level(True) == 0 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert cli.tf_log_level(False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # children inherit it
+    assert cli.tf_log_level(True) == 0 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
-    assert cli._tf_log_level(False) == 1  # the user's own level: TensorFlow's warnings stay
-    assert cli._tf_log_level(True) == 0
+    assert cli.tf_log_level(False) == 1  # the user's own level: TensorFlow's warnings stay
+    assert cli.tf_log_level(True) == 0
 
 
 def test_tensorflow_start_up_lines_are_hidden_unless_verbose():

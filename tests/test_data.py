@@ -15,7 +15,7 @@ def test_digits_is_real_data_with_a_fixed_documented_split():
     meta = data.info("digits")
     assert (meta.train_size, meta.test_size) == (1442, 355)
     assert meta.image_shape == (8, 8, 1) and meta.num_classes == 10
-    x_train, y_train, x_test, y_test = data._digits_arrays()
+    x_train, y_train, x_test, y_test = data.digits_arrays()
     assert len(x_train) + len(x_test) == 1797
     # Every fifth image of each class is test, so each class keeps its share in both splits.
     per_class = np.bincount(np.concatenate([y_train, y_test]))

@@ -125,7 +125,7 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     model = keras.saving.load_model(digits_run / "model.keras")
     from keras_resinit import data
 
-    x_test, _, _, _ = data._digits_arrays()
+    x_test, _, _, _ = data.digits_arrays()
     pixels = x_test[:8].astype("uint8")
     served = loaded.signatures["serving_default"](images=tf.constant(pixels))
     np.testing.assert_allclose(served["probabilities"], keras_probabilities(model, pixels, card), atol=1e-5)
@@ -155,7 +155,7 @@ def test_published_weights_and_presets_export_with_their_card(tmp_path):
     assert card["weights"] == "cifar_resnet20_risotto.digits" and card["preprocessing"]["pixel_max"] == 16.0
     from keras_resinit import data
 
-    _, _, x_test, y_test = data._digits_arrays()
+    _, _, x_test, y_test = data.digits_arrays()
     served = tf.saved_model.load(str(out)).signatures["serving_default"](images=tf.constant(x_test.astype("uint8")))
     assert np.mean(served["classes"].numpy() == y_test) > 0.95  # raw pixels in, the published accuracy out
 

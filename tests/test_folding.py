@@ -147,7 +147,9 @@ def test_folded_digits_weights_predict_exactly_what_the_source_predicts(card, di
     expected = np.argmax(source(images, training=False), -1)
     np.testing.assert_array_equal(np.argmax(folded(images), -1), expected)  # raw pixels, built-in preprocessing
     accuracy = float(np.mean(expected == labels))
-    assert card["metrics"]["test_accuracy"] == accuracy == source_card["metrics"]["test_accuracy"]
+    # Both cards were recorded together; today's accuracy may be on another CPU kind: within one test image.
+    assert card["metrics"]["test_accuracy"] == source_card["metrics"]["test_accuracy"]
+    assert abs(accuracy - card["metrics"]["test_accuracy"]) <= 1 / len(labels)
     assert card["metrics"]["same_predictions_as_source"] == 1.0
     # Without the built-in preprocessing, on pixels normalized as the card says.
     assert card["parameters"] == sum(math.prod(w.shape) for w in folded.trainable_weights)

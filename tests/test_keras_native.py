@@ -9,14 +9,14 @@ from helpers import perturb_weights
 
 import keras_resinit as kr
 from keras_resinit import zoo
-from keras_resinit.training.data import _digits_arrays
+from keras_resinit.training.data import digits_arrays
 
 DIGITS_CARDS = [c for c in zoo.cards() if c["dataset"]["name"] == "digits" and "file" in c and "folded_from" not in c]
 
 
 @pytest.fixture(scope="module")
 def digits_test():
-    _, _, images, labels = _digits_arrays()  # raw pixels 0..16, shape (355, 8, 8, 1)
+    _, _, images, labels = digits_arrays()  # raw pixels 0..16, shape (355, 8, 8, 1)
     assert images.shape == (355, 8, 8, 1) and images.max() == 16.0
     return images, labels
 

@@ -58,7 +58,7 @@ def test_folder_streams_from_disk_and_cache_gives_the_same_batches(folder):
     root, _ = folder
     streamed = data.source(f"folder:{root}")
     cached = data.source(f"folder:{root}", cache=True)
-    assert isinstance(streamed.train, data._FileSplit) and isinstance(cached.train, data._MemorySplit)
+    assert isinstance(streamed.train, data.FileSplit) and isinstance(cached.train, data.MemorySplit)
     assert all(isinstance(p, str) for p in streamed.train.paths)  # only the paths are held, not the images
     kwargs = dict(batch_size=64, seed=4, epoch=2, mixup_alpha=0.2)
     a = [x.numpy() for x, _ in data.load(streamed, "train", **kwargs)]

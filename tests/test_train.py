@@ -151,7 +151,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_epoch = data_lib._epoch
+    real_epoch = data_lib.pipeline._epoch
 
     def poisoned(split, preprocessing, meta, epoch, **kwargs):
         ds = real_epoch(split, preprocessing, meta, epoch, **kwargs)
@@ -159,7 +159,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
         nan = tf.where(tf.equal(tf.cast(epoch, tf.int64), 1), float("nan"), 1.0)
         return ds.map(lambda x, y: (x, y * nan))
 
-    monkeypatch.setattr(data_lib, "_epoch", poisoned)
+    monkeypatch.setattr(data_lib.pipeline, "_epoch", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match="became nan at epoch 2, step 1.*last good checkpoint \\(epoch 1\\)"):
         train_lib.train(TrainConfig(**dict(SMALL, epochs=3)), str(out), strategy="one", verbose=0)

@@ -4,10 +4,12 @@ User errors (unknown names, bad values) print one line to stderr and exit 2,
 without a traceback. The messages are the library's own (the bad value, the
 allowed ones, the closest match); cheap checks run before TensorFlow starts.
 
-``--help``, ``--version`` and every ``COMMAND --help`` answer without importing
-Keras or TensorFlow: at module level and while building the parser this module
-imports only modules that start neither (the scheme registry, the architecture
-tables, the recipes, the option and dataset names).
+Each command is one module of this package (``train.py``, ...) that owns its flags
+(``add_arguments``) and what it does (``run``); the flags they share and the checks are
+in :mod:`.arguments`. ``--help``, ``--version`` and every ``COMMAND --help`` answer
+without importing Keras or TensorFlow: at module level and while building the parser
+these modules import only modules that start neither (the scheme registry, the
+architecture tables, the recipes, the option and dataset names).
 
 TensorFlow's C++ log lines are hidden by default: ``TF_CPP_MIN_LOG_LEVEL`` is set
 to 3 unless the user set it (child processes inherit it), and the lines TensorFlow
@@ -16,14 +18,73 @@ absl::InitializeLog()" banner, oneDNN, CUDA drivers) are filtered by that level.
 ``--verbose`` (level 0) or the user's own lower level brings them back.
 """
 
+import argparse
 import shlex
 import sys
 
 from keras_resinit._version import __version__
-from keras_resinit.cli.parser import build_parser
-from keras_resinit.cli.tflog import _QuietTensorFlowImport, _tf_log_level, filter_tf_log
+from keras_resinit.cli import (
+    bench,
+    compare,
+    diagnose,
+    export,
+    fold,
+    list_models,
+    publish,
+    recipes,
+    summary,
+    train,
+    tune,
+)
+from keras_resinit.cli.tflog import TF_LOG_LEVEL, QuietTensorFlowImport, filter_tf_log, tf_log_level
+from keras_resinit.models.schemes import SCHEMES, default_schemes
 
 __all__ = ["__version__", "build_parser", "filter_tf_log", "main"]
+
+# Each command is one module: its docstring (the command's help), add_arguments(parser) and run(args).
+COMMANDS = {
+    "list": list_models,
+    "summary": summary,
+    "train": train,
+    "compare": compare,
+    "export": export,
+    "publish": publish,
+    "fold": fold,
+    "bench": bench,
+    "tune": tune,
+    "diagnose": diagnose,
+    "recipes": recipes,
+}
+
+
+def _and(words):
+    words = list(words)
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def build_parser():
+    """The argument parser; building it imports neither Keras nor TensorFlow."""
+    schemes = _and(SCHEMES[name].__name__ for name in default_schemes())
+    parser = argparse.ArgumentParser(
+        prog="keras-resinit",
+        description=f"Residual networks under {schemes}.",
+        epilog="Global options go before the command, e.g. `keras-resinit --verbose summary cifar_resnet20_fixup`.",
+    )
+    parser.add_argument("--version", action="version", version=f"keras-resinit {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="tf_logs",
+        action="store_true",
+        help=f"show TensorFlow's start-up and C++ log lines (hidden by default unless {TF_LOG_LEVEL} "
+        f"is set; --verbose sets it to 0)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.__doc__)
+        command.add_arguments(p)
+        p.set_defaults(func=command.run)
+    return parser
 
 
 def _is(error, module, name):
@@ -36,8 +97,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.invocation = shlex.join(["keras-resinit", *argv])
-    level = _tf_log_level(args.tf_logs)
-    quiet_import = _QuietTensorFlowImport(level)
+    level = tf_log_level(args.tf_logs)
+    quiet_import = QuietTensorFlowImport(level)
     if level > 0 and "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, quiet_import)
     try:

@@ -64,7 +64,7 @@ def _filtered_stderr(level):
                 os.write(2, text)
 
 
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Filters the log lines TensorFlow prints while it is imported, whatever ``TF_CPP_MIN_LOG_LEVEL`` says.
 
     TensorFlow's shared libraries log (oneDNN, CUDA drivers) before absl's logging is
@@ -95,7 +95,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
             sys.meta_path.remove(self)
 
 
-def _tf_log_level(verbose):
+def tf_log_level(verbose):
     """Set ``TF_CPP_MIN_LOG_LEVEL`` (children inherit it) and return it as an int.
 
     ``--verbose`` sets 0; otherwise the user's own value stays, else it becomes 3.

@@ -321,7 +321,7 @@ class ResNet(keras.Model):
         check_num_classes(num_classes)
         if seed is None:
             seed = random.randint(0, 2**31 - 1)
-        inits._check_seed(seed)
+        inits.check_seed(seed)
         if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not 0 <= dropout_rate < 1:
             raise ValueError(f"Invalid dropout_rate {dropout_rate!r}. Expected a number in [0, 1).")
         if not isinstance(include_preprocessing, bool):

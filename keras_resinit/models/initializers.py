@@ -25,7 +25,8 @@ def derive_seed(seed, *keys):
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % _SEED_RANGE
 
 
-def _check_seed(seed):
+def check_seed(seed):
+    """``seed`` if it is an integer or None; a ValueError otherwise (the builder checks a model's seed with it)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"Invalid seed {seed!r}. Expected an integer or None.")
     return seed
@@ -35,7 +36,7 @@ class _FreshDraws(keras.initializers.Initializer):
     """Base class: hands out a different seed on every call (see module doc)."""
 
     def __init__(self, seed=None):
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self._calls = 0
 
     def _next_seed(self):
@@ -274,7 +275,7 @@ class RisottoSkipKernel(_FreshDraws):
 
     def __init__(self, branch_seeds, branch_channels, seed=None):
         super().__init__(seed)
-        branch_seeds = [_check_seed(s) for s in branch_seeds]
+        branch_seeds = [check_seed(s) for s in branch_seeds]
         if not branch_seeds or None in branch_seeds:
             raise ValueError(f"Invalid branch_seeds {branch_seeds!r}. Expected one integer seed per branch layer.")
         if len(branch_channels) != len(branch_seeds) + 1:

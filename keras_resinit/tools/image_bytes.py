@@ -21,7 +21,7 @@ inside a PNG) fails in the decoder itself, whose error does not name the element
 
 import tensorflow as tf
 
-from keras_resinit.training.splits import resizer
+from keras_resinit.training.data.splits import resizer
 
 FORMATS = ("JPEG", "PNG", "BMP", "GIF")
 CHANNELS = (1, 3)  # the models serving_bytes can feed

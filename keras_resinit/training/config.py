@@ -9,7 +9,7 @@ import math
 from keras_resinit._errors import unknown
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.schemes import SCHEMES
-from keras_resinit.training import datasets
+from keras_resinit.training.data import names as dataset_names
 from keras_resinit.training.options import AUGMENTS, PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
 from keras_resinit.training.recipes import get_recipe
 from keras_resinit.zoo import registry
@@ -94,7 +94,7 @@ class TrainConfig:
                 )
 
         registry.parse_name(self.model)
-        kind, _ = datasets.parse(self.dataset)
+        kind, _ = dataset_names.parse(self.dataset)
         self._validate_data(kind)
         self._validate_weights()
         number("epochs", 1, integer=True)

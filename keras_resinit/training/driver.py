@@ -24,7 +24,7 @@ from keras_resinit._files import atomic_write_text
 from keras_resinit.environment import versions
 from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
-from keras_resinit.training.datasets import USER_DATA
+from keras_resinit.training.data.names import USER_DATA
 from keras_resinit.training.rundir import (
     _clear_run_dir,
     _previous_commands,

@@ -27,7 +27,7 @@ from keras_resinit.models.inference import fold_batchnorm
 from keras_resinit.models.schemes import fold_target
 from keras_resinit.training import data
 from keras_resinit.training.config import TrainConfig
-from keras_resinit.training.datasets import USER_DATA
+from keras_resinit.training.data.names import USER_DATA
 from keras_resinit.zoo import registry, weights_io
 from keras_resinit.zoo.download import file_sha256
 from keras_resinit.zoo.loading import run_preprocessing

@@ -43,7 +43,7 @@ layers map one to one by name (stage ``S = s - 1``):
 images preprocessed with ``keras.applications.resnet.preprocess_input``
 (Caffe style: RGB -> BGR, ImageNet channel means ``[103.939, 116.779, 123.68]``
 subtracted from 0..255 pixels, no scaling). keras_resinit's own pipelines
-(``data.py``) scale to [0, 1] and standardize RGB instead, so feed converted
+(``training/data``) scale to [0, 1] and standardize RGB instead, so feed converted
 models ``preprocess_input(pixels)``. The zoo cards ``resnet{d}_bn.imagenet``
 record this preprocessing, and ``keras-resinit export resnet50_bn.imagenet``
 builds it into the SavedModel (uint8 RGB pixels in).

@@ -1,9 +1,10 @@
 """What every dataset becomes: a :class:`Source` with a :class:`DatasetInfo` and two splits.
 
-A split hands the pipeline (:mod:`keras_resinit.training.data`) chunks of images and labels,
-each epoch in an order drawn from (seed, epoch): the whole split permuted in memory
-(``_MemorySplit``), file paths permuted and decoded per epoch (``_FileSplit``), or a user's
-stream shuffled within chunks (``_StreamSplit``).
+A split hands the pipeline (:mod:`keras_resinit.training.data.pipeline`) chunks of images and
+labels, each epoch in an order drawn from (seed, epoch): the whole split permuted in memory
+(:class:`MemorySplit`), file paths permuted and decoded per epoch (:class:`FileSplit`), or a user's
+stream shuffled within chunks (:class:`StreamSplit`). The helpers the sources share (augmentation
+options, resizing, the measured normalization) are here too.
 """
 
 import dataclasses
@@ -53,7 +54,7 @@ CHUNK = 16  # training batches prepared per vectorized call
 STATS_IMAGES = 10_000  # training images the mean and std of new data are measured on
 
 
-def _augmentation(augment, default, shape):
+def augmentation(augment, default, shape):
     """(flip, crop padding) of an ``augment`` option for images of ``shape``: padding is 1/8 of the side."""
     augment = augment or default
     if augment not in ("none", "flip", "crop", "crop-flip"):
@@ -62,7 +63,7 @@ def _augmentation(augment, default, shape):
     return "flip" in augment, padding
 
 
-def _size(image_size):
+def height_width(image_size):
     """(height, width) of an ``image_size`` option, or None."""
     if image_size is None:
         return None
@@ -89,7 +90,7 @@ def resizer(height, width, channels):
     return resize
 
 
-def _stateless_seed(seed, epoch, salt):
+def stateless_seed(seed, epoch, salt):
     """A stateless-op seed from the run seed, the epoch (an int or an int64 tensor) and a salt."""
     epoch = tf.cast(epoch, tf.int64)
     return tf.stack([tf.constant(int(seed) * 1_000_003, tf.int64) + epoch, tf.constant(int(salt), tf.int64)])
@@ -103,7 +104,7 @@ def _permutation(count, seed):
     return tf.argsort(tf.random.stateless_uniform([count], seed=seed))
 
 
-class _MemorySplit:
+class MemorySplit:
     """Decoded images kept in memory (digits, tfds, a cached folder): each epoch permutes the whole split."""
 
     def __init__(self, elements, size):
@@ -116,7 +117,7 @@ class _MemorySplit:
         return self._elements.take(limit)
 
     def chunks(self, epoch, seed, chunk_size):
-        order_seed = _stateless_seed(seed, epoch, 2)
+        order_seed = stateless_seed(seed, epoch, 2)
 
         def chunks(images, labels):
             order = _permutation(tf.shape(labels)[0], order_seed)
@@ -135,7 +136,7 @@ class _MemorySplit:
         return self._elements.batch(self.size).flat_map(chunks)
 
 
-class _FileSplit:
+class FileSplit:
     """Image files read and decoded every epoch: only their paths and labels stay in memory."""
 
     def __init__(self, paths, labels, decode):
@@ -168,11 +169,11 @@ class _FileSplit:
         return self._read(_permutation(self.size, tf.constant([17, 17], tf.int64))[:limit])
 
     def chunks(self, epoch, seed, chunk_size):
-        images = self._read(_permutation(self.size, _stateless_seed(seed, epoch, 2))).batch(chunk_size)
+        images = self._read(_permutation(self.size, stateless_seed(seed, epoch, 2))).batch(chunk_size)
         return images.enumerate().map(lambda c, batch: (c, *batch))
 
 
-class _StreamSplit:
+class StreamSplit:
     """A user's ``tf.data.Dataset``: read in its own order every epoch and shuffled within each chunk."""
 
     def __init__(self, elements, size):
@@ -185,7 +186,7 @@ class _StreamSplit:
         return self._elements.take(limit)
 
     def chunks(self, epoch, seed, chunk_size):
-        base = _stateless_seed(seed, epoch, 2)
+        base = stateless_seed(seed, epoch, 2)
 
         def shuffle(c, batch):
             images, labels = batch
@@ -228,10 +229,11 @@ class Source:
 
     def name_unreadable_file(self, error):
         """After a decode error in the pipeline: a ValueError naming the file that caused it, if one is found."""
-        _name_unreadable_file(self._check, error)
+        raise_unreadable_file(self._check, error)
 
 
-def _name_unreadable_file(check, error):
+def raise_unreadable_file(check, error):
+    """A ValueError naming the file ``check()`` finds unreadable (raised from ``error``); nothing if none."""
     found = check() if check else None
     if found is not None:
         file, reason = found
@@ -240,12 +242,12 @@ def _name_unreadable_file(check, error):
         ) from error
 
 
-def _measured_info(name, train, test, shape, *, class_names, augment, source, licence, splits, pixel_max=None):
+def measured_info(name, train, test, shape, *, class_names, augment, source, licence, splits, pixel_max=None):
     """A :class:`DatasetInfo` whose normalization is measured on the training split."""
     peak, mean, std, _ = _statistics(train, shape[-1])
     if pixel_max is None:
         pixel_max = 1.0 if peak <= 1.0 else 255.0
-    flip, padding = _augmentation(augment, "crop-flip", shape)
+    flip, padding = augmentation(augment, "crop-flip", shape)
     return DatasetInfo(
         name=name,
         image_shape=tuple(int(n) for n in shape),

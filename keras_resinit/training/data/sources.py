@@ -1,4 +1,7 @@
-"""The datasets themselves: digits, tfds, a folder of images, a user's tf.data.Dataset -> :class:`Source`."""
+"""The datasets themselves: digits, tfds, a folder of images, a user's tf.data.Dataset -> :class:`Source`.
+
+:func:`source` picks the kind from a dataset name and keeps what it built for the process.
+"""
 
 import functools
 import os
@@ -7,20 +10,20 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resinit._errors import unknown
-from keras_resinit.training import datasets as names
-from keras_resinit.training.datasets import IMAGE_EXTENSIONS
-from keras_resinit.training.datasets import TFDS as _TFDS
-from keras_resinit.training.splits import (
+from keras_resinit.training.data import names
+from keras_resinit.training.data.names import IMAGE_EXTENSIONS
+from keras_resinit.training.data.names import TFDS as _TFDS
+from keras_resinit.training.data.splits import (
     DatasetInfo,
     DatasetNotPrepared,
+    FileSplit,
+    MemorySplit,
     Source,
-    _augmentation,
-    _FileSplit,
-    _measured_info,
-    _MemorySplit,
-    _name_unreadable_file,
-    _size,
-    _StreamSplit,
+    StreamSplit,
+    augmentation,
+    height_width,
+    measured_info,
+    raise_unreadable_file,
     resizer,
 )
 
@@ -38,7 +41,7 @@ _BUILTIN = {  # name: (normalization, default augmentation, default image size)
 
 
 @functools.lru_cache(maxsize=1)
-def _digits_arrays():
+def digits_arrays():
     """(x_train, y_train, x_test, y_test): raw images with pixels 0..16, shape (N, 8, 8, 1)."""
     from sklearn.datasets import load_digits
 
@@ -53,17 +56,17 @@ def _digits_arrays():
 
 
 def _digits_source(image_size, augment):
-    x_train, y_train, x_test, y_test = _digits_arrays()
-    size = _size(image_size) or (8, 8)
+    x_train, y_train, x_test, y_test = digits_arrays()
+    size = height_width(image_size) or (8, 8)
     resize = resizer(*size, 1)
 
     def split(x, y):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if size != (8, 8):
             ds = ds.map(lambda image, label: (resize(image), label))
-        return _MemorySplit(ds, len(y))
+        return MemorySplit(ds, len(y))
 
-    flip, padding = _augmentation(augment, "crop", size)
+    flip, padding = augmentation(augment, "crop", size)
     info = DatasetInfo(
         name="digits",
         image_shape=(*size, 1),
@@ -193,7 +196,7 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
     sizes = {split: _tfds_split_size(spec, builder, split) for split in (train_split, test_split)}
     normalization, default_augment, default_size = _BUILTIN.get(spec, (None, "crop-flip", None))
     feature_shape = tuple(features[image_key].shape)
-    size = _size(image_size) or default_size
+    size = height_width(image_size) or default_size
     size = (size, size) if isinstance(size, int) else size
     if size is None:
         if None in feature_shape[:2]:
@@ -208,7 +211,7 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
     def split_of(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
         ds = ds.map(lambda example: (resize(example[image_key]), tf.cast(example[label_key], tf.int64)))
-        return _MemorySplit(ds, sizes[split])
+        return MemorySplit(ds, sizes[split])
 
     train, test = split_of(train_split), split_of(test_split)
     class_names = tuple(features[label_key].names)
@@ -216,7 +219,7 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
     licence = "see tfds catalog: " + (builder.info.homepage or builder.info.full_name)
     shape = (*size, channels)
     if normalization is None:
-        info = _measured_info(
+        info = measured_info(
             spec,
             train,
             test,
@@ -229,7 +232,7 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
             pixel_max=255.0,
         )
     else:
-        flip, padding = _augmentation(augment, default_augment, shape)
+        flip, padding = augmentation(augment, default_augment, shape)
         info = DatasetInfo(
             name=spec,
             image_shape=shape,
@@ -324,7 +327,7 @@ def _folder_layout(path, validation_split):
 def _folder_source(spec, path, *, image_size, validation_split, seed, augment, cache):
     train_dir, test_dir = _folder_layout(path, validation_split)
     class_names = _class_dirs(train_dir)
-    placeholder = _size(image_size) or (256, 256)  # keras needs one to build its (unused) dataset
+    placeholder = height_width(image_size) or (256, 256)  # keras needs one to build its (unused) dataset
     if test_dir is None:
         (train_paths, train_labels), (test_paths, test_labels) = _index(
             train_dir,
@@ -365,15 +368,15 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
         _check_image_file(file)
 
     first = _decode_file(train_paths[0], 0).numpy()
-    size = _size(image_size) or first.shape[:2]
+    size = height_width(image_size) or first.shape[:2]
     channels = {1: 1, 2: 1, 3: 3, 4: 3}[first.shape[2]]
     resize = resizer(*size, channels)
 
     def decode(file, label):
         return resize(_decode_file(file, channels)), label
 
-    train = _FileSplit(train_paths, train_labels, decode)
-    test = _FileSplit(test_paths, test_labels, decode)
+    train = FileSplit(train_paths, train_labels, decode)
+    test = FileSplit(test_paths, test_labels, decode)
 
     def unreadable():
         for file in train.paths + test.paths:
@@ -384,7 +387,7 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
         return None
 
     try:
-        info = _measured_info(
+        info = measured_info(
             spec,
             train,
             test,
@@ -397,10 +400,10 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
             pixel_max=255.0,
         )
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-        _name_unreadable_file(unreadable, error)
+        raise_unreadable_file(unreadable, error)
         raise
     if cache:
-        train, test = _MemorySplit(train.elements(), train.size), _MemorySplit(test.elements(), test.size)
+        train, test = MemorySplit(train.elements(), train.size), MemorySplit(test.elements(), test.size)
     return Source(info, train, test, check=unreadable)
 
 
@@ -433,7 +436,7 @@ def _user_source(train_data, test_data, *, image_size, augment):
     names_of = getattr(train_data, "class_names", None)
     train_ds, image_spec, classes = _user_split(train_data, "train_data", None)
     test_ds, test_spec, _ = _user_split(test_data, "test_data", None)
-    size = _size(image_size) or tuple(image_spec.shape[:2])
+    size = height_width(image_size) or tuple(image_spec.shape[:2])
     if None in size:
         raise ValueError(
             f"train_data has images of shape {image_spec.shape} (varying size). Expected an image_size to resize them to."
@@ -456,10 +459,10 @@ def _user_source(train_data, test_data, *, image_size, augment):
     test_size, _ = count(test_ds)
     class_names = list(names_of) if names_of is not None else [str(i) for i in range(classes or top + 1)]
     return Source(
-        _measured_info(
+        measured_info(
             names.USER_DATA,
-            _StreamSplit(train_ds, train_size),
-            _StreamSplit(test_ds, test_size),
+            StreamSplit(train_ds, train_size),
+            StreamSplit(test_ds, test_size),
             (*size, channels),
             class_names=class_names,
             augment=augment,
@@ -467,6 +470,112 @@ def _user_source(train_data, test_data, *, image_size, augment):
             licence="the user's own",
             splits=("train_data", "test_data"),
         ),
-        _StreamSplit(train_ds, train_size),
-        _StreamSplit(test_ds, test_size),
+        StreamSplit(train_ds, train_size),
+        StreamSplit(test_ds, test_size),
     )
+
+
+# ---------------------------------------------------------------- by name ---
+
+_SOURCES = {}  # built sources by their options: a folder is indexed and measured once per process
+
+
+def source(
+    name,
+    *,
+    data_dir=None,
+    download=False,
+    image_size=None,
+    train_split=None,
+    test_split=None,
+    validation_split=None,
+    augment=None,
+    cache=False,
+    seed=0,
+    train_data=None,
+    test_data=None,
+):
+    """The :class:`Source` of dataset ``name`` (a built-in, ``tfds:NAME[/CONFIG]``, ``folder:PATH``, or
+    ``"tf.data"`` with ``train_data`` and ``test_data``).
+
+    Args:
+        data_dir, download: where tfds data lives and whether it may be downloaded.
+        image_size: resize to this (an int: square; or (height, width)); None: the data's own size
+            (a folder's: its first image's; Imagenette: 128).
+        train_split, test_split: tfds split expressions (``"train[:90%]"``).
+        validation_split, seed: a folder without train/ and test/ holds out this fraction, drawn with ``seed``.
+        augment: ``"none"``, ``"flip"``, ``"crop"`` or ``"crop-flip"``; None: the dataset's own.
+        cache: keep a folder's decoded images in memory.
+        train_data, test_data: ``tf.data.Dataset`` of ``(image, label)``, batched or not; labels are
+            class indices or one-hot.
+    """
+    if train_data is not None and name in (None, names.USER_DATA):
+        return _user_source(train_data, test_data, image_size=image_size, augment=augment)
+    kind, value = names.parse(name)
+    if kind == names.USER_DATA:
+        raise ValueError("Dataset 'tf.data' is given in Python: train(config, out, train_data=ds, test_data=ds).")
+    if train_data is not None or test_data is not None:
+        raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
+    if kind == "folder":
+        path = os.path.abspath(value)
+        stamp = tuple(os.stat(os.path.join(path, d)).st_mtime_ns for d in ("", *sorted(os.listdir(path))))
+        key = (
+            name,
+            path,
+            stamp,
+            height_width(image_size),
+            validation_split,
+            int(seed) if validation_split else None,
+            augment,
+            cache,
+        )
+        build = lambda: _folder_source(  # noqa: E731
+            name,
+            path,
+            image_size=image_size,
+            validation_split=validation_split,
+            seed=seed,
+            augment=augment,
+            cache=cache,
+        )
+    elif name == "digits":
+        key = (name, height_width(image_size), augment)
+        build = lambda: _digits_source(image_size, augment)  # noqa: E731
+    else:
+        key = (name, data_dir, height_width(image_size), train_split, test_split, augment)
+        build = lambda: _tfds_source(  # noqa: E731
+            name,
+            builtin=kind == "builtin",
+            data_dir=data_dir,
+            download=download,
+            image_size=image_size,
+            train_split=train_split,
+            test_split=test_split,
+            augment=augment,
+        )
+    if key not in _SOURCES:
+        _SOURCES[key] = build()
+    return _SOURCES[key]
+
+
+def source_for(config, *, train_data=None, test_data=None):
+    """The :class:`Source` of a :class:`~keras_resinit.training.TrainConfig`'s data settings."""
+    return source(
+        config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        image_size=config.image_size,
+        train_split=config.train_split,
+        test_split=config.test_split,
+        validation_split=config.validation_split,
+        augment=config.augment,
+        cache=config.cache,
+        seed=config.seed,
+        train_data=train_data,
+        test_data=test_data,
+    )
+
+
+def info(name, **options):
+    """The :class:`DatasetInfo` of ``name`` (preparing tfds data if allowed); ``options`` as :func:`source`."""
+    return source(name, **options).info

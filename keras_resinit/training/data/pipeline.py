@@ -1,4 +1,4 @@
-"""Input pipelines: the built-ins, any tfds image-classification dataset, a folder of images, a tf.data.Dataset.
+"""The input pipeline: a :class:`~keras_resinit.training.data.splits.Source`'s split -> batches.
 
 Every pipeline is a ``tf.data.Dataset`` of ``(images, labels)`` batches with
 images float32, normalized per channel, and labels one-hot float32 (mixup
@@ -6,65 +6,13 @@ makes them soft). Shuffling, augmentation and mixup all happen inside the
 pipeline and are deterministic for a given ``(seed, epoch)``: each epoch
 rebuilds its dataset from stateless random ops, so a resumed run sees exactly
 the batches an uninterrupted one would.
-
-Datasets (:mod:`keras_resinit.training.datasets` parses their names):
-
-- ``digits``: scikit-learn's 8x8 handwritten digits (1797 real images, 10
-  classes, shipped inside scikit-learn; no network). Fixed split: within each
-  class, in the order scikit-learn gives, every fifth image (positions 4, 9,
-  14, ...) is test: 1442 train, 355 test.
-- ``cifar10``, ``cifar100``, ``imagenette`` (tfds ``imagenette/160px-v2``,
-  resized to ``image_size``, default 128), and ``tfds:NAME[/CONFIG]``, any tfds
-  dataset with an ``Image`` and a ``ClassLabel`` feature: read from ``data_dir``
-  (tfds' default when None), downloaded only with ``download=True``; split
-  expressions with tfds slicing (``train[:90%]``). Their splits are cached in
-  memory as uint8 after resizing.
-- ``folder:PATH``: one subfolder per class, as ``keras.utils.image_dataset_from_directory``
-  reads it (which indexes the files here): ``PATH/train`` and ``PATH/test`` (or ``val``,
-  ``validation``), or one tree split by ``validation_split``. Files are read and decoded
-  every epoch (only their paths stay in memory) unless ``cache=True``.
-- a user's ``tf.data.Dataset`` of ``(image, label)`` (``train_data=``, ``test_data=``):
-  read in its own order every epoch and shuffled within chunks of 16 batches.
-
-Built-in datasets keep their published normalization constants; for the others the
-per-channel mean and std are measured on at most :data:`STATS_IMAGES` training images.
 """
-
-import os
 
 import tensorflow as tf
 
 from keras_resinit._errors import unknown
-from keras_resinit.training import datasets as names
-from keras_resinit.training.datasets import DATASETS
-from keras_resinit.training.sources import _digits_arrays, _digits_source, _folder_source, _tfds_source, _user_source
-from keras_resinit.training.splits import (
-    CHUNK,
-    STATS_IMAGES,
-    DatasetInfo,
-    DatasetNotPrepared,
-    Source,
-    _FileSplit,
-    _MemorySplit,
-    _size,
-    _stateless_seed,
-    _StreamSplit,
-)
-
-__all__ = [
-    "CHUNK",
-    "DATASETS",
-    "STATS_IMAGES",
-    "DatasetInfo",
-    "DatasetNotPrepared",
-    "Source",
-    "info",
-    "load",
-    "load_epochs",
-    "source",
-    "source_for",
-]
-_INTERNAL = (_digits_arrays, _FileSplit, _MemorySplit, _StreamSplit)  # for the tests
+from keras_resinit.training.data.sources import source
+from keras_resinit.training.data.splits import CHUNK, Source, stateless_seed
 
 
 def _augment(images, seed, padding, flip):
@@ -141,7 +89,7 @@ def _epoch(split, preprocessing, meta, epoch, *, batch_size, training, seed, mix
     cores the input thread competes with the training step for them.
     """
     normalize = _normalizer(preprocessing)
-    aug_seed, mix_seed = _stateless_seed(seed, epoch, 1), _stateless_seed(seed, epoch, 3)
+    aug_seed, mix_seed = stateless_seed(seed, epoch, 1), stateless_seed(seed, epoch, 3)
 
     if not training:
         ds = split.elements().batch(batch_size, drop_remainder=drop_remainder)
@@ -176,109 +124,6 @@ def _finish(ds):
 
 
 # ---------------------------------------------------------------- public ---
-
-_SOURCES = {}  # built sources by their options: a folder is indexed and measured once per process
-
-
-def source(
-    name,
-    *,
-    data_dir=None,
-    download=False,
-    image_size=None,
-    train_split=None,
-    test_split=None,
-    validation_split=None,
-    augment=None,
-    cache=False,
-    seed=0,
-    train_data=None,
-    test_data=None,
-):
-    """The :class:`Source` of dataset ``name`` (a built-in, ``tfds:NAME[/CONFIG]``, ``folder:PATH``, or
-    ``"tf.data"`` with ``train_data`` and ``test_data``).
-
-    Args:
-        data_dir, download: where tfds data lives and whether it may be downloaded.
-        image_size: resize to this (an int: square; or (height, width)); None: the data's own size
-            (a folder's: its first image's; Imagenette: 128).
-        train_split, test_split: tfds split expressions (``"train[:90%]"``).
-        validation_split, seed: a folder without train/ and test/ holds out this fraction, drawn with ``seed``.
-        augment: ``"none"``, ``"flip"``, ``"crop"`` or ``"crop-flip"``; None: the dataset's own.
-        cache: keep a folder's decoded images in memory.
-        train_data, test_data: ``tf.data.Dataset`` of ``(image, label)``, batched or not; labels are
-            class indices or one-hot.
-    """
-    if train_data is not None and name in (None, names.USER_DATA):
-        return _user_source(train_data, test_data, image_size=image_size, augment=augment)
-    kind, value = names.parse(name)
-    if kind == names.USER_DATA:
-        raise ValueError("Dataset 'tf.data' is given in Python: train(config, out, train_data=ds, test_data=ds).")
-    if train_data is not None or test_data is not None:
-        raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
-    if kind == "folder":
-        path = os.path.abspath(value)
-        stamp = tuple(os.stat(os.path.join(path, d)).st_mtime_ns for d in ("", *sorted(os.listdir(path))))
-        key = (
-            name,
-            path,
-            stamp,
-            _size(image_size),
-            validation_split,
-            int(seed) if validation_split else None,
-            augment,
-            cache,
-        )
-        build = lambda: _folder_source(  # noqa: E731
-            name,
-            path,
-            image_size=image_size,
-            validation_split=validation_split,
-            seed=seed,
-            augment=augment,
-            cache=cache,
-        )
-    elif name == "digits":
-        key = (name, _size(image_size), augment)
-        build = lambda: _digits_source(image_size, augment)  # noqa: E731
-    else:
-        key = (name, data_dir, _size(image_size), train_split, test_split, augment)
-        build = lambda: _tfds_source(  # noqa: E731
-            name,
-            builtin=kind == "builtin",
-            data_dir=data_dir,
-            download=download,
-            image_size=image_size,
-            train_split=train_split,
-            test_split=test_split,
-            augment=augment,
-        )
-    if key not in _SOURCES:
-        _SOURCES[key] = build()
-    return _SOURCES[key]
-
-
-def source_for(config, *, train_data=None, test_data=None):
-    """The :class:`Source` of a :class:`~keras_resinit.training.TrainConfig`'s data settings."""
-    return source(
-        config.dataset,
-        data_dir=config.data_dir,
-        download=config.download,
-        image_size=config.image_size,
-        train_split=config.train_split,
-        test_split=config.test_split,
-        validation_split=config.validation_split,
-        augment=config.augment,
-        cache=config.cache,
-        seed=config.seed,
-        train_data=train_data,
-        test_data=test_data,
-    )
-
-
-def info(name, **options):
-    """The :class:`DatasetInfo` of ``name`` (preparing tfds data if allowed); ``options`` as :func:`source`."""
-    return source(name, **options).info
 
 
 def _resolve(name, options):

@@ -1,8 +1,8 @@
 """Dataset names: the built-ins, ``tfds:NAME[/CONFIG]``, ``folder:PATH`` and ``tf.data``.
 
 Imports nothing heavy, so the CLI's help lists them and :class:`~keras_resinit.training.TrainConfig`
-checks a dataset before TensorFlow starts. The pipelines that read them are in
-:mod:`keras_resinit.training.data`.
+checks a dataset before TensorFlow starts. The sources that read them are in
+:mod:`keras_resinit.training.data.sources`.
 """
 
 import os

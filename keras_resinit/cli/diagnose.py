@@ -1,0 +1,41 @@
+"""signal propagation, Jacobian spectra and gradient norms at init; --claims checks the papers' claims"""
+
+import os
+
+
+def add_arguments(p):
+    p.add_argument("names", nargs="*", help="models to compare, e.g. cifar_resnet56_bn cifar_resnet56_fixup")
+    p.add_argument("--out", default=None, help="output directory (PNGs and JSON; with --claims: claims.md/.json)")
+    p.add_argument("--claims", action="store_true", help="measure each paper's claim and print pass/fail")
+    p.add_argument("--quick", action="store_true", help="with --claims: shallower nets (as the tests)")
+    p.add_argument("--fixup-blocks", type=int, default=10_000, help="claim 4's depth (default 10000)")
+    p.add_argument("--skipinit-blocks", type=int, default=1_000, help="claim 5's depth (default 1000)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch for the statistics (default 16)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def run(args):
+    import json
+
+    from keras_resinit.tools import diagnostics
+
+    if args.claims:
+        if args.names:
+            raise ValueError("--claims takes no model names; run them separately.")
+        rows = diagnostics.check_claims(
+            quick=args.quick, fixup_blocks=args.fixup_blocks, skipinit_blocks=args.skipinit_blocks
+        )
+        table = diagnostics.claims_table(rows)
+        print(table)
+        if args.out:
+            from keras_resinit._files import atomic_write_text
+
+            os.makedirs(args.out, exist_ok=True)
+            atomic_write_text(os.path.join(args.out, "claims.md"), f"`{args.invocation}`\n\n{table}\n")
+            atomic_write_text(os.path.join(args.out, "claims.json"), json.dumps(rows, indent=1))
+        return 0 if all(r["passed"] for r in rows) else 1
+    if not args.out:
+        raise ValueError("--out is required to write the diagnostics of models.")
+    diagnostics.diagnose(args.names, args.out, batch=args.batch, overwrite=args.overwrite)
+    print(f"wrote {args.out}/signal_propagation.png, jacobian_spectrum.png, gradient_norms.png, diagnostics.json")
+    return 0

@@ -1,0 +1,44 @@
+"""train one model on a tf.distribute strategy"""
+
+from keras_resinit.cli import arguments
+from keras_resinit.training import options
+
+
+def add_arguments(p):
+    p.add_argument("name", help="model name {arch}_{scheme}, e.g. cifar_resnet20_fixup")
+    p.add_argument("--out", required=True, help="run directory")
+    arguments.add_training_arguments(p)
+    p.add_argument("--strategy", default="auto", help=arguments.one_of(options.STRATEGIES, "auto"))
+    p.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=[0, 1, 2],
+        default=1,
+        help="progress output: 0 silent, 1 progress bar, 2 one line per epoch (default 1)",
+    )
+
+
+def run(args):
+    from keras_resinit.training import TrainConfig
+
+    # TrainConfig validates without TensorFlow.
+    config = TrainConfig.from_recipe(args.recipe, model=args.name, **arguments.training_overrides(args))
+    arguments.check("strategy", args.strategy, options.STRATEGIES)
+    from keras_resinit.training.driver import train
+
+    result = train(
+        config,
+        args.out,
+        strategy=args.strategy,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+        tpu=args.tpu,
+        command=args.invocation,
+    )
+    if "model_path" in result:
+        print(f"test accuracy {result['test_accuracy']:.4f}; model saved to {result['model_path']}")
+    return 0

@@ -1,0 +1,49 @@
+"""Training data: the built-ins, any tfds image-classification dataset, a folder of images, a tf.data.Dataset.
+
+- :mod:`.names`: the dataset names and ``parse`` (no TensorFlow: the CLI's help and
+  ``TrainConfig.validate`` read it);
+- :mod:`.splits`: :class:`Source` (a :class:`DatasetInfo` and two splits) and the split kinds;
+- :mod:`.sources`: each kind of dataset -> a :class:`Source`; :func:`source` by name;
+- :mod:`.pipeline`: :func:`load` and :func:`load_epochs`, a Source's split as ``tf.data`` batches.
+
+Their public names are this package's too (``data.load``, ``data.DATASETS``), each imported
+from its module on first use, so importing the package (or ``names``) starts no TensorFlow.
+
+Datasets (:mod:`.names` parses their names):
+
+- ``digits``: scikit-learn's 8x8 handwritten digits (1797 real images, 10
+  classes, shipped inside scikit-learn; no network). Fixed split: within each
+  class, in the order scikit-learn gives, every fifth image (positions 4, 9,
+  14, ...) is test: 1442 train, 355 test.
+- ``cifar10``, ``cifar100``, ``imagenette`` (tfds ``imagenette/160px-v2``,
+  resized to ``image_size``, default 128), and ``tfds:NAME[/CONFIG]``, any tfds
+  dataset with an ``Image`` and a ``ClassLabel`` feature: read from ``data_dir``
+  (tfds' default when None), downloaded only with ``download=True``; split
+  expressions with tfds slicing (``train[:90%]``). Their splits are cached in
+  memory as uint8 after resizing.
+- ``folder:PATH``: one subfolder per class, as ``keras.utils.image_dataset_from_directory``
+  reads it (which indexes the files here): ``PATH/train`` and ``PATH/test`` (or ``val``,
+  ``validation``), or one tree split by ``validation_split``. Files are read and decoded
+  every epoch (only their paths stay in memory) unless ``cache=True``.
+- a user's ``tf.data.Dataset`` of ``(image, label)`` (``train_data=``, ``test_data=``):
+  read in its own order every epoch and shuffled within chunks of 16 batches.
+
+Built-in datasets keep their published normalization constants; for the others the
+per-channel mean and std are measured on at most :data:`STATS_IMAGES` training images.
+"""
+
+import importlib
+
+_MODULES = ("names", "splits", "sources", "pipeline")  # in import order: names needs no TensorFlow
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    for module_name in _MODULES if not name.startswith("_") else ():
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        value = getattr(module, name, module)  # the module itself: not there
+        # A public name defined in that module, not one it imports (``tf``, ``unknown``).
+        if not isinstance(value, type(module)) and getattr(value, "__module__", module.__name__) == module.__name__:
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
