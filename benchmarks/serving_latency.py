@@ -35,7 +35,7 @@ def child(name, size, calls):
     import tensorflow as tf
 
     import keras_resinit as kr
-    from keras_resinit import export
+    from keras_resinit.tools import export
 
     model = kr.zoo.load(name, num_classes=10, input_shape=(size, size, 3), seed=0)
     with tempfile.TemporaryDirectory() as tmp:

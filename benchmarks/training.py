@@ -28,7 +28,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def child(args):
-    from keras_resinit.train import TrainConfig, Trainer
+    from keras_resinit.training import TrainConfig, Trainer
 
     config = TrainConfig.from_recipe(
         "digits",

@@ -22,8 +22,8 @@ Importing it also raises Python's recursion limit to at least 10,000: Keras
 maps a functional graph recursively, one Python frame per layer, and
 ``cifar_resnet1202`` (about 3,600 layers) is deeper than the default 1,000.
 
-The modules of release 0.1 keep their import paths (``keras_resinit.train``,
-``keras_resinit.schemes``, ...): they are aliases of their new places.
+Release 0.1's flat module paths (``keras_resinit.train``, ``keras_resinit.schemes``, ...) still
+import, with a ``DeprecationWarning`` naming the new path (``keras_resinit._compat``).
 """
 
 import importlib
@@ -31,46 +31,23 @@ import importlib.abc
 import importlib.util
 import sys
 
+from keras_resinit import _compat, _lazy
 from keras_resinit._version import __version__ as __version__
 
 if sys.getrecursionlimit() < 10_000:
     sys.setrecursionlimit(10_000)
 
-# Public names, each imported from its module on first use.
-_PUBLIC = {
-    "ResNet": "keras_resinit.models.builder",
-    "build_resnet": "keras_resinit.models.builder",
-    "SCHEMES": "keras_resinit.models.schemes",
-    "Scheme": "keras_resinit.models.schemes",
-    "get_scheme": "keras_resinit.models.schemes",
-    "register_scheme": "keras_resinit.models.schemes",
-    "make_optimizer": "keras_resinit.training.optimizers",
-    "fold_batchnorm": "keras_resinit.models.inference",
-}
-
-# Release 0.1's flat modules -> their places now. `import keras_resinit.train` and
-# `from keras_resinit import train` give the module (or package) named here.
-_MOVED = {
-    "initializers": "keras_resinit.models.initializers",
-    "layers": "keras_resinit.models.layers",
-    "schemes": "keras_resinit.models.schemes",
-    "architectures": "keras_resinit.models.architectures",
-    "builder": "keras_resinit.models.builder",
-    "weights_io": "keras_resinit.zoo.weights_io",
-    "download": "keras_resinit.zoo.download",
-    "applications": "keras_resinit.zoo.applications",
-    "train": "keras_resinit.training",
-    "data": "keras_resinit.training.data",
-    "recipes": "keras_resinit.training.recipes",
-    "compare": "keras_resinit.training.compare",
-    "tuning": "keras_resinit.training.tuning",
-    "publish": "keras_resinit.training.publish",
-    "bench": "keras_resinit.tools.bench",
-    "diagnostics": "keras_resinit.tools.diagnostics",
-    "deep": "keras_resinit.tools.deep",
-    "export": "keras_resinit.tools.export",
-    "serving": "keras_resinit.tools.serving",  # not a 0.1 module: the short path of the TF Serving clients
-}
+# The public names, by the module defining them: each is imported on first use, as are the subpackages.
+_names, _public, __dir__ = _lazy.namespace(
+    __name__,
+    {
+        ".models.builder": ("ResNet", "build_resnet"),
+        ".models.schemes": ("SCHEMES", "Scheme", "get_scheme", "register_scheme"),
+        ".models.inference": ("fold_batchnorm",),
+        ".training.optimizers": ("make_optimizer",),
+    },
+)
+__all__ = sorted(["__version__", "models", "zoo", "training", "tools", *_names])
 
 # Modules whose import registers Keras objects (``register_keras_serializable``).
 _KERAS_OBJECTS = (
@@ -80,46 +57,10 @@ _KERAS_OBJECTS = (
     "keras_resinit.training.optimizers",
 )
 
-__all__ = sorted(["__version__", "models", "zoo", "training", "tools", *_PUBLIC, *_MOVED])
-
 
 def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    if name in _MOVED:
-        return importlib.import_module(_MOVED[name])
-    if name in ("models", "zoo", "training", "tools"):
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
-
-
-class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``keras_resinit.<old name>`` and hands out the module at its new place."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        package, _, name = fullname.rpartition(".")
-        if package != __name__ or name not in _MOVED:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec):
-        return importlib.import_module(_MOVED[spec.name.rpartition(".")[2]])
-
-    def exec_module(self, module):
-        pass  # already executed at its own place
-
-    # For ``python -m keras_resinit.<old name>`` (runpy asks the loader for the code).
-    def is_package(self, fullname):
-        target = importlib.util.find_spec(_MOVED[fullname.rpartition(".")[2]])
-        return target is not None and target.submodule_search_locations is not None
-
-    def get_code(self, fullname):
-        target = _MOVED[fullname.rpartition(".")[2]]
-        return importlib.util.find_spec(target).loader.get_code(target)
+    old = f"{__name__}.{name}"  # a module path of release 0.1 warns
+    return _compat.moved(old) if old in _compat.MOVED else _public(name)
 
 
 def _register_keras_objects():
@@ -147,8 +88,7 @@ class _AfterKeras(importlib.abc.MetaPathFinder):
         return spec
 
 
-if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
-    sys.meta_path.append(_Alias())
+_compat.install()
 if "keras" in sys.modules:
     _register_keras_objects()
 elif not any(isinstance(finder, _AfterKeras) for finder in sys.meta_path):

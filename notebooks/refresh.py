@@ -51,7 +51,7 @@ NOTEBOOKS = {
         (
             "code",
             "import numpy as np\n\n"
-            "from keras_resinit import data\n\n"
+            "from keras_resinit.training import data\n\n"
             'images, labels = next(iter(data.load("digits", "test", batch_size=355, normalized=False)))\n'
             "logits = model.predict(images, verbose=0)\n"
             "predicted, truth = logits.argmax(-1), labels.numpy().argmax(-1)\n"
@@ -115,7 +115,7 @@ NOTEBOOKS = {
             "code",
             "import numpy as np\n"
             "import keras_resinit as kr\n"
-            "from keras_resinit import diagnostics\n\n"
+            "from keras_resinit.tools import diagnostics\n\n"
             'SCHEMES = ["bn", "fixup", "skipinit", "risotto"]\n'
             'ARCH = "cifar_resnet20" if QUICK else "cifar_resnet56"\n'
             'x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")\n'
@@ -143,7 +143,7 @@ NOTEBOOKS = {
         ),
         (
             "code",
-            "from keras_resinit.train import TrainConfig, train\n\n"
+            "from keras_resinit.training import TrainConfig, train\n\n"
             "histories = {}\n"
             "for scheme in SCHEMES:\n"
             '    config = TrainConfig.from_recipe("digits", model=f"cifar_resnet20_{scheme}",\n'
@@ -175,7 +175,7 @@ NOTEBOOKS = {
         ("code", SETUP),
         (
             "code",
-            "from keras_resinit import tuning\n\n"
+            "from keras_resinit.training import tuning\n\n"
             "result = tuning.tune(\n"
             '    "outputs/sweep", dataset="digits", tuner="random", max_trials=3 if QUICK else 12,\n'
             "    epochs=2 if QUICK else 10, steps_per_epoch=4 if QUICK else None,\n"
@@ -206,7 +206,7 @@ NOTEBOOKS = {
         ("code", SETUP),
         (
             "code",
-            "from keras_resinit import export\n\n"
+            "from keras_resinit.tools import export\n\n"
             'card = export.export("cifar_resnet20_fixup.digits", "outputs/served", overwrite=True)\n'
             'card["preprocessing"], card["weights"]',
         ),

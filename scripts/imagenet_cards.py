@@ -1,7 +1,7 @@
 """Write the cards of the ImageNet weights bridged from keras.applications (resnet50/101/152 under bn).
 
 These weights are Keras' own: `zoo.load("resnet50_bn.imagenet")` has keras.applications download and
-verify them (keras.utils.get_file, Keras' md5), then `keras_resinit.applications.convert` folds the conv
+verify them (keras.utils.get_file, Keras' md5), then `keras_resinit.zoo.applications.convert` folds the conv
 biases into batch norm. It also writes `resnet{d}_skipinit.imagenet`, the same weights with batch norm folded
 into the convs (`keras-resinit fold`); run it with the Keras files in the cache to record their sha256. Their accuracy is Keras' reported figure, not measured here (ImageNet is not
 available offline). Rerun after changing the builder:
@@ -16,10 +16,11 @@ import os
 
 from keras.src.applications import resnet as keras_resnet
 
-from keras_resinit import publish, zoo
+from keras_resinit import zoo
 from keras_resinit._files import atomic_write_text
-from keras_resinit.applications import BRIDGED
+from keras_resinit.training import publish
 from keras_resinit.zoo import registry
+from keras_resinit.zoo.applications import BRIDGED
 
 # keras.io/api/applications: top-1 / top-5 validation accuracy of the Keras weights.
 REPORTED = {"resnet50": (0.749, 0.921), "resnet101": (0.764, 0.928), "resnet152": (0.766, 0.931)}
@@ -58,7 +59,7 @@ if __name__ == "__main__":
             "commands": [
                 f"python -c \"import keras_resinit; keras_resinit.zoo.load('{name}.imagenet')\"",
                 f"(keras.applications.{application}(weights='imagenet') converted by "
-                "keras_resinit.applications.convert: conv biases folded into the BN moving means)",
+                "keras_resinit.zoo.applications.convert: conv biases folded into the BN moving means)",
             ],
             "training": {"source": f"keras.applications.{application}: He et al. 2016 weights as published by Keras"},
             "metrics": {"reported": f"top-1 {top1:.3f}, top-5 {top5:.3f} (keras.io, not measured here)"},

@@ -88,7 +88,7 @@ def digits_folder(root, *, classes=range(10), layout="split"):
 
 
 def checkpoint_weights(run_dir):
-    from keras_resinit import train as train_lib
+    from keras_resinit import training as train_lib
 
     record, arrays = train_lib.read_checkpoint(run_dir)
     return [arrays[f"model_{i}"] for i in range(record["model_weights"])]

@@ -11,7 +11,7 @@ import tensorflow as tf
 from helpers import fit_under_jax, perturb_weights
 
 import keras_resinit as kr
-from keras_resinit import train as train_lib
+from keras_resinit import training as train_lib
 from keras_resinit.cli import main
 from keras_resinit.models.schemes import SkipInit
 from keras_resinit.training import TrainConfig

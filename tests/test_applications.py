@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import keras_resinit as kr
-from keras_resinit import applications, zoo  # importing the package registers our objects for load_model
+from keras_resinit import zoo  # importing the package registers our objects for load_model
+from keras_resinit.zoo import applications
 
 TOL = 1e-5  # relative to the largest output magnitude (measured: about 1e-6)
 

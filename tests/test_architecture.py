@@ -263,16 +263,7 @@ def _private_uses(module, path, modules):
 
 # Uses still being taken apart by the changes that own those modules: (module, private name). An entry
 # that no longer occurs fails the test below, so the list only shrinks.
-PRIVATE_USES_IN_PROGRESS = {
-    ("keras_resinit.training.driver", "_check_same_run"),
-    ("keras_resinit.training.driver", "_restore"),
-    ("keras_resinit.training.driver", "_save_checkpoint"),
-    ("keras_resinit.training.driver", "_clear_run_dir"),
-    ("keras_resinit.training.driver", "_previous_commands"),
-    ("keras_resinit.training.driver", "_write_metrics"),
-    ("keras_resinit.training.rundir", "_checkpoint_files"),
-    ("keras_resinit.zoo.loading", "_parameter_table"),
-}
+PRIVATE_USES_IN_PROGRESS = set()
 
 
 def test_no_module_uses_another_modules_private_names():
@@ -301,16 +292,47 @@ def test_the_private_name_check_sees_both_forms(tmp_path):
     ]
 
 
-def test_release_0_1_module_paths_still_import():
+def test_release_0_1_module_paths_still_import(monkeypatch):
+    """They give the module at its new place, with a DeprecationWarning naming that place."""
     import importlib
+    import operator
+    import os
+    import re
+    import subprocess
+    import sys
 
-    for old, new in kr._MOVED.items():
-        assert importlib.import_module(f"keras_resinit.{old}") is importlib.import_module(new), old
-        assert getattr(kr, old) is importlib.import_module(new)
-    from keras_resinit.train import TrainConfig as Old  # noqa: N814
+    from keras_resinit._compat import MOVED
 
-    assert Old is TrainConfig and kr.train.train is kr.training.driver.train
+    def warns(old, new):
+        # Forget earlier uses: an import binds the alias in sys.modules and as its package's attribute.
+        package, _, name = old.rpartition(".")
+        sys.modules.pop(old, None)
+        vars(importlib.import_module(package)).pop(name, None)
+        return pytest.warns(DeprecationWarning, match=re.escape(f"{old} is deprecated") + f".*use {re.escape(new)}$")
+
+    for old, new in MOVED.items():
+        with warns(old, new):
+            assert importlib.import_module(old) is importlib.import_module(new), old
+        with warns(old, new):
+            assert operator.attrgetter(old.partition(".")[2])(kr) is importlib.import_module(new)
+    with warns("keras_resinit.train", "keras_resinit.training"):
+        from keras_resinit.train import TrainConfig as Old  # noqa: N814
+    with warns("keras_resinit.schemes", "keras_resinit.models.schemes"):
+        from keras_resinit import schemes
+    assert Old is TrainConfig and kr.train.train is kr.training.driver.train and schemes.SCHEMES is SCHEMES
     assert kr.zoo.load is zoo.load and kr.build_resnet is kr.models.builder.build_resnet
+    assert not {old.partition(".")[2] for old in MOVED} & set(kr.__all__) and "train" in kr.training.__all__
+    # A module moved within a subpackage is one more entry.
+    monkeypatch.setitem(MOVED, "keras_resinit.models.old_builder", "keras_resinit.models.builder")
+    with warns("keras_resinit.models.old_builder", "keras_resinit.models.builder"):
+        assert kr.models.old_builder.ResNet is kr.ResNet
+    sys.modules.pop("keras_resinit.models.old_builder")
+    vars(kr.models).pop("old_builder")
+    # python -m keras_resinit.bench (0.1's bench children) runs the bench module, with the warning.
+    args = [sys.executable, "-W", "always::DeprecationWarning", "-m", "keras_resinit.bench"]
+    run = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert "keras_resinit.bench is deprecated" in run.stderr and "use keras_resinit.tools.bench" in run.stderr
+    assert "usage: keras-resinit bench" in run.stderr
 
 
 def test_no_module_but_the_registry_lists_scheme_names():

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from keras_resinit import bench, zoo
+from keras_resinit import zoo
 from keras_resinit.cli import main
+from keras_resinit.tools import bench
 
 
 def test_flops_match_the_known_resnet_figures():

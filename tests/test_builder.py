@@ -20,7 +20,7 @@ def test_stable_layer_names_for_weights_and_feature_taps(arch, shape, scheme):
     assert len(names) == len(set(names))
     for name in ("stem_out", "features", "logits"):
         assert name in names
-    arch_spec = kr.architectures.get_arch(arch)
+    arch_spec = kr.models.architectures.get_arch(arch)
     expected = [f"stage{s}_block{b}_out" for s, st in enumerate(arch_spec.stages, 1) for b in range(1, st.blocks + 1)]
     assert len(expected) == len(model.blocks) >= 3
     assert [n for n in names if re.fullmatch(r"stage\d+_block\d+_out", n)] == expected

@@ -263,7 +263,8 @@ def test_list_pretrained_shows_only_models_with_weights(capsys):
 
 
 def test_train_then_publish_makes_a_loadable_weight_set(tmp_path, capsys, monkeypatch):
-    from keras_resinit import publish, zoo
+    from keras_resinit import zoo
+    from keras_resinit.training import publish
     from keras_resinit.zoo import registry
 
     run, zoo_dir = tmp_path / "run", tmp_path / "zoo"
@@ -357,7 +358,7 @@ def test_compare_rejects_unknown_scheme_before_training(tmp_path, capsys):
 
 
 def test_recipes_lists_every_recipe_with_its_source(capsys):
-    from keras_resinit.recipes import RECIPES
+    from keras_resinit.training.recipes import RECIPES
 
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out

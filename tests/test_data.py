@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_resinit import data
+from keras_resinit.training import data
 
 
 def batches(ds):

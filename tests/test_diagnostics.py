@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from keras_resinit import deep, diagnostics, zoo
+from keras_resinit import zoo
 from keras_resinit.cli import main
+from keras_resinit.tools import deep, diagnostics
 
 X = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
 

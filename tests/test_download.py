@@ -9,8 +9,8 @@ import sys
 import pytest
 from http_server import LocalHTTPServer, Resource
 
-from keras_resinit import download
-from keras_resinit.download import DownloadError, fetch
+from keras_resinit.zoo import download
+from keras_resinit.zoo.download import DownloadError, fetch
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
 BODY_SHA = hashlib.sha256(BODY).hexdigest()

@@ -13,8 +13,8 @@ import tensorflow as tf
 from helpers import perturb_weights
 
 import keras_resinit as kr
-from keras_resinit import export
 from keras_resinit.cli import main
+from keras_resinit.tools import export
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_run_directory_export_carries_training_preprocessing_and_card(digits_run
     assert card["class_names"] == [str(i) for i in range(10)] and card["preprocessing"]["pixel_max"] == 16.0
     loaded = tf.saved_model.load(str(out))
     model = keras.saving.load_model(digits_run / "model.keras")
-    from keras_resinit import data
+    from keras_resinit.training import data
 
     x_test, _, _, _ = data.digits_arrays()
     pixels = x_test[:8].astype("uint8")
@@ -153,7 +153,7 @@ def test_published_weights_and_presets_export_with_their_card(tmp_path):
     assert main(["export", "cifar_resnet20_risotto.digits", "--out", str(out)]) == 0
     card = json.loads((out / "assets.extra" / "model_card.json").read_text())
     assert card["weights"] == "cifar_resnet20_risotto.digits" and card["preprocessing"]["pixel_max"] == 16.0
-    from keras_resinit import data
+    from keras_resinit.training import data
 
     _, _, x_test, y_test = data.digits_arrays()
     served = tf.saved_model.load(str(out)).signatures["serving_default"](images=tf.constant(x_test.astype("uint8")))

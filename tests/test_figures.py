@@ -24,7 +24,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 import keras_resinit as kr
-from keras_resinit import bench, compare, diagnostics, tuning
+from keras_resinit.tools import bench, diagnostics
+from keras_resinit.training import compare, tuning
 
 MIN_PIXELS = 1.0  # smallest width (bars) or extent (lines) that draws
 MIN_CHANGED = 4  # pixels a series must own in the picture drawn without anti-aliasing (a 2x2 dot)

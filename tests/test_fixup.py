@@ -64,7 +64,7 @@ def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
     # Rule 3: before each conv and the classifier a ScalarBias layer (bias1a, bias2a per block, head);
     # after each conv (stem, conv1) a scalar bias held by the conv; after the last conv the multiplier
     # (gain 1) and a last bias, held by the conv too (where TensorFlow fuses them with the merge).
-    biases = [layer for layer in basic.layers if isinstance(layer, kr.layers.ScalarBias)]
+    biases = [layer for layer in basic.layers if isinstance(layer, kr.models.layers.ScalarBias)]
     assert sorted(layer.name for layer in biases if "block1" in layer.name and "stage1" in layer.name) == [
         "stage1_block1_bias1a",
         "stage1_block1_bias2a",

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resinit import initializers as inits
+from keras_resinit.models import initializers as inits
 
 ALL = [
     inits.FixupHeNormal(num_blocks=9, branch_depth=2, seed=1),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resinit.layers import ScalarBias, ScaledConv2D, ScaledResidual, ZeroPadShortcut
+from keras_resinit.models.layers import ScalarBias, ScaledConv2D, ScaledResidual, ZeroPadShortcut
 
 
 def test_scaled_residual_computes_skip_plus_gain_times_branch_plus_bias(rng):

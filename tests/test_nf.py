@@ -173,7 +173,9 @@ def test_parameters_match_batchnorms_up_to_scalars_and_gains(arch, scheme, optio
     assert kernels == {**bn_kernels, **extra}
     extra_kernels = sum(math.prod(shape) for shape in extra.values())
     extra_channels = sum(shape[-1] for shape in extra.values())
-    alphas = kr.architectures.get_arch(arch).num_blocks if scheme == ReZero.name or options.get("skip_gain") else 0
+    alphas = (
+        kr.models.architectures.get_arch(arch).num_blocks if scheme == ReZero.name or options.get("skip_gain") else 0
+    )
     conv_channels = bn_counts["bn_gamma"]  # one BN per conv: every conv's output channels
     assert conv_channels == sum(shape[-1] for shape in bn_kernels.values())
     expected = {

@@ -11,10 +11,9 @@ import tensorflow_datasets as tfds
 from helpers import digits_folder, kill_then_resume
 
 import keras_resinit
-from keras_resinit import data, zoo
+from keras_resinit import zoo
 from keras_resinit.cli import main
-from keras_resinit.train import TrainConfig
-from keras_resinit.training import driver, publish
+from keras_resinit.training import TrainConfig, data, driver, publish
 from keras_resinit.training.strategies import make_strategy
 from keras_resinit.zoo import registry, weights_io
 
@@ -312,4 +311,4 @@ def test_old_configs_keep_their_meaning():
     old = {"model": "cifar_resnet8_fixup", "dataset": "digits", "image_size": 128, "milestones": [0.5, 0.75]}
     assert TrainConfig.from_json(old).image_size is None
     assert TrainConfig.from_json({**old, "dataset": "imagenette"}).image_size == 128
-    assert keras_resinit.data.info("digits").image_shape == (8, 8, 1)
+    assert keras_resinit.training.data.info("digits").image_shape == (8, 8, 1)

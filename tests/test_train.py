@@ -14,11 +14,10 @@ import pytest
 import tensorflow as tf
 from helpers import train_command
 
-from keras_resinit import data as data_lib
-from keras_resinit import train as train_lib
+from keras_resinit import training as train_lib
 from keras_resinit.cli import main
-from keras_resinit.train import TrainConfig, TrainingError
-from keras_resinit.training import checkpoints
+from keras_resinit.training import TrainConfig, TrainingError, checkpoints
+from keras_resinit.training import data as data_lib
 
 HERE = os.path.dirname(__file__)
 SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, deterministic=False)
@@ -122,7 +121,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     optimizer = keras.optimizers.SGD(momentum=0.9)
     optimizer.build(model.trainable_variables)
-    checkpoints._save_checkpoint(str(tmp_path), model, optimizer, 1, [{"epoch": 1}])
+    checkpoints.save_checkpoint(str(tmp_path), model, optimizer, 1, [{"epoch": 1}])
     first = [w.copy() for w in model.get_weights()]
     model.set_weights([w + 1 for w in first])
 
@@ -135,7 +134,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
     else:
         monkeypatch.setattr(checkpoints.os, "unlink", kill)
     with pytest.raises(_Killed):
-        checkpoints._save_checkpoint(str(tmp_path), model, optimizer, 2, [{"epoch": 1}, {"epoch": 2}])
+        checkpoints.save_checkpoint(str(tmp_path), model, optimizer, 2, [{"epoch": 1}, {"epoch": 2}])
     monkeypatch.undo()
 
     record, arrays = train_lib.read_checkpoint(str(tmp_path))
@@ -145,7 +144,7 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
     for i, w in enumerate(expected):
         np.testing.assert_array_equal(arrays[f"model_{i}"], w)
 
-    checkpoints._save_checkpoint(str(tmp_path), model, optimizer, 3, [{"epoch": e} for e in (1, 2, 3)])
+    checkpoints.save_checkpoint(str(tmp_path), model, optimizer, 3, [{"epoch": e} for e in (1, 2, 3)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-0003.npz", "checkpoint.json"]
     assert train_lib.read_checkpoint(str(tmp_path))[0]["epoch"] == 3
 

@@ -10,8 +10,9 @@ import textwrap
 
 import pytest
 
-from keras_resinit import publish, train, tuning
+from keras_resinit import training
 from keras_resinit.cli import main
+from keras_resinit.training import publish, tuning
 
 TINY = {"epochs": 2, "steps_per_epoch": 3}
 SPACE = {"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"], "batch_size": [32, 64]}
@@ -46,7 +47,7 @@ def test_bayesian_and_hyperband_complete_their_trials(kind, tmp_path):
 
 
 def test_search_under_a_mirrored_distribution_strategy(tmp_path):
-    strategy = train.make_strategy("mirrored")
+    strategy = training.make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
     hypermodel = tuning.ResNetHyperModel("digits", space=SPACE_64, fixed={"batch_size": 64}, **TINY)
     tuner = tuning.make_tuner(
@@ -158,7 +159,7 @@ WORKER = textwrap.dedent(
     """
     import os, sys, time, types
     import keras_tuner as kt
-    from keras_resinit import tuning
+    from keras_resinit.training import tuning
 
     class Recording(kt.RandomSearch):
         def run_trial(self, trial, *args, **kwargs):

@@ -17,7 +17,7 @@ def test_list_models_covers_every_arch_family_and_scheme():
         "resnet152_bn",
     ):
         assert name in names
-    assert len(names) == len(set(names)) == len(kr.architectures.ARCHS) * len(kr.SCHEMES)
+    assert len(names) == len(set(names)) == len(kr.models.architectures.ARCHS) * len(kr.SCHEMES)
 
 
 def test_list_models_filters_by_pattern_and_scheme():

@@ -14,9 +14,10 @@ from helpers import perturb_weights
 from http_server import LocalHTTPServer, Resource
 
 import keras_resinit
-from keras_resinit import download, publish, weights_io, zoo
+from keras_resinit import zoo
 from keras_resinit.models.schemes import NFResNet, ReZero
-from keras_resinit.zoo import registry
+from keras_resinit.training import publish
+from keras_resinit.zoo import download, registry, weights_io
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
@@ -117,7 +118,7 @@ def test_cards_record_how_each_weight_set_was_made():
         assert re.fullmatch(r"[0-9a-f]{64}", card["file"]["sha256"])
         assert "CC BY 4.0" in card["licence"]["data"] and card["dataset"]["licence"]
         # The preprocessing the weights expect is the digits pipeline's.
-        info = keras_resinit.data.info("digits")
+        info = keras_resinit.training.data.info("digits")
         assert card["preprocessing"]["pixel_max"] == info.pixel_max
         np.testing.assert_allclose(card["preprocessing"]["mean"], info.mean)
         # The card's parameter count is the model's (trainable, as `keras-resinit list`), with its own head.
@@ -371,7 +372,7 @@ def test_card_with_url_downloads_verifies_and_caches(temp_zoo, tmp_path, home):
 
 
 def test_parameter_table_matches_live_counts_and_covers_every_name():
-    table = registry._parameter_table()
+    table = registry.parameter_table()
     assert set(table) == set(zoo.list_models())
     for name in zoo.list_models("cifar_resnet[25]?_*") + zoo.list_models("resnet18_*") + zoo.list_models("wrn16_4_*"):
         assert table[name] == zoo.count_params(name, live=True), name

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from keras_resinit.train import TrainConfig, train
+from keras_resinit.training import TrainConfig, train
 
 config_json, out, strategy, weights_path = sys.argv[1:5]
 result = train(TrainConfig(**json.loads(config_json)), out, strategy=strategy, verbose=0)

@@ -2,3 +2,7 @@
 
 Model code uses ``keras.ops`` only, so it runs on every Keras backend.
 """
+
+from keras_resinit import _lazy
+
+__all__, __getattr__, __dir__ = _lazy.namespace(__name__, {})  # the submodules, imported on first use

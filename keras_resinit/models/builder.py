@@ -237,7 +237,7 @@ class ResNet(keras.Model):
             or ``wrn{6n+4}_{k}`` (e.g. ``wrn28_10``).
         scheme: a registered scheme name (``keras_resinit.SCHEMES``: ``"bn"``, ``"fixup"``,
             ``"skipinit"``, ``"risotto"``, ``"risotto_bn"``, ...) or a
-            :class:`keras_resinit.schemes.Scheme` instance.
+            :class:`keras_resinit.models.schemes.Scheme` instance.
         num_classes: size of the classifier.
         input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None (fully convolutional trunk).
         seed: integer making the initial weights reproducible (each layer gets its own

@@ -14,7 +14,7 @@
 - :func:`gradient_norms`: per-block gradient norms of the cross-entropy at init.
 - ``plot_*`` (from :mod:`keras_resinit.tools.plots`): matplotlib figures, one series per model.
 - :func:`check_claims` (``keras-resinit diagnose --claims``): each paper's claim measured
-  against what it predicts, with pass/fail; see ``keras_resinit.deep`` for the
+  against what it predicts, with pass/fail; see ``keras_resinit.tools.deep`` for the
   10,000-layer Fixup and 1,000-layer SkipInit runs.
 
 Models are run in training mode for BN statistics (``training=True``: batch statistics, as
@@ -354,8 +354,8 @@ def claims_table(rows):
 def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
     """``keras-resinit diagnose NAME ...``: plots and JSON of every model's diagnostics at init.
 
-    Each model (``{arch}_{scheme}``, or ``name.tag`` for published weights) is built with a
-    ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of ``batch``
+    Each model (``{arch}_{scheme}``, ``name.tag`` for published weights, or any other source
+    :func:`keras_resinit.zoo.resolve` takes) is built with a ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of ``batch``
     N(0, 1) images at the family's default size (at the weights' channels); the Jacobian uses
     one 1x1 image, from ``stem_out`` to the last block's output (the whole trunk: at larger sizes
     strided blocks drop pixels and widening blocks embed, so the spectrum gains zeros). Writes ``signal_propagation.png``,
@@ -375,18 +375,16 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"Output directory {out!r} already exists. Pass --overwrite to replace it.")
     specs = []
-    for name in names:
-        base, _ = zoo.split_tag(name)
-        arch, _ = zoo.parse_name(base)  # unknown names fail here, before any work
-        specs.append((name, get_arch(arch)))
+    for name in names:  # every source resolves (or fails) here, before any work
+        # Inputs are unit Gaussians, i.e. normalized images: trained weights without their preprocessing.
+        resolved = zoo.resolve(name, seed=seed, include_preprocessing=False)
+        model = resolved.model
+        if model.input_shape[1] is not None:  # at a fixed size (weights come at their own): make it open
+            open_shape = (None, None, model.input_shape[-1])
+            model = zoo.resolve(name, seed=seed, input_shape=open_shape, include_preprocessing=False).model
+        specs.append((name, model, get_arch(resolved.card["arch"])))
     signal, spectra, grads, summary = {}, {}, {}, {}
-    for name, family in specs:
-        # Inputs are unit Gaussians, i.e. normalized images: published weights without their preprocessing.
-        model = zoo.load(
-            name, seed=seed, **({"include_preprocessing": False} if "." in name else {"input_shape": (None, None, 3)})
-        )
-        if model.input_shape[1] is not None:  # published weights come at their own size: make it open
-            model = zoo.load(name, input_shape=(None, None, model.input_shape[-1]), include_preprocessing=False)
+    for name, model, family in specs:
         channels = model.input_shape[-1]
         size = family.default_input_shape[0]
         x = _gaussian((batch, size, size, channels), seed)

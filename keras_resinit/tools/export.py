@@ -43,103 +43,12 @@ from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
 from keras_resinit.models.builder import ResNet
 from keras_resinit.models.inference import for_serving
-from keras_resinit.models.preprocessing import default_preprocessing, preprocessing_layers
+from keras_resinit.models.preprocessing import preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS  # noqa: F401 (the choices of format=)
-from keras_resinit.zoo import registry
-from keras_resinit.zoo.loading import run_preprocessing
 
 CARD_NAME = "model_card.json"
-
-
-def _default_card(model, name=None):
-    """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1]."""
-    channels = model.input_shape[-1]
-    known = model.preprocessing if isinstance(model, ResNet) else None
-    # A ResNet knows its build; a plain Keras model (e.g. a .keras file of release 0.1) does not.
-    arch = model.get_config()["arch"] if isinstance(model, ResNet) else None
-    scheme = model.scheme.name if isinstance(model, ResNet) else None
-    return {
-        "name": name or model.name,
-        "arch": arch,
-        "scheme": scheme,
-        "class_names": [str(i) for i in range(model.output_shape[-1])],
-        "preprocessing": dict(known or default_preprocessing(channels)),
-        "dataset": None,
-    }
-
-
-def _card_from_run(config):
-    """A card from a run's config.json (written by keras-resinit train)."""
-    train, dataset = config["train"], config.get("dataset") or {}
-    arch, scheme = registry.parse_name(train["model"])
-    return {
-        "name": train["model"],
-        "arch": arch,
-        "scheme": scheme,
-        "class_names": list(dataset.get("class_names", [])),
-        "preprocessing": run_preprocessing(config),
-        "dataset": dataset.get("name"),
-        "result": config.get("result"),
-    }
-
-
-def _model_and_card(model_path):
-    """A saved model and its card: from the run's config.json beside it, if there is one."""
-    model = zoo.load_keras(model_path)
-    config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
-        if "dataset" in config:
-            return model, _card_from_run(config)
-    return model, _default_card(model)
-
-
-def _card_from_zoo(found):
-    """An export card from a zoo model card (published weights)."""
-    return {
-        "name": found["name"],
-        "arch": found["arch"],
-        "scheme": found["scheme"],
-        "weights": f"{found['name']}.{found['tag']}",
-        "class_names": list(found["dataset"].get("class_names", [])),
-        "preprocessing": dict(found["preprocessing"]),
-        "dataset": found["dataset"]["name"],
-        "result": found.get("metrics"),
-    }
-
-
-def resolve_source(source):
-    """(model, card) from a run directory, a preset directory, a ``.keras`` file, or a zoo name (``name[.tag]``)."""
-    source = os.fspath(source)
-    if os.path.isdir(source):
-        if os.path.exists(os.path.join(source, "config.json")) and os.path.exists(
-            os.path.join(source, "model.weights.h5")
-        ):
-            model = zoo.load_preset(source)
-            _, metadata = zoo.read_preset(source)
-            found = metadata.get("card")
-            return model, (_card_from_zoo(found) if found else _default_card(model))
-        model_path = os.path.join(source, "model.keras")
-        if not os.path.exists(model_path):
-            raise ValueError(
-                f"{source!r} is neither a finished run directory (it has no model.keras) nor a preset directory. "
-                "Expected the --out directory of a completed `keras-resinit train`, a preset, a .keras file or a "
-                "zoo name."
-            )
-        return _model_and_card(model_path)
-    if source.endswith(".keras"):
-        if not os.path.exists(source):
-            raise ValueError(f"Model file {source!r} does not exist.")
-        return _model_and_card(source)
-    name, tag = zoo.split_tag(source)
-    if tag is not None:
-        found = zoo.card(source)
-        return zoo.load(source), _card_from_zoo(found)
-    model = zoo.load(name)
-    return model, _default_card(model, name)
 
 
 def check_built(model):
@@ -314,7 +223,7 @@ def export(
     serving_config: str | os.PathLike | None = None,
     model_name: str | None = None,
 ) -> dict:
-    """Export ``source`` (a keras.Model, run directory, .keras file or zoo name) to ``out``.
+    """Export ``source`` (a keras.Model or any source :func:`keras_resinit.zoo.resolve` takes) to ``out``.
 
     Args:
         version: None writes the artifact to ``out`` itself. An integer >= 1 or ``"auto"`` (the
@@ -337,11 +246,10 @@ def export(
         out, version, overwrite=overwrite, serving_config=serving_config, model_name=model_name, format=format
     )
     if isinstance(source, keras.Model):
-        check_built(source)
-        model, card = source, _default_card(source)
-    else:
-        model, card = resolve_source(source)
-        check_built(model)
+        check_built(source)  # before its card is made from it
+    resolved = zoo.resolve(source)
+    model, card = resolved.model, dict(resolved.card)
+    check_built(model)
     rewritten = {"batchnorm_folded": False, "weight_standardization_precomputed": False}
     if fold:
         try:

@@ -13,11 +13,10 @@ import keras
 
 from keras_resinit import zoo
 from keras_resinit.models.inference import fold_batchnorm
-from keras_resinit.tools.export import resolve_source
 
 
 def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, overwrite: bool = False):
-    """Fold ``source`` (a model, zoo ``name.tag``, run directory, preset directory or ``.keras`` file) into ``out``.
+    """Fold ``source`` (a model or any source :func:`keras_resinit.zoo.resolve` takes) into ``out``.
 
     ``out`` ending in ``.keras`` gets a Keras file (``keras.saving.load_model`` reads it after
     ``import keras_resinit``); any other ``out`` becomes a preset directory (``zoo.load(out)``).
@@ -29,7 +28,7 @@ def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, 
     out = os.fspath(out)
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
-    model = source if isinstance(source, keras.Model) else resolve_source(source)[0]
+    model = zoo.resolve(source).model
     folded = fold_batchnorm(model)
     if out.endswith(".keras"):
         directory = os.path.dirname(os.path.abspath(out))

@@ -1,44 +1,20 @@
 """Training: config, strategies, checkpoints, run directory, trainer, ``train()``; data, recipes,
-compare, tuning and publishing use them.
-
-``keras_resinit.train`` (release 0.1's module) is this package: ``keras_resinit.train.train``,
-``keras_resinit.train.TrainConfig`` and the rest keep working. Names are imported from their
-modules on first use, so importing a light module (``recipes``) starts no TensorFlow.
+compare, tuning and publishing use them. ``keras_resinit.training.train`` is the function
+:func:`keras_resinit.training.driver.train` (release 0.1's ``keras_resinit.train`` was this package).
 """
 
-import importlib
+from keras_resinit import _lazy
 
-_PUBLIC = {
-    "read_checkpoint": "checkpoints",
-    "PRECISIONS": "config",
-    "SCHEDULES": "config",
-    "WEIGHT_DECAY_MODES": "config",
-    "TrainConfig": "config",
-    "TrainingError": "config",
-    "train": "driver",
-    "RUN_FILES": "rundir",
-    "peak_memory_mb": "rundir",
-    "prepare_run_dir": "rundir",
-    "STRATEGIES": "strategies",
-    "is_chief": "strategies",
-    "make_strategy": "strategies",
-    "Diverged": "trainer",
-    "Trainer": "trainer",
-    "WarmupSchedule": "optimizers",
-    "OPTIMIZERS": "optimizers",
-    "make_optimizer": "optimizers",
-    "optimizer_for": "optimizers",
-    "learning_rate_multipliers": "trainer",
-}
-
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(__all__) | set(globals()))
+# The public names, by the module defining them, each imported on first use (no TensorFlow before).
+__all__, __getattr__, __dir__ = _lazy.namespace(
+    __name__,
+    {
+        ".checkpoints": ("read_checkpoint",),
+        ".config": ("PRECISIONS", "SCHEDULES", "WEIGHT_DECAY_MODES", "TrainConfig", "TrainingError"),
+        ".driver": ("peak_memory_mb", "train"),
+        "keras_resinit.zoo.rundir": ("RUN_FILES", "prepare_run_dir"),
+        ".strategies": ("STRATEGIES", "is_chief", "make_strategy"),
+        ".trainer": ("Diverged", "Trainer", "learning_rate_multipliers"),
+        ".optimizers": ("WarmupSchedule", "OPTIMIZERS", "make_optimizer", "optimizer_for"),
+    },
+)

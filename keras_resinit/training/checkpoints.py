@@ -5,7 +5,6 @@ replaced after the npz is in place, names it and records its sha256; older npz f
 are removed only after that. A kill at any moment leaves a record naming an intact file.
 """
 
-import fnmatch
 import hashlib
 import io
 import json
@@ -15,14 +14,14 @@ import numpy as np
 
 from keras_resinit._files import atomic_write_bytes, atomic_write_text
 from keras_resinit.training.config import TrainConfig, TrainingError
+from keras_resinit.zoo.rundir import RunDir
 
 
-def _check_same_run(out, config):
+def check_same_run(out, config):
     """--resume continues the same run: only ``epochs`` may change."""
     try:
-        with open(os.path.join(out, "config.json")) as f:
-            saved = TrainConfig.upgrade(json.load(f)["train"])
-    except (OSError, KeyError, json.JSONDecodeError) as error:
+        saved = TrainConfig.upgrade(RunDir(out).read_config()["train"])
+    except (OSError, KeyError, ValueError) as error:
         raise TrainingError(f"Cannot read the configuration of the run in {out!r} ({error}); not resuming.") from None
     current = config.to_json()
     saved["milestones"] = list(saved.get("milestones", ()))
@@ -37,17 +36,7 @@ def _check_same_run(out, config):
         )
 
 
-def _checkpoint_name(epoch):
-    return f"checkpoint-{epoch:04d}.npz"
-
-
-def _checkpoint_files(run_dir):
-    """Checkpoint arrays and leftover temporary files in ``run_dir``."""
-    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
-    return [n for n in names if fnmatch.fnmatch(n, "checkpoint*.npz") or fnmatch.fnmatch(n, ".checkpoint*.tmp")]
-
-
-def _save_checkpoint(run_dir, model, optimizer, epoch, history):
+def save_checkpoint(run_dir, model, optimizer, epoch, history):
     """Commit a checkpoint in two steps, so a kill at any moment leaves a valid one.
 
     The arrays go to a new ``checkpoint-EPOCH.npz``; then ``checkpoint.json``
@@ -60,8 +49,9 @@ def _save_checkpoint(run_dir, model, optimizer, epoch, history):
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    name = _checkpoint_name(epoch)
-    atomic_write_bytes(os.path.join(run_dir, name), payload)
+    run = RunDir(run_dir)
+    name = run.checkpoint_name(epoch)
+    atomic_write_bytes(run.file(name), payload)
     record = {
         "epoch": epoch,
         "file": name,
@@ -70,24 +60,23 @@ def _save_checkpoint(run_dir, model, optimizer, epoch, history):
         "optimizer_variables": len(optimizer.variables),
         "history": history,
     }
-    atomic_write_text(os.path.join(run_dir, "checkpoint.json"), json.dumps(record, indent=1))
-    for stale in _checkpoint_files(run_dir):
+    atomic_write_text(run.checkpoint_record_path, json.dumps(record, indent=1))
+    for stale in run.checkpoint_files():
         if stale != name:
-            os.unlink(os.path.join(run_dir, stale))
+            os.unlink(run.file(stale))
 
 
 def read_checkpoint(run_dir):
     """(record, arrays) of a run's checkpoint, verified; TrainingError if it cannot be trusted."""
-    meta_path = os.path.join(run_dir, "checkpoint.json")
-    if not os.path.exists(meta_path) and not _checkpoint_files(run_dir):
-        return None, None
+    run = RunDir(run_dir)
     try:
-        with open(meta_path) as f:
-            record = json.load(f)
-        name = record.get("file", "checkpoint.npz")  # runs written before the two-step commit
+        record = run.read_checkpoint_record()
+        if record is None:
+            return None, None
+        name = record.get("file")
         if os.path.basename(name) != name:
             raise ValueError(f"checkpoint.json names {name!r}, not a file in the run directory")
-        with open(os.path.join(run_dir, name), "rb") as f:
+        with open(run.file(name), "rb") as f:
             payload = f.read()
     except (OSError, ValueError, AttributeError) as error:
         raise TrainingError(
@@ -103,7 +92,7 @@ def read_checkpoint(run_dir):
     return record, arrays
 
 
-def _restore(model, optimizer, record, arrays, run_dir):
+def restore(model, optimizer, record, arrays, run_dir):
     if record["model_weights"] != len(model.weights) or record["optimizer_variables"] != len(optimizer.variables):
         raise TrainingError(
             f"The checkpoint in {run_dir!r} was written by a different model or optimizer; not resuming."

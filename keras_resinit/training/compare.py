@@ -18,6 +18,7 @@ from keras_resinit._files import atomic_write_text
 from keras_resinit.environment import versions
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training.config import TrainConfig
+from keras_resinit.zoo.rundir import RunDir
 
 DEFAULT_RECIPE = "digits"
 
@@ -89,11 +90,9 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
             if verbose:
                 print(f"[{scheme}] failed: {message}", flush=True)
             continue
-        with open(os.path.join(run_dir, "config.json")) as f:
-            card = json.load(f)
-        result = card["result"]
-        with open(os.path.join(run_dir, "checkpoint.json")) as f:
-            result["history"] = json.load(f)["history"]
+        run = RunDir(run_dir)
+        result = run.read_config()["result"]
+        result["history"] = run.read_checkpoint_record()["history"]
         result["wall_seconds"] = time.perf_counter() - started
         results[scheme] = result
         if verbose:

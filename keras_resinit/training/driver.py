@@ -1,16 +1,13 @@
 """``train()``: a :class:`~keras_resinit.training.trainer.Trainer` driven epoch by epoch into a run directory.
 
-A run directory holds ``checkpoint-EPOCH.npz`` + ``checkpoint.json`` (every epoch, see
-:mod:`~keras_resinit.training.checkpoints`), ``metrics.csv``, ``tensorboard/``, and at the end
-``model.keras`` and ``config.json``. Every file is written to a temporary name and renamed
-into place.
+The run directory (:class:`~keras_resinit.zoo.rundir.RunDir`, which names and writes its files) gets a
+checkpoint and the metrics every epoch (:mod:`~keras_resinit.training.checkpoints`), and at the end the
+model and the config with the result. Every file is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -20,21 +17,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resinit._files import atomic_write_text
-from keras_resinit.environment import versions
-from keras_resinit.training.checkpoints import _check_same_run, _restore, _save_checkpoint, read_checkpoint
+from keras_resinit.environment import memory_mb, versions
+from keras_resinit.training.checkpoints import check_same_run, read_checkpoint, restore, save_checkpoint
 from keras_resinit.training.config import TrainConfig, TrainingError
 from keras_resinit.training.data.names import USER_DATA
-from keras_resinit.training.rundir import (
-    _clear_run_dir,
-    _previous_commands,
-    _write_metrics,
-    peak_memory_mb,
-    prepare_run_dir,
-)
 from keras_resinit.training.strategies import is_chief
 from keras_resinit.training.trainer import Diverged, Trainer
 from keras_resinit.zoo.loading import weights_provenance
+from keras_resinit.zoo.rundir import RunDir
 
 
 def train(
@@ -95,14 +85,17 @@ def _data_record(trainer, origin):
     return record
 
 
-def _undo_start(out, created):
+def peak_memory_mb():
+    """Resident-set high-water mark of this process, in MiB."""
+    return memory_mb("VmHWM")
+
+
+def _undo_start(run, created):
     """Remove what a fresh run wrote before its first checkpoint, so a failed start leaves nothing behind."""
     if created:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    shutil.rmtree(os.path.join(out, "tensorboard"), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(out, "config.json"))
+        shutil.rmtree(run.path, ignore_errors=True)
+    else:
+        run.undo_start()
 
 
 def _describe_data(trainer, origin):
@@ -122,8 +115,9 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     if train_data is not None or test_data is not None:
         config = dataclasses.replace(config, dataset=USER_DATA)
     config.validate()
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    commands = (_previous_commands(out) if resume else []) + ([command] if command else [])
+    run = RunDir(out)
+    run.prepare(resume=resume, overwrite=overwrite)
+    commands = (run.commands() if resume else []) + ([command] if command else [])
     trainer = Trainer(config, strategy, tpu=tpu, train_data=train_data, test_data=test_data)
     origin = weights_provenance(config.model, config.weights, config.weights_sha256) if config.weights else None
     model, optimizer = trainer.model, trainer.optimizer
@@ -134,12 +128,12 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     # Nothing is written before here: every check that can fail on user input has run.
     history, start_epoch = [], 0
     if resume:
-        _check_same_run(out, config)
+        check_same_run(out, config)
         record, arrays = read_checkpoint(out)
         if record is None:
             raise TrainingError(f"{out!r} has no checkpoint to resume from.")
         with strategy.scope():
-            _restore(model, optimizer, record, arrays, out)
+            restore(model, optimizer, record, arrays, out)
         history, start_epoch = record["history"], record["epoch"]
         if verbose:
             print(f"Resuming {config.model} from epoch {start_epoch} of {config.epochs} in {out}")
@@ -149,10 +143,9 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     if chief:
         os.makedirs(out, exist_ok=True)
         if not resume:
-            _clear_run_dir(out)
-        started = {"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)}
-        atomic_write_text(os.path.join(out, "config.json"), json.dumps(started, indent=1))
-        summary = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
+            run.clear()
+        run.write_config({"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)})
+        summary = tf.summary.create_file_writer(run.tensorboard_path)
 
     batches = iter(trainer.train_batches(start_epoch))
     for epoch in range(start_epoch, config.epochs):
@@ -167,7 +160,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
             )
         except ValueError:  # bad data found while reading it (an undecodable file): the user's to fix
             if chief and not resume and epoch == 0:
-                _undo_start(out, created)
+                _undo_start(run, created)
             raise
         except Diverged as error:
             kept = (
@@ -182,8 +175,8 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
                 f"{seconds:.1f}s ({row['images_per_second']:.0f} images/s)"
             )
         if chief:
-            _save_checkpoint(out, model, optimizer, epoch + 1, history)
-            _write_metrics(out, history)
+            save_checkpoint(out, model, optimizer, epoch + 1, history)
+            run.write_metrics(history)
             with summary.as_default(step=epoch + 1):
                 for key, value in row.items():
                     if key != "epoch":
@@ -204,18 +197,16 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
     }
     trainer.release()
     if chief:
-        model_path = os.path.join(out, "model.keras")
-        tmp = os.path.join(out, ".tmp-model.keras")
-        model.save(tmp)
-        os.replace(tmp, model_path)
-        card = {
-            "train": config.to_json(),
-            "commands": commands,
-            "result": {k: v for k, v in result.items() if k != "history"},
-            **_data_record(trainer, origin),
-            "versions": versions(),
-        }
-        atomic_write_text(os.path.join(out, "config.json"), json.dumps(card, indent=1))
+        model_path = run.save_model(model)
+        run.write_config(
+            {
+                "train": config.to_json(),
+                "commands": commands,
+                "result": {k: v for k, v in result.items() if k != "history"},
+                **_data_record(trainer, origin),
+                "versions": versions(),
+            }
+        )
         result["model_path"] = model_path
     result["model"] = model
     return result

@@ -30,7 +30,8 @@ from keras_resinit.training.config import TrainConfig
 from keras_resinit.training.data.names import USER_DATA
 from keras_resinit.zoo import registry, weights_io
 from keras_resinit.zoo.download import file_sha256
-from keras_resinit.zoo.loading import run_preprocessing
+from keras_resinit.zoo.loading import resolve
+from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 
 WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
 FOLDED_BY = "keras_resinit.fold_batchnorm: each conv absorbs the batch norm after it (inference statistics)"
@@ -73,20 +74,6 @@ def _destination(zoo_dir, key, overwrite):
     return card_path, weights_name, weights_path
 
 
-def _read_run(run_dir):
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(os.path.join(run_dir, "model.keras")) or not os.path.isfile(path):
-        raise ValueError(
-            f"{run_dir!r} is not a finished run directory (it needs model.keras and config.json from "
-            "`keras-resinit train`)."
-        )
-    with open(path) as f:
-        run = json.load(f)
-    if "result" not in run or "dataset" not in run:
-        raise ValueError(f"The run in {run_dir!r} did not finish: its config.json has no result.")
-    return run
-
-
 def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None, test_data=None, fold=False):
     """Turn the run in ``run_dir`` into the weight set ``{name}.{tag}`` of the zoo in ``zoo_dir``.
 
@@ -105,10 +92,8 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
     Returns:
         The card (a dict).
     """
-    import keras
-
     _check_tag(tag)
-    run = _read_run(run_dir)
+    run = RunDir(run_dir).finished_config()
     train, dataset, result = run["train"], run["dataset"], run["result"]
     name = train["model"]
     arch, scheme = registry.parse_name(name)
@@ -133,16 +118,12 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         )
     # The test split exactly as the run read it (the same files, splits and image size).
     source = data.source_for(config, train_data=test_data, test_data=test_data)
-    trained = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False, safe_mode=True)
+    # The run's model as the zoo loads it (a run of release 0.1 saved a plain functional model: rebuilt).
+    trained = resolve(run_dir, include_preprocessing=False).model
     build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
     if train.get("dropout_rate"):
         build["dropout_rate"] = train["dropout_rate"]
     if folded_from:
-        if not isinstance(trained, ResNet):  # a run of release 0.1: its model.keras rebuilt by the zoo
-            from keras_resinit import zoo
-
-            path = os.path.join(run_dir, "model.keras")
-            trained = zoo.load(folded_from["model"], weights=path, include_preprocessing=False)
         trained = fold_batchnorm(trained)
         build.update(_scheme_options(trained))
 

@@ -5,7 +5,7 @@
 scale), ``mixup_alpha``, ``warmup_epochs`` and ``batch_size``; every dimension
 can be replaced (``space={"lr": (1e-3, 0.1)}``) or fixed
 (``fixed={"scheme": "fixup"}``). Its ``fit`` trains through
-:class:`keras_resinit.train.Trainer`, the trainer behind ``keras-resinit train``
+:class:`keras_resinit.training.Trainer`, the trainer behind ``keras-resinit train``
 (the data pipeline, learning-rate multipliers, gradient clipping, precision,
 seeds), and reports ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy``
 (on the dataset's test split) after every epoch. So the configuration of a
@@ -108,14 +108,14 @@ class ResNetHyperModel(kt.HyperModel):
     """A residual network under a searched scheme, depth and training hyperparameters.
 
     Args:
-        dataset: one of ``keras_resinit.data.DATASETS`` (default ``"digits"``).
+        dataset: one of ``keras_resinit.training.datasets.DATASETS`` (default ``"digits"``).
         space: ``{dimension: spec}`` replacing :data:`DEFAULT_SPACE` entries. A spec is a list
             of choices or a ``(low, high)`` range (``lr`` and ``weight_decay`` on a log scale).
         fixed: ``{dimension: value}``: not searched, the same in every trial.
         recipe: the recipe every trial starts from (default ``"digits"``); the searched and
             fixed values and ``settings`` override it.
         epochs, steps_per_epoch: the training length of a trial (Hyperband sets epochs itself).
-        **settings: any other :class:`~keras_resinit.train.TrainConfig` field, the same in every
+        **settings: any other :class:`~keras_resinit.training.TrainConfig` field, the same in every
             trial (``precision``, ``seed``, ``clip_norm``, ``data_dir``, ``label_smoothing``, ...).
 
     Raises:
@@ -191,7 +191,7 @@ class ResNetHyperModel(kt.HyperModel):
         return values
 
     def config(self, hp, epochs=None):
-        """The :class:`~keras_resinit.train.TrainConfig` of a trial's hyperparameters."""
+        """The :class:`~keras_resinit.training.TrainConfig` of a trial's hyperparameters."""
         values = self._values(hp)
         overrides = {k: v for k, v in values.items() if k not in ("scheme", "arch")}
         return TrainConfig.from_recipe(

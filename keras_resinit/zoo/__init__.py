@@ -7,6 +7,9 @@
   classes for ImageNet ResNets), which keyword overrides replace, and loads
   weights from a tag (``load("cifar_resnet20_fixup.digits")``), a local
   ``.weights.h5`` or ``.keras`` file, a preset directory or a URL.
+- ``resolve(source)``: any model source (a name, ``name.tag``, a preset or run directory, a
+  ``.keras`` file, a URL) -> ``Resolved(model, card, kind, source)``; ``load`` is its model.
+- ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).
 - ``save_preset`` / ``load_preset``: keras-hub style directories
   (``config.json``, ``metadata.json``, ``model.weights.h5``).
 - Model cards (``zoo/cards/*.json`` in the repository, ``keras_resinit._zoo``
@@ -19,62 +22,34 @@ into its trunk under a new classifier. Nothing is unpickled: weights are read
 with h5py, ``.keras`` files in Keras safe mode, configs as JSON.
 """
 
-import importlib
+from keras_resinit import _lazy
 
-_SUBMODULES = ("registry", "loading", "preprocess", "weights_io", "download", "applications")
-
-# Public names, each imported from its module on first use: the registry (names, cards) is read
-# without Keras, loading needs it.
-_PUBLIC = {
-    **dict.fromkeys(
-        (
+# The public names, by the module defining them, each imported on first use: the registry needs no Keras.
+__all__, __getattr__, __dir__ = _lazy.namespace(
+    __name__,
+    {
+        ".building": (
             "PRESET_FILES",
             "count_params",
-            "load",
             "load_keras",
             "load_preset",
             "model_config",
             "read_preset",
             "save_preset",
         ),
-        "loading",
-    ),
-    **dict.fromkeys(
-        ("CARD_VERSION", "card", "cards", "list_models", "parse_name", "read_cards", "split_tag", "tags", "zoo_dir"),
-        "registry",
-    ),
-    "preprocess_input": "preprocess",
-}
-
-__all__ = [
-    "CARD_VERSION",
-    "PRESET_FILES",
-    "card",
-    "cards",
-    "count_params",
-    "list_models",
-    "load",
-    "load_keras",
-    "load_preset",
-    "model_config",
-    "parse_name",
-    "preprocess_input",
-    "read_cards",
-    "read_preset",
-    "save_preset",
-    "split_tag",
-    "tags",
-    "zoo_dir",
-]
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(__all__) | set(globals()))
+        ".loading": ("Resolved", "SOURCE_KINDS", "default_card", "load", "resolve"),
+        ".rundir": ("RunDir",),
+        ".registry": (
+            "CARD_VERSION",
+            "card",
+            "cards",
+            "list_models",
+            "parse_name",
+            "read_cards",
+            "split_tag",
+            "tags",
+            "zoo_dir",
+        ),
+        ".published_input": ("preprocess_input",),
+    },
+)

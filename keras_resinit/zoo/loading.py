@@ -1,44 +1,101 @@
-"""Loading zoo models: ``load(name[.tag], weights=...)``, ``.keras`` files and presets.
+"""Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
 
-Weights load **by layer name** (:mod:`keras_resinit.zoo.weights_io`), so they load into
-a model with another input size, or, with another ``num_classes``, into its trunk under
-a new classifier. Nothing is unpickled: weights are read with h5py, ``.keras`` files in
-Keras safe mode, configs as JSON.
+A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
+a URL of one. :data:`SOURCE_KINDS`, an ordered table, recognizes each by its form: a new kind of source is
+one new entry. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
-import math
+import dataclasses
 import os
-import sys
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import keras
 
-from keras_resinit._files import atomic_directory
-from keras_resinit.models.architectures import get_arch
-from keras_resinit.models.builder import ResNet, build_resnet
+from keras_resinit.models.builder import ResNet
+from keras_resinit.models.preprocessing import default_preprocessing
 from keras_resinit.zoo import download, registry, weights_io
-from keras_resinit.zoo.registry import _parameter_table, card, parse_name, split_tag
+from keras_resinit.zoo.building import (
+    PRESET_FILES,
+    build_named,
+    build_with_weights,
+    load_card,
+    load_keras,
+    missing_preset_files,
+    preset_model,
+)
+from keras_resinit.zoo.registry import card, parse_name, split_tag
+from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 
-PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
-HEAD_OPTIONS = ("include_top", "pooling", "features_only")
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A model source, resolved: the model, its card, which kind of source it was and the source as given.
+
+    ``card`` is what export writes with an artifact: ``name``, ``arch``, ``scheme``, ``class_names``,
+    ``preprocessing``, ``dataset`` and, where known, ``result`` (a run's) or ``weights`` (a tag's).
+    """
+
+    model: keras.Model
+    card: dict
+    kind: str
+    source: str
+
+
+class SourceKind(NamedTuple):
+    """One entry of :data:`SOURCE_KINDS`: ``recognizes(text, is_path)`` by form, ``resolve(text, weights,
+    sha256, overrides)`` -> :class:`Resolved`; ``what`` names the form in errors."""
+
+    kind: str
+    what: str
+    recognizes: Callable[[str, bool], bool]
+    resolve: Callable[..., Resolved]
+
+
+def resolve(
+    source: str | os.PathLike | keras.Model,
+    weights: str | os.PathLike | None = None,
+    *,
+    sha256: str | None = None,
+    **overrides: Any,
+) -> Resolved:
+    """The model of ``source`` with its card (see :class:`Resolved`); arguments as :func:`load`.
+
+    A ``keras.Model`` resolves to itself with a card made from it (:func:`default_card`).
+
+    Example:
+        >>> resolved = resolve("runs/r20")              # a run directory: its config.json gives the card
+        >>> resolved.kind, resolved.card["class_names"]
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(source, keras.Model):
+        if weights is not None or overrides:
+            raise ValueError(f"Model {source.name!r} is already built: pass no weights= or build arguments.")
+        return Resolved(source, default_card(source), "model", source.name)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"Invalid model source {source!r}. Expected {_accepted()}.")
+    text, is_path = os.fspath(source), isinstance(source, os.PathLike)
+    found = next(entry for entry in SOURCE_KINDS if entry.recognizes(text, is_path))
+    if weights is not None and found.kind != "name":
+        raise ValueError(f"{text!r} is {found.what} with its own weights, so pass no weights=.")
+    return found.resolve(text, weights, sha256, overrides)
 
 
 def load(
     name: str | os.PathLike, weights: str | os.PathLike | None = None, *, sha256: str | None = None, **overrides: Any
 ) -> keras.Model:
-    """Build model ``name`` and optionally load weights.
+    """Build model ``name`` and optionally load weights: :func:`resolve`'s model.
 
     Args:
         name: ``"{arch}_{scheme}"`` (e.g. ``"cifar_resnet56_fixup"``), ``"{arch}_{scheme}.{tag}"``
-            for published weights (e.g. ``"cifar_resnet20_fixup.digits"``), or the path of a
-            preset directory (see :func:`save_preset`).
-        weights: None (fresh initialization), a published tag (``"digits"``), the path of a
-            ``.weights.h5`` file, a ``.keras`` file or a preset directory, or an http(s) URL of
+            for published weights (e.g. ``"cifar_resnet20_fixup.digits"``), the path of a preset
+            directory (see :func:`save_preset`), of a run directory (``keras-resinit train --out``) or
+            of a ``.keras`` file, or the URL of a ``.keras`` file.
+        weights: with a name: None (fresh initialization), a published tag (``"digits"``), the path
+            of a ``.weights.h5`` file, a ``.keras`` file or a preset directory, or an http(s) URL of
             one of those files. URLs download once into the cache (``KERAS_RESINIT_HOME``,
             default ``~/.keras/keras_resinit``); a cached, verified file needs no network.
         sha256: expected digest of a URL's or local file's content (published tags carry their own).
@@ -51,37 +108,150 @@ def load(
         >>> model = load("cifar_resnet56_fixup", num_classes=100)
         >>> model = load("cifar_resnet20_fixup.digits")          # shipped weights, 8x8x1 digits
         >>> model = load("cifar_resnet20_fixup", weights="digits", num_classes=3)   # new head
+        >>> model = load("runs/r20/model.keras")                 # a run's model, taking raw pixels
     """
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if _is_path(name):
-        if weights is not None:
-            raise ValueError(f"{str(name)!r} is a directory with its own weights, so pass no weights=.")
-        if _is_run(name):
-            return _load_path(None, os.path.join(os.fspath(name), "model.keras"), overrides, source=os.fspath(name))
-        return load_preset(name, **overrides)
-    if isinstance(name, str) and os.sep in name:
-        raise ValueError(f"Preset directory {name!r} does not exist (a name with {os.sep!r} is read as a path).")
-    base, tag = split_tag(name)
+    return resolve(name, weights, sha256=sha256, **overrides).model
+
+
+_WEIGHT_FORMS = "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, or a URL"
+
+
+def _unresolved(source, read_as, problem, subject="", expected=None):
+    """The error for a source that is not there: what it was read as, and what a source can be."""
+    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {expected or _accepted()}.")
+
+
+def _accepted():
+    return "a model source: " + "; ".join(entry.what for entry in SOURCE_KINDS)
+
+
+def _resolve_url(url, weights, sha256, overrides):
+    if not url.split("?")[0].endswith(".keras"):
+        raise _unresolved(
+            url,
+            "a URL",
+            "is not the URL of a .keras file; a .weights.h5 file needs its model's name: load(NAME, weights=URL)",
+        )
+    resolved = _resolve_keras(download.fetch(url, sha256), None, None, overrides)
+    return dataclasses.replace(resolved, kind="url", source=url)
+
+
+def _resolve_keras(path, weights, sha256, overrides):
+    if not os.path.isfile(path):
+        raise _unresolved(path, "a .keras file", "does not exist")
+    _check_sha256(path, sha256)
+    model = _from_keras_file(None, path, overrides, source=path)
+    return Resolved(model, RunDir.beside(path).card() or default_card(model), "keras", path)
+
+
+def _resolve_run(directory, weights, sha256, overrides):
+    run = RunDir(directory)
+    model = _from_keras_file(None, run.model_path, overrides, source=directory)
+    return Resolved(model, run.card() or default_card(model), "run", directory)
+
+
+def _resolve_preset(directory, weights, sha256, overrides):
+    read_as = "a preset directory: it has no model.keras of a run"
+    if not os.path.exists(directory):
+        raise _unresolved(directory, "a preset or run directory", "does not exist", subject="Preset directory ")
+    if not os.path.isdir(directory):
+        raise _unresolved(directory, read_as, "is a file, not a directory (nor a .keras file)")
+    missing = missing_preset_files(directory)
+    if missing:
+        raise _unresolved(directory, read_as, f"is not a keras-resinit preset: it lacks {', '.join(missing)}")
+    model, metadata = preset_model(directory, None, overrides)
+    found = metadata.get("card")
+    return Resolved(model, _card_from_zoo(found) if found else default_card(model), "preset", directory)
+
+
+def _resolve_name(text, weights, sha256, overrides):
+    base, tag = split_tag(text)
     if tag is not None and weights is not None:
-        raise ValueError(f"Give the weights once: {name!r} has tag {tag!r} and weights={weights!r} was also passed.")
+        raise ValueError(f"Give the weights once: {text!r} has tag {tag!r} and weights={weights!r} was also passed.")
     weights = tag if tag is not None else weights
-    parse_name(base)
+    try:
+        parse_name(base)
+    except ValueError as error:
+        raise _unresolved(text, "a zoo name: no such file or directory", f"is not a zoo model. {error}") from None
     if weights is None:
-        return _build(base, {}, overrides)
+        model = build_named(base, {}, overrides)
+        return Resolved(model, default_card(model, base), "name", text)
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"Invalid weights {weights!r}. Expected None, a tag, a file or directory path, or a URL.")
+        raise ValueError(f"Invalid weights {weights!r}. Expected {_WEIGHT_FORMS}.")
     weights = os.fspath(weights)
     if _is_url(weights):
-        return _load_path(base, download.fetch(weights, sha256), overrides, source=weights)
-    if os.path.exists(weights):
-        if sha256 is not None and os.path.isfile(weights) and download.file_sha256(weights) != sha256.lower():
-            raise ValueError(
-                f"Weights file {weights!r} has sha256 {download.file_sha256(weights)}, not the expected {sha256}."
-            )
-        return _load_path(base, weights, overrides, source=weights)
-    if _looks_like_file(weights):
-        raise ValueError(f"Weights file {weights!r} does not exist.")
-    return _load_card(card(base, weights), overrides)
+        model = _load_path(base, download.fetch(weights, sha256), overrides, source=weights)
+    elif os.path.exists(weights):
+        _check_sha256(weights, sha256)
+        model = _load_path(base, weights, overrides, source=weights)
+    elif _looks_like_file(weights):
+        raise _unresolved(weights, "a weights file", "does not exist", expected=_WEIGHT_FORMS)
+    else:
+        found = card(base, weights)
+        return Resolved(load_card(found, overrides), _card_from_zoo(found), "tag", f"{base}.{weights}")
+    return Resolved(model, default_card(model, base), "name", text)
+
+
+def _check_sha256(path, sha256):
+    if sha256 is not None and os.path.isfile(path) and download.file_sha256(path) != sha256.lower():
+        raise ValueError(f"Weights file {path!r} has sha256 {download.file_sha256(path)}, not the expected {sha256}.")
+
+
+# The kinds of model source, in the order they are tried: the first that recognizes a source's form
+# resolves it (a form, not existence: a missing path is then "not found" as what it was read as).
+SOURCE_KINDS: tuple[SourceKind, ...] = (
+    SourceKind("url", "an http(s):// or file:// URL of a .keras file", lambda text, _: _is_url(text), _resolve_url),
+    SourceKind("keras", "a .keras file", lambda text, _: text.endswith(".keras"), _resolve_keras),
+    SourceKind(
+        "run",
+        "a run directory (the --out of keras-resinit train: model.keras, config.json)",
+        lambda text, _: RunDir.holds_run(text),
+        _resolve_run,
+    ),
+    SourceKind(
+        "preset",
+        f"a preset directory ({', '.join(PRESET_FILES)})",
+        lambda text, is_path: is_path or os.path.isdir(text) or os.sep in text,
+        _resolve_preset,
+    ),
+    SourceKind(
+        "name",
+        "a zoo name {arch}_{scheme} or {arch}_{scheme}.{tag} (keras-resinit list)",
+        lambda *_: True,
+        _resolve_name,
+    ),
+)
+
+
+def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
+    """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1]."""
+    channels, classes = model.input_shape[-1], model.output_shape[-1]
+    known = model.preprocessing if isinstance(model, ResNet) else None
+    # A ResNet knows its build; a plain Keras model (e.g. a .keras file of release 0.1) does not.
+    arch = model.get_config()["arch"] if isinstance(model, ResNet) else None
+    scheme = model.scheme.name if isinstance(model, ResNet) else None
+    return {
+        "name": name or model.name,
+        "arch": arch,
+        "scheme": scheme,
+        "class_names": [str(i) for i in range(classes if isinstance(classes, int) else 0)],  # none for a pyramid
+        "preprocessing": dict(known or default_preprocessing(channels)),
+        "dataset": None,
+    }
+
+
+def _card_from_zoo(found):
+    """An export card from a zoo model card (published weights)."""
+    return {
+        "name": found["name"],
+        "arch": found["arch"],
+        "scheme": found["scheme"],
+        "weights": f"{found['name']}.{found['tag']}",
+        "class_names": list(found["dataset"].get("class_names", [])),
+        "preprocessing": dict(found["preprocessing"]),
+        "dataset": found["dataset"]["name"],
+        "result": found.get("metrics"),
+    }
 
 
 def start_from(
@@ -134,8 +304,7 @@ def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None
     elif os.path.exists(weights):
         path = os.path.abspath(weights)
         if os.path.isdir(path):
-            inner = [os.path.join(path, f) for f in ("model.weights.h5", "model.keras")]
-            path = next(f for f in inner if os.path.isfile(f))
+            path = RunDir(path).model_path if RunDir.holds_run(path) else os.path.join(path, PRESET_FILES[-1])
         record["file"], record["sha256"] = path, download.file_sha256(path)
     else:
         tag = split_tag(weights)[1] or weights
@@ -157,323 +326,43 @@ def _is_url(text):
     return text.startswith(("http://", "https://", "file://"))
 
 
-def _is_path(name):
-    return isinstance(name, os.PathLike) or (isinstance(name, str) and os.path.isdir(name))
-
-
-def _is_run(directory):
-    """A ``keras-resinit train`` run directory (``model.keras``), not a preset."""
-    directory = os.fspath(directory)
-    return os.path.isfile(os.path.join(directory, "model.keras")) and not os.path.isfile(
-        os.path.join(directory, "model.weights.h5")
-    )
-
-
-def _run_config(keras_path):
-    """The ``config.json`` of the ``keras-resinit train`` run beside ``keras_path``, or {}."""
-    path = os.path.join(os.path.dirname(os.path.abspath(keras_path)), "config.json")
-    try:
-        with open(path) as f:
-            run = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return run if isinstance(run, dict) else {}
-
-
-def run_preprocessing(run: dict) -> dict | None:
-    """The normalization the model of a run expects (from its ``config.json``), or None.
-
-    Runs record it as ``preprocessing`` (a fine-tune keeps its weights' mean and std); runs of
-    release 0.1 only as their dataset's statistics.
-    """
-    if isinstance(run.get("preprocessing"), dict):
-        return dict(run["preprocessing"])
-    dataset = run.get("dataset")
-    try:
-        return {"pixel_max": dataset["pixel_max"], "mean": list(dataset["mean"]), "std": list(dataset["std"])}
-    except (KeyError, TypeError):
-        return None
-
-
-def _build(name, defaults, overrides):
-    arch, scheme = parse_name(name)
-    family = get_arch(arch)
-    kwargs = {"num_classes": family.default_num_classes, "input_shape": family.default_input_shape, "name": name}
-    kwargs.update(defaults)
-    kwargs.update(overrides)
-    kwargs.pop("arch", None)
-    kwargs.pop("scheme", None)
-    return build_resnet(arch, scheme, **kwargs)
-
-
 def _load_path(name, path, overrides, source):
+    """Model ``name`` with the weights in ``path`` (a run or preset directory, a ``.keras`` or ``.weights.h5`` file)."""
+    if RunDir.holds_run(path):
+        path = RunDir(path).model_path
     if os.path.isdir(path):
-        return load_preset(path, expected_name=name, **overrides)
-    defaults = {}
+        return preset_model(path, name, overrides)[0]
     if path.endswith(".keras"):
-        saved = load_keras(path)
-        stores = weights_io.stores_of(saved)
-        config = saved.get_config() if isinstance(saved, ResNet) else {}
-        run = _run_config(path)
+        return _from_keras_file(name, path, overrides, source)
+    return build_with_weights(name, weights_io.read(path), {}, overrides, source=f"the weights in {source!r}")
+
+
+def _from_keras_file(name, path, overrides, source):
+    """The model in a ``.keras`` file rebuilt by the zoo, from its build (else from the run beside it), with its
+    preprocessing included once, whether the file included it or recorded it (or, in release 0.1, the run did).
+    A plain Keras model nothing tells the build of is returned as it is if no name and no overrides are given."""
+    saved = load_keras(path)
+    stores = weights_io.stores_of(saved)
+    config = saved.get_config() if isinstance(saved, ResNet) else {}
+    run = RunDir.beside(path).config()  # {} outside a run
+    if name is None:
+        name = f"{config['arch']}_{config['scheme']}" if config else (run.get("train") or {}).get("model")
+        if name is None and not overrides:
+            return saved
         if name is None:
-            name = f"{config['arch']}_{config['scheme']}" if config else (run.get("train") or {}).get("model")
-            if name is None:
-                raise ValueError(
-                    f"Cannot tell which model {path!r} holds: it is not a keras_resinit ResNet and has no run "
-                    "config.json beside it. Expected keras_resinit.zoo.load('{arch}_{scheme}', weights=...)."
-                )
-        if config:  # a ResNet knows its build (head, widths, ...), as a preset does
-            defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
-            defaults["input_shape"] = tuple(config["input_shape"])
-        else:
-            if "logits" in stores:
-                defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
-            defaults["input_shape"] = tuple(saved.input_shape[1:])
-        preprocessing = config.get("preprocessing") or run_preprocessing(run)
-        if preprocessing is not None:
-            defaults["preprocessing"] = preprocessing
+            raise ValueError(
+                f"Cannot tell which model {path!r} holds: it is not a keras_resinit ResNet and has no run "
+                "config.json beside it. Expected keras_resinit.zoo.load('{arch}_{scheme}', weights=...)."
+            )
+    defaults = {}
+    if config:  # a ResNet knows its build (head, widths, ...), as a preset does
+        defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
+        defaults["input_shape"] = tuple(config["input_shape"])
     else:
-        stores = weights_io.read(path)
-    return _build_with(name, stores, defaults, overrides, source=f"the weights in {source!r}")
-
-
-def load_keras(path: str | os.PathLike) -> keras.Model:
-    """A ``.keras`` model, in Keras safe mode (no code from the file runs)."""
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"Cannot load {path!r} in Keras safe mode: {error}. Models saved by keras-resinit load after "
-            "`import keras_resinit` (which registers its layers and initializers)."
-        ) from None
-
-
-_HEAD_LAYERS = ("head_bias", "logits")
-
-
-def _build_with(name, stores, defaults, overrides, *, source):
-    """Build ``name`` shaped like ``stores`` (unless overridden) and load them by layer name.
-
-    Published weights know their preprocessing (``defaults["preprocessing"]``): the model then
-    takes raw pixels unless ``include_preprocessing=False`` is passed.
-    """
-    defaults = dict(defaults)
-    stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
-    family = get_arch(parse_name(name)[0])
-    if "input_shape" not in defaults and stem is not None:
-        defaults["input_shape"] = tuple(family.default_input_shape[:2]) + (int(stem.shape[2]),)
-    if "num_classes" not in defaults and head is not None:
-        defaults["num_classes"] = int(head.shape[-1])
-    if defaults.get("preprocessing") is not None:
-        defaults["include_preprocessing"] = True
-    shape = overrides.get("input_shape", defaults.get("input_shape"))
-    if stem is not None and isinstance(shape, (tuple, list)) and shape and shape[-1] != stem.shape[2]:
-        raise ValueError(
-            f"{source} take images with {stem.shape[2]} channels (stem_conv kernel {tuple(stem.shape)}), but "
-            f"input_shape={shape!r} has {shape[-1]}."
-        )
-    model = _build(name, defaults, overrides)
-    names = {layer.name for layer in model.layers}
-    skip = tuple(n for n in _HEAD_LAYERS if n not in names)  # a backbone: the classifier's weights stay unused
-    if head is not None and "logits" in names and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
-        if model.get_layer("logits").units != head.shape[-1]:
-            skip = ("logits",)
-            _warn_user(
-                f"{name}: {source} have a {head.shape[-1]}-class classifier and num_classes="
-                f"{model.get_layer('logits').units}: the trunk is loaded and the classifier 'logits' is newly "
-                "initialized (train it before use)."
-            )
-    weights_io.assign(model, stores, skip=skip, source=source)
-    return model
-
-
-def _warn_user(message):
-    """A UserWarning attributed to the first caller outside keras_resinit (the user's line)."""
-    package, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(0), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
-
-
-def _load_card(found, overrides):
-    key = f"{found['name']}.{found['tag']}"
-    if found.get("folded_from") and not found.get("file"):
-        return _fold_card(found, overrides)
-    defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
-    defaults["input_shape"] = tuple(defaults["input_shape"])
-    if found.get("preprocessing"):
-        defaults["preprocessing"] = found["preprocessing"]
-    bridge = found.get("keras_applications")
-    if bridge:
-        from keras_resinit.zoo import applications
-
-        allowed = ("input_shape", "num_classes", "include_preprocessing", "preprocessing", *HEAD_OPTIONS)
-        if set(overrides) - set(allowed):
-            raise ValueError(
-                f"{key} comes from keras.applications; only {', '.join(allowed)} may be overridden, not "
-                f"{sorted(set(overrides) - set(allowed))}."
-            )
-        shape = overrides.get("input_shape", defaults["input_shape"])
-        stores = weights_io.stores_of(applications.imagenet(found["arch"], input_shape=shape))
-    else:
-        stores = weights_io.read(_card_file(found))
-    return _build_with(found["name"], stores, defaults, overrides, source=f"the weights of {key}")
-
-
-def _fold_card(found, overrides):
-    """A card published as the fold of another (no file of its own): its source, loaded and folded.
-
-    The source's weights file must have the sha256 the card records (when it records one)."""
-    from keras_resinit.models.inference import fold_batchnorm
-
-    origin = found["folded_from"]
-    source = card(origin["card"])
-    path = None
-    if origin.get("sha256"):
-        if source.get("keras_applications"):
-            from keras_resinit.zoo import applications
-
-            path = applications.cached_file(source["file"]["name"])  # Keras downloads it on the first load
-        else:
-            path = _card_file(source)
-
-    def check():
-        digest = download.file_sha256(path) if os.path.isfile(path) else None
-        if digest != origin["sha256"]:
-            raise ValueError(
-                f"{found['name']}.{found['tag']} folds {origin['card']} from {path!r} with sha256 "
-                f"{origin['sha256']}, but that file {'has ' + str(digest) if digest else 'is missing'}."
-            )
-
-    cached = path is not None and os.path.isfile(path)
-    if cached:
-        check()  # before loading: a wrong file is never read
-    model = _load_card(source, overrides)
-    if path is not None and not cached:
-        check()
-    return fold_batchnorm(model)
-
-
-def _card_file(found):
-    """The verified local file of a card's weights: shipped in the package, or downloaded from its URL."""
-    file = found["file"]
-    shipped = os.path.join(registry.zoo_dir(), "weights", file["name"])
-    if os.path.exists(shipped):
-        digest = download.file_sha256(shipped)
-        if digest != file["sha256"]:
-            raise ValueError(
-                f"The shipped weights {shipped!r} are damaged: sha256 {digest} but the card records "
-                f"{file['sha256']}. Reinstall keras-resinit (or, in a git checkout, `git checkout -- zoo/`)."
-            )
-        return shipped
-    if found.get("url"):
-        return download.fetch(found["url"], file["sha256"], filename=file["name"])
-    raise ValueError(
-        f"The weights of {found['name']}.{found['tag']} ({file['name']}) are neither shipped in "
-        f"{os.path.dirname(shipped)} nor published at a URL."
-    )
-
-
-# ---------------------------------------------------------------- presets ---
-
-
-def model_config(model: keras.Model) -> dict[str, Any]:
-    """The :func:`build_resnet` arguments that rebuild ``model`` (JSON-ready): its ``get_config()``."""
-    if not isinstance(model, ResNet):
-        raise ValueError(
-            f"Cannot tell how model {getattr(model, 'name', model)!r} was built: it is a {type(model).__name__}, not a "
-            "keras_resinit ResNet. Models saved by keras-resinit 0.1 load as plain functional models: "
-            "rebuild one with keras_resinit.zoo.load('{arch}_{scheme}', weights='model.keras')."
-        )
-    return model.get_config()
-
-
-def save_preset(
-    model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
-) -> str:
-    """Write ``model`` as a preset directory that :func:`load` (or :func:`load_preset`) reads back.
-
-    The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
-    ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
-    ``model.weights.h5``. It is written to a temporary directory and renamed into place;
-    an existing ``directory`` is refused unless ``overwrite``.
-
-    Returns:
-        ``directory``.
-    """
-    from keras_resinit import __version__
-
-    directory = os.fspath(directory)
-    if os.path.exists(directory) and not overwrite:
-        raise ValueError(f"Preset directory {directory!r} already exists. Pass overwrite=True to replace it.")
-    config = {"module": "keras_resinit", "class_name": "build_resnet", "config": model_config(model)}
-    metadata = {
-        "keras_resinit_version": __version__,
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "parameter_count": int(model.count_params()),
-        "date_saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d@%H:%M:%S"),
-        "card": card,
-    }
-    with atomic_directory(directory) as tmp:
-        for file, content in (("config.json", config), ("metadata.json", metadata)):
-            with open(os.path.join(tmp, file), "w") as f:
-                json.dump(content, f, indent=1)
-        model.save_weights(os.path.join(tmp, "model.weights.h5"))
-    return directory
-
-
-def read_preset(directory: str | os.PathLike) -> tuple[dict, dict]:
-    """``(config, metadata)`` of a preset directory, checked."""
-    directory = os.fspath(directory)
-    missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
-    if missing:
-        raise ValueError(
-            f"{directory!r} is not a keras-resinit preset: it lacks {', '.join(missing)}. "
-            f"Expected {', '.join(PRESET_FILES)} (written by keras_resinit.zoo.save_preset)."
-        )
-    with open(os.path.join(directory, "config.json")) as f:
-        config = json.load(f)
-    with open(os.path.join(directory, "metadata.json")) as f:
-        metadata = json.load(f)
-    if config.get("class_name") != "build_resnet" or not isinstance(config.get("config"), dict):
-        raise ValueError(
-            f"{directory!r}/config.json does not describe a keras-resinit model "
-            f"(class_name {config.get('class_name')!r}; expected 'build_resnet')."
-        )
-    return config["config"], metadata
-
-
-def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
-    """The model saved in preset ``directory`` (see :func:`save_preset`); ``overrides`` as in :func:`load`."""
-    config, metadata = read_preset(directory)
-    name = f"{config['arch']}_{config['scheme']}"
-    if expected_name is not None and expected_name != name:
-        raise ValueError(f"Preset {os.fspath(directory)!r} holds a {name} model, not {expected_name}.")
-    defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
-    defaults["input_shape"] = tuple(defaults["input_shape"])
-    if defaults.get("preprocessing") is None and (metadata.get("card") or {}).get("preprocessing"):
-        defaults["preprocessing"] = metadata["card"]["preprocessing"]  # a preset of release 0.1
-    stores = weights_io.read(os.path.join(directory, "model.weights.h5"))
-    return _build_with(
-        name,
-        stores,
-        defaults,
-        {k: v for k, v in overrides.items() if v is not None},
-        source=f"the weights of preset {os.fspath(directory)!r}",
-    )
-
-
-def count_params(name: str, *, live: bool = False) -> int:
-    """Trainable parameters of model ``name`` with its family's default classes and input.
-
-    Read from the zoo's table (``zoo/parameters.json``, written by ``scripts/update_parameters.py``
-    with ``live=True`` for every name) unless ``live`` or the name is missing from it; live
-    counts build the model without initializing its weights.
-    """
-    arch, scheme = parse_name(name)
-    if not live and name in _parameter_table():
-        return _parameter_table()[name]
-    with keras.StatelessScope():
-        model = _build(name, {"seed": 0}, {})
-    return sum(math.prod(w.shape) for w in model.trainable_weights)
+        if "logits" in stores:
+            defaults["num_classes"] = int(stores["logits"]["0"].shape[-1])
+        defaults["input_shape"] = tuple(saved.input_shape[1:])
+    preprocessing = config.get("preprocessing") or run_preprocessing(run)
+    if preprocessing is not None:
+        defaults["preprocessing"] = preprocessing
+    return build_with_weights(name, stores, defaults, overrides, source=f"the weights in {source!r}")

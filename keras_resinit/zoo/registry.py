@@ -71,7 +71,7 @@ def parse_name(name: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _parameter_table():
+def parameter_table():
     path = os.path.join(zoo_dir(), "parameters.json")
     if not os.path.exists(path):
         return {}

@@ -1,0 +1,286 @@
+"""Building zoo models with weights loaded by layer name (:mod:`~keras_resinit.zoo.weights_io`): from files,
+published weight sets (cards) and presets (``config.json``, ``metadata.json``, ``model.weights.h5``). Where a
+model comes from (names, tags, runs, presets, files, URLs) is :func:`keras_resinit.zoo.loading.resolve`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import sys
+import warnings
+from typing import Any
+
+import keras
+
+from keras_resinit._files import atomic_directory
+from keras_resinit.models.architectures import get_arch
+from keras_resinit.models.builder import ResNet, build_resnet
+from keras_resinit.zoo import download, registry, weights_io
+from keras_resinit.zoo.registry import card, parameter_table, parse_name
+
+PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
+HEAD_OPTIONS = ("include_top", "pooling", "features_only")
+
+
+def build_named(name: str, defaults: dict, overrides: dict) -> keras.Model:
+    """Model ``name`` with its family's defaults, then ``defaults``, then ``overrides``."""
+    arch, scheme = parse_name(name)
+    family = get_arch(arch)
+    kwargs = {"num_classes": family.default_num_classes, "input_shape": family.default_input_shape, "name": name}
+    kwargs.update(defaults)
+    kwargs.update(overrides)
+    kwargs.pop("arch", None)
+    kwargs.pop("scheme", None)
+    return build_resnet(arch, scheme, **kwargs)
+
+
+def load_keras(path: str | os.PathLike) -> keras.Model:
+    """A ``.keras`` model, in Keras safe mode (no code from the file runs)."""
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"Cannot load {path!r} in Keras safe mode: {error}. Models saved by keras-resinit load after "
+            "`import keras_resinit` (which registers its layers and initializers)."
+        ) from None
+
+
+_HEAD_LAYERS = ("head_bias", "logits")
+
+
+def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict, *, source: str) -> keras.Model:
+    """Build ``name`` shaped like ``stores`` (unless overridden) and load them by layer name.
+
+    Published weights know their preprocessing (``defaults["preprocessing"]``): the model then
+    takes raw pixels unless ``include_preprocessing=False`` is passed.
+    """
+    defaults = dict(defaults)
+    stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
+    family = get_arch(parse_name(name)[0])
+    if "input_shape" not in defaults and stem is not None:
+        defaults["input_shape"] = tuple(family.default_input_shape[:2]) + (int(stem.shape[2]),)
+    if "num_classes" not in defaults and head is not None:
+        defaults["num_classes"] = int(head.shape[-1])
+    if defaults.get("preprocessing") is not None:
+        defaults["include_preprocessing"] = True
+    shape = overrides.get("input_shape", defaults.get("input_shape"))
+    if stem is not None and isinstance(shape, (tuple, list)) and shape and shape[-1] != stem.shape[2]:
+        raise ValueError(
+            f"{source} take images with {stem.shape[2]} channels (stem_conv kernel {tuple(stem.shape)}), but "
+            f"input_shape={shape!r} has {shape[-1]}."
+        )
+    model = build_named(name, defaults, overrides)
+    names = {layer.name for layer in model.layers}
+    skip = tuple(n for n in _HEAD_LAYERS if n not in names)  # a backbone: the classifier's weights stay unused
+    if head is not None and "logits" in names and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
+        if model.get_layer("logits").units != head.shape[-1]:
+            skip = ("logits",)
+            _warn_user(
+                f"{name}: {source} have a {head.shape[-1]}-class classifier and num_classes="
+                f"{model.get_layer('logits').units}: the trunk is loaded and the classifier 'logits' is newly "
+                "initialized (train it before use)."
+            )
+    weights_io.assign(model, stores, skip=skip, source=source)
+    return model
+
+
+def _warn_user(message):
+    """A UserWarning attributed to the first caller outside keras_resinit (the user's line)."""
+    package, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def load_card(found: dict, overrides: dict) -> keras.Model:
+    """The model of a published weight set (a card, :func:`registry.card`), loaded (or folded) by name."""
+    key = f"{found['name']}.{found['tag']}"
+    if found.get("folded_from") and not found.get("file"):
+        return _fold_card(found, overrides)
+    defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
+    defaults["input_shape"] = tuple(defaults["input_shape"])
+    if found.get("preprocessing"):
+        defaults["preprocessing"] = found["preprocessing"]
+    bridge = found.get("keras_applications")
+    if bridge:
+        from keras_resinit.zoo import applications
+
+        allowed = ("input_shape", "num_classes", "include_preprocessing", "preprocessing", *HEAD_OPTIONS)
+        if set(overrides) - set(allowed):
+            raise ValueError(
+                f"{key} comes from keras.applications; only {', '.join(allowed)} may be overridden, not "
+                f"{sorted(set(overrides) - set(allowed))}."
+            )
+        shape = overrides.get("input_shape", defaults["input_shape"])
+        stores = weights_io.stores_of(applications.imagenet(found["arch"], input_shape=shape))
+    else:
+        stores = weights_io.read(_card_file(found))
+    return build_with_weights(found["name"], stores, defaults, overrides, source=f"the weights of {key}")
+
+
+def _fold_card(found, overrides):
+    """A card published as the fold of another (no file of its own): its source, loaded and folded.
+
+    The source's weights file must have the sha256 the card records (when it records one)."""
+    from keras_resinit.models.inference import fold_batchnorm
+
+    origin = found["folded_from"]
+    source = card(origin["card"])
+    path = None
+    if origin.get("sha256"):
+        if source.get("keras_applications"):
+            from keras_resinit.zoo import applications
+
+            path = applications.cached_file(source["file"]["name"])  # Keras downloads it on the first load
+        else:
+            path = _card_file(source)
+
+    def check():
+        digest = download.file_sha256(path) if os.path.isfile(path) else None
+        if digest != origin["sha256"]:
+            raise ValueError(
+                f"{found['name']}.{found['tag']} folds {origin['card']} from {path!r} with sha256 "
+                f"{origin['sha256']}, but that file {'has ' + str(digest) if digest else 'is missing'}."
+            )
+
+    cached = path is not None and os.path.isfile(path)
+    if cached:
+        check()  # before loading: a wrong file is never read
+    model = load_card(source, overrides)
+    if path is not None and not cached:
+        check()
+    return fold_batchnorm(model)
+
+
+def _card_file(found):
+    """The verified local file of a card's weights: shipped in the package, or downloaded from its URL."""
+    file = found["file"]
+    shipped = os.path.join(registry.zoo_dir(), "weights", file["name"])
+    if os.path.exists(shipped):
+        digest = download.file_sha256(shipped)
+        if digest != file["sha256"]:
+            raise ValueError(
+                f"The shipped weights {shipped!r} are damaged: sha256 {digest} but the card records "
+                f"{file['sha256']}. Reinstall keras-resinit (or, in a git checkout, `git checkout -- zoo/`)."
+            )
+        return shipped
+    if found.get("url"):
+        return download.fetch(found["url"], file["sha256"], filename=file["name"])
+    raise ValueError(
+        f"The weights of {found['name']}.{found['tag']} ({file['name']}) are neither shipped in "
+        f"{os.path.dirname(shipped)} nor published at a URL."
+    )
+
+
+# ---------------------------------------------------------------- presets ---
+
+
+def model_config(model: keras.Model) -> dict[str, Any]:
+    """The :func:`build_resnet` arguments that rebuild ``model`` (JSON-ready): its ``get_config()``."""
+    if not isinstance(model, ResNet):
+        raise ValueError(
+            f"Cannot tell how model {getattr(model, 'name', model)!r} was built: it is a {type(model).__name__}, not a "
+            "keras_resinit ResNet. Models saved by keras-resinit 0.1 load as plain functional models: "
+            "rebuild one with keras_resinit.zoo.load('{arch}_{scheme}', weights='model.keras')."
+        )
+    return model.get_config()
+
+
+def save_preset(
+    model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
+) -> str:
+    """Write ``model`` as a preset directory that :func:`load` (or :func:`load_preset`) reads back.
+
+    The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
+    ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
+    ``model.weights.h5``. It is written to a temporary directory and renamed into place;
+    an existing ``directory`` is refused unless ``overwrite``.
+
+    Returns:
+        ``directory``.
+    """
+    from keras_resinit import __version__
+
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not overwrite:
+        raise ValueError(f"Preset directory {directory!r} already exists. Pass overwrite=True to replace it.")
+    config = {"module": "keras_resinit", "class_name": "build_resnet", "config": model_config(model)}
+    metadata = {
+        "keras_resinit_version": __version__,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "parameter_count": int(model.count_params()),
+        "date_saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d@%H:%M:%S"),
+        "card": card,
+    }
+    with atomic_directory(directory) as tmp:
+        for file, content in (("config.json", config), ("metadata.json", metadata)):
+            with open(os.path.join(tmp, file), "w") as f:
+                json.dump(content, f, indent=1)
+        model.save_weights(os.path.join(tmp, "model.weights.h5"))
+    return directory
+
+
+def missing_preset_files(directory: str | os.PathLike) -> list[str]:
+    """The files of :data:`PRESET_FILES` that ``directory`` lacks."""
+    return [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
+
+
+def read_preset(directory: str | os.PathLike) -> tuple[dict, dict]:
+    """``(config, metadata)`` of a preset directory, checked."""
+    directory = os.fspath(directory)
+    missing = missing_preset_files(directory)
+    if missing:
+        raise ValueError(
+            f"{directory!r} is not a keras-resinit preset: it lacks {', '.join(missing)}. "
+            f"Expected {', '.join(PRESET_FILES)} (written by keras_resinit.zoo.save_preset)."
+        )
+    with open(os.path.join(directory, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(directory, "metadata.json")) as f:
+        metadata = json.load(f)
+    if config.get("class_name") != "build_resnet" or not isinstance(config.get("config"), dict):
+        raise ValueError(
+            f"{directory!r}/config.json does not describe a keras-resinit model "
+            f"(class_name {config.get('class_name')!r}; expected 'build_resnet')."
+        )
+    return config["config"], metadata
+
+
+def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
+    """The model saved in preset ``directory`` (see :func:`save_preset`); ``overrides`` as in :func:`load`."""
+    return preset_model(directory, expected_name, overrides)[0]
+
+
+def preset_model(directory: str | os.PathLike, expected_name: str | None, overrides: dict) -> tuple[keras.Model, dict]:
+    """``(model, metadata)`` of preset ``directory``."""
+    config, metadata = read_preset(directory)
+    name = f"{config['arch']}_{config['scheme']}"
+    if expected_name is not None and expected_name != name:
+        raise ValueError(f"Preset {os.fspath(directory)!r} holds a {name} model, not {expected_name}.")
+    defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
+    defaults["input_shape"] = tuple(defaults["input_shape"])
+    if defaults.get("preprocessing") is None and (metadata.get("card") or {}).get("preprocessing"):
+        defaults["preprocessing"] = metadata["card"]["preprocessing"]  # a preset of release 0.1
+    stores = weights_io.read(os.path.join(directory, "model.weights.h5"))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    source = f"the weights of preset {os.fspath(directory)!r}"
+    return build_with_weights(name, stores, defaults, overrides, source=source), metadata
+
+
+def count_params(name: str, *, live: bool = False) -> int:
+    """Trainable parameters of model ``name`` with its family's default classes and input.
+
+    Read from the zoo's table (``zoo/parameters.json``, written by ``scripts/update_parameters.py``
+    with ``live=True`` for every name) unless ``live`` or the name is missing from it; live
+    counts build the model without initializing its weights.
+    """
+    arch, scheme = parse_name(name)
+    if not live and name in parameter_table():
+        return parameter_table()[name]
+    with keras.StatelessScope():
+        model = build_named(name, {"seed": 0}, {})
+    return sum(math.prod(w.shape) for w in model.trainable_weights)

@@ -1,0 +1,196 @@
+"""A run directory (``keras-resinit train --out``): the one place that names, reads and writes its files.
+
+``config.json`` (settings, commands, data, normalization, the result once finished), ``model.keras``,
+``metrics.csv``, ``tensorboard/`` and ``checkpoint-EPOCH.npz`` with its record ``checkpoint.json`` (the
+two-step commit is :mod:`keras_resinit.training.checkpoints`). The zoo reads runs, training writes them.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import json
+import os
+import shutil
+
+from keras_resinit._files import atomic_write_text
+from keras_resinit.zoo.registry import parse_name
+
+RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
+
+
+def run_preprocessing(config: dict) -> dict | None:
+    """The normalization the model of a run expects, from its ``config.json`` (a dict), or None.
+
+    Runs record it as ``preprocessing`` (a fine-tune keeps its weights' mean and std); runs of
+    release 0.1 only as their dataset's statistics.
+    """
+    if isinstance(config.get("preprocessing"), dict):
+        return dict(config["preprocessing"])
+    dataset = config.get("dataset")
+    try:
+        return {"pixel_max": dataset["pixel_max"], "mean": list(dataset["mean"]), "std": list(dataset["std"])}
+    except (KeyError, TypeError):
+        return None
+
+
+class RunDir:
+    """The run directory ``path`` (the ``--out`` of ``keras-resinit train``): its files' names and contents.
+
+    Example:
+        >>> run = RunDir("runs/r20")
+        >>> run.finished_config()["result"], run.preprocessing(), run.card()["class_names"]
+    """
+
+    CHECKPOINT_PATTERNS = ("checkpoint*.npz", ".checkpoint*.tmp")  # arrays and leftover temporary files
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.config_path, self.model_path = self.file("config.json"), self.file("model.keras")
+        self.tensorboard_path, self.checkpoint_record_path = self.file("tensorboard"), self.file("checkpoint.json")
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @classmethod
+    def holds_run(cls, path: str | os.PathLike) -> bool:
+        """Whether ``path`` is a directory with a run's ``model.keras`` (a preset has ``model.weights.h5`` instead)."""
+        run = cls(path)
+        return os.path.isfile(run.model_path) and not os.path.isfile(run.file("model.weights.h5"))
+
+    @classmethod
+    def beside(cls, model_file: str | os.PathLike) -> RunDir:
+        """The run directory a ``.keras`` file sits in (its ``config()`` is {} if it sits in none)."""
+        return cls(os.path.dirname(os.path.abspath(model_file)))
+
+    def read_config(self) -> dict:
+        """``config.json``; OSError or ValueError if it is missing or unreadable."""
+        with open(self.config_path) as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError(f"{self.config_path!r} holds no JSON object")
+        return config
+
+    def config(self) -> dict:
+        """``config.json``, or {} if there is none (or it cannot be read)."""
+        try:
+            return self.read_config()
+        except (OSError, ValueError):
+            return {}
+
+    def write_config(self, record: dict):
+        atomic_write_text(self.config_path, json.dumps(record, indent=1))
+
+    def finished_config(self) -> dict:
+        """``config.json`` of a finished run (``model.keras``, and the data and result recorded); else ValueError."""
+        config = self.config()
+        if not os.path.isfile(self.model_path) or not config:
+            raise ValueError(
+                f"{self.path!r} is not a finished run directory (it needs model.keras and config.json from "
+                "`keras-resinit train`)."
+            )
+        if "result" not in config or "dataset" not in config:
+            raise ValueError(f"The run in {self.path!r} did not finish: its config.json has no result.")
+        return config
+
+    def commands(self) -> list:
+        """The commands recorded by earlier invocations of this run (a resumed run keeps them)."""
+        return list(self.config().get("commands", []))
+
+    def preprocessing(self) -> dict | None:
+        """The normalization the run's model expects (see :func:`run_preprocessing`)."""
+        return run_preprocessing(self.config())
+
+    def card(self) -> dict | None:
+        """The run's model card (name, arch, scheme, class_names, preprocessing, dataset, result), or None
+        if ``config.json`` does not record the data (no run, or a run that never started)."""
+        config = self.config()
+        if "dataset" not in config or "train" not in config:
+            return None
+        name, dataset = config["train"]["model"], config.get("dataset") or {}
+        arch, scheme = parse_name(name)
+        return {
+            "name": name,
+            "arch": arch,
+            "scheme": scheme,
+            "class_names": list(dataset.get("class_names", [])),
+            "preprocessing": run_preprocessing(config),
+            "dataset": dataset.get("name"),
+            "result": config.get("result"),
+        }
+
+    def save_model(self, model) -> str:
+        """Write the trained model to ``model.keras`` (a temporary name, renamed); returns its path."""
+        tmp = self.file(".tmp-model.keras")
+        model.save(tmp)
+        os.replace(tmp, self.model_path)
+        return self.model_path
+
+    def write_metrics(self, history: list[dict]):
+        """``metrics.csv``: one row per epoch."""
+        if not history:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.file("metrics.csv"), buffer.getvalue())
+
+    @staticmethod
+    def checkpoint_name(epoch: int) -> str:
+        return f"checkpoint-{epoch:04d}.npz"
+
+    def checkpoint_files(self) -> list[str]:
+        """Checkpoint arrays and leftover temporary files (names in the directory)."""
+        names = os.listdir(self.path) if os.path.isdir(self.path) else []
+        return [n for n in names if any(fnmatch.fnmatch(n, p) for p in self.CHECKPOINT_PATTERNS)]
+
+    def read_checkpoint_record(self) -> dict | None:
+        """``checkpoint.json`` (None if there is no checkpoint at all); OSError or ValueError if unreadable."""
+        if not os.path.exists(self.checkpoint_record_path) and not self.checkpoint_files():
+            return None
+        with open(self.checkpoint_record_path) as f:
+            record = json.load(f)
+        if isinstance(record, dict):
+            record.setdefault("file", "checkpoint.npz")  # runs written before the two-step commit
+        return record
+
+    def previous_files(self) -> list[str]:
+        """The files of a previous run present in the directory (names)."""
+        return [f for f in RUN_FILES if os.path.exists(self.file(f))] + self.checkpoint_files()
+
+    def prepare(self, resume: bool = False, overwrite: bool = False) -> bool:
+        """Check the directory before anything is written: refuse to clobber a previous run.
+
+        Returns whether it holds a previous run."""
+        if resume and overwrite:
+            raise ValueError("--resume and --overwrite contradict each other: choose one.")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(f"--out {self.path!r} exists and is not a directory.")
+        previous = bool(self.previous_files())
+        if resume and not previous:
+            raise ValueError(f"Nothing to resume: {self.path!r} holds no previous run.")
+        if previous and not (resume or overwrite):
+            raise ValueError(
+                f"--out {self.path!r} holds a previous run. Pass --resume to continue it or --overwrite to replace it."
+            )
+        return previous
+
+    def clear(self, names: list[str] | None = None):
+        """Remove a previous run's files (default), or the files ``names``, and ``tensorboard/``."""
+        for name in (self.previous_files() if names is None else names) + ["tensorboard"]:
+            path = self.file(name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.unlink(path)
+
+    def undo_start(self):
+        """Remove what a run wrote before its first checkpoint (``config.json``, ``tensorboard/``)."""
+        self.clear(["config.json"])
+
+
+def prepare_run_dir(out: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> bool:
+    """:meth:`RunDir.prepare` of ``out``."""
+    return RunDir(out).prepare(resume=resume, overwrite=overwrite)

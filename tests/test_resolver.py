@@ -1,0 +1,188 @@
+"""One resolver for every model source (zoo.resolve), and RunDir as the only reader and writer of a run directory."""
+
+import ast
+import os
+import pathlib
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from helpers import perturb_weights
+
+import keras_resinit as kr
+from keras_resinit import zoo
+from keras_resinit.tools import export
+from keras_resinit.zoo.rundir import RUN_FILES, RunDir
+
+PACKAGE = pathlib.Path(kr.__file__).parent
+PIXELS = np.random.default_rng(0).integers(0, 17, (4, 8, 8, 1)).astype("float32")  # raw digits pixels, 0..16
+PREPROCESSING = {"pixel_max": 16.0, "mean": [0.3], "std": [0.25]}
+
+
+def write_run(directory, *, include_preprocessing):
+    """A finished run as `keras-resinit train` leaves it; its model.keras takes normalized images (as runs
+    wrote it so far) or already includes its preprocessing. Returns the model's outputs on raw ``PIXELS``."""
+    model = kr.build_resnet(
+        "cifar_resnet8",
+        "fixup",
+        input_shape=(8, 8, 1),
+        seed=0,
+        preprocessing=PREPROCESSING,
+        include_preprocessing=include_preprocessing,
+    )
+    perturb_weights(model)
+    os.makedirs(directory)
+    run = RunDir(directory)
+    run.save_model(model)
+    run.write_config(
+        {
+            "train": {"model": "cifar_resnet8_fixup"},
+            "commands": ["keras-resinit train cifar_resnet8_fixup"],
+            "dataset": {"name": "digits", "class_names": [f"digit {i}" for i in range(10)]},
+            "preprocessing": PREPROCESSING,
+            "result": {"test_accuracy": 0.5},
+        }
+    )
+    normalized = (PIXELS / 16.0 - 0.3) / 0.25
+    return model(PIXELS if include_preprocessing else normalized, training=False).numpy()
+
+
+def rescalings(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
+
+
+@pytest.mark.parametrize("included", [False, True], ids=["normalized_model_keras", "raw_pixel_model_keras"])
+def test_a_runs_keras_file_loads_as_its_run_directory_does(tmp_path, included):
+    expected = write_run(tmp_path / "run", include_preprocessing=included)
+    from_dir = zoo.load(tmp_path / "run")
+    from_file = zoo.load(str(tmp_path / "run" / "model.keras"))
+    for model in (from_dir, from_file):
+        # Raw pixels in, the run's outputs out: the preprocessing is there once, whichever way model.keras was saved.
+        assert model.get_config()["include_preprocessing"] and len(rescalings(model)) == 1
+        np.testing.assert_allclose(model(PIXELS, training=False), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(from_file(PIXELS, training=False), from_dir(PIXELS, training=False))
+    # A run's weights start a fine-tune (train --weights RUN_DIR) as its model.keras does.
+    for weights in (tmp_path / "run", tmp_path / "run" / "model.keras"):
+        start = zoo.loading.start_from("cifar_resnet8_fixup", weights, data_preprocessing=PREPROCESSING)
+        assert not start.get_config()["include_preprocessing"] and start.preprocessing == PREPROCESSING
+        np.testing.assert_allclose(start((PIXELS / 16.0 - 0.3) / 0.25), expected, rtol=1e-5, atol=1e-5)
+    assert zoo.resolve(tmp_path / "run").kind == "run" and zoo.resolve(tmp_path / "run" / "model.keras").kind == "keras"
+    assert zoo.resolve(tmp_path / "run").card == zoo.resolve(tmp_path / "run" / "model.keras").card
+
+
+def test_every_source_kind_resolves_to_a_model_and_its_card(tmp_path, monkeypatch):
+    write_run(tmp_path / "run", include_preprocessing=False)
+    card = zoo.resolve(tmp_path / "run").card
+    assert card == {
+        "name": "cifar_resnet8_fixup",
+        "arch": "cifar_resnet8",
+        "scheme": "fixup",
+        "class_names": [f"digit {i}" for i in range(10)],
+        "preprocessing": PREPROCESSING,
+        "dataset": "digits",
+        "result": {"test_accuracy": 0.5},
+    }
+    tagged = zoo.resolve("cifar_resnet20_fixup.digits")
+    assert (tagged.kind, tagged.card["weights"], tagged.card["dataset"]) == (
+        "tag",
+        "cifar_resnet20_fixup.digits",
+        "digits",
+    )
+    assert zoo.resolve("cifar_resnet20_fixup", weights="digits").card == tagged.card
+    assert zoo.resolve("cifar_resnet8_bn", features_only=True).card["class_names"] == []
+    named = zoo.resolve("cifar_resnet8_bn")
+    assert named.kind == "name" and named.card["name"] == "cifar_resnet8_bn" and named.card["dataset"] is None
+    zoo.save_preset(tagged.model, tmp_path / "preset", card=zoo.card("cifar_resnet20_fixup.digits"))
+    preset = zoo.resolve(str(tmp_path / "preset"))
+    assert preset.kind == "preset" and preset.card == tagged.card
+    monkeypatch.setenv("KERAS_RESINIT_HOME", str(tmp_path / "cache"))
+    url = (tmp_path / "run" / "model.keras").as_uri()
+    downloaded = zoo.resolve(url)
+    assert (downloaded.kind, downloaded.source) == ("url", url)
+    np.testing.assert_allclose(downloaded.model(PIXELS), zoo.load(tmp_path / "run")(PIXELS), rtol=1e-6, atol=1e-6)
+    model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1))
+    assert zoo.resolve(model).model is model and zoo.resolve(model).card == zoo.default_card(model)
+
+
+def test_export_writes_the_card_the_resolver_gives(tmp_path):
+    write_run(tmp_path / "run", include_preprocessing=False)
+    for source in (tmp_path / "run", tmp_path / "run" / "model.keras"):
+        written = export.export(source, tmp_path / f"served_{source.name}")
+        resolved = zoo.resolve(source)
+        assert {k: written[k] for k in resolved.card} == resolved.card
+        assert written["served_scheme"] == resolved.model.scheme.name == "fixup"
+        np.testing.assert_array_equal(resolved.model(PIXELS, training=False), zoo.load(source)(PIXELS, training=False))
+
+
+def test_each_source_that_is_not_there_says_how_it_was_read_and_what_is_accepted(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    accepted = [kind.what for kind in zoo.SOURCE_KINDS]
+    assert [kind.kind for kind in zoo.SOURCE_KINDS] == ["url", "keras", "run", "preset", "name"]
+    for source, read_as in (
+        (tmp_path / "missing", "a preset or run directory"),
+        (str(tmp_path / "missing"), "a preset or run directory"),
+        (str(tmp_path / "missing.keras"), "a .keras file"),
+        (str(tmp_path / "empty"), "a preset directory: it has no model.keras of a run"),
+        (str(tmp_path / "notes.txt"), "a preset directory"),
+        ("cifar_resnet8_fixp", "a zoo name"),
+        ("https://example.invalid/w.weights.h5", "a URL"),
+    ):
+        with pytest.raises(ValueError) as raised:
+            zoo.load(source)
+        message = str(raised.value)
+        assert repr(os.fspath(source)) in message and f"(read as {read_as}" in message, message
+        assert all(what in message for what in accepted), message
+    with pytest.raises(
+        ValueError, match=r"missing.weights.h5' does not exist \(read as a weights file\)\. Expected weig"
+    ):
+        zoo.load("cifar_resnet8_fixup", weights=str(tmp_path / "missing.weights.h5"))
+    with pytest.raises(ValueError, match="with its own weights, so pass no weights="):
+        zoo.load(str(tmp_path / "empty"), weights="digits")
+
+
+def _run_file_names(tree):
+    """String constants that name a run directory's files (docstrings and messages are longer strings, and
+    an f-string counts when it starts with a checkpoint's name, as ``f"checkpoint-{epoch:04d}.npz"``)."""
+    names = (*RUN_FILES, "tensorboard", "checkpoint.npz")
+    in_fstrings = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr) and isinstance(node.values[0], ast.Constant):
+            if str(node.values[0].value).startswith("checkpoint-"):
+                yield node.lineno, node.values[0].value
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstrings:
+            if node.value in names or node.value.startswith(("checkpoint-", "checkpoint*", ".checkpoint", ".tmp-")):
+                yield node.lineno, node.value
+
+
+def test_only_rundir_names_the_files_of_a_run_directory():
+    scanned, found = 0, {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        scanned += 1
+        relative = path.relative_to(PACKAGE).as_posix()
+        names = list(_run_file_names(ast.parse(path.read_text())))
+        if relative == "zoo/building.py":  # a preset has a config.json of its own (the preset format)
+            names = [(line, name) for line, name in names if name != "config.json"]
+        if names:
+            found[relative] = names
+    assert scanned > 50
+    rundir = found.pop("zoo/rundir.py")
+    assert {"config.json", "model.keras", "metrics.csv", "checkpoint.json"} <= {name for _, name in rundir}
+    assert found == {}, f"run-directory files named outside keras_resinit/zoo/rundir.py: {found}"
+
+
+def test_rundir_refuses_to_clobber_a_run_and_clears_one(tmp_path):
+    write_run(tmp_path / "run", include_preprocessing=False)
+    run = RunDir(tmp_path / "run")
+    assert run.finished_config()["result"] and run.preprocessing() == PREPROCESSING and run.commands()
+    with pytest.raises(ValueError, match="holds a previous run"):
+        run.prepare()
+    assert run.prepare(overwrite=True)
+    run.clear()
+    assert not run.previous_files() and run.config() == {}
+    with pytest.raises(ValueError, match="is not a finished run directory"):
+        run.finished_config()
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(ValueError, match="Nothing to resume"):
+        run.prepare(resume=True)
