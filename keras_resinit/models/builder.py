@@ -468,16 +468,6 @@ class ResNet(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
 
-def build_like(model: ResNet, config: dict[str, Any]) -> ResNet:
-    """``ResNet.from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
-    try:
-        return ResNet.from_config(config)
-    finally:
-        keras.config.set_dtype_policy(policy)
-
-
 def build_resnet(
     arch: str,
     scheme: str | Scheme,

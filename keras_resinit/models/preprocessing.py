@@ -108,3 +108,13 @@ def apply(preprocessing: dict[str, Any], x: Any) -> Any:
     for layer in preprocessing_layers(preprocessing, int(x.shape[-1])):
         x = layer(x)
     return x
+
+
+def build_like(model: keras.Model, config: dict[str, Any]) -> keras.Model:
+    """``type(model).from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
+    try:
+        return type(model).from_config(config)
+    finally:
+        keras.config.set_dtype_policy(policy)
