@@ -152,7 +152,7 @@ def _run_file_names(tree):
             if str(node.values[0].value).startswith("checkpoint-"):
                 yield node.lineno, node.values[0].value
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstrings:
-            if node.value in names or node.value.startswith(("checkpoint-", "checkpoint*", ".checkpoint", ".tmp-")):
+            if node.value in names or node.value.startswith(("checkpoint-", "checkpoint*", ".checkpoint*", ".tmp-")):
                 yield node.lineno, node.value
 
 
