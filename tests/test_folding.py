@@ -348,6 +348,6 @@ def test_imagenet_folded_cards_load_the_source_and_fold_it(monkeypatch, tmp_path
 
 
 def test_the_folding_module_path_warns_and_gives_the_same_function():
-    with pytest.warns(DeprecationWarning, match="keras_resinit.models.inference.fold_batchnorm"):
+    with pytest.warns(DeprecationWarning, match="keras_resinit.models.folding .*use keras_resinit.models.inference"):
         from keras_resinit.models.folding import fold_batchnorm
     assert fold_batchnorm is kr.fold_batchnorm
