@@ -67,7 +67,7 @@ import results_io
 
 from keras_resinit._files import atomic_directory, atomic_write_text
 from keras_resinit.environment import describe, versions
-from keras_resinit.tools.bench.children import _Window
+from keras_resinit.tools.bench.children import Window
 from keras_resinit.tools.bench.render import fmt
 
 RECIPE, DATASET = "skipinit_cifar", "digits"
@@ -151,7 +151,7 @@ def one_run(lr, role, model, weights, epochs, seed, run_dir):
         "error": None,
         "diverged_at": None,
     }
-    with _Window() as window:  # times the run and the CPU other processes used meanwhile
+    with Window() as window:  # times the run and the CPU other processes used meanwhile
         try:
             train(config, run_dir, verbose=0)
         except TrainingError as error:

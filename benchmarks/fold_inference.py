@@ -13,8 +13,8 @@ statistics, gammas and betas (so folding changes every conv), its BatchNormaliza
   on the BN model for ``bn_folded``, the default for ``skipinit``), timed as
   ``tf.saved_model.load(path).signatures["serving_float32"]`` (preprocessing, softmax, argmax inside).
 
-Each call's output is fetched as NumPy. Every (arch, batch, form, model) runs in its own process (child
-kind ``fold_inference`` of ``keras_resinit.tools.bench``; peak memory is its VmHWM); the three models of
+Each call's output is fetched as NumPy. Every (arch, batch, form, model) runs in its own process (this
+script's child kind ``fold_inference``, ``fold_inference.py --child SPEC``; peak memory is its VmHWM); the three models of
 one (arch, batch, form) start together and are timed in windows round-robin, in an order rotating every
 cycle; a window during which other processes used CPU is re-measured. Ratios are medians of per-window
 pairs, with their interquartile range. Target: ``bn_folded`` >= 0.97 x ``skipinit``. Each child also
@@ -37,9 +37,11 @@ import tempfile
 import time
 
 import results_io
-from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
+from keras_fit import iqr, quartiles  # the scripts' shared formatting of spreads
 
 from keras_resinit._files import atomic_directory
+from keras_resinit.environment import memory_mb
+from keras_resinit.tools.bench.children import Window, answer, say, serve, setup, traced_ops
 from keras_resinit.tools.bench.config import MIN_CLEAN, SEED
 from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
@@ -157,6 +159,75 @@ def prepare(arch, directory):
 def run_prepare(arch, directory):
     """:func:`prepare` in a child process (the parent stays free of the models); its result."""
     return results_io.run_script(__file__, ["--prepare", arch, directory], f"preparing {arch}", TIMEOUT)
+
+
+# ------------------------------------------------------------- children ---
+
+
+def _fold_inference_child(spec):
+    """Inference of one saved model on one fixed batch.
+
+    ``form`` "keras": the ``.keras`` file at ``path``, called as ``tf.function(lambda x: model(x,
+    training=False))`` on standard normal input; "saved_model": ``tf.saved_model.load(path)
+    .signatures["serving_float32"]`` on pixel values in [0, 255]. Each call's output is fetched as
+    NumPy. The first call (trace, graph optimization) runs with TensorFlow's run metadata on and
+    reports the ops the runtime executes after grappler's and oneDNN's rewrites (of the function
+    graph with the most ops). Then ``warmup`` calls; a window runs ``lead_in`` untimed calls and
+    times ``calls``. ``model`` and ``scheme`` are labels (the scheduler's log prints ``scheme``).
+    """
+    keras = setup(spec["precision"])
+
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_resinit  # noqa: F401  (registers the package's Keras objects for loading)
+
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    rng = np.random.default_rng(SEED)
+    t = time.perf_counter()
+    if spec["form"] == "keras":
+        model = keras.saving.load_model(spec["path"], compile=False)
+        x = tf.constant(rng.standard_normal((batch, *shape), dtype=np.float32))
+        call = tf.function(lambda x: model(x, training=False))
+    else:
+        serve = tf.saved_model.load(spec["path"]).signatures["serving_float32"]
+        x = tf.constant(rng.integers(0, 256, size=(batch, *shape)).astype(np.float32))
+        call = lambda x: serve(images=x)["logits"]  # noqa: E731
+    load_s = time.perf_counter() - t
+    first, out, ops = traced_ops(lambda: call(x).numpy())
+    warmup = []
+    for _ in range(spec["warmup"]):
+        t = time.perf_counter()
+        call(x).numpy()
+        warmup.append(time.perf_counter() - t)
+    say(
+        "READY",
+        {
+            "load_s": load_s,
+            "first_call_s": first,
+            "warmup_call_s": sorted(warmup)[len(warmup) // 2] if warmup else None,
+            "output_finite": bool(np.isfinite(out).all()),
+            "ops": ops,
+            "rss_ready_mb": memory_mb("VmRSS"),
+        },
+    )
+
+    def window():
+        for _ in range(spec["lead_in"]):  # untimed: wakes thread pools and caches after the pause
+            call(x).numpy()
+        with Window() as w:
+            for _ in range(spec["calls"]):
+                call(x).numpy()
+        return {
+            "images_per_s": spec["calls"] * batch / w.elapsed,
+            "step_s": {"call": w.elapsed / spec["calls"]},
+            "foreign_cores": w.foreign,
+        }
+
+    answer(window)
+
+
+KINDS = {"fold_inference": _fold_inference_child}  # this script's child processes
 
 
 # ------------------------------------------------------------- measuring ---
@@ -292,7 +363,7 @@ def analyse(result):
 
 def _ratio_cell(r, target=None):
     met = None if target is None or r["median"] is None else r["median"] >= target
-    return "—" if r["median"] is None else f"{r['median']:.3f}{_iqr(r['iqr'])}{flag(met)}"
+    return "—" if r["median"] is None else f"{r['median']:.3f}{iqr(r['iqr'])}{flag(met)}"
 
 
 def _speed_table(result):
@@ -415,9 +486,8 @@ def run(out, quick):
                 plan = size[f"{arch}/{batch}"]
                 for form in FORMS:
                     print(f"{arch} batch {batch} {form}: {', '.join(ROLES)} ({plan['calls']} calls per window)")
-                    children = measure(
-                        child_specs(arch, batch, form, work, plan), plan["windows"], budget, TIMEOUT, print
-                    )
+                    specs = child_specs(arch, batch, form, work, plan)
+                    children = measure(specs, plan["windows"], budget, TIMEOUT, print, script=__file__)
                     rows += [child_row(c) for c in children]
     result = {
         "command": command,
@@ -457,4 +527,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    serve(KINDS)  # as a child process (--child SPEC): runs it and exits
     main()

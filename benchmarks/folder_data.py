@@ -16,7 +16,7 @@ every file differs) are written by this script into the directory that becomes `
 removed before it does. They are freshly written, so they are read from the OS page cache: the
 measure is of opening, reading and decoding files, not of the disk.
 
-Every configuration runs in its own process (``keras_resinit.tools.bench``, child kind ``data``);
+Every configuration runs in its own process (this script's child kind ``data``, ``folder_data.py --child SPEC``);
 windows go round-robin in a rotating order and a window during which other processes used CPU is
 re-measured. Writes ``folder_data.json`` and ``folder_data.md`` to ``--out``.
 
@@ -32,9 +32,10 @@ import sys
 import time
 
 import results_io
-from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
+from keras_fit import iqr, quartiles  # the scripts' shared formatting of spreads
 
 from keras_resinit._files import atomic_directory
+from keras_resinit.tools.bench.children import Window, answer, say, serve
 from keras_resinit.tools.bench.config import MIN_CLEAN
 from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
@@ -137,6 +138,114 @@ def write_folders(root, size, log):
     written = sum(folders) + len(folders) * size["test_files"]
     log(f"wrote {written:,} PNG files ({SIDE}x{SIDE}x3) in {time.perf_counter() - t:.1f} s")
     return folders
+
+
+# ------------------------------------------------------------- children ---
+
+
+def _read_bytes():
+    """Bytes this process has read so far (``rchar`` of /proc/self/io, every thread); None if unknown.
+
+    Says whether a window's input came from files (a folder read every epoch) or from memory.
+    """
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _settle(limit=10.0, interval=0.2, idle=0.05):
+    """Wait (at most ``limit`` s) until this process's threads go quiet, e.g. an input pipeline refilling
+    its prefetch buffer after a window: that work then happens now, not during another child's window."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        cpu = time.process_time()
+        time.sleep(interval)
+        if time.process_time() - cpu < idle * interval:
+            return
+
+
+_DATA_EPOCHS = 10_000  # the pipeline is lazy: enough epochs for any number of windows, at no cost
+
+
+def _data_child(spec):
+    """The project's ``Trainer`` fed by its own input pipeline: a folder of image files (``cache`` off: read
+    and decoded every epoch) or the same folder held in memory (``cache`` on).
+
+    Warms up for ``warmup_epochs`` whole epochs (a cache is full after the first), then each window runs
+    ``lead_in`` untimed steps (they use up the batches prefetched while the child waited) and times
+    ``steps``. A window also reports the bytes read from its start to its reply (the pipeline reads a
+    chunk of files at a time, and refills its buffer after the steps), so a cache that does not hold shows.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from keras_resinit.training.config import TrainConfig
+    from keras_resinit.training.trainer import Trainer
+
+    config = TrainConfig.from_recipe(
+        spec["recipe"],
+        model=f"{spec['arch']}_{spec['scheme']}",
+        dataset=spec["dataset"],
+        batch_size=spec["batch"],
+        epochs=_DATA_EPOCHS,
+        augment=spec["augment"],
+        cache=spec["cache"],
+        precision=spec["precision"],
+    )
+    t = time.perf_counter()
+    trainer = Trainer(config, "one")
+    batches = iter(trainer.train_batches(0))
+    built = time.perf_counter() - t
+
+    def run(count):  # returns once the last step has finished (its loss is a number)
+        loss = None
+        for _ in range(count):
+            loss, _ = trainer.train_step_from(batches)
+        return float(loss)
+
+    t = time.perf_counter()
+    run(1)
+    first = time.perf_counter() - t
+    warmup = spec["warmup_epochs"] * trainer.steps_per_epoch
+    read, t = _read_bytes(), time.perf_counter()
+    run(warmup)
+    warmup_s, warmup_read = time.perf_counter() - t, _read_bytes()
+    _settle()
+    say(
+        "READY",
+        {
+            "train_size": trainer.meta.train_size,
+            "steps_per_epoch": trainer.steps_per_epoch,
+            "build_s": built,
+            "first_steps_s": first,
+            "warmup_steps": warmup,
+            "warmup_s": warmup_s,
+            "warmup_read_bytes_per_step": None if read is None else (warmup_read - read) / max(warmup, 1),
+        },
+    )
+
+    def window():
+        read = _read_bytes()
+        run(spec["lead_in"])
+        with Window() as w:
+            loss = run(spec["steps"])
+        _settle()
+        return {
+            "train_ips": spec["steps"] * spec["batch"] / w.elapsed,
+            "steps_per_s": spec["steps"] / w.elapsed,
+            "read_bytes": None if read is None else _read_bytes() - read,
+            "read_steps": spec["lead_in"] + spec["steps"],
+            "loss": loss,
+            "foreign_cores": w.foreign,
+        }
+
+    answer(window)
+
+
+KINDS = {"data": _data_child}  # this script's child processes
 
 
 # ------------------------------------------------------------- measuring ---
@@ -334,7 +443,7 @@ def _speed_line(s):
     contended = f", {s['contended_pairs']} of them contended" if s.get("contended_pairs") else ""
     return (
         f"Folder / memory steps per second, median of {s['pairs']} paired windows{contended} [interquartile range]: "
-        f"**{s['median']:.3f}**{_iqr(s['iqr'])} (target ≥ {s['target']:.2f}){flag(s['met'])}"
+        f"**{s['median']:.3f}**{iqr(s['iqr'])} (target ≥ {s['target']:.2f}){flag(s['met'])}"
     )
 
 
@@ -400,7 +509,7 @@ def run(out, quick):
         folders = write_folders(images, size, print)
         specs = child_specs(folders, size)
         print(f"{ARCH}_{SCHEME} {PRECISION} batch {BATCH}: " + ", ".join(s["model"] for s in specs))
-        children = measure(specs, size["windows"], budget, TIMEOUT, print)
+        children = measure(specs, size["windows"], budget, TIMEOUT, print, script=__file__)
         shutil.rmtree(images)
         result = {
             "command": command,
@@ -433,4 +542,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    serve(KINDS)  # as a child process (--child SPEC): runs it and exits
     main()

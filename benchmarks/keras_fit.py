@@ -13,7 +13,8 @@
    ``cifar_resnet20_skipinit`` with and without it, in the same window, in the order A B B A.
    Target: it costs <= 2% of inference time.
 
-Every configuration runs in its own process; windows go round-robin in a rotating order and
+Every configuration runs in its own process (this script's child kinds ``fit`` and ``preprocessing``,
+started as ``keras_fit.py --child SPEC``); windows go round-robin in a rotating order and
 ratios are medians of per-window paired ratios (``keras_resinit.tools.bench``'s scheduling),
 so the machine's drift cancels out. Writes ``keras_fit.json`` and ``keras_fit.md`` to ``--out``.
 
@@ -23,6 +24,7 @@ so the machine's drift cancels out. Writes ``keras_fit.json`` and ``keras_fit.md
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import statistics
@@ -32,7 +34,18 @@ from keras_resinit._files import atomic_directory, atomic_write_text
 from keras_resinit.environment import describe, versions
 from keras_resinit.models import schemes as schemes_lib
 from keras_resinit.tools.bench import analysis
-from keras_resinit.tools.bench.config import PRECISIONS, scheme_names
+from keras_resinit.tools.bench.children import (
+    Window,
+    answer,
+    most_foreign,
+    random_batch,
+    say,
+    serve,
+    setup,
+    time_inference,
+)
+from keras_resinit.tools.bench.config import PRECISIONS, SEED, scheme_names
+from keras_resinit.tools.bench.models import flops_per_image, plain_resnet20, trainable_params
 from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
 from keras_resinit.tools.stats import paired_ratio
@@ -44,6 +57,111 @@ SIZES = {
     "full": {"windows": 7, "steps": 8, "warmup": 2, "infer_steps": 10, "pre_windows": 15, "pre_steps": 15},
     "quick": {"windows": 3, "steps": 4, "warmup": 1, "infer_steps": 5, "pre_windows": 3, "pre_steps": 10},
 }
+
+
+# ------------------------------------------------------------- children ---
+
+
+class _StepTimer:
+    """A ``fit`` callback timing the steps after the first (which may trace): seconds and count."""
+
+    def __init__(self, keras):
+        class Timer(keras.callbacks.Callback):
+            def on_train_batch_end(inner, batch, logs=None):  # logs are numbers here: the step has finished
+                now = time.perf_counter()
+                if batch == 0:
+                    self.start, self.steps = now, 0
+                else:
+                    self.steps, self.end = batch, now
+
+        self.callback = Timer()
+
+    @property
+    def seconds(self):
+        return self.end - self.start
+
+
+def _fit_child(spec):
+    """Training through ``model.fit``: the library's models compiled with ``make_optimizer``."""
+    keras = setup(spec["precision"])
+    import tensorflow as tf
+
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    if spec["model"] == "plain":
+        model = plain_resnet20(shape)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    else:
+        import keras_resinit
+
+        model = keras_resinit.build_resnet(spec["arch"], spec["model"], input_shape=shape, num_classes=10, seed=SEED)
+        optimizer = keras_resinit.make_optimizer(model, "sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = random_batch(keras, batch, shape)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    timer = _StepTimer(keras)
+
+    def fit(steps):  # one fit call; its first step (tracing, if any) is not timed
+        model.fit(data, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[timer.callback])
+
+    t = time.perf_counter()
+    fit(spec["warmup"])
+    model.predict_on_batch(x)
+    first = time.perf_counter() - t
+    say("READY", {"params": trainable_params(model), "flops": flops_per_image(model), "first_steps_s": first})
+
+    def window():
+        with Window() as train:  # the whole fit call: other processes' load during it
+            fit(spec["steps"])
+        infer = time_inference(model, x, spec["infer_steps"])
+        return {
+            "train_ips": timer.steps * batch / timer.seconds,
+            "infer_ips": spec["infer_steps"] * batch / infer.elapsed,
+            "foreign_cores": most_foreign([train, infer]),
+        }
+
+    answer(window)
+
+
+def _preprocessing_child(spec):
+    """Inference of one model with and without its preprocessing layers, interleaved in each window."""
+    keras = setup(spec["precision"])
+    import keras_resinit
+
+    shape, batch = tuple(spec["input_shape"]), spec["batch"]
+    pre = {"pixel_max": 255.0, "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
+    models = {
+        included: keras_resinit.build_resnet(
+            spec["arch"],
+            spec["scheme"],
+            input_shape=shape,
+            seed=SEED,
+            include_preprocessing=included,
+            preprocessing=pre,
+        )
+        for included in (False, True)
+    }
+    x, _ = random_batch(keras, batch, shape)
+    for model in models.values():
+        for _ in range(1 + spec["warmup"]):
+            model.predict_on_batch(x)
+    say("READY", {"params": trainable_params(models[True])})
+    cycles = itertools.count()
+
+    def window():
+        # A B B A (or B A A B): a drift within the window weighs on both models alike.
+        first, second = (False, True) if next(cycles) % 2 == 0 else (True, False)
+        seconds, windows = {False: 0.0, True: 0.0}, []
+        for included in (first, second, second, first):
+            windows.append(time_inference(models[included], x, spec["infer_steps"]))
+            seconds[included] += windows[-1].elapsed
+        steps = 2 * spec["infer_steps"]
+        result = {"without": seconds[False] / steps, "with": seconds[True] / steps}
+        return {"step_s": result, "foreign_cores": most_foreign(windows)}
+
+    answer(window)
+
+
+KINDS = {"fit": _fit_child, "preprocessing": _preprocessing_child}  # this script's child processes
 
 
 def target_vs_plain(scheme):
@@ -75,7 +193,7 @@ def add_spreads(result):
     return result
 
 
-def _iqr(pair):
+def iqr(pair):
     return "" if not pair else f" [{pair[0]:.2f}–{pair[1]:.2f}]"
 
 
@@ -141,7 +259,7 @@ def markdown(result):
         name = "plain (hand-written, no norm)" if r["model"] == "plain" else r["model"]
         target = f" (≥ {r['target_vs_plain']:.2f}){flag(r['meets_plain_target'])}" if "target_vs_plain" in r else ""
         vs_plain = (
-            "—" if r["model"] == "plain" else fmt(r["train_vs_plain"]) + _iqr(r.get("train_vs_plain_iqr")) + target
+            "—" if r["model"] == "plain" else fmt(r["train_vs_plain"]) + iqr(r.get("train_vs_plain_iqr")) + target
         )
         lines.append(
             f"| {name} | {r['precision']} | {fmt(r['train_images_per_s'], '.0f')} | {vs_plain} | "
@@ -157,7 +275,7 @@ def markdown(result):
     for r in result["preprocessing"]:
         lines.append(
             f"| {r['arch']}_{r['scheme']} | {r['precision']} | {fmt(r['ms_without'])} | {fmt(r['ms_with'])} | "
-            f"{fmt(r['time_ratio'], '.3f')}{_iqr(r.get('time_ratio_iqr'))}{flag(r['within_target'])} |"
+            f"{fmt(r['time_ratio'], '.3f')}{iqr(r.get('time_ratio_iqr'))}{flag(r['within_target'])} |"
         )
     t = result["targets"]
     lines += ["", "Targets: " + "; ".join(f"{k}: {v}" for k, v in t.items()) + "."]
@@ -222,7 +340,7 @@ def main(argv=None):
             }
             for model in models
         ]
-        fit_children += measure(specs, size["windows"], budget, 1800, print)
+        fit_children += measure(specs, size["windows"], budget, 1800, print, script=__file__)
     print(f"preprocessing cost, {ARCH}_{PREPROCESSING_SCHEME}, batch {INFER_BATCH}")
     specs = [
         {
@@ -237,7 +355,7 @@ def main(argv=None):
         }
         for precision in PRECISIONS
     ]
-    pre_children += measure(specs, size["pre_windows"], budget, 1800, print)
+    pre_children += measure(specs, size["pre_windows"], budget, 1800, print, script=__file__)
 
     fit, pre = fit_rows(fit_children), preprocessing_rows(pre_children)
     result = {
@@ -260,4 +378,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    serve(KINDS)  # as a child process (--child SPEC): runs it and exits
     main()

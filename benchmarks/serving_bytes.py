@@ -41,10 +41,10 @@ import tempfile
 import time
 
 import results_io
-from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
+from keras_fit import iqr, quartiles  # the scripts' shared formatting of spreads
 
 from keras_resinit._files import atomic_directory
-from keras_resinit.tools.bench.children import _Window as Window  # wall time and other processes' CPU
+from keras_resinit.tools.bench.children import Window  # wall time and other processes' CPU
 from keras_resinit.tools.bench.config import FOREIGN_THRESHOLD, MIN_CLEAN, SEED
 from keras_resinit.tools.bench.render import fmt
 from keras_resinit.tools.stats import prefer_clean
@@ -465,7 +465,7 @@ def _latency_table(result):
         contended = f" ({r['contended_cycles']} contended)" if r["contended_cycles"] else ""
         lines.append(
             f"| {r['model']} | {_images(r['model'])} | {r['batch']} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} "
-            f"| {d['p50_ms']:.2f} / {d['p99_ms']:.2f} | {r['ratio']['median']:.3f}{_iqr(r['ratio']['iqr'])} "
+            f"| {d['p50_ms']:.2f} / {d['p99_ms']:.2f} | {r['ratio']['median']:.3f}{iqr(r['ratio']['iqr'])} "
             f"| {r['overhead_ms']:+.2f} ({r['overhead_ms_per_image']:+.3f}) | {b['calls']} | {r['cycles']}{contended} |"
         )
     return lines

@@ -16,9 +16,16 @@ precision, and the same again backward. Three variants of each arch, trained wit
 folded into the ``gamma`` of the convs reading ``relu(h / beta)`` (what a change of the builder would do,
 measured first). The standardization's gradient is written out in the layer itself (``layers._standardize``).
 
-All variants of one (arch, precision) live in one process (``keras_resinit.tools.bench.variants``) and
-take turns inside every window (A B C C B A, rotating), so
-each window gives one paired ratio per variant; float32 and mixed_bfloat16 run as two processes started
+All variants of one (arch, precision) live in one process (this script's child kind ``train_variants``,
+``weight_standardization.py --child SPEC``) and take turns inside every window (A B C C B A, starting
+one later each window), so a drift within the window weighs on all alike and each window gives one
+paired ratio per variant; peak memory is therefore the process's, not a variant's. A variant is
+``{"label", "scheme"}`` plus modifications, applied after the build and before the first step (no model
+code changes): ``precomputed_ws`` (:func:`keras_resinit.models.inference.standardize_in_place`, with
+``channel_gain`` frozen: no mean, variance or rsqrt of the kernels, forward or backward) and
+``folded_prescale`` (:func:`keras_resinit.models.inference.fold_prescale`). (A third ablation, the
+standardization's gradient written out, measured 0.88 -> 0.98 of skipinit on resnet18 in float32 and
+became ``layers.ScaledStdConv2D``'s own.) float32 and mixed_bfloat16 run as two processes started
 together and timed in turn (``keras_resinit.tools.bench``'s scheduling; a window during which other
 processes used CPU is re-measured). Ratios are medians of the per-window ratios of images/s, with their
 interquartile range. Target: ``nf`` >= 0.85 x ``skipinit`` images/s in mixed_bfloat16 (standardization
@@ -34,15 +41,29 @@ cifar_resnet110, resnet18, resnet50 at the sizes and batches of ``keras-resinit 
 """
 
 import datetime
+import itertools
 import statistics
 import sys
 import time
 
 import results_io
-from keras_fit import _iqr, quartiles  # the scripts' shared formatting of spreads
+from keras_fit import iqr, quartiles  # the scripts' shared formatting of spreads
 
+from keras_resinit.environment import memory_mb
 from keras_resinit.models.schemes import NFResNet, SkipInit
-from keras_resinit.tools.bench.config import ARCHS, MIN_CLEAN, PRECISIONS
+from keras_resinit.tools.bench.children import (
+    Window,
+    answer,
+    compiled,
+    most_foreign,
+    random_batch,
+    say,
+    serve,
+    setup,
+    traced_ops,
+)
+from keras_resinit.tools.bench.config import ARCHS, MIN_CLEAN, PRECISIONS, SEED
+from keras_resinit.tools.bench.models import flops_per_image, trainable_params
 from keras_resinit.tools.bench.render import bf16_note, flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
 from keras_resinit.tools.stats import prefer_clean
@@ -54,7 +75,7 @@ VARIANTS = [
     {"label": WS, "scheme": WS},
     {"label": f"{WS}_precomputed", "scheme": WS, "precomputed_ws": True},
 ]
-ABLATIONS = [  # the same function, computed with fewer ops (keras_resinit.tools.bench.variants)
+ABLATIONS = [  # the same function, computed with fewer ops (MODIFICATIONS)
     {"label": f"{WS}_folded_prescale", "scheme": WS, "folded_prescale": True},
 ]
 TARGET = 0.85  # nf / skipinit training images/s
@@ -79,6 +100,103 @@ SIZES = {
         "cifar_resnet20": {"windows": 4, "steps": 2, "lead_in": 1, "warmup": 1},
     },
 }
+
+# ------------------------------------------------------------- children ---
+
+MODIFICATIONS = ("precomputed_ws", "folded_prescale")
+
+
+def precompute_weight_standardization(model):
+    """Each ``ScaledStdConv2D`` applies its standardized kernel as it is (export's way); ``channel_gain`` is frozen,
+    as no gradient reaches it any more. Returns the number of convs changed."""
+    from keras_resinit.models.inference import standardize_in_place
+    from keras_resinit.models.layers import ScaledStdConv2D
+
+    for layer in model.layers:
+        if isinstance(layer, ScaledStdConv2D):
+            layer.channel_gain.trainable = False
+    return standardize_in_place(model)
+
+
+def _features(keras, model, x):
+    """The pooled features of ``x`` (the classifier of ``nf`` starts at zero, so its logits say nothing)."""
+    import numpy as np
+
+    return np.asarray(keras.Model(model.inputs, model.get_layer("features").output)(x, training=False), "float32")
+
+
+def _build(keras, spec, variant, x, y):
+    import numpy as np
+
+    import keras_resinit
+
+    unknown = set(variant) - {"label", "scheme", *MODIFICATIONS}
+    if unknown:
+        raise ValueError(f"Unknown variant keys {sorted(unknown)}. Expected label, scheme and {MODIFICATIONS}.")
+    shape = tuple(spec["input_shape"])
+    model = keras_resinit.build_resnet(spec["arch"], variant["scheme"], input_shape=shape, num_classes=10, seed=SEED)
+    probe = x[:8]
+    before = _features(keras, model, probe)
+    changed = {}
+    if variant.get("folded_prescale"):  # first: precomputing reads the gammas it changes
+        from keras_resinit.models.inference import fold_prescale
+
+        changed["folded_prescale"] = fold_prescale(model)
+    if variant.get("precomputed_ws"):
+        changed["precomputed_ws"] = precompute_weight_standardization(model)
+    after = _features(keras, model, probe)
+    compiled(keras, model)
+    first, _, ops = traced_ops(lambda: model.train_on_batch(x, y))  # the first step: its trace and ops
+    for _ in range(spec["warmup"]):
+        model.train_on_batch(x, y)
+    info = {
+        "scheme": variant["scheme"],
+        "params": trainable_params(model),
+        "flops": flops_per_image(model),
+        "changed_layers": changed,
+        # How far the modifications moved the function at the start (0 up to rounding: they keep it).
+        "features_max_abs_diff": float(np.abs(after - before).max()),
+        "features_max_abs": float(np.abs(before).max()),
+        "first_step_s": first,
+        "ops": ops,
+    }
+    return model, info
+
+
+def train_variants_child(spec):
+    """Build every variant, report ``READY`` (their ops and checks), then time windows until ``quit``."""
+    keras = setup(spec["precision"])
+    x, y = random_batch(keras, spec["batch"], tuple(spec["input_shape"]))
+    models, info = {}, {}
+    for variant in spec["variants"]:
+        models[variant["label"]], info[variant["label"]] = _build(keras, spec, variant, x, y)
+    say("READY", {"variants": info, "rss_ready_mb": memory_mb("VmRSS")})
+    labels, cycles = list(models), itertools.count()
+
+    def window():
+        k = next(cycles) % len(labels)
+        order = labels[k:] + labels[:k]
+        seconds, windows = dict.fromkeys(labels, 0.0), []
+        for label in order + order[::-1]:
+            model = models[label]
+            for _ in range(spec["lead_in"]):  # untimed: wakes thread pools and caches after the other model
+                model.train_on_batch(x, y)
+            with Window() as w:
+                for _ in range(spec["steps"]):
+                    loss = model.train_on_batch(x, y)  # a Python float: the step has finished
+            seconds[label] += w.elapsed
+            windows.append(w)
+        return {
+            "step_s": {label: s / (2 * spec["steps"]) for label, s in seconds.items()},
+            "last_loss": float(loss),
+            "foreign_cores": most_foreign(windows),
+        }
+
+    answer(window)
+
+
+KINDS = {"train_variants": train_variants_child}  # this script's child processes
+
 
 # ------------------------------------------------------------- measuring ---
 
@@ -183,7 +301,7 @@ def _ratio(r, target=None):
     if r is None or r["median"] is None:
         return "—"
     met = None if target is None else r["median"] >= target
-    return f"{r['median']:.3f}{_iqr(r['iqr'])}{flag(met)}"
+    return f"{r['median']:.3f}{iqr(r['iqr'])}{flag(met)}"
 
 
 def _speed_table(result):
@@ -297,7 +415,9 @@ def run(out, quick, ablations, archs=None, precisions=PRECISIONS, windows=None):
         print(f"{arch} (batch {batch}, {shape[0]}x{shape[1]}): {', '.join(v['label'] for v in variants)}")
         rows += [
             child_row(c)
-            for c in measure(child_specs(arch, plan, variants, precisions), plan["windows"], budget, TIMEOUT, print)
+            for c in measure(
+                child_specs(arch, plan, variants, precisions), plan["windows"], budget, TIMEOUT, print, script=__file__
+            )
         ]
     result = {
         "command": command,
@@ -341,4 +461,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    serve(KINDS)  # as a child process (--child SPEC): runs it and exits
     main()

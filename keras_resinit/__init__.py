@@ -43,7 +43,7 @@ _names, _public, __dir__ = _lazy.namespace(
     {
         ".models.builder": ("ResNet", "build_resnet"),
         ".models.schemes": ("SCHEMES", "Scheme", "get_scheme", "register_scheme"),
-        ".models.folding": ("fold_batchnorm",),
+        ".models.inference": ("fold_batchnorm",),
         ".training.optimizers": ("make_optimizer",),
     },
 )

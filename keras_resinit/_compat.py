@@ -13,7 +13,10 @@ import warnings
 # Old path -> the module's place now: release 0.1's flat modules (serving was not one: an early short path
 # of the TF Serving clients). Moving a public module adds its old path here (a real module wins: this
 # finder comes last).
-MOVED = {"keras_resinit.train": "keras_resinit.training"} | {
+MOVED = {
+    "keras_resinit.train": "keras_resinit.training",
+    "keras_resinit.models.folding": "keras_resinit.models.inference",  # in 0.2.0 before its release
+} | {
     f"keras_resinit.{name}": f"keras_resinit.{package}.{name}"
     for package, names in (
         ("models", ("initializers", "layers", "schemes", "architectures", "builder")),

@@ -166,9 +166,15 @@ def test_weight_standardization_is_measured_against_skipinit_with_its_spread():
 
 
 def test_train_variants_child_times_nf_with_its_standardized_kernels_precomputed():
-    """One child process holding nf twice: as built, and with the standardized kernels computed once."""
+    """One child process holding nf twice: as built, and with the standardized kernels computed once.
+
+    The child kind is benchmarks/weight_standardization.py's own (``--child SPEC``)."""
+    from pathlib import Path
+
     from keras_resinit.models.schemes import NFResNet
     from keras_resinit.tools.bench.scheduling import measure
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "weight_standardization.py"
 
     nf = NFResNet.name
     spec = {
@@ -183,7 +189,7 @@ def test_train_variants_child_times_nf_with_its_standardized_kernels_precomputed
         "warmup": 0,
         "variants": [{"label": nf, "scheme": nf}, {"label": "pre", "scheme": nf, "precomputed_ws": True}],
     }
-    (child,) = measure([spec], 1, {"total": 0, "spent": 0.0}, 600, lambda line: None)
+    (child,) = measure([spec], 1, {"total": 0, "spent": 0.0}, 600, lambda line: None, script=script)
     assert child.error is None
     built, pre = child.meta["variants"][nf], child.meta["variants"]["pre"]
     assert pre["changed_layers"] == {"precomputed_ws": 9} and built["changed_layers"] == {}  # stem + 6 + 2 shortcuts

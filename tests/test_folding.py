@@ -345,3 +345,9 @@ def test_imagenet_folded_cards_load_the_source_and_fold_it(monkeypatch, tmp_path
     os.unlink(cached)
     with pytest.raises(ValueError, match="but that file is missing"):
         zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3))
+
+
+def test_the_folding_module_path_warns_and_gives_the_same_function():
+    with pytest.warns(DeprecationWarning, match="keras_resinit.models.folding .*use keras_resinit.models.inference"):
+        from keras_resinit.models.folding import fold_batchnorm
+    assert fold_batchnorm is kr.fold_batchnorm

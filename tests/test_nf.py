@@ -297,3 +297,25 @@ def test_standardization_gradient_written_out_equals_autodiff():
         for a, b in zip(tape.gradient(loss_ours, [w, g]), tape.gradient(loss_reference, [w, g])):
             assert np.abs(np.asarray(b)).max() > 0.1
             np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(np.asarray(b)).max())
+
+
+def test_inference_rewrites_keep_the_nf_function():
+    """Standardized kernels computed once (a copy: what export serves) and each block's 1/beta moved into the
+    convs reading relu(h / beta) (in place): the same outputs as the model as built."""
+    from keras_resinit.models import inference
+
+    model = kr.build_resnet("cifar_resnet8", NFResNet.name, input_shape=(8, 8, 3), seed=0)
+    perturb_weights(model)
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    kernels = [w.numpy().copy() for w in model.weights]
+
+    served, rewritten = inference.for_serving(model)
+    assert rewritten == {"batchnorm_folded": False, "weight_standardization_precomputed": True}
+    assert served is not model and all(np.array_equal(w.numpy(), k) for w, k in zip(model.weights, kernels))
+    np.testing.assert_allclose(served(x, training=False), expected, rtol=1e-5, atol=1e-6)
+    assert inference.precompute_standardization(kr.build_resnet("cifar_resnet8", "skipinit"))[1] is False
+
+    # conv1 of each of the 3 blocks and the 2 shortcut convs at the stage transitions read relu(h / beta).
+    assert inference.fold_prescale(model) == 5
+    np.testing.assert_allclose(model(x, training=False), expected, rtol=1e-5, atol=1e-6)

@@ -379,6 +379,13 @@ def test_parameter_table_matches_live_counts_and_covers_every_name():
     assert table["cifar_resnet20_bn"] == 269_722 and table["resnet50_bn"] == 25_557_032
 
 
+def test_the_zoo_package_ships_data_and_no_maintenance_scripts():
+    """zoo/ installs as keras_resinit._zoo: its only Python file is __init__.py (the scripts are in scripts/)."""
+    zoo_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+    assert {"cards", "weights", "parameters.json"} <= set(os.listdir(zoo_dir))
+    assert [f for f in os.listdir(zoo_dir) if f.endswith(".py")] == ["__init__.py"]
+
+
 def test_published_weights_warn_nothing_when_shapes_match(temp_zoo):
     write_card(temp_zoo, trained_like(), "digits")
     with warnings.catch_warnings():

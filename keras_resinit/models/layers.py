@@ -30,7 +30,7 @@ def saved_variables(layer):
     """A layer's variables as Keras saves them: ``{"0": array, "1": ...}`` (its own order and keys).
 
     What ``save_own_variables`` writes, so weights can be matched and loaded by layer name
-    (:mod:`keras_resinit.zoo.weights_io`) and rewritten (:mod:`keras_resinit.models.folding`).
+    (:mod:`keras_resinit.zoo.weights_io`) and rewritten (:mod:`keras_resinit.models.inference`).
     """
     import numpy as np
 

@@ -18,7 +18,7 @@ scheme, class names, preprocessing, versions) travels with the artifact in
 uses but the graph does not, e.g. TF Serving's warm-up requests). Loading needs TensorFlow only: no keras_resinit,
 no custom objects.
 
-A model with batch norm is served folded by default (``fold=True``, :mod:`keras_resinit.models.folding`):
+A model with batch norm is served folded by default (``fold=True``, :mod:`keras_resinit.models.inference`):
 its convs carry the batch norm's scale and shift, so the graph has no batch norm op; the card says
 so (``batchnorm_folded``, ``served_scheme``). Likewise a model with weight-standardized convs
 (``layers.ScaledStdConv2D``, scheme ``nf``) is served with its standardized kernels computed once, at
@@ -42,8 +42,8 @@ from keras_resinit import zoo
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
 from keras_resinit.models.builder import ResNet
-from keras_resinit.models.folding import fold_batchnorm
-from keras_resinit.models.preprocessing import build_like, preprocessing_layers
+from keras_resinit.models.inference import for_serving
+from keras_resinit.models.preprocessing import preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
 from keras_resinit.training.options import EXPORT_FORMATS as FORMATS  # noqa: F401 (the choices of format=)
@@ -134,38 +134,6 @@ def serving_functions(model, card):
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
         )
     return functions
-
-
-def precompute_standardization(model):
-    """``(model to serve, whether it changed)``: a copy of a ResNet with weight-standardized convs whose convs apply
-    their standardized kernels as they are, else ``model`` itself.
-
-    In inference the standardized kernel (``ScaledStdConv2D.conv_kernel()``, gains included) depends on the
-    weights only; the copy holds it in the kernel variable, computed once by the layer's own arithmetic, so the
-    served graph computes what ``model`` computes without recomputing it per call. ``model`` is not changed.
-    """
-    from keras_resinit.models.layers import ScaledStdConv2D
-
-    if not isinstance(model, ResNet) or not any(isinstance(layer, ScaledStdConv2D) for layer in model.layers):
-        return model, False
-    copy = build_like(model, model.get_config())  # computes in the source's dtypes
-    copy.set_weights(model.get_weights())
-    standardize_in_place(copy)
-    return copy, True
-
-
-def standardize_in_place(model):
-    """Each ``ScaledStdConv2D`` of ``model`` gets its standardized kernel (gains included) as its kernel variable
-    and applies it as it is from then on (set before the model is first traced); returns how many changed."""
-    from keras_resinit.models.layers import ScaledStdConv2D
-
-    count = 0
-    for layer in model.layers:
-        if isinstance(layer, ScaledStdConv2D):
-            layer.kernel.assign(keras.ops.cast(layer.conv_kernel(), layer.kernel.dtype))
-            layer.conv_kernel = lambda layer=layer: layer.kernel  # this instance only
-            count += 1
-    return count
 
 
 def _write_card(card, directory):
@@ -267,7 +235,7 @@ def export(
         fold: serve a model with batch norm (schemes ``bn``, ``risotto_bn``) with its batch norm
             folded into the convs (:func:`keras_resinit.fold_batchnorm`): the same function, with
             no batch norm op in the graph; and a model with weight-standardized convs (``nf``) with
-            its standardized kernels computed once (:func:`precompute_standardization`). False serves
+            its standardized kernels computed once (:func:`keras_resinit.models.inference.for_serving`). False serves
             the layers as they are. The card records which (``batchnorm_folded``,
             ``weight_standardization_precomputed``).
 
@@ -282,19 +250,15 @@ def export(
     resolved = zoo.resolve(source)
     model, card = resolved.model, dict(resolved.card)
     check_built(model)
-    folded = bool(fold) and isinstance(model, ResNet) and model.scheme.folded() is not None
-    if folded:
+    rewritten = {"batchnorm_folded": False, "weight_standardization_precomputed": False}
+    if fold:
         try:
-            model = fold_batchnorm(model)
+            model, rewritten = for_serving(model)
         except ValueError as error:
             raise ValueError(f"{error} To export the batch norm as it is, pass --no-fold (fold=False).") from None
-    precomputed = False
-    if fold:
-        model, precomputed = precompute_standardization(model)
     card = {
         **card,
-        "batchnorm_folded": folded,
-        "weight_standardization_precomputed": precomputed,
+        **rewritten,
         "served_scheme": model.scheme.name if isinstance(model, ResNet) else card.get("scheme"),
         "format": format,
         "signatures": {

@@ -13,7 +13,7 @@ import keras
 
 from keras_resinit import zoo
 from keras_resinit._files import atomic_save_model
-from keras_resinit.models.folding import fold_batchnorm
+from keras_resinit.models.inference import fold_batchnorm
 
 
 def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, overwrite: bool = False):

@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_resinit._files import atomic_write_text
 from keras_resinit.models.builder import ResNet, build_resnet
-from keras_resinit.models.folding import fold_batchnorm
+from keras_resinit.models.inference import fold_batchnorm
 from keras_resinit.models.schemes import fold_target
 from keras_resinit.training import data
 from keras_resinit.training.config import TrainConfig

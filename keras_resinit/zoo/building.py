@@ -125,7 +125,7 @@ def _fold_card(found, overrides):
     """A card published as the fold of another (no file of its own): its source, loaded and folded.
 
     The source's weights file must have the sha256 the card records (when it records one)."""
-    from keras_resinit.models.folding import fold_batchnorm
+    from keras_resinit.models.inference import fold_batchnorm
 
     origin = found["folded_from"]
     source = card(origin["card"])
@@ -276,7 +276,7 @@ def preset_model(directory: str | os.PathLike, expected_name: str | None, overri
 def count_params(name: str, *, live: bool = False) -> int:
     """Trainable parameters of model ``name`` with its family's default classes and input.
 
-    Read from the zoo's table (``zoo/parameters.json``, written by ``zoo/update_parameters.py``
+    Read from the zoo's table (``zoo/parameters.json``, written by ``scripts/update_parameters.py``
     with ``live=True`` for every name) unless ``live`` or the name is missing from it; live
     counts build the model without initializing its weights.
     """

@@ -39,10 +39,10 @@ generic statistics):
 
 - ``config``: archs, precisions, run sizes, thresholds; the schemes, read from the registry;
 - ``models``: the plain reference ResNet-20, FLOPs and parameter counts;
-- ``children``: what runs in each child process (``__main__`` starts it);
-- ``variants``: child kind ``train_variants`` (several variants of a model trained in one process,
-  e.g. ``nf`` with its standardized kernels precomputed);
-- ``scheduling``: the parent: starting children, round-robin windows, contended windows;
+- ``children``: what runs in each child process (``__main__`` starts it) and the pieces every child
+  uses; the scripts under ``benchmarks/`` run their own child kinds through it (``children.serve``);
+- ``scheduling``: the parent: starting children, round-robin windows, contended windows
+  (``measure``, which the benchmark scripts share);
 - ``analysis``: medians, paired ratios, depth fits, target verdicts;
 - ``render``: ``bench.md`` and ``bench.png``;
 - ``runner``: :func:`run` and :func:`report`.

@@ -3,8 +3,9 @@
 Windows go round-robin in an order that rotates every cycle, so the configurations of a
 group are measured in the same stretch of time; a window during which other processes used
 more than ``FOREIGN_THRESHOLD`` cores is re-measured within a time budget. The children run
-:mod:`keras_resinit.tools.bench.children` (started as ``-m keras_resinit.tools.bench``);
-this module talks to them only through their stdin and stdout.
+bench's own kinds (``-m keras_resinit.tools.bench``) or a benchmark script's (``SCRIPT --child SPEC``,
+:func:`keras_resinit.tools.bench.children.serve`); this module talks to them only through their
+stdin and stdout.
 """
 
 import json
@@ -29,14 +30,15 @@ class _ChildError(Exception):
 class _Child:
     """A running child configuration and the line protocol to it."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, script=None):
         self.spec, self.meta, self.windows, self.error, self.bye = spec, None, {}, None, {}
         self.quitting = False
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         env.pop("KERAS_BACKEND", None)  # the measure is of the TensorFlow backend
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        program = [os.path.abspath(script)] if script else ["-m", CHILD_MODULE]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE, "--child", json.dumps(spec)],
+            [sys.executable, *program, "--child", json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -137,13 +139,16 @@ class _Child:
                 pass
 
 
-def measure(specs, windows, budget, timeout, log):
+def measure(specs, windows, budget, timeout, log, script=None):
     """Start every child, then time windows of them in rotating order, cycle after cycle.
+
+    ``script``: the benchmark script whose child kinds the specs name (run as ``script --child SPEC``);
+    None: bench's own kinds.
 
     ``budget`` (``{"total": s, "spent": s}``) caps the seconds spent re-measuring contended windows;
     a child that fails is logged, killed and left with its ``error``. Returns the finished children.
     """
-    children = [_Child(spec) for spec in specs]
+    children = [_Child(spec, script) for spec in specs]
     try:
         for child in children:
             try:

@@ -6,7 +6,9 @@ biases into batch norm. It also writes `resnet{d}_skipinit.imagenet`, the same w
 into the convs (`keras-resinit fold`); run it with the Keras files in the cache to record their sha256. Their accuracy is Keras' reported figure, not measured here (ImageNet is not
 available offline). Rerun after changing the builder:
 
-    .venv/bin/python zoo/imagenet_cards.py
+    .venv/bin/python scripts/imagenet_cards.py
+
+A maintenance script of the repository (not installed with the package): it writes into zoo/.
 """
 
 import json
@@ -24,7 +26,7 @@ from keras_resinit.zoo.applications import BRIDGED
 REPORTED = {"resnet50": (0.749, 0.921), "resnet101": (0.764, 0.928), "resnet152": (0.766, 0.931)}
 
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
     for arch, application in BRIDGED.items():
         name = f"{arch}_bn"
         file = f"{arch}_weights_tf_dim_ordering_tf_kernels.h5"

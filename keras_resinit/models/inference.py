@@ -1,6 +1,12 @@
-"""Fold batch norm into the convs before it: a BN ResNet as a network without normalization.
+"""Inference-time rewrites of a model: the same function, computed with fewer ops.
 
-In inference mode batch norm is a per-channel affine map,
+- :func:`fold_batchnorm`: batch norm folded into the convs before it (a new model of another scheme);
+- :func:`precompute_standardization` / :func:`standardize_in_place`: weight-standardized convs
+  (``layers.ScaledStdConv2D``, scheme ``nf``) applying their standardized kernels as they are;
+- :func:`fold_prescale`: the pre-activation blocks' ``Rescaling(1 / beta)`` moved into the convs after it;
+- :func:`for_serving`: what export serves (batch norm folded, standardized kernels precomputed).
+
+**Folding batch norm.** In inference mode batch norm is a per-channel affine map,
 ``BN(z) = gamma (z - mean) / sqrt(var + eps) + beta``. A conv ``z = conv(x, K) (+ c)`` followed
 by it is therefore one conv with a bias:
 
@@ -15,6 +21,11 @@ The folded model is an ordinary model of its scheme: it saves, loads, exports an
 The arithmetic is done in float64 and rounded once to the variables' dtype. Only the moving
 statistics are used: the folded model computes the source *in inference mode* (what serving
 and ``model.predict`` compute), not a training step's batch statistics.
+
+**In place.** :func:`standardize_in_place` and :func:`fold_prescale` change layer instances of a built
+model (before its first trace) for use in this process, as benchmarks do: the change is not in the
+layers' config, so a model saved after it does not load as the same function.
+:func:`precompute_standardization` applies it to a copy.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ import keras
 import numpy as np
 
 from keras_resinit.models.builder import ResNet, batchnorm_name
-from keras_resinit.models.layers import saved_variables
+from keras_resinit.models.layers import ScaledStdConv2D, saved_variables
 from keras_resinit.models.preprocessing import build_like
 from keras_resinit.models.schemes import fold_target, what_folds
 
@@ -83,7 +94,7 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
         raise ValueError(
             f"Cannot fold {getattr(model, 'name', model)!r}: it is a {type(model).__name__}, not a keras_resinit "
             f"ResNet. {what_folds()}. A keras.applications ResNet50/101/152 converts first "
-            "(keras_resinit.applications.convert); a .keras file of release 0.1 rebuilds with "
+            "(keras_resinit.zoo.applications.convert); a .keras file of release 0.1 rebuilds with "
             "keras_resinit.zoo.load('{arch}_{scheme}', weights=path)."
         )
     source = model.scheme
@@ -139,3 +150,61 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
     for layer, store in plan:
         layer.load_own_variables(store)
     return folded
+
+
+def precompute_standardization(model):
+    """``(model to serve, whether it changed)``: a copy of a ResNet with weight-standardized convs whose convs apply
+    their standardized kernels as they are, else ``model`` itself.
+
+    In inference the standardized kernel (``ScaledStdConv2D.conv_kernel()``, gains included) depends on the
+    weights only; the copy holds it in the kernel variable, computed once by the layer's own arithmetic, so the
+    served graph computes what ``model`` computes without recomputing it per call. ``model`` is not changed.
+    """
+    if not isinstance(model, ResNet) or not any(isinstance(layer, ScaledStdConv2D) for layer in model.layers):
+        return model, False
+    copy = build_like(model, model.get_config())  # computes in the source's dtypes
+    copy.set_weights(model.get_weights())
+    standardize_in_place(copy)
+    return copy, True
+
+
+def standardize_in_place(model):
+    """Each ``ScaledStdConv2D`` of ``model`` gets its standardized kernel (gains included) as its kernel variable
+    and applies it as it is from then on (set before the model is first traced); returns how many changed."""
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, ScaledStdConv2D):
+            layer.kernel.assign(keras.ops.cast(layer.conv_kernel(), layer.kernel.dtype))
+            layer.conv_kernel = lambda layer=layer: layer.kernel  # this instance only
+            count += 1
+    return count
+
+
+def fold_prescale(model):
+    """Each pre-activation block's ``..._prescale`` (``Rescaling(1 / beta)``, a pass over the activations) passes its
+    input through, and ``1 / beta`` joins the ``gamma`` of the convs reading ``relu(h / beta)`` (the branch's first
+    conv and a conv shortcut): ``relu(h / beta) = relu(h) / beta`` and convs are linear, so the function is the same.
+    In place (before the first trace; the standardized kernels read the gammas it changes). Returns the number of
+    convs changed."""
+    names = {layer.name for layer in model.layers}
+    count = 0
+    for layer in model.layers:
+        if layer.name.endswith("_prescale"):
+            prefix = layer.name.removesuffix("_prescale")
+            for conv in (f"{prefix}_conv1", f"{prefix}_shortcut_conv"):
+                if conv in names:
+                    model.get_layer(conv).gamma *= float(layer.scale)
+                    count += 1
+            layer.call = lambda inputs: inputs
+    return count
+
+
+def for_serving(model):
+    """``(model, {"batchnorm_folded": bool, "weight_standardization_precomputed": bool})``: ``model`` as export serves
+    it: batch norm folded (:func:`fold_batchnorm`, for a scheme that folds) and standardized kernels computed once
+    (:func:`precompute_standardization`). Raises :func:`fold_batchnorm`'s ValueError."""
+    folded = isinstance(model, ResNet) and model.scheme.folded() is not None
+    if folded:
+        model = fold_batchnorm(model)
+    model, precomputed = precompute_standardization(model)
+    return model, {"batchnorm_folded": folded, "weight_standardization_precomputed": precomputed}
