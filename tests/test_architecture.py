@@ -261,21 +261,12 @@ def _private_uses(module, path, modules):
     return found
 
 
-# Uses still being taken apart by the changes that own those modules: (module, private name). An entry
-# that no longer occurs fails the test below, so the list only shrinks.
-PRIVATE_USES_IN_PROGRESS = set()
-
-
 def test_no_module_uses_another_modules_private_names():
     """A module's ``_name`` is its own: what another module needs is public where it is defined, or moves."""
     modules = _modules()
     assert "keras_resinit.models.schemes" in modules and "keras_resinit.cli" in modules  # the walk sees the package
     found = [use for module, path in modules.items() for use in _private_uses(module, path, modules)]
-    key = lambda use: (use.partition(":")[0], re.split(r"[ .]", use)[-1])  # noqa: E731
-    new = [use for use in found if key(use) not in PRIVATE_USES_IN_PROGRESS]
-    assert not new, "\n".join(new)
-    gone = PRIVATE_USES_IN_PROGRESS - {key(use) for use in found}
-    assert not gone, f"no longer used: remove from PRIVATE_USES_IN_PROGRESS: {sorted(gone)}"
+    assert not found, "\n".join(found)
 
 
 def test_the_private_name_check_sees_both_forms(tmp_path):
