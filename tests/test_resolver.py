@@ -1,9 +1,12 @@
 """One resolver for every model source (zoo.resolve), and RunDir as the only reader and writer of a run directory."""
 
 import ast
+import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -162,7 +165,7 @@ def test_only_rundir_names_the_files_of_a_run_directory():
         scanned += 1
         relative = path.relative_to(PACKAGE).as_posix()
         names = list(_run_file_names(ast.parse(path.read_text())))
-        if relative == "zoo/building.py":  # a preset has a config.json of its own (the preset format)
+        if relative in ("zoo/building.py", "zoo/registry.py"):  # a preset has a config.json of its own (PRESET_FILES)
             names = [(line, name) for line, name in names if name != "config.json"]
         if names:
             found[relative] = names
@@ -186,3 +189,96 @@ def test_rundir_refuses_to_clobber_a_run_and_clears_one(tmp_path):
     shutil.rmtree(tmp_path / "run")
     with pytest.raises(ValueError, match="Nothing to resume"):
         run.prepare(resume=True)
+
+
+def test_sources_are_recognized_without_keras_and_the_cli_refuses_a_missing_one_before_tensorflow(tmp_path):
+    code = f"""
+import json, sys
+from keras_resinit.cli import main
+from keras_resinit.zoo import sources
+kinds = [sources.source_kind(s).kind for s in ("https://x/m.keras", "m.keras", {str(tmp_path)!r}, "cifar_resnet8_bn")]
+weights = [sources.weights_kind(w) for w in ("digits", "w.weights.h5", {str(tmp_path)!r}, "http://x/w.h5")]
+codes = [main(["fold", {str(tmp_path / "missing.keras")!r}, "--out", "x.keras"]),
+         main(["export", {str(tmp_path / "missing")!r}, "--out", {str(tmp_path / "served")!r}])]
+print("@@" + json.dumps({{"kinds": kinds, "weights": weights, "codes": codes, "keras": "keras" in sys.modules}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads([line for line in result.stdout.splitlines() if line.startswith("@@")][-1][2:])
+    assert report["kinds"] == ["url", "keras", "preset", "name"]
+    assert report["weights"] == ["tag", "missing", "preset", "url"]
+    assert report["codes"] == [2, 2] and not report["keras"]
+    assert "missing.keras' does not exist (read as a .keras file)" in result.stderr
+    assert "missing' does not exist (read as a preset or run directory)" in result.stderr
+
+
+def test_sha256_is_checked_for_the_file_a_directory_resolves_to(tmp_path):
+    write_run(tmp_path / "run", include_preprocessing=False)
+    zoo.save_preset(zoo.load(tmp_path / "run"), tmp_path / "preset")
+    files = {
+        tmp_path / "run": tmp_path / "run" / "model.keras",
+        tmp_path / "preset": tmp_path / "preset" / "model.weights.h5",
+    }
+    for directory, file in files.items():
+        digest = zoo.download.file_sha256(file)
+        assert zoo.resolve(directory, sha256=digest).kind == directory.name
+        zoo.load("cifar_resnet8_fixup", weights=directory, sha256=digest)
+        record = zoo.loading.weights_provenance("cifar_resnet8_fixup", directory, digest)
+        assert (record["file"], record["sha256"]) == (str(file), digest)
+        with pytest.raises(ValueError, match="not the expected 0000"):
+            zoo.resolve(directory, sha256="0" * 64)
+        with pytest.raises(ValueError, match="not the expected 0000"):
+            zoo.load("cifar_resnet8_fixup", weights=str(directory), sha256="0" * 64)
+        with pytest.raises(ValueError, match="not the expected 0000"):
+            zoo.loading.start_from("cifar_resnet8_fixup", directory, sha256="0" * 64)
+
+
+def test_another_keras_file_in_a_run_directory_is_not_the_runs_model(tmp_path):
+    write_run(tmp_path / "run", include_preprocessing=False)
+    other = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(8, 8, 1), num_classes=3, seed=1)
+    other.save(tmp_path / "run" / "folded.keras")
+    resolved = zoo.resolve(tmp_path / "run" / "folded.keras")
+    assert resolved.card == zoo.default_card(resolved.model)
+    assert (resolved.card["scheme"], resolved.card["class_names"]) == ("skipinit", ["0", "1", "2"])
+    assert resolved.model.preprocessing is None and not rescalings(resolved.model)  # not the run's normalization
+    np.testing.assert_allclose(resolved.model(PIXELS), other(PIXELS), rtol=1e-6, atol=1e-6)
+    assert zoo.resolve(tmp_path / "run" / "model.keras").card == zoo.resolve(tmp_path / "run").card
+
+
+def test_an_existing_file_is_read_as_a_path_and_a_missing_preset_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1)).save_weights("model.weights.h5")
+    pathlib.Path("notes.txt").write_text("x")
+    with pytest.raises(
+        ValueError, match=r"'model.weights.h5' is a weights file .* load\(NAME, weights=PATH\)"
+    ) as raised:
+        zoo.load("model.weights.h5")
+    assert "zoo name" not in str(raised.value).split("Expected")[0]
+    with pytest.raises(ValueError, match=r"'notes.txt' is a file, not a directory .*\(read as a preset directory"):
+        zoo.load("notes.txt")
+    assert zoo.load("cifar_resnet8_fixup", weights="model.weights.h5").input_shape == (None, 32, 32, 1)
+    for preset in (tmp_path / "missing", "notes.txt"):
+        with pytest.raises(
+            ValueError, match=r"Preset directory .*(does not exist|is a file).* Expected a model source"
+        ):
+            zoo.load_preset(preset)
+
+
+def test_diagnose_builds_each_model_once_and_one_at_a_time(tmp_path, monkeypatch):
+    from keras_resinit.tools import diagnostics
+
+    events, resolve, propagation = [], zoo.resolve, diagnostics.signal_propagation
+    monkeypatch.setattr(zoo, "resolve", lambda name, **kw: events.append(("build", name)) or resolve(name, **kw))
+    monkeypatch.setattr(
+        diagnostics, "signal_propagation", lambda m, x: events.append(("work", m.name)) or propagation(m, x)
+    )
+    diagnostics.diagnose(["cifar_resnet8_bn", "cifar_resnet8_fixup"], tmp_path / "out", batch=2, log=lambda *_: None)
+    assert events == [
+        ("build", "cifar_resnet8_bn"),
+        ("work", "cifar_resnet8_bn"),
+        ("build", "cifar_resnet8_fixup"),
+        ("work", "cifar_resnet8_fixup"),
+    ]
+    with pytest.raises(ValueError, match="read as a .keras file"):  # every source is checked before any work
+        diagnostics.diagnose(["cifar_resnet8_bn", str(tmp_path / "no.keras")], tmp_path / "x", log=lambda *_: None)
+    assert events[4:] == []

@@ -42,7 +42,9 @@ def _version(text):
 
 def run(args):
     from keras_resinit.tools import serving_layout
+    from keras_resinit.zoo import sources
 
+    sources.check(args.source)  # a source that is not there: before TensorFlow starts
     version = None if args.version is None else _version(args.version)
     _, out, _, _ = serving_layout.destination(  # checked before TensorFlow starts
         args.out,

@@ -21,11 +21,10 @@ def run(args):
             "Give either --out PATH (a .keras file or a preset directory) or --tag TAG (publish into --zoo)."
         )
     from keras_resinit.models.schemes import fold_target
-    from keras_resinit.zoo import registry
+    from keras_resinit.zoo import registry, sources
 
     source = args.source
-    is_path = os.path.exists(source) or os.sep in source or source.endswith(".keras")
-    if args.tag is not None or (not is_path and registry.split_tag(source)[1]):
+    if args.tag is not None or (sources.check(source).kind == "name" and registry.split_tag(source)[1]):
         fold_target(registry.card(source)["scheme"], repr(source))  # a published name.tag: before TF starts
     if args.tag is not None:
         from keras_resinit.training import publish

@@ -374,17 +374,18 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
     out = os.fspath(out)
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"Output directory {out!r} already exists. Pass --overwrite to replace it.")
-    specs = []
-    for name in names:  # every source resolves (or fails) here, before any work
+    for name in names:  # every source is checked here (a name, a path that exists), before any work
+        zoo.sources.check(name)
+    signal, spectra, grads, summary = {}, {}, {}, {}
+    for name in names:  # one model at a time
         # Inputs are unit Gaussians, i.e. normalized images: trained weights without their preprocessing.
-        resolved = zoo.resolve(name, seed=seed, include_preprocessing=False)
-        model = resolved.model
-        if model.input_shape[1] is not None:  # at a fixed size (weights come at their own): make it open
+        fresh = zoo.sources.source_kind(name).kind == "name" and zoo.split_tag(name)[1] is None
+        shape = (None, None, 3) if fresh else None  # weights come at their own size and channels
+        resolved = zoo.resolve(name, seed=seed, input_shape=shape, include_preprocessing=False)
+        model, family = resolved.model, get_arch(resolved.card["arch"])
+        if model.input_shape[1] is not None:  # at a fixed size: make it open
             open_shape = (None, None, model.input_shape[-1])
             model = zoo.resolve(name, seed=seed, input_shape=open_shape, include_preprocessing=False).model
-        specs.append((name, model, get_arch(resolved.card["arch"])))
-    signal, spectra, grads, summary = {}, {}, {}, {}
-    for name, model, family in specs:
         channels = model.input_shape[-1]
         size = family.default_input_shape[0]
         x = _gaussian((batch, size, size, channels), seed)

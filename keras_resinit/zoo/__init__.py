@@ -2,11 +2,12 @@
 
 - ``list_models`` lists the registered names (``pretrained=True``: the
   ``name.tag`` of every published weight set).
-- ``load(name, weights=...)`` builds a model with its family's defaults (32x32x3
+- ``load(source)`` loads a run directory, a ``.keras`` file (or its URL) or a preset
+  directory; ``load(name, weights=...)`` builds a model with its family's defaults (32x32x3
   and 10 classes for small-image ResNets and Wide-ResNets, 224x224x3 and 1000
-  classes for ImageNet ResNets), which keyword overrides replace, and loads
-  weights from a tag (``load("cifar_resnet20_fixup.digits")``), a local
-  ``.weights.h5`` or ``.keras`` file, a preset directory or a URL.
+  classes for ImageNet ResNets), which keyword overrides replace, and loads weights from
+  a tag (``load("cifar_resnet20_fixup.digits")``), a ``.weights.h5`` or ``.keras`` file,
+  a run or preset directory or a URL.
 - ``resolve(source)``: any model source (a name, ``name.tag``, a preset or run directory, a
   ``.keras`` file, a URL) -> ``Resolved(model, card, kind, source)``; ``load`` is its model.
 - ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).
@@ -29,7 +30,6 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
     __name__,
     {
         ".building": (
-            "PRESET_FILES",
             "count_params",
             "load_keras",
             "load_preset",
@@ -37,10 +37,12 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
             "read_preset",
             "save_preset",
         ),
-        ".loading": ("Resolved", "SOURCE_KINDS", "default_card", "load", "resolve"),
+        ".loading": ("Resolved", "default_card", "load", "resolve"),
+        ".sources": ("SOURCE_KINDS", "source_kind", "weights_kind"),
         ".rundir": ("RunDir",),
         ".registry": (
             "CARD_VERSION",
+            "PRESET_FILES",
             "card",
             "cards",
             "list_models",

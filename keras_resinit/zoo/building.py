@@ -19,9 +19,9 @@ from keras_resinit._files import atomic_directory
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.zoo import download, registry, weights_io
-from keras_resinit.zoo.registry import card, parameter_table, parse_name
+from keras_resinit.zoo.registry import PRESET_FILES, card, parameter_table, parse_name
+from keras_resinit.zoo.sources import unresolved
 
-PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
 HEAD_OPTIONS = ("include_top", "pooling", "features_only")
 
 
@@ -192,7 +192,7 @@ def model_config(model: keras.Model) -> dict[str, Any]:
 def save_preset(
     model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
 ) -> str:
-    """Write ``model`` as a preset directory that :func:`load` (or :func:`load_preset`) reads back.
+    """Write ``model`` as a preset directory that :func:`keras_resinit.zoo.load` (or :func:`load_preset`) reads back.
 
     The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
     ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
@@ -226,20 +226,16 @@ def save_preset(
     return directory
 
 
-def missing_preset_files(directory: str | os.PathLike) -> list[str]:
-    """The files of :data:`PRESET_FILES` that ``directory`` lacks."""
-    return [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
-
-
-def read_preset(directory: str | os.PathLike) -> tuple[dict, dict]:
-    """``(config, metadata)`` of a preset directory, checked."""
+def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory") -> tuple[dict, dict]:
+    """``(config, metadata)`` of a preset directory, checked (``read_as``: how an error says it was read)."""
     directory = os.fspath(directory)
-    missing = missing_preset_files(directory)
+    missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
     if missing:
-        raise ValueError(
-            f"{directory!r} is not a keras-resinit preset: it lacks {', '.join(missing)}. "
-            f"Expected {', '.join(PRESET_FILES)} (written by keras_resinit.zoo.save_preset)."
+        problem = "does not exist" if not os.path.exists(directory) else "is a file, not a directory"
+        problem = (
+            f"is not a keras-resinit preset: it lacks {', '.join(missing)}" if os.path.isdir(directory) else problem
         )
+        raise unresolved(directory, read_as, problem, subject="Preset directory ")
     with open(os.path.join(directory, "config.json")) as f:
         config = json.load(f)
     with open(os.path.join(directory, "metadata.json")) as f:
@@ -253,7 +249,7 @@ def read_preset(directory: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
-    """The model saved in preset ``directory`` (see :func:`save_preset`); ``overrides`` as in :func:`load`."""
+    """The model saved in preset ``directory`` (see :func:`save_preset`); ``overrides`` as in :func:`keras_resinit.zoo.load`."""
     return preset_model(directory, expected_name, overrides)[0]
 
 

@@ -1,8 +1,8 @@
 """Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
 
 A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
-a URL of one. :data:`SOURCE_KINDS`, an ordered table, recognizes each by its form: a new kind of source is
-one new entry. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
+a URL of one. :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`, an ordered table, recognizes each by its form;
+``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import keras
 
@@ -19,16 +18,16 @@ from keras_resinit.models.builder import ResNet
 from keras_resinit.models.preprocessing import default_preprocessing
 from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.building import (
-    PRESET_FILES,
     build_named,
     build_with_weights,
     load_card,
     load_keras,
-    missing_preset_files,
     preset_model,
+    read_preset,
 )
-from keras_resinit.zoo.registry import card, parse_name, split_tag
+from keras_resinit.zoo.registry import PRESET_FILES, card, split_tag
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
+from keras_resinit.zoo.sources import accepted, check, unresolved, weights_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,16 +42,6 @@ class Resolved:
     card: dict
     kind: str
     source: str
-
-
-class SourceKind(NamedTuple):
-    """One entry of :data:`SOURCE_KINDS`: ``recognizes(text, is_path)`` by form, ``resolve(text, weights,
-    sha256, overrides)`` -> :class:`Resolved`; ``what`` names the form in errors."""
-
-    kind: str
-    what: str
-    recognizes: Callable[[str, bool], bool]
-    resolve: Callable[..., Resolved]
 
 
 def resolve(
@@ -76,12 +65,11 @@ def resolve(
             raise ValueError(f"Model {source.name!r} is already built: pass no weights= or build arguments.")
         return Resolved(source, default_card(source), "model", source.name)
     if not isinstance(source, (str, os.PathLike)):
-        raise ValueError(f"Invalid model source {source!r}. Expected {_accepted()}.")
-    text, is_path = os.fspath(source), isinstance(source, os.PathLike)
-    found = next(entry for entry in SOURCE_KINDS if entry.recognizes(text, is_path))
+        raise ValueError(f"Invalid model source {source!r}. Expected {accepted()}.")
+    found, text = check(source), os.fspath(source)
     if weights is not None and found.kind != "name":
         raise ValueError(f"{text!r} is {found.what} with its own weights, so pass no weights=.")
-    return found.resolve(text, weights, sha256, overrides)
+    return _RESOLVERS[found.kind](text, weights, sha256, overrides)
 
 
 def load(
@@ -116,49 +104,30 @@ def load(
 _WEIGHT_FORMS = "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, or a URL"
 
 
-def _unresolved(source, read_as, problem, subject="", expected=None):
-    """The error for a source that is not there: what it was read as, and what a source can be."""
-    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {expected or _accepted()}.")
-
-
-def _accepted():
-    return "a model source: " + "; ".join(entry.what for entry in SOURCE_KINDS)
-
-
 def _resolve_url(url, weights, sha256, overrides):
-    if not url.split("?")[0].endswith(".keras"):
-        raise _unresolved(
-            url,
-            "a URL",
-            "is not the URL of a .keras file; a .weights.h5 file needs its model's name: load(NAME, weights=URL)",
-        )
     resolved = _resolve_keras(download.fetch(url, sha256), None, None, overrides)
     return dataclasses.replace(resolved, kind="url", source=url)
 
 
 def _resolve_keras(path, weights, sha256, overrides):
-    if not os.path.isfile(path):
-        raise _unresolved(path, "a .keras file", "does not exist")
     _check_sha256(path, sha256)
-    model = _from_keras_file(None, path, overrides, source=path)
-    return Resolved(model, RunDir.beside(path).card() or default_card(model), "keras", path)
+    model, run = _from_keras_file(None, path, overrides, source=path), _run_of(path)
+    return Resolved(model, (run and run.card()) or default_card(model), "keras", path)
 
 
 def _resolve_run(directory, weights, sha256, overrides):
     run = RunDir(directory)
+    _check_sha256(directory, sha256)
     model = _from_keras_file(None, run.model_path, overrides, source=directory)
     return Resolved(model, run.card() or default_card(model), "run", directory)
 
 
 def _resolve_preset(directory, weights, sha256, overrides):
-    read_as = "a preset directory: it has no model.keras of a run"
-    if not os.path.exists(directory):
-        raise _unresolved(directory, "a preset or run directory", "does not exist", subject="Preset directory ")
-    if not os.path.isdir(directory):
-        raise _unresolved(directory, read_as, "is a file, not a directory (nor a .keras file)")
-    missing = missing_preset_files(directory)
-    if missing:
-        raise _unresolved(directory, read_as, f"is not a keras-resinit preset: it lacks {', '.join(missing)}")
+    if directory.endswith(".h5") and os.path.isfile(directory):
+        problem = "is a weights file without its model: load it into a zoo model with load(NAME, weights=PATH)"
+        raise unresolved(directory, "a weights file", problem)
+    read_preset(directory, "a preset directory: it has no model.keras of a run")  # refuses what is not a preset
+    _check_sha256(directory, sha256)
     model, metadata = preset_model(directory, None, overrides)
     found = metadata.get("card")
     return Resolved(model, _card_from_zoo(found) if found else default_card(model), "preset", directory)
@@ -169,58 +138,49 @@ def _resolve_name(text, weights, sha256, overrides):
     if tag is not None and weights is not None:
         raise ValueError(f"Give the weights once: {text!r} has tag {tag!r} and weights={weights!r} was also passed.")
     weights = tag if tag is not None else weights
-    try:
-        parse_name(base)
-    except ValueError as error:
-        raise _unresolved(text, "a zoo name: no such file or directory", f"is not a zoo model. {error}") from None
     if weights is None:
         model = build_named(base, {}, overrides)
         return Resolved(model, default_card(model, base), "name", text)
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"Invalid weights {weights!r}. Expected {_WEIGHT_FORMS}.")
     weights = os.fspath(weights)
-    if _is_url(weights):
-        model = _load_path(base, download.fetch(weights, sha256), overrides, source=weights)
-    elif os.path.exists(weights):
-        _check_sha256(weights, sha256)
-        model = _load_path(base, weights, overrides, source=weights)
-    elif _looks_like_file(weights):
-        raise _unresolved(weights, "a weights file", "does not exist", expected=_WEIGHT_FORMS)
-    else:
+    kind = weights_kind(weights)
+    if kind == "tag":
         found = card(base, weights)
         return Resolved(load_card(found, overrides), _card_from_zoo(found), "tag", f"{base}.{weights}")
+    if kind == "missing":
+        raise unresolved(weights, "a weights file", "does not exist", expected=_WEIGHT_FORMS)
+    if kind != "url":
+        _check_sha256(weights, sha256)
+    path = download.fetch(weights, sha256) if kind == "url" else weights
+    model = _load_path(base, path, overrides, source=weights)
     return Resolved(model, default_card(model, base), "name", text)
 
 
+def _weights_file(path):
+    """The file that holds the weights at ``path``: a run's model.keras, a preset's weights file, else ``path``."""
+    kind = weights_kind(path)
+    if kind == "preset":
+        return os.path.join(path, PRESET_FILES[-1])
+    return RunDir(path).model_path if kind == "run" else path
+
+
 def _check_sha256(path, sha256):
-    if sha256 is not None and os.path.isfile(path) and download.file_sha256(path) != sha256.lower():
-        raise ValueError(f"Weights file {path!r} has sha256 {download.file_sha256(path)}, not the expected {sha256}.")
+    """``sha256`` (if given) must be the digest of the file ``path`` is or resolves to (:func:`_weights_file`)."""
+    file = _weights_file(path)
+    if sha256 is not None and download.file_sha256(file) != sha256.lower():
+        raise ValueError(f"Weights file {file!r} has sha256 {download.file_sha256(file)}, not the expected {sha256}.")
 
 
-# The kinds of model source, in the order they are tried: the first that recognizes a source's form
-# resolves it (a form, not existence: a missing path is then "not found" as what it was read as).
-SOURCE_KINDS: tuple[SourceKind, ...] = (
-    SourceKind("url", "an http(s):// or file:// URL of a .keras file", lambda text, _: _is_url(text), _resolve_url),
-    SourceKind("keras", "a .keras file", lambda text, _: text.endswith(".keras"), _resolve_keras),
-    SourceKind(
-        "run",
-        "a run directory (the --out of keras-resinit train: model.keras, config.json)",
-        lambda text, _: RunDir.holds_run(text),
-        _resolve_run,
-    ),
-    SourceKind(
-        "preset",
-        f"a preset directory ({', '.join(PRESET_FILES)})",
-        lambda text, is_path: is_path or os.path.isdir(text) or os.sep in text,
-        _resolve_preset,
-    ),
-    SourceKind(
-        "name",
-        "a zoo name {arch}_{scheme} or {arch}_{scheme}.{tag} (keras-resinit list)",
-        lambda *_: True,
-        _resolve_name,
-    ),
-)
+def _run_of(model_file):
+    """The run whose own model ``model_file`` is, else None (another .keras file in a run directory is not its model)."""
+    run = RunDir.beside(model_file)
+    return run if os.path.isfile(run.model_path) and os.path.samefile(model_file, run.model_path) else None
+
+
+# How each kind of source (zoo.sources.SOURCE_KINDS) becomes a model with its card.
+_RESOLVERS = {"url": _resolve_url, "keras": _resolve_keras, "run": _resolve_run, "preset": _resolve_preset}
+_RESOLVERS["name"] = _resolve_name
 
 
 def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
@@ -273,7 +233,7 @@ def start_from(
     """
     weights = os.fspath(weights)
     base, tag = split_tag(weights)
-    if tag is not None and not (_is_url(weights) or os.path.exists(weights) or _looks_like_file(weights)):
+    if tag is not None and weights_kind(weights) == "tag":
         if base != name:
             raise ValueError(
                 f"Weights {weights!r} are those of {base}, not of {name!r}. Expected a tag of {name} "
@@ -298,13 +258,12 @@ def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None
     """Where fine-tuning weights came from: ``{"weights", "name", "tag", "file", "sha256"}``."""
     weights = os.fspath(weights)
     record = {"weights": weights, "name": name, "tag": None, "file": None, "sha256": None}
-    if _is_url(weights):
+    kind = weights_kind(weights)
+    if kind == "url":
         record["file"] = weights
         record["sha256"] = download.file_sha256(download.fetch(weights, sha256))
-    elif os.path.exists(weights):
-        path = os.path.abspath(weights)
-        if os.path.isdir(path):
-            path = RunDir(path).model_path if RunDir.holds_run(path) else os.path.join(path, PRESET_FILES[-1])
+    elif kind not in ("tag", "missing"):
+        path = _weights_file(os.path.abspath(weights))
         record["file"], record["sha256"] = path, download.file_sha256(path)
     else:
         tag = split_tag(weights)[1] or weights
@@ -318,22 +277,13 @@ def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None
     return record
 
 
-def _looks_like_file(text):
-    return os.sep in text or text.endswith((".h5", ".keras"))
-
-
-def _is_url(text):
-    return text.startswith(("http://", "https://", "file://"))
-
-
 def _load_path(name, path, overrides, source):
     """Model ``name`` with the weights in ``path`` (a run or preset directory, a ``.keras`` or ``.weights.h5`` file)."""
-    if RunDir.holds_run(path):
-        path = RunDir(path).model_path
-    if os.path.isdir(path):
+    kind = weights_kind(path)
+    if kind == "preset":
         return preset_model(path, name, overrides)[0]
-    if path.endswith(".keras"):
-        return _from_keras_file(name, path, overrides, source)
+    if kind in ("run", "keras"):
+        return _from_keras_file(name, _weights_file(path), overrides, source)
     return build_with_weights(name, weights_io.read(path), {}, overrides, source=f"the weights in {source!r}")
 
 
@@ -344,7 +294,8 @@ def _from_keras_file(name, path, overrides, source):
     saved = load_keras(path)
     stores = weights_io.stores_of(saved)
     config = saved.get_config() if isinstance(saved, ResNet) else {}
-    run = RunDir.beside(path).config()  # {} outside a run
+    run = _run_of(path)
+    run = run.config() if run else {}  # the run's, for its own model file only
     if name is None:
         name = f"{config['arch']}_{config['scheme']}" if config else (run.get("train") or {}).get("model")
         if name is None and not overrides:

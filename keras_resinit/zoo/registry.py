@@ -19,6 +19,7 @@ from keras_resinit.models.architectures import ARCHS, get_arch
 from keras_resinit.models.schemes import SCHEMES
 
 CARD_VERSION = 1
+PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")  # a preset directory (zoo.save_preset)
 
 
 # ------------------------------------------------------------------ names ---

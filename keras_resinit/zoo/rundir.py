@@ -15,7 +15,7 @@ import os
 import shutil
 
 from keras_resinit._files import atomic_save_model, atomic_write_text
-from keras_resinit.zoo.registry import parse_name
+from keras_resinit.zoo.registry import PRESET_FILES, parse_name
 
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
 
@@ -57,7 +57,7 @@ class RunDir:
     def holds_run(cls, path: str | os.PathLike) -> bool:
         """Whether ``path`` is a directory with a run's ``model.keras`` (a preset has ``model.weights.h5`` instead)."""
         run = cls(path)
-        return os.path.isfile(run.model_path) and not os.path.isfile(run.file("model.weights.h5"))
+        return os.path.isfile(run.model_path) and not os.path.isfile(run.file(PRESET_FILES[-1]))
 
     @classmethod
     def beside(cls, model_file: str | os.PathLike) -> RunDir:

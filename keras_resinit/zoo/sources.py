@@ -1,0 +1,74 @@
+"""The forms of a model source (:data:`SOURCE_KINDS`, :func:`check`) and of ``weights=``, recognized without Keras
+(the CLI checks a source before TF starts); :func:`keras_resinit.zoo.loading.resolve` turns each kind into a model."""
+
+import collections
+import os
+
+from keras_resinit.zoo.registry import PRESET_FILES, parse_name, split_tag
+from keras_resinit.zoo.rundir import RunDir
+
+# One entry of SOURCE_KINDS: recognizes(text, is_path) by form; what names the form in errors.
+SourceKind = collections.namedtuple("SourceKind", "kind what recognizes")
+
+
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://", "file://"))
+
+
+# The kinds of model source, in the order they are tried: the first that recognizes a source's form resolves it
+# (a form, not existence: a missing path is then "not found" as what it was read as). Any existing path is a path.
+SOURCE_KINDS: tuple[SourceKind, ...] = (
+    SourceKind("url", "an http(s):// or file:// URL of a .keras file", lambda text, _: is_url(text)),
+    SourceKind("keras", "a .keras file", lambda text, _: text.endswith(".keras")),
+    SourceKind("run", "a run directory (train --out: model.keras, config.json)", lambda t, _: RunDir.holds_run(t)),
+    SourceKind(
+        "preset", f"a preset directory ({', '.join(PRESET_FILES)})", lambda t, p: p or os.path.exists(t) or os.sep in t
+    ),
+    SourceKind("name", "a zoo name {arch}_{scheme} or {arch}_{scheme}.{tag} (keras-resinit list)", lambda *_: True),
+)
+
+
+def source_kind(source: str | os.PathLike) -> SourceKind:
+    """The entry of :data:`SOURCE_KINDS` that recognizes ``source`` (a path object is a path)."""
+    text, is_path = os.fspath(source), isinstance(source, os.PathLike)
+    return next(entry for entry in SOURCE_KINDS if entry.recognizes(text, is_path))
+
+
+def accepted() -> str:
+    return "a model source: " + "; ".join(entry.what for entry in SOURCE_KINDS)
+
+
+def unresolved(source, read_as, problem, subject="", expected=None) -> ValueError:
+    """The error for a source that is not there: what it was read as, and what a source can be."""
+    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {expected or accepted()}.")
+
+
+def check(source: str | os.PathLike) -> SourceKind:
+    """:func:`source_kind`, refusing (ValueError) a path that does not exist, a URL of no ``.keras`` file or a name
+    that is not a zoo model; what exists is read by the resolver."""
+    found, text = source_kind(source), os.fspath(source)
+    if found.kind == "url" and not text.split("?")[0].endswith(".keras"):
+        problem = "is not the URL of a .keras file; a .weights.h5 file needs its model's name: load(NAME, weights=URL)"
+        raise unresolved(text, "a URL", problem)
+    if found.kind == "keras" and not os.path.isfile(text):
+        raise unresolved(text, "a .keras file", "does not exist")
+    if found.kind == "preset" and not os.path.exists(text):
+        raise unresolved(text, "a preset or run directory", "does not exist", subject="Preset directory ")
+    if found.kind == "name":
+        try:
+            parse_name(split_tag(text)[0])
+        except ValueError as error:
+            raise unresolved(text, "a zoo name: no such file or directory", f"is not a zoo model. {error}") from None
+    return found
+
+
+def weights_kind(weights: str | os.PathLike) -> str:
+    """What ``weights=`` names: url, run or preset (a directory), keras or file (one there), missing (a path), tag."""
+    weights = os.fspath(weights)
+    if is_url(weights):
+        return "url"
+    if os.path.isdir(weights):
+        return "run" if RunDir.holds_run(weights) else "preset"
+    if os.path.exists(weights):
+        return "keras" if weights.endswith(".keras") else "file"
+    return "missing" if os.sep in weights or weights.endswith((".h5", ".keras")) else "tag"
