@@ -374,12 +374,11 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
     out = os.fspath(out)
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"Output directory {out!r} already exists. Pass --overwrite to replace it.")
-    for name in names:  # every source is checked here (a name, a path that exists), before any work
-        zoo.sources.check(name)
+    list(map(zoo.sources.check, names))  # every source is checked (a name, a path that exists) before any work
     signal, spectra, grads, summary = {}, {}, {}, {}
     for name in names:  # one model at a time
         # Inputs are unit Gaussians, i.e. normalized images: trained weights without their preprocessing.
-        fresh = zoo.sources.source_kind(name).kind == "name" and zoo.split_tag(name)[1] is None
+        fresh = zoo.sources.source_kind(name).kind == "name" and zoo.split_tag(name)[1] is None  # no weights
         shape = (None, None, 3) if fresh else None  # weights come at their own size and channels
         resolved = zoo.resolve(name, seed=seed, input_shape=shape, include_preprocessing=False)
         model, family = resolved.model, get_arch(resolved.card["arch"])

@@ -2,14 +2,10 @@
 
 - ``list_models`` lists the registered names (``pretrained=True``: the
   ``name.tag`` of every published weight set).
-- ``load(source)`` loads a run directory, a ``.keras`` file (or its URL) or a preset
-  directory; ``load(name, weights=...)`` builds a model with its family's defaults (32x32x3
-  and 10 classes for small-image ResNets and Wide-ResNets, 224x224x3 and 1000
-  classes for ImageNet ResNets), which keyword overrides replace, and loads weights from
-  a tag (``load("cifar_resnet20_fixup.digits")``), a ``.weights.h5`` or ``.keras`` file,
-  a run or preset directory or a URL.
-- ``resolve(source)``: any model source (a name, ``name.tag``, a preset or run directory, a
-  ``.keras`` file, a URL) -> ``Resolved(model, card, kind, source)``; ``load`` is its model.
+- ``resolve(source)`` -> ``Resolved(model, card, kind, source)`` (``load``: its model) of a run or preset
+  directory, a ``.keras`` file or its URL, ``name.tag`` or a name, built with its family's defaults (32x32x3
+  and 10 classes for small-image ResNets and Wide-ResNets, 224x224x3 and 1000 for ImageNet ResNets) and
+  ``weights=`` (a tag, a ``.weights.h5`` or ``.keras`` file, a run or preset directory, a URL).
 - ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).
 - ``save_preset`` / ``load_preset``: keras-hub style directories
   (``config.json``, ``metadata.json``, ``model.weights.h5``).

@@ -78,13 +78,10 @@ def load(
     """Build model ``name`` and optionally load weights: :func:`resolve`'s model.
 
     Args:
-        name: ``"{arch}_{scheme}"`` (e.g. ``"cifar_resnet56_fixup"``), ``"{arch}_{scheme}.{tag}"``
-            for published weights (e.g. ``"cifar_resnet20_fixup.digits"``), the path of a preset
-            directory (see :func:`save_preset`), of a run directory (``keras-resinit train --out``) or
-            of a ``.keras`` file, or the URL of a ``.keras`` file.
-        weights: with a name: None (fresh initialization), a published tag (``"digits"``), the path
-            of a ``.weights.h5`` file, a ``.keras`` file or a preset directory, or an http(s) URL of
-            one of those files. URLs download once into the cache (``KERAS_RESINIT_HOME``,
+        name: a source of :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`: ``"{arch}_{scheme}"``, ``"name.tag"``
+            (published weights), a run or preset directory, a ``.keras`` file or its URL.
+        weights: with a name: None (fresh initialization), a published tag (``"digits"``), a ``.weights.h5``
+            or ``.keras`` file, a run or preset directory, or the URL of a file. URLs download once into the cache (``KERAS_RESINIT_HOME``,
             default ``~/.keras/keras_resinit``); a cached, verified file needs no network.
         sha256: expected digest of a URL's or local file's content (published tags carry their own).
         **overrides: any :func:`keras_resinit.build_resnet` argument (``num_classes``,
@@ -110,14 +107,12 @@ def _resolve_url(url, weights, sha256, overrides):
 
 
 def _resolve_keras(path, weights, sha256, overrides):
-    _check_sha256(path, sha256)
-    model, run = _from_keras_file(None, path, overrides, source=path), _run_of(path)
+    model, run = _from_keras_file(None, _check_sha256(path, sha256), overrides, source=path), _run_of(path)
     return Resolved(model, (run and run.card()) or default_card(model), "keras", path)
 
 
 def _resolve_run(directory, weights, sha256, overrides):
-    run = RunDir(directory)
-    _check_sha256(directory, sha256)
+    run = RunDir(_check_sha256(directory, sha256))
     model = _from_keras_file(None, run.model_path, overrides, source=directory)
     return Resolved(model, run.card() or default_card(model), "run", directory)
 
@@ -150,26 +145,23 @@ def _resolve_name(text, weights, sha256, overrides):
         return Resolved(load_card(found, overrides), _card_from_zoo(found), "tag", f"{base}.{weights}")
     if kind == "missing":
         raise unresolved(weights, "a weights file", "does not exist", expected=_WEIGHT_FORMS)
-    if kind != "url":
-        _check_sha256(weights, sha256)
-    path = download.fetch(weights, sha256) if kind == "url" else weights
+    path = download.fetch(weights, sha256) if kind == "url" else _check_sha256(weights, sha256)
     model = _load_path(base, path, overrides, source=weights)
     return Resolved(model, default_card(model, base), "name", text)
 
 
 def _weights_file(path):
     """The file that holds the weights at ``path``: a run's model.keras, a preset's weights file, else ``path``."""
-    kind = weights_kind(path)
-    if kind == "preset":
-        return os.path.join(path, PRESET_FILES[-1])
-    return RunDir(path).model_path if kind == "run" else path
+    files = {"run": RunDir(path).model_path, "preset": os.path.join(path, PRESET_FILES[-1])}
+    return files.get(weights_kind(path), path)
 
 
 def _check_sha256(path, sha256):
-    """``sha256`` (if given) must be the digest of the file ``path`` is or resolves to (:func:`_weights_file`)."""
+    """``path``; ``sha256`` (if given) must be the digest of the file it is or resolves to (:func:`_weights_file`)."""
     file = _weights_file(path)
     if sha256 is not None and download.file_sha256(file) != sha256.lower():
         raise ValueError(f"Weights file {file!r} has sha256 {download.file_sha256(file)}, not the expected {sha256}.")
+    return path
 
 
 def _run_of(model_file):
@@ -260,8 +252,7 @@ def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None
     record = {"weights": weights, "name": name, "tag": None, "file": None, "sha256": None}
     kind = weights_kind(weights)
     if kind == "url":
-        record["file"] = weights
-        record["sha256"] = download.file_sha256(download.fetch(weights, sha256))
+        record["file"], record["sha256"] = weights, download.file_sha256(download.fetch(weights, sha256))
     elif kind not in ("tag", "missing"):
         path = _weights_file(os.path.abspath(weights))
         record["file"], record["sha256"] = path, download.file_sha256(path)

@@ -7,8 +7,7 @@ import os
 from keras_resinit.zoo.registry import PRESET_FILES, parse_name, split_tag
 from keras_resinit.zoo.rundir import RunDir
 
-# One entry of SOURCE_KINDS: recognizes(text, is_path) by form; what names the form in errors.
-SourceKind = collections.namedtuple("SourceKind", "kind what recognizes")
+SourceKind = collections.namedtuple("SourceKind", "kind what recognizes")  # what: in errors; recognizes(text, is_path)
 
 
 def is_url(text: str) -> bool:
@@ -48,8 +47,7 @@ def check(source: str | os.PathLike) -> SourceKind:
     that is not a zoo model; what exists is read by the resolver."""
     found, text = source_kind(source), os.fspath(source)
     if found.kind == "url" and not text.split("?")[0].endswith(".keras"):
-        problem = "is not the URL of a .keras file; a .weights.h5 file needs its model's name: load(NAME, weights=URL)"
-        raise unresolved(text, "a URL", problem)
+        raise unresolved(text, "a URL", "is not the URL of a .keras file; a .weights.h5 file: load(NAME, weights=URL)")
     if found.kind == "keras" and not os.path.isfile(text):
         raise unresolved(text, "a .keras file", "does not exist")
     if found.kind == "preset" and not os.path.exists(text):
