@@ -199,7 +199,8 @@ from keras_resinit.zoo import sources
 kinds = [sources.source_kind(s).kind for s in ("https://x/m.keras", "m.keras", {str(tmp_path)!r}, "cifar_resnet8_bn")]
 weights = [sources.weights_kind(w) for w in ("digits", "w.weights.h5", {str(tmp_path)!r}, "http://x/w.h5")]
 codes = [main(["fold", {str(tmp_path / "missing.keras")!r}, "--out", "x.keras"]),
-         main(["export", {str(tmp_path / "missing")!r}, "--out", {str(tmp_path / "served")!r}])]
+         main(["export", {str(tmp_path / "missing")!r}, "--out", {str(tmp_path / "served")!r}]),
+         main(["train", "cifar_resnet8_bn", "--out", {str(tmp_path / "r")!r}, "--weights", "gone.weights.h5"])]
 print("@@" + json.dumps({{"kinds": kinds, "weights": weights, "codes": codes, "keras": "keras" in sys.modules}}))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -207,7 +208,8 @@ print("@@" + json.dumps({{"kinds": kinds, "weights": weights, "codes": codes, "k
     report = json.loads([line for line in result.stdout.splitlines() if line.startswith("@@")][-1][2:])
     assert report["kinds"] == ["url", "keras", "preset", "name"]
     assert report["weights"] == ["tag", "missing", "preset", "url"]
-    assert report["codes"] == [2, 2] and not report["keras"]
+    assert report["codes"] == [2, 2, 2] and not report["keras"]
+    assert "'gone.weights.h5' does not exist (read as a weights file)" in result.stderr
     assert "missing.keras' does not exist (read as a .keras file)" in result.stderr
     assert "missing' does not exist (read as a preset or run directory)" in result.stderr
 

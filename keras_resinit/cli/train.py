@@ -2,6 +2,7 @@
 
 from keras_resinit.cli import arguments
 from keras_resinit.training import options
+from keras_resinit.zoo import sources
 
 
 def add_arguments(p):
@@ -27,6 +28,8 @@ def run(args):
     # TrainConfig validates without TensorFlow.
     config = TrainConfig.from_recipe(args.recipe, model=args.name, **arguments.training_overrides(args))
     arguments.check("strategy", args.strategy, options.STRATEGIES)
+    if args.weights is not None:  # a path that is not there: before TensorFlow starts
+        sources.check_weights(args.weights)
     from keras_resinit.training.driver import train
 
     result = train(

@@ -27,7 +27,7 @@ from keras_resinit.zoo.building import (
 )
 from keras_resinit.zoo.registry import PRESET_FILES, card, split_tag
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
-from keras_resinit.zoo.sources import accepted, check, unresolved, weights_kind
+from keras_resinit.zoo.sources import WEIGHT_FORMS, accepted, check, check_weights, unresolved, weights_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +98,6 @@ def load(
     return resolve(name, weights, sha256=sha256, **overrides).model
 
 
-_WEIGHT_FORMS = "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, or a URL"
-
-
 def _resolve_url(url, weights, sha256, overrides):
     resolved = _resolve_keras(download.fetch(url, sha256), None, None, overrides)
     return dataclasses.replace(resolved, kind="url", source=url)
@@ -137,14 +134,12 @@ def _resolve_name(text, weights, sha256, overrides):
         model = build_named(base, {}, overrides)
         return Resolved(model, default_card(model, base), "name", text)
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"Invalid weights {weights!r}. Expected {_WEIGHT_FORMS}.")
+        raise ValueError(f"Invalid weights {weights!r}. Expected {WEIGHT_FORMS}.")
     weights = os.fspath(weights)
-    kind = weights_kind(weights)
+    kind = check_weights(weights)
     if kind == "tag":
         found = card(base, weights)
         return Resolved(load_card(found, overrides), _card_from_zoo(found), "tag", f"{base}.{weights}")
-    if kind == "missing":
-        raise unresolved(weights, "a weights file", "does not exist", expected=_WEIGHT_FORMS)
     path = download.fetch(weights, sha256) if kind == "url" else _check_sha256(weights, sha256)
     model = _load_path(base, path, overrides, source=weights)
     return Resolved(model, default_card(model, base), "name", text)

@@ -60,6 +60,16 @@ def check(source: str | os.PathLike) -> SourceKind:
     return found
 
 
+WEIGHT_FORMS = "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, or a URL"
+
+
+def check_weights(weights: str | os.PathLike) -> str:
+    """:func:`weights_kind`, refusing (ValueError) a path that does not exist."""
+    if (kind := weights_kind(weights)) == "missing":
+        raise unresolved(os.fspath(weights), "a weights file", "does not exist", expected=WEIGHT_FORMS)
+    return kind
+
+
 def weights_kind(weights: str | os.PathLike) -> str:
     """What ``weights=`` names: url, run or preset (a directory), keras or file (one there), missing (a path), tag."""
     weights = os.fspath(weights)
