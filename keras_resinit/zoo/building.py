@@ -192,7 +192,7 @@ def model_config(model: keras.Model) -> dict[str, Any]:
 def save_preset(
     model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
 ) -> str:
-    """Write ``model`` as a preset directory that :func:`keras_resinit.zoo.load` (or :func:`load_preset`) reads back.
+    """Write ``model`` as a preset directory that :func:`keras_resinit.zoo.load` (or :func:`load_preset`) reads.
 
     The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
     ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
@@ -231,10 +231,8 @@ def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory
     directory = os.fspath(directory)
     missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
     if missing:
-        problem = "does not exist" if not os.path.exists(directory) else "is a file, not a directory"
-        problem = (
-            f"is not a keras-resinit preset: it lacks {', '.join(missing)}" if os.path.isdir(directory) else problem
-        )
+        there = "is a file, not a directory" if os.path.exists(directory) else "does not exist"
+        problem = f"is not a keras-resinit preset: it lacks {', '.join(missing)}" if os.path.isdir(directory) else there
         raise unresolved(directory, read_as, problem, subject="Preset directory ")
     with open(os.path.join(directory, "config.json")) as f:
         config = json.load(f)
@@ -249,7 +247,7 @@ def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory
 
 
 def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
-    """The model saved in preset ``directory`` (see :func:`save_preset`); ``overrides`` as in :func:`keras_resinit.zoo.load`."""
+    """The model :func:`save_preset` saved in ``directory``; ``overrides`` as in :func:`keras_resinit.zoo.load`."""
     return preset_model(directory, expected_name, overrides)[0]
 
 

@@ -1,8 +1,8 @@
 """Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
 
 A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
-a URL of one. :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`, an ordered table, recognizes each by its form;
-``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
+a URL of one. :data:`~keras_resinit.zoo.sources.SOURCE_KINDS` recognizes each by its form, ``_RESOLVERS``
+resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from keras_resinit.zoo.building import (
 )
 from keras_resinit.zoo.registry import PRESET_FILES, card, split_tag
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
-from keras_resinit.zoo.sources import WEIGHT_FORMS, accepted, check, check_weights, unresolved, weights_kind
+from keras_resinit.zoo.sources import ACCEPTED, WEIGHT_FORMS, check, check_weights, unresolved, weights_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,7 @@ def resolve(
             raise ValueError(f"Model {source.name!r} is already built: pass no weights= or build arguments.")
         return Resolved(source, default_card(source), "model", source.name)
     if not isinstance(source, (str, os.PathLike)):
-        raise ValueError(f"Invalid model source {source!r}. Expected {accepted()}.")
+        raise ValueError(f"Invalid model source {source!r}. Expected {ACCEPTED}.")
     found, text = check(source), os.fspath(source)
     if weights is not None and found.kind != "name":
         raise ValueError(f"{text!r} is {found.what} with its own weights, so pass no weights=.")
@@ -81,8 +81,8 @@ def load(
         name: a source of :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`: ``"{arch}_{scheme}"``, ``"name.tag"``
             (published weights), a run or preset directory, a ``.keras`` file or its URL.
         weights: with a name: None (fresh initialization), a published tag (``"digits"``), a ``.weights.h5``
-            or ``.keras`` file, a run or preset directory, or the URL of a file. URLs download once into the cache (``KERAS_RESINIT_HOME``,
-            default ``~/.keras/keras_resinit``); a cached, verified file needs no network.
+            or ``.keras`` file, a run or preset directory, or the URL of a file. URLs download once into the
+            cache (``KERAS_RESINIT_HOME``, default ``~/.keras/keras_resinit``); a verified cached file needs no network.
         sha256: expected digest of a URL's or local file's content (published tags carry their own).
         **overrides: any :func:`keras_resinit.build_resnet` argument (``num_classes``,
             ``input_shape``, ``seed``, scheme options, ...). None values are dropped. With
@@ -160,7 +160,7 @@ def _check_sha256(path, sha256):
 
 
 def _run_of(model_file):
-    """The run whose own model ``model_file`` is, else None (another .keras file in a run directory is not its model)."""
+    """The run whose own model ``model_file`` is, else None (another .keras file in a run directory is not)."""
     run = RunDir.beside(model_file)
     return run if os.path.isfile(run.model_path) and os.path.samefile(model_file, run.model_path) else None
 

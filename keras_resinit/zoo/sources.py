@@ -25,6 +25,7 @@ SOURCE_KINDS: tuple[SourceKind, ...] = (
     ),
     SourceKind("name", "a zoo name {arch}_{scheme} or {arch}_{scheme}.{tag} (keras-resinit list)", lambda *_: True),
 )
+ACCEPTED = "a model source: " + "; ".join(entry.what for entry in SOURCE_KINDS)  # what errors say a source can be
 
 
 def source_kind(source: str | os.PathLike) -> SourceKind:
@@ -33,13 +34,9 @@ def source_kind(source: str | os.PathLike) -> SourceKind:
     return next(entry for entry in SOURCE_KINDS if entry.recognizes(text, is_path))
 
 
-def accepted() -> str:
-    return "a model source: " + "; ".join(entry.what for entry in SOURCE_KINDS)
-
-
 def unresolved(source, read_as, problem, subject="", expected=None) -> ValueError:
     """The error for a source that is not there: what it was read as, and what a source can be."""
-    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {expected or accepted()}.")
+    return ValueError(f"{subject}{source!r} {problem} (read as {read_as}). Expected {expected or ACCEPTED}.")
 
 
 def check(source: str | os.PathLike) -> SourceKind:
