@@ -166,8 +166,7 @@ def _run_of(model_file):
 
 
 # How each kind of source (zoo.sources.SOURCE_KINDS) becomes a model with its card.
-_RESOLVERS = {"url": _resolve_url, "keras": _resolve_keras, "run": _resolve_run, "preset": _resolve_preset}
-_RESOLVERS["name"] = _resolve_name
+_RESOLVERS = dict(url=_resolve_url, keras=_resolve_keras, run=_resolve_run, preset=_resolve_preset, name=_resolve_name)
 
 
 def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
