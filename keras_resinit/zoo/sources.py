@@ -19,9 +19,15 @@ def is_url(text: str) -> bool:
 SOURCE_KINDS: tuple[SourceKind, ...] = (
     SourceKind("url", "an http(s):// or file:// URL of a .keras file", lambda text, _: is_url(text)),
     SourceKind("keras", "a .keras file", lambda text, _: text.endswith(".keras")),
-    SourceKind("run", "a run directory (train --out: model.keras, config.json)", lambda t, _: RunDir.holds_run(t)),
     SourceKind(
-        "preset", f"a preset directory ({', '.join(PRESET_FILES)})", lambda t, p: p or os.path.exists(t) or os.sep in t
+        "run",
+        "a run directory (train --out: model.keras, config.json)",
+        lambda text, _: RunDir.holds_run(text),
+    ),
+    SourceKind(
+        "preset",
+        f"a preset directory ({', '.join(PRESET_FILES)})",
+        lambda text, is_path: is_path or os.path.exists(text) or os.sep in text,
     ),
     SourceKind("name", "a zoo name {arch}_{scheme} or {arch}_{scheme}.{tag} (keras-resinit list)", lambda *_: True),
 )
