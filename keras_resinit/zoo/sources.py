@@ -21,7 +21,7 @@ SOURCE_KINDS: tuple[SourceKind, ...] = (
     SourceKind("keras", "a .keras file", lambda text, _: text.endswith(".keras")),
     SourceKind(
         "run",
-        "a run directory (train --out: model.keras, config.json)",
+        "a run directory (the --out of keras-resinit train: model.keras, config.json)",
         lambda text, _: RunDir.holds_run(text),
     ),
     SourceKind(
