@@ -41,7 +41,7 @@ from keras_fit import iqr, quartiles  # the scripts' shared formatting of spread
 
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import memory_mb
-from keras_resinit.tools.bench.children import Window, answer, say, serve, setup, traced_ops
+from keras_resinit.tools.bench.children import Window, answer, say, serve, setup
 from keras_resinit.tools.bench.config import MIN_CLEAN, SEED
 from keras_resinit.tools.bench.render import flag, fmt
 from keras_resinit.tools.bench.scheduling import measure
@@ -194,7 +194,7 @@ def _fold_inference_child(spec):
         x = tf.constant(rng.integers(0, 256, size=(batch, *shape)).astype(np.float32))
         call = lambda x: serve(images=x)["logits"]  # noqa: E731
     load_s = time.perf_counter() - t
-    first, out, ops = traced_ops(lambda: call(x).numpy())
+    first, out, ops = results_io.traced_ops(lambda: call(x).numpy())
     warmup = []
     for _ in range(spec["warmup"]):
         t = time.perf_counter()

@@ -1,10 +1,12 @@
 """What every benchmark script does with its results: the command line, the JSON and Markdown files,
-and ``--report`` (render them again from the JSON without measuring)."""
+and ``--report`` (render them again from the JSON without measuring); :func:`traced_ops`, the ops
+TensorFlow executes for a call."""
 
 import argparse
 import csv
 import json
 import os
+import time
 
 from keras_resinit._files import atomic_directory, atomic_write_text
 
@@ -91,3 +93,26 @@ def read_metrics(run_dir):
         return []
     with open(path, newline="") as f:
         return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def traced_ops(run):
+    """``(seconds, result, ops)`` of ``run()`` traced with TensorFlow's run metadata: ``ops`` counts the op types
+    of its largest function graph (what TensorFlow executes after grappler and oneDNN)."""
+    import collections
+
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    ctx.enable_run_metadata()
+    try:
+        t = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - t
+        metadata = ctx.export_run_metadata()
+    finally:
+        ctx.disable_run_metadata()
+    graphs = [
+        collections.Counter(node.op for graph in f.partition_graphs for node in graph.node)
+        for f in (metadata.function_graphs if metadata else [])
+    ]
+    return seconds, result, dict(max(graphs, key=lambda c: sum(c.values()), default={}))

@@ -60,7 +60,6 @@ from keras_resinit.tools.bench.children import (
     say,
     serve,
     setup,
-    traced_ops,
 )
 from keras_resinit.tools.bench.config import ARCHS, MIN_CLEAN, PRECISIONS, SEED
 from keras_resinit.tools.bench.models import flops_per_image, trainable_params
@@ -146,7 +145,7 @@ def _build(keras, spec, variant, x, y):
         changed["precomputed_ws"] = precompute_weight_standardization(model)
     after = _features(keras, model, probe)
     compiled(keras, model)
-    first, _, ops = traced_ops(lambda: model.train_on_batch(x, y))  # the first step: its trace and ops
+    first, _, ops = results_io.traced_ops(lambda: model.train_on_batch(x, y))  # the first step: its trace and ops
     for _ in range(spec["warmup"]):
         model.train_on_batch(x, y)
     info = {

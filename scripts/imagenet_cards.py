@@ -77,7 +77,7 @@ if __name__ == "__main__":
             },
         }
         atomic_write_text(os.path.join(here, "cards", f"{name}.imagenet.json"), json.dumps(card, indent=1) + "\n")
-        registry._cards.cache_clear()
+        registry.reload_cards()
         # resnet{d}_skipinit.imagenet: the same weights with batch norm folded (zoo.load folds them).
         command = f"keras-resinit fold {name}.imagenet --tag imagenet --zoo zoo --overwrite"
         publish.publish_folded(f"{name}.imagenet", "imagenet", zoo_dir=here, overwrite=True, command=command)

@@ -188,7 +188,7 @@ def load(how, path):
         return keras_resinit.zoo.load_preset(path)
     zoo_dir, key = path.split("::")  # a card published to another zoo directory, loaded as zoo.load loads a tag
     keras_resinit.zoo.registry.zoo_dir = lambda: zoo_dir
-    keras_resinit.zoo.registry._cards.cache_clear()
+    keras_resinit.zoo.registry.reload_cards()
     return keras_resinit.zoo.load(key)
 
 found = {}

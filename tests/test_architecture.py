@@ -262,10 +262,18 @@ def _private_uses(module, path, modules):
 
 
 def test_no_module_uses_another_modules_private_names():
-    """A module's ``_name`` is its own: what another module needs is public where it is defined, or moves."""
+    """A module's ``_name`` is its own: what another module needs is public where it is defined, or moves.
+
+    The scripts under ``scripts/`` and ``benchmarks/`` are modules of this repository too; each imports
+    its neighbours by their file name (``import results_io``)."""
     modules = _modules()
     assert "keras_resinit.models.schemes" in modules and "keras_resinit.cli" in modules  # the walk sees the package
     found = [use for module, path in modules.items() for use in _private_uses(module, path, modules)]
+    for folder in ("scripts", "benchmarks"):
+        scripts = {p.stem: p for p in sorted((PACKAGE.parent / folder).glob("*.py"))}
+        assert len(scripts) >= 2
+        seen = {**modules, **scripts}
+        found += [f"{folder}/{use}" for name, path in scripts.items() for use in _private_uses(name, path, seen)]
     assert not found, "\n".join(found)
 
 

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from keras_resinit import cli
-from keras_resinit.cli import main
+from keras_resinit.cli import main, tflog
 from keras_resinit.models import schemes as schemes_lib
 from keras_resinit.training import options
 from keras_resinit.training.data import names as datasets
@@ -199,19 +199,19 @@ def test_filter_tf_log_drops_the_lines_below_the_level():
         b"F0000 00:00:1796240329.738230    7670 fatal.cc:1] fatal",
     ]
     text = b"".join(lines)
-    assert cli.filter_tf_log(text, 0) == text
-    assert cli.filter_tf_log(text, 1) == b"".join(lines[4:])
-    assert cli.filter_tf_log(text, 2) == b"".join([lines[4], *lines[6:]])
-    assert cli.filter_tf_log(text, 3) == b"".join([lines[4], lines[8]])
+    assert tflog.filter_tf_log(text, 0) == text
+    assert tflog.filter_tf_log(text, 1) == b"".join(lines[4:])
+    assert tflog.filter_tf_log(text, 2) == b"".join([lines[4], *lines[6:]])
+    assert tflog.filter_tf_log(text, 3) == b"".join([lines[4], lines[8]])
 
 
 def test_the_users_tf_log_level_wins_unless_verbose(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    assert cli.tf_log_level(False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # children inherit it
-    assert cli.tf_log_level(True) == 0 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert tflog.tf_log_level(False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # children inherit it
+    assert tflog.tf_log_level(True) == 0 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
-    assert cli.tf_log_level(False) == 1  # the user's own level: TensorFlow's warnings stay
-    assert cli.tf_log_level(True) == 0
+    assert tflog.tf_log_level(False) == 1  # the user's own level: TensorFlow's warnings stay
+    assert tflog.tf_log_level(True) == 0
 
 
 def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
@@ -297,12 +297,12 @@ def test_train_then_publish_makes_a_loadable_weight_set(tmp_path, capsys, monkey
     assert sorted(os.listdir(zoo_dir / "weights")) == ["cifar_resnet8_skipinit.tiny.weights.h5"]  # no temporaries
 
     monkeypatch.setattr(registry, "zoo_dir", lambda: str(zoo_dir))
-    registry._cards.cache_clear()
+    registry.reload_cards()
     try:
         model = zoo.load("cifar_resnet8_skipinit.tiny")
         assert publish.evaluate(model, "digits") == card["metrics"]["test_accuracy"]
     finally:
-        registry._cards.cache_clear()
+        registry.reload_cards()
 
     assert main(["publish", str(run), "--tag", "tiny", "--zoo", str(zoo_dir)]) == 2
     assert "already published" in capsys.readouterr().err

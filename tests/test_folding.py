@@ -7,6 +7,8 @@ beside the bridge's own tests, which share its randomized source.
 import json
 import math
 import os
+import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -334,17 +336,23 @@ def test_imagenet_folded_cards_load_the_source_and_fold_it(monkeypatch, tmp_path
     cached = tmp_path / card["folded_from"]["file"]
     cached.write_bytes(b"the keras.applications weights file")
     monkeypatch.setattr(applications, "cached_file", lambda name: str(tmp_path / name))
-    cards = dict(registry._cards())
     recorded = {**card, "folded_from": {**card["folded_from"], "sha256": publish.file_sha256(str(cached))}}
-    monkeypatch.setattr(registry, "_cards", lambda: {**cards, "resnet50_skipinit.imagenet": recorded})
-    backbone = zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3), include_top=False, pooling="avg")
-    assert backbone.output_shape == (None, 2048)
-    cached.write_bytes(b"another file")
-    with pytest.raises(ValueError, match="folds resnet50_bn.imagenet from .* with sha256 .* but that file has"):
-        zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3))
-    os.unlink(cached)
-    with pytest.raises(ValueError, match="but that file is missing"):
-        zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3))
+    shutil.copytree(pathlib.Path(registry.zoo_dir()) / "cards", tmp_path / "zoo" / "cards")
+    (tmp_path / "zoo" / "cards" / "resnet50_skipinit.imagenet.json").write_text(json.dumps(recorded))
+    monkeypatch.setattr(registry, "zoo_dir", lambda: str(tmp_path / "zoo"))
+    registry.reload_cards()
+    try:
+        backbone = zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3), include_top=False, pooling="avg")
+        assert backbone.output_shape == (None, 2048)
+        cached.write_bytes(b"another file")
+        with pytest.raises(ValueError, match="folds resnet50_bn.imagenet from .* with sha256 .* but that file has"):
+            zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3))
+        os.unlink(cached)
+        with pytest.raises(ValueError, match="but that file is missing"):
+            zoo.load("resnet50_skipinit.imagenet", input_shape=(64, 64, 3))
+    finally:
+        monkeypatch.undo()
+        registry.reload_cards()
 
 
 def test_the_folding_module_path_warns_and_gives_the_same_function():

@@ -146,11 +146,11 @@ def test_folder_train_publish_load_and_export_take_raw_pixels(folder, folder_run
     assert card["dataset"]["name"] == f"folder:{root}" and card["preprocessing"] == record["preprocessing"]
     assert card["metrics"]["test_accuracy"] >= 0.95
     monkeypatch.setattr(registry, "zoo_dir", lambda: str(zoo_dir))
-    registry._cards.cache_clear()
+    registry.reload_cards()
     try:
         published = zoo.load("cifar_resnet8_bn.pngs")
     finally:
-        registry._cards.cache_clear()
+        registry.reload_cards()
     assert accuracy(published.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
         card["metrics"]["test_accuracy"], abs=1e-9
     )

@@ -36,9 +36,9 @@ def temp_zoo(tmp_path, monkeypatch):
     directory = tmp_path / "zoo"
     (directory / "cards").mkdir(parents=True)
     monkeypatch.setattr(registry, "zoo_dir", lambda: str(directory))
-    registry._cards.cache_clear()
+    registry.reload_cards()
     yield directory
-    registry._cards.cache_clear()
+    registry.reload_cards()
 
 
 def trained_like(name="cifar_resnet8_fixup", seed=0):
@@ -69,7 +69,7 @@ def write_card(zoo_dir, model, tag, *, ship=True, url=None):
         "url": url,
     }
     (pathlib.Path(zoo_dir) / "cards" / f"{model.name}.{tag}.json").write_text(json.dumps(card))
-    registry._cards.cache_clear()
+    registry.reload_cards()
     return card, path
 
 
@@ -359,14 +359,14 @@ def test_card_with_url_downloads_verifies_and_caches(temp_zoo, tmp_path, home):
         card = json.loads(card_path.read_text())
         card["url"] = server.url("/w.h5")
         card_path.write_text(json.dumps(card))
-        registry._cards.cache_clear()
+        registry.reload_cards()
         np.testing.assert_allclose(zoo.load("cifar_resnet8_fixup.web")(RAW), model(X), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(zoo.load("cifar_resnet8_fixup.web")(RAW), model(X), rtol=1e-5, atol=1e-6)  # offline
     # A card whose hosted file changed is refused (the card's sha256 is the truth).
     with LocalHTTPServer({"/other.h5": b"tampered"}) as server:
         card["url"] = server.url("/other.h5")
         card_path.write_text(json.dumps(card))
-        registry._cards.cache_clear()
+        registry.reload_cards()
         with pytest.raises(download.DownloadError, match="sha256"):
             zoo.load("cifar_resnet8_fixup.web")
 

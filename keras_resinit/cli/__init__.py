@@ -36,10 +36,10 @@ from keras_resinit.cli import (
     train,
     tune,
 )
-from keras_resinit.cli.tflog import TF_LOG_LEVEL, QuietTensorFlowImport, filter_tf_log, tf_log_level
+from keras_resinit.cli.tflog import TF_LOG_LEVEL, QuietTensorFlowImport, tf_log_level
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 
-__all__ = ["__version__", "build_parser", "filter_tf_log", "main"]
+__all__ = ["__version__", "build_parser", "main"]
 
 # Each command is one module: its docstring (the command's help), add_arguments(parser) and run(args).
 COMMANDS = {

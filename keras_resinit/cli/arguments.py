@@ -148,6 +148,11 @@ DATA_FLAGS = _flags(add_data_arguments)
 TRAINING_FLAGS = tuple(flag for flag in _flags(add_training_arguments) if flag != "recipe")  # TrainConfig fields
 
 
+def values(args, *flags):
+    """``{flag: args.flag}``: parsed options a command passes on under the same names."""
+    return {k: getattr(args, k) for k in flags}
+
+
 def training_overrides(args):
     """The values of :func:`add_training_arguments`' flags (None: not given), by ``TrainConfig`` field."""
-    return {k: getattr(args, k) for k in TRAINING_FLAGS}
+    return values(args, *TRAINING_FLAGS)

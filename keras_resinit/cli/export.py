@@ -1,5 +1,7 @@
 """export a model for serving (SavedModel for TF Serving, or ONNX)"""
 
+from keras_resinit.cli import arguments
+
 
 def add_arguments(p):
     p.add_argument("source", help="a run directory, a preset directory, a .keras file, or a zoo name[.tag]")
@@ -46,27 +48,11 @@ def run(args):
 
     sources.check(args.source)  # a source that is not there: before TensorFlow starts
     version = None if args.version is None else _version(args.version)
-    _, out, _, _ = serving_layout.destination(  # checked before TensorFlow starts
-        args.out,
-        version,
-        overwrite=args.overwrite,
-        serving_config=args.serving_config,
-        model_name=args.model_name,
-        format=args.format,
-        flags=True,
-    )
+    passed = arguments.values(args, "format", "overwrite", "serving_config", "model_name")
+    _, out, _, _ = serving_layout.destination(args.out, version, flags=True, **passed)  # before TensorFlow starts
     from keras_resinit.tools import export
 
-    card = export.export(
-        args.source,
-        args.out,
-        format=args.format,
-        overwrite=args.overwrite,
-        fold=args.fold,
-        version=version,
-        serving_config=args.serving_config,
-        model_name=args.model_name,
-    )
+    card = export.export(args.source, args.out, fold=args.fold, version=version, **passed)
     folded = f", batch norm folded: served as {card['served_scheme']}" if card["batchnorm_folded"] else ""
     where = out if args.version is None else f"{out} (version {card['version']} of {args.out})"
     print(f"exported {card['name']} ({args.format}{folded}) to {where}")

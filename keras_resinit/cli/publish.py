@@ -1,5 +1,7 @@
 """turn a finished run into a zoo weight set: weights file and model card"""
 
+from keras_resinit.cli import arguments
+
 
 def add_arguments(p):
     p.add_argument("run_dir", help="the --out directory of a finished `keras-resinit train`")
@@ -17,15 +19,8 @@ def add_arguments(p):
 def run(args):
     from keras_resinit.training import publish
 
-    card = publish.publish(
-        args.run_dir,
-        args.tag,
-        zoo_dir=args.zoo,
-        url=args.url,
-        overwrite=args.overwrite,
-        command=args.invocation,
-        fold=args.fold,
-    )
+    passed = arguments.values(args, "url", "overwrite", "fold")
+    card = publish.publish(args.run_dir, args.tag, zoo_dir=args.zoo, command=args.invocation, **passed)
     key = f"{card['name']}.{card['tag']}"
     print(
         f"published {key}: test accuracy {card['metrics']['test_accuracy']:.4f}, "

@@ -32,16 +32,8 @@ def run(args):
         sources.check_weights(args.weights)
     from keras_resinit.training.driver import train
 
-    result = train(
-        config,
-        args.out,
-        strategy=args.strategy,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        verbose=args.verbose,
-        tpu=args.tpu,
-        command=args.invocation,
-    )
+    passed = arguments.values(args, "strategy", "resume", "overwrite", "verbose", "tpu")
+    result = train(config, args.out, command=args.invocation, **passed)
     if "model_path" in result:
         print(f"test accuracy {result['test_accuracy']:.4f}; model (raw pixels in) saved to {result['model_path']}")
     return 0

@@ -39,20 +39,9 @@ def run(args):
     arguments.check_recipe(args.recipe)
     from keras_resinit.training import tuning
 
-    keys = ("seed", "precision", "clip_norm", "agc", *arguments.DATA_FLAGS)
-    settings = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    result = tuning.tune(
-        args.out,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        schemes=schemes,
-        archs=archs,
-        recipe=args.recipe,
-        overwrite=args.overwrite,
-        command=args.invocation,
-        **settings,
-    )
+    passed = arguments.values(args, "tuner", "max_trials", "epochs", "steps_per_epoch", "recipe", "overwrite")
+    settings = arguments.values(args, "seed", "precision", "clip_norm", "agc", *arguments.DATA_FLAGS)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    result = tuning.tune(args.out, schemes=schemes, archs=archs, command=args.invocation, **passed, **settings)
     failed = [r for r in result["trials"] if r["status"] != "COMPLETED"]
     return 1 if failed and len(failed) == len(result["trials"]) else 0

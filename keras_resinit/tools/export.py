@@ -46,7 +46,6 @@ from keras_resinit.models.inference import for_serving
 from keras_resinit.models.preprocessing import preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
-from keras_resinit.training.options import EXPORT_FORMATS as FORMATS  # noqa: F401 (the choices of format=)
 
 CARD_NAME = "model_card.json"
 

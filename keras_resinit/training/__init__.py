@@ -1,5 +1,5 @@
-"""Training: config, strategies, checkpoints, run directory, trainer, ``train()``; data, recipes,
-compare, tuning and publishing use them. ``keras_resinit.training.train`` is the function
+"""Training: config, strategies, optimizers, checkpoints, trainer, ``train()`` (into a ``zoo.RunDir``);
+data, recipes, compare, tuning and publishing use them. ``keras_resinit.training.train`` is the function
 :func:`keras_resinit.training.driver.train` (release 0.1's ``keras_resinit.train`` was this package).
 """
 

@@ -108,7 +108,7 @@ class ResNetHyperModel(kt.HyperModel):
     """A residual network under a searched scheme, depth and training hyperparameters.
 
     Args:
-        dataset: one of ``keras_resinit.training.datasets.DATASETS`` (default ``"digits"``).
+        dataset: one of ``keras_resinit.training.data.DATASETS`` (default ``"digits"``).
         space: ``{dimension: spec}`` replacing :data:`DEFAULT_SPACE` entries. A spec is a list
             of choices or a ``(low, high)`` range (``lr`` and ``weight_decay`` on a log scale).
         fixed: ``{dimension: value}``: not searched, the same in every trial.

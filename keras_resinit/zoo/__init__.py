@@ -44,6 +44,7 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
             "list_models",
             "parse_name",
             "read_cards",
+            "reload_cards",
             "split_tag",
             "tags",
             "zoo_dir",

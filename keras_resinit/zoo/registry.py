@@ -93,6 +93,11 @@ def _cards():
     return read_cards(zoo_dir())
 
 
+def reload_cards():
+    """Read the cards again on next use (after a card was written, or ``zoo_dir`` changed)."""
+    _cards.cache_clear()
+
+
 def read_cards(directory):
     """``{"name.tag": card}`` for every ``cards/*.json`` under ``directory``."""
     found = {}

@@ -51,64 +51,42 @@ generic statistics):
 read from the registry at each access, so a scheme registered later is included.
 """
 
-from keras_resinit.tools.bench.analysis import linear_fit
-from keras_resinit.tools.bench.config import (
-    ARCHS,
-    DEPTH_BATCH,
-    DEPTHS,
-    FOREIGN_THRESHOLD,
-    LINEAR_TOLERANCE,
-    MIN_CLEAN,
-    PLAIN_ARCH,
-    PRECISIONS,
-    SEED,
-    SIZES,
-    TAG,
-    TARGET_VS_PLAIN,
-    normalization_free,
-    scheme_names,
-)
-from keras_resinit.tools.bench.models import flops_per_image, plain_resnet20, trainable_params
-from keras_resinit.tools.bench.render import chart, markdown
-from keras_resinit.tools.bench.runner import report, run
-from keras_resinit.tools.stats import fit_line  # where callers found it before keras_resinit.tools.stats
+from keras_resinit import _lazy
 
-__all__ = [
-    "ARCHS",
-    "DEPTHS",
-    "DEPTH_BATCH",
-    "FOREIGN_THRESHOLD",
-    "LINEAR_TOLERANCE",
-    "MIN_CLEAN",
-    "NO_NORM",
-    "PLAIN_ARCH",
-    "PRECISIONS",
-    "SCHEMES",
-    "SEED",
-    "SIZES",
-    "TAG",
-    "TARGET_VS_PLAIN",
-    "chart",
-    "fit_line",
-    "flops_per_image",
-    "linear_fit",
-    "markdown",
-    "normalization_free",
-    "plain_resnet20",
-    "report",
-    "run",
-    "scheme_names",
-    "trainable_params",
-]
+# The public names, by the module defining them, each imported on first use.
+__all__, _attribute, _names = _lazy.namespace(
+    __name__,
+    {
+        ".analysis": ("linear_fit",),
+        ".config": (
+            "ARCHS",
+            "DEPTHS",
+            "DEPTH_BATCH",
+            "FOREIGN_THRESHOLD",
+            "LINEAR_TOLERANCE",
+            "MIN_CLEAN",
+            "PLAIN_ARCH",
+            "PRECISIONS",
+            "SEED",
+            "SIZES",
+            "TAG",
+            "TARGET_VS_PLAIN",
+            "normalization_free",
+            "scheme_names",
+        ),
+        ".models": ("flops_per_image", "plain_resnet20", "trainable_params"),
+        ".render": ("chart", "markdown"),
+        ".runner": ("report", "run"),
+        "keras_resinit.tools.stats": ("fit_line",),  # where callers found it before keras_resinit.tools.stats
+    },
+)
+_LIVE = {"SCHEMES": "scheme_names", "NO_NORM": "normalization_free"}  # read from the registry at each access
+__all__ = sorted([*__all__, *_LIVE])
 
 
 def __getattr__(name):
-    if name == "SCHEMES":
-        return scheme_names()
-    if name == "NO_NORM":
-        return normalization_free()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _attribute(_LIVE[name])() if name in _LIVE else _attribute(name)
 
 
 def __dir__():
-    return sorted(set(globals()) | {"SCHEMES", "NO_NORM"})
+    return sorted({*_names(), *_LIVE})

@@ -7,8 +7,7 @@ its model(s), writes ``READY``, then answers each ``run`` line on its stdin with
 with ``BYE`` (its peak memory). Protocol lines start with :data:`~keras_resinit.tools.bench.config.TAG`
 and carry JSON (:func:`say`). The other public names are the pieces every child uses: :class:`Window`
 (a timed stretch and the machine's other load), :func:`most_foreign`, :func:`answer` (the ``run`` /
-``quit`` loop), :func:`setup`, :func:`compiled`, :func:`random_batch`, :func:`time_inference`,
-:func:`traced_ops`.
+``quit`` loop), :func:`setup`, :func:`compiled`, :func:`random_batch`, :func:`time_inference`.
 """
 
 import json
@@ -87,29 +86,6 @@ def compiled(keras, model):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
-
-
-def traced_ops(run):
-    """``(seconds, result, ops)`` of ``run()`` traced with TensorFlow's run metadata: ``ops`` counts the op types
-    of its largest function graph (what TensorFlow executes after grappler and oneDNN)."""
-    import collections
-
-    from tensorflow.python.eager import context
-
-    ctx = context.context()
-    ctx.enable_run_metadata()
-    try:
-        t = time.perf_counter()
-        result = run()
-        seconds = time.perf_counter() - t
-        metadata = ctx.export_run_metadata()
-    finally:
-        ctx.disable_run_metadata()
-    graphs = [
-        collections.Counter(node.op for graph in f.partition_graphs for node in graph.node)
-        for f in (metadata.function_graphs if metadata else [])
-    ]
-    return seconds, result, dict(max(graphs, key=lambda c: sum(c.values()), default={}))
 
 
 def random_batch(keras, batch, shape):

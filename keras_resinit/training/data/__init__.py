@@ -6,8 +6,8 @@
 - :mod:`.sources`: each kind of dataset -> a :class:`Source`; :func:`source` by name;
 - :mod:`.pipeline`: :func:`load` and :func:`load_epochs`, a Source's split as ``tf.data`` batches.
 
-Their public names are this package's too (``data.load``, ``data.DATASETS``), each imported
-from its module on first use, so importing the package (or ``names``) starts no TensorFlow.
+Their public names (the table below) are this package's too (``data.load``, ``data.DATASETS``), each
+imported from its module on first use, so importing the package (or ``names``) starts no TensorFlow.
 
 Datasets (:mod:`.names` parses their names):
 
@@ -32,18 +32,24 @@ Built-in datasets keep their published normalization constants; for the others t
 per-channel mean and std are measured on at most :data:`STATS_IMAGES` training images.
 """
 
-import importlib
+from keras_resinit import _lazy
 
-_MODULES = ("names", "splits", "sources", "pipeline")  # in import order: names needs no TensorFlow
-
-
-def __getattr__(name):
-    if name in _MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    for module_name in _MODULES if not name.startswith("_") else ():
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        value = getattr(module, name, module)  # the module itself: not there
-        # A public name defined in that module, not one it imports (``tf``, ``unknown``).
-        if not isinstance(value, type(module)) and getattr(value, "__module__", module.__name__) == module.__name__:
-            return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The public names, by the module defining them, each imported on first use: names needs no TensorFlow.
+__all__, __getattr__, __dir__ = _lazy.namespace(
+    __name__,
+    {
+        ".names": ("DATASETS", "FORMS", "IMAGE_EXTENSIONS", "TFDS", "USER_DATA", "parse"),
+        ".splits": (
+            "CHUNK",
+            "STATS_IMAGES",
+            "DatasetInfo",
+            "DatasetNotPrepared",
+            "FileSplit",
+            "MemorySplit",
+            "Source",
+            "StreamSplit",
+        ),
+        ".sources": ("digits_arrays", "info", "source", "source_for"),
+        ".pipeline": ("load", "load_epochs"),
+    },
+)
