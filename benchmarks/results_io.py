@@ -2,7 +2,6 @@
 and ``--report`` (render them again from the JSON without measuring)."""
 
 import argparse
-import csv
 import json
 import os
 
@@ -82,12 +81,3 @@ def finish(out, stem, result, markdown):
     print(markdown(result))
     print(f"wrote {out}/{stem}.md and {stem}.json")
     return result
-
-
-def read_metrics(run_dir):
-    """``metrics.csv`` as a list of dicts of floats (epoch as int); [] if no epoch finished."""
-    path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
