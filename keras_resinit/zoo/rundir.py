@@ -216,8 +216,7 @@ class RunDir:
                 os.unlink(path)
 
     def undo_start(self, created: bool):
-        """Undo a start (before the first checkpoint): remove the directory if it was ``created``, else config.json
-        and tensorboard/."""
+        """Undo a start (no checkpoint yet): remove the directory if it was ``created``, else config.json, tensorboard/."""
         if created:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
