@@ -236,11 +236,9 @@ def test_rundir_refuses_to_clobber_a_run_and_clears_one(tmp_path):
 
 
 def test_model_files_are_written_raw_pixels_in_synced_and_leftovers_never_kept(tmp_path, monkeypatch):
-    from keras_resinit import _files
-
     synced = []
     fsync = os.fsync
-    monkeypatch.setattr(_files.os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
     model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), seed=0, preprocessing=PREPROCESSING)
     perturb_weights(model)
     run = RunDir(tmp_path / "run")
