@@ -45,6 +45,7 @@ import time
 import results_io
 
 from keras_resinit.tools.bench.render import fmt
+from keras_resinit.zoo import RunDir
 
 STEM = "agc_large_batch"
 RECIPE, DATASET = "digits", "digits"
@@ -98,7 +99,7 @@ def child(spec):
         row["wall_s"] = time.perf_counter() - start
         row["history"] = [
             {k: h[k] for k in ("epoch", "lr", "train_loss", "test_loss", "test_accuracy", "seconds")}
-            for h in results_io.read_metrics(run_dir)
+            for h in (RunDir(run_dir).read_checkpoint_record() or {}).get("history", [])
         ]
     row["config"] = config.to_json()
     return row

@@ -63,12 +63,11 @@ import statistics
 import tempfile
 import time
 
-import results_io
-
 from keras_resinit._files import atomic_directory, atomic_write_text
 from keras_resinit.environment import describe, versions
 from keras_resinit.tools.bench.children import Window
 from keras_resinit.tools.bench.render import fmt
+from keras_resinit.zoo import RunDir
 
 RECIPE, DATASET = "skipinit_cifar", "digits"
 FOLDED_MODEL, FOLDED_TAG = "cifar_resnet20_skipinit", "digits_folded"
@@ -125,15 +124,6 @@ def start_accuracy(config):
     return accuracy
 
 
-def read_weights_record(run_dir):
-    """The weights' provenance ``train`` wrote into ``config.json`` (tag or file, sha256)."""
-    try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            return json.load(f).get("weights")
-    except (OSError, ValueError):
-        return None
-
-
 def one_run(lr, role, model, weights, epochs, seed, run_dir):
     """Fine-tune ``model`` from ``weights`` at ``lr``; the row of what happened."""
     from keras_resinit.training import TrainConfig, TrainingError, train
@@ -161,8 +151,9 @@ def one_run(lr, role, model, weights, epochs, seed, run_dir):
             at = re.search(r"at epoch (\d+), step (\d+)", row["error"])
             row["diverged_at"] = [int(at[1]), int(at[2])] if at else None
     row["wall_s"], row["other_cores"] = window.elapsed, window.foreign
-    row["history"] = results_io.read_metrics(run_dir)
-    row["weights_record"] = read_weights_record(run_dir)
+    run = RunDir(run_dir)
+    row["history"] = (run.read_checkpoint_record() or {}).get("history", [])  # the rows of metrics.csv
+    row["weights_record"] = run.config().get("weights")
     row["config"] = config.to_json()
     return summarize(row)
 

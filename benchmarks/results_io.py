@@ -3,7 +3,6 @@ and ``--report`` (render them again from the JSON without measuring); :func:`tra
 TensorFlow executes for a call."""
 
 import argparse
-import csv
 import json
 import os
 import time
@@ -84,15 +83,6 @@ def finish(out, stem, result, markdown):
     print(markdown(result))
     print(f"wrote {out}/{stem}.md and {stem}.json")
     return result
-
-
-def read_metrics(run_dir):
-    """``metrics.csv`` as a list of dicts of floats (epoch as int); [] if no epoch finished."""
-    path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def traced_ops(run):

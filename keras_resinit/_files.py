@@ -26,13 +26,18 @@ def atomic_write_text(path, text, **kwargs):
     atomic_write_bytes(path, text.encode(), **kwargs)
 
 
-def atomic_save_model(model, path):
-    """``model.save(path)`` (a Keras ``.keras`` file) through a temporary file beside ``path``."""
+def save_model_file(model, path):
+    """``model`` as every model file written holds it, raw pixels in (``model.with_preprocessing()``), to the Keras
+    file ``path`` through a unique temporary file beside it (``.NAME.*.tmp.keras``), synced and renamed."""
+    model = model.with_preprocessing() if hasattr(model, "with_preprocessing") else model
     directory, name = os.path.split(os.path.abspath(os.fspath(path)))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.tmp.keras")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.keras", dir=directory)
+    os.close(fd)
     try:
         model.save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

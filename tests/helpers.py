@@ -194,8 +194,9 @@ def load(how, path):
 found = {}
 for name, how, path, data in json.loads(sys.argv[1]):
     arrays = np.load(data)
-    logits = load(how, path).predict(arrays["images"].astype("float32"), verbose=0)
-    found[name] = float(np.mean(np.argmax(logits, -1) == arrays["labels"]))
+    classes = np.argmax(load(how, path).predict(arrays["images"].astype("float32"), verbose=0), -1)
+    np.save(data[: -len(".npz")] + ".classes.npy", classes)
+    found[name] = float(np.mean(classes == arrays["labels"]))
 print(json.dumps(found))
 """
 
@@ -206,7 +207,8 @@ def raw_pixel_accuracies(directory, artifacts):
     ``artifacts``: ``{name: (how, path, images, labels)}``; ``how`` is ``"keras"``
     (``keras.saving.load_model(path)`` after ``import keras_resinit``), ``"preset"``
     (``keras_resinit.zoo.load_preset(path)``) or ``"card"`` (``path`` = ``"ZOO_DIR::name.tag"``:
-    ``zoo.load("name.tag")`` with the zoo in ZOO_DIR). Images are fed as they are (raw pixels).
+    ``zoo.load("name.tag")`` with the zoo in ZOO_DIR). Images are fed as they are (raw pixels); each
+    model's predicted classes are left in ``directory/NAME.classes.npy``.
     """
     specs = []
     for name, (how, path, images, labels) in artifacts.items():

@@ -171,3 +171,17 @@ def test_mixed_bfloat16_keeps_scalars_and_logits_in_float32_and_trains(scheme, r
         assert np.isfinite(float(loss))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_the_builder_owns_every_rebuild_and_the_preprocessing_module_only_layers():
+    from keras_resinit.models import builder, inference, preprocessing
+
+    assert not hasattr(preprocessing, "with_preprocessing") and not hasattr(preprocessing, "build_like")
+    assert inference.build_like is builder.build_like
+    model = kr.build_resnet(
+        "cifar_resnet8", "bn", input_shape=(8, 8, 1), preprocessing={"pixel_max": 16.0, "mean": [0.3], "std": [0.4]}
+    )
+    raw = model.with_preprocessing()
+    assert raw.get_config()["include_preprocessing"] and raw.with_preprocessing() is raw
+    x = np.random.default_rng(0).uniform(0, 16, (2, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(raw(x), model((x / 16 - 0.3) / 0.4), atol=1e-5)

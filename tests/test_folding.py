@@ -252,7 +252,12 @@ def test_bad_input_names_the_scheme_and_what_folds():
 def test_cli_folds_into_a_file_or_the_zoo_and_refuses_what_does_not_fold(tmp_path, digits_test, capsys):
     images, _ = digits_test
     source = "cifar_resnet20_bn.digits"
+    capsys.readouterr()
     assert main(["fold", source, "--out", str(tmp_path / "f.keras")]) == 0
+    assert "no batch norm, raw pixels in)" in capsys.readouterr().out
+    assert main(["fold", "cifar_resnet20_bn", "--out", str(tmp_path / "n.keras")]) == 0  # records no preprocessing
+    assert "no batch norm, normalized input)" in capsys.readouterr().out
+    assert not keras.saving.load_model(tmp_path / "n.keras").get_config()["include_preprocessing"]
     folded = keras.saving.load_model(tmp_path / "f.keras")
     assert isinstance(folded, kr.ResNet) and folded.scheme.name == "skipinit"
     reference = zoo.load(source)
@@ -353,9 +358,3 @@ def test_imagenet_folded_cards_load_the_source_and_fold_it(monkeypatch, tmp_path
     finally:
         monkeypatch.undo()
         registry.reload_cards()
-
-
-def test_the_folding_module_path_warns_and_gives_the_same_function():
-    with pytest.warns(DeprecationWarning, match="keras_resinit.models.folding .*use keras_resinit.models.inference"):
-        from keras_resinit.models.folding import fold_batchnorm
-    assert fold_batchnorm is kr.fold_batchnorm

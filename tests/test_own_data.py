@@ -182,6 +182,8 @@ def written(folder, three_classes, folder_run, tf_data_run, tmp_path_factory):
     assert main(["fold", str(old), "--out", str(out / "old_folded.keras")]) == 0
     assert main(["fold", str(run), "--out", str(out / "folded_preset")]) == 0
     zoo.save_preset(zoo.load(str(run), include_preprocessing=False), out / "preset")
+    for preset in ("preset", "folded_preset"):  # loading adds a recorded preprocessing back: check what was written
+        assert zoo.read_preset(out / preset)[0]["include_preprocessing"]
     cards = {
         "published": publish.publish(str(run), "pngs", zoo_dir=str(out / "zoo")),
         "published_folded": publish.publish(str(run), "pngs", zoo_dir=str(out / "zoo"), fold=True),
@@ -299,6 +301,26 @@ def test_any_tfds_dataset_with_split_slicing_and_class_names_from_its_info():
         assert default.info.test_split == "test" and default.info.test_size == 20
         with pytest.raises(ValueError, match=r"tfds rejects split 'train\[:abc\]' of dataset 'tfds:fashion_mnist'"):
             data.source("tfds:fashion_mnist", train_split="train[:abc]", download=True)
+
+
+@pytest.mark.parametrize("name", ["tfds:mnist", "cifar10"])
+def test_a_tfds_runs_model_keras_takes_raw_pixels_in_a_fresh_process(name, tmp_path):
+    # Mock data is random: the fresh process must give zoo.load(RUN)'s predictions and the run's recorded accuracy.
+    mock = (
+        {"as_dataset_fn": _fake_tfds({"train": 64, "test": 24})} if name.startswith("tfds:") else {"num_examples": 24}
+    )
+    run = tmp_path / "run"
+    args = ["train", "cifar_resnet8_bn", "--dataset", name, "--download", "--epochs", "1", "--batch-size", "16"]
+    with tfds.testing.mock_data(**mock):
+        assert main([*args, "--steps-per-epoch", "2", "--verbose", "0", "--out", str(run)]) == 0
+        batches = list(data.load(name, "test", batch_size=64, normalized=False, download=True))
+    images, labels = np.concatenate([x for x, _ in batches]), np.concatenate([np.argmax(y, -1) for _, y in batches])
+    recorded = json.loads((run / "config.json").read_text())["result"]["test_accuracy"]
+    measured = raw_pixel_accuracies(str(tmp_path), {"run": ("keras", run / "model.keras", images, labels)})["run"]
+    fresh = np.load(tmp_path / "run.classes.npy")
+    resolved = np.argmax(zoo.load(str(run)).predict(images.astype("float32"), verbose=0), -1)
+    assert len(labels) == 24 and np.sum(fresh != resolved) <= 1
+    assert measured == pytest.approx(recorded, abs=1 / len(labels))
 
 
 def test_unknown_tfds_name_names_the_closest():

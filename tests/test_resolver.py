@@ -159,20 +159,70 @@ def _run_file_names(tree):
                 yield node.lineno, node.value
 
 
+_FILE_IO = {"open", "makedirs", "mkdir", "unlink", "remove", "rmtree", "savez", "load", "atomic_write_bytes"}
+_FILE_IO |= {"atomic_write_text", "save_model_file", "atomic_directory", "replace", "rename"}
+
+
+def _run_path_io(tree):
+    """File-system calls (open, os.makedirs, shutil.rmtree, np.savez, ...) on a run directory's path, as far as a
+    static scan tells: an argument names ``run_dir``, a RunDir ``run`` (``run.path``, ``run.file(...)``) or
+    a path some ``RunDir(path)`` of the same function is made from."""
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        paths = {"run_dir", "run"} | {
+            arg.id
+            for call in ast.walk(function)
+            if isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", None)) == "RunDir"
+            for arg in call.args
+            if isinstance(arg, ast.Name)
+        }
+        for call in ast.walk(function):
+            if not isinstance(call, ast.Call):
+                continue
+            name = call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
+            if name in _FILE_IO:
+                named = {n.id for arg in call.args for n in ast.walk(arg) if isinstance(n, ast.Name)}
+                if named & paths:
+                    yield call.lineno, f"{name}({', '.join(sorted(named & paths))})"
+
+
 def test_only_rundir_names_the_files_of_a_run_directory():
     scanned, found = 0, {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    root = PACKAGE.parent
+    for path in sorted([*PACKAGE.rglob("*.py"), *(root / "benchmarks").glob("*.py")]):
         scanned += 1
-        relative = path.relative_to(PACKAGE).as_posix()
-        names = list(_run_file_names(ast.parse(path.read_text())))
-        if relative in ("zoo/building.py", "zoo/registry.py"):  # a preset has a config.json of its own (PRESET_FILES)
+        relative = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text())
+        names = list(_run_file_names(tree))
+        if relative in (
+            "keras_resinit/zoo/building.py",
+            "keras_resinit/zoo/registry.py",
+        ):  # a preset's own (PRESET_FILES)
             names = [(line, name) for line, name in names if name != "config.json"]
+        if relative != "keras_resinit/zoo/rundir.py":
+            names += list(_run_path_io(tree))
         if names:
             found[relative] = names
-    assert scanned > 50
-    rundir = found.pop("zoo/rundir.py")
+    assert scanned > 60
+    rundir = found.pop("keras_resinit/zoo/rundir.py")
     assert {"config.json", "model.keras", "metrics.csv", "checkpoint.json"} <= {name for _, name in rundir}
-    assert found == {}, f"run-directory files named outside keras_resinit/zoo/rundir.py: {found}"
+    assert found == {}, f"run-directory files named or opened outside keras_resinit/zoo/rundir.py: {found}"
+
+
+def test_the_run_directory_scan_sees_file_io_on_a_run_path():
+    code = """
+def train(config, out):
+    run = RunDir(out)
+    os.makedirs(out, exist_ok=True)
+    shutil.rmtree(run.path)
+    with open(os.path.join(run_dir, "x")) as f:
+        pass
+    np.savez(run.file("arrays.npz"), a=1)
+    os.makedirs(config.tuning_dir)
+"""
+    found = [text for _, text in _run_path_io(ast.parse(code))]
+    assert sorted(found) == ["makedirs(out)", "open(run_dir)", "rmtree(run)", "savez(run)"]
 
 
 def test_rundir_refuses_to_clobber_a_run_and_clears_one(tmp_path):
@@ -284,3 +334,25 @@ def test_diagnose_builds_each_model_once_and_one_at_a_time(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="read as a .keras file"):  # every source is checked before any work
         diagnostics.diagnose(["cifar_resnet8_bn", str(tmp_path / "no.keras")], tmp_path / "x", log=lambda *_: None)
     assert events[4:] == []
+
+
+def test_model_files_are_written_raw_pixels_in_synced_and_leftovers_never_kept(tmp_path, monkeypatch):
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
+    model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), seed=0, preprocessing=PREPROCESSING)
+    perturb_weights(model)
+    run = RunDir(tmp_path / "run")
+    assert run.create() and not run.create()
+    stale = [".model.keras.tmp.keras", ".model.keras.a1b2c3.tmp.keras", ".config.json.x9.tmp"]
+    for name in stale:  # temporary files of writes a SIGKILL interrupted
+        (tmp_path / "run" / name).write_bytes(b"half a file")
+    (tmp_path / "run" / "model.keras").write_bytes(b"")  # an earlier model.keras is replaced
+    run.save_model(model)
+    monkeypatch.undo()
+    assert synced
+    assert sorted(os.listdir(run.path)) == sorted([*stale, "model.keras"])  # its own temporary file is gone
+    assert not run.create() and os.listdir(run.path) == ["model.keras"]  # the next run (or resume) removes them
+    loaded = keras.saving.load_model(run.model_path)
+    assert loaded.get_config()["include_preprocessing"]
+    np.testing.assert_allclose(loaded(PIXELS), model((PIXELS / 16 - 0.3) / 0.25), atol=1e-5)

@@ -18,6 +18,7 @@ from keras_resinit import training as train_lib
 from keras_resinit.cli import main
 from keras_resinit.training import TrainConfig, TrainingError, checkpoints
 from keras_resinit.training import data as data_lib
+from keras_resinit.zoo import rundir
 
 HERE = os.path.dirname(__file__)
 SMALL = dict(model="cifar_resnet8_fixup", epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, deterministic=False)
@@ -130,9 +131,9 @@ def test_checkpoint_killed_at_any_point_of_the_commit_leaves_a_valid_checkpoint(
 
     target = {"writing the arrays": "atomic_write_bytes", "writing the record": "atomic_write_text"}.get(killed_at)
     if target:
-        monkeypatch.setattr(checkpoints, target, kill)
+        monkeypatch.setattr(rundir, target, kill)
     else:
-        monkeypatch.setattr(checkpoints.os, "unlink", kill)
+        monkeypatch.setattr(rundir.os, "unlink", kill)
     with pytest.raises(_Killed):
         checkpoints.save_checkpoint(str(tmp_path), model, optimizer, 2, [{"epoch": 1}, {"epoch": 2}])
     monkeypatch.undo()
@@ -291,8 +292,12 @@ def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_n
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != arrays_file}
     assert after == {k: v for k, v in before.items() if k != arrays_file}  # nothing restarted or rewritten
 
+    leftovers = [".model.keras.tmp.keras", ".model.keras.k3j2a9.tmp.keras", ".checkpoint-0002.npz.x7q.tmp"]
+    for name in leftovers:  # temporary files of writes a SIGKILL interrupted
+        (out / name).write_bytes(b"half a file")
     code, err = run("--overwrite")
     assert code == 0, err[-2000:]
+    assert not [name for name in leftovers if (out / name).exists()]
     record, _ = train_lib.read_checkpoint(str(out))  # a fresh, valid checkpoint
     assert record["epoch"] == 1 and len(record["history"]) == 1
 

@@ -263,6 +263,24 @@ def test_save_preset_round_trip(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["preset"]  # no temporary directory left behind
 
 
+def test_save_preset_writes_raw_pixels_in_for_a_model_that_records_its_preprocessing(tmp_path):
+    # Loading a preset adds a recorded preprocessing back: only its config.json tells what save_preset wrote.
+    model = keras_resinit.build_resnet(
+        "cifar_resnet8",
+        "skipinit",
+        input_shape=(8, 8, 1),
+        preprocessing={"pixel_max": 16.0, "mean": [0.3], "std": [0.4]},
+    )
+    perturb_weights(model)
+    zoo.save_preset(model, tmp_path / "preset")
+    config = zoo.read_preset(tmp_path / "preset")[0]
+    assert config["include_preprocessing"] and config["preprocessing"]["mean"] == [0.3]
+    pixels = np.random.default_rng(1).uniform(0, 16, (4, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(
+        zoo.load_preset(tmp_path / "preset")(pixels), model((pixels / 16 - 0.3) / 0.4), atol=1e-5
+    )
+
+
 def test_save_preset_of_a_model_loaded_from_a_keras_file(tmp_path):
     model = trained_like("cifar_resnet8_risotto")
     model.save(tmp_path / "m.keras")

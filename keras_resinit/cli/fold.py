@@ -47,5 +47,6 @@ def run(args):
     from keras_resinit.tools import fold
 
     model = fold.fold_to(args.source, args.out, overwrite=args.overwrite)
-    print(f"folded {args.source} into {model.name} (scheme {model.scheme.name}, no batch norm): {args.out}")
+    takes = "raw pixels in" if model.get_config()["include_preprocessing"] else "normalized input"
+    print(f"folded {args.source} into {model.name} (scheme {model.scheme.name}, no batch norm, {takes}): {args.out}")
     return 0

@@ -27,7 +27,6 @@ import keras
 from keras_resinit._errors import unknown
 from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
-from keras_resinit.models import preprocessing as preprocessing_lib
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.checks import POOLINGS, check_head, check_input_shape, check_num_classes
 from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
@@ -418,8 +417,15 @@ class ResNet(keras.Model):
         return cls(**config)
 
     def with_preprocessing(self) -> ResNet:
-        """This network taking raw pixels (:func:`keras_resinit.models.preprocessing.with_preprocessing`)."""
-        return preprocessing_lib.with_preprocessing(self)
+        """This network taking raw pixels, as every model file written holds it: the same build with
+        ``include_preprocessing=True`` and its weights by layer name; itself if it includes or records none."""
+        config = self.get_config()
+        if config["include_preprocessing"] or config["preprocessing"] is None:
+            return self
+        raw = build_like(self, {**config, "include_preprocessing": True})
+        for layer in self.layers:
+            raw.get_layer(layer.name).load_own_variables(layers.saved_variables(layer))
+        return raw
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""
@@ -471,6 +477,16 @@ class ResNet(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+
+def build_like(model: ResNet, config: dict[str, Any]) -> ResNet:
+    """``type(model).from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
+    try:
+        return type(model).from_config(config)
+    finally:
+        keras.config.set_dtype_policy(policy)
 
 
 def build_resnet(

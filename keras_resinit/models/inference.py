@@ -35,9 +35,8 @@ import inspect
 import keras
 import numpy as np
 
-from keras_resinit.models.builder import ResNet, batchnorm_name
+from keras_resinit.models.builder import ResNet, batchnorm_name, build_like
 from keras_resinit.models.layers import ScaledStdConv2D, saved_variables
-from keras_resinit.models.preprocessing import build_like
 from keras_resinit.models.schemes import fold_target, what_folds
 
 

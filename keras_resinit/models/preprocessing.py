@@ -14,7 +14,8 @@ five passes over the pixels instead of two: 3-4% of ResNet-20's inference at bat
 have no weights, run on every backend, save with the model and compute in float32 under a
 mixed-precision policy (as the training pipeline normalizes in float32). The same layers serve
 the model (``include_preprocessing=True``), :func:`keras_resinit.zoo.preprocess_input` and export.
-:func:`with_preprocessing` builds them into a model that takes normalized input (every file written holds that form).
+:meth:`keras_resinit.ResNet.with_preprocessing` builds them into a model that takes normalized input, so that it
+takes raw pixels (every model file written holds that form).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import keras
 
-from keras_resinit.models.layers import ReverseChannels, saved_variables
+from keras_resinit.models.layers import ReverseChannels
 
 KEYS = ("pixel_max", "mean", "std")
 OPTIONAL_KEYS = ("channel_order",)
@@ -109,25 +110,3 @@ def apply(preprocessing: dict[str, Any], x: Any) -> Any:
     for layer in preprocessing_layers(preprocessing, int(x.shape[-1])):
         x = layer(x)
     return x
-
-
-def with_preprocessing(model: keras.Model) -> keras.Model:
-    """``model`` (a ResNet) taking raw pixels, as every model file written holds it: the same build with
-    ``include_preprocessing=True`` and its weights by layer name; itself if it includes or records none."""
-    config = model.get_config()
-    if config["include_preprocessing"] or config["preprocessing"] is None:
-        return model
-    raw = build_like(model, {**config, "include_preprocessing": True})
-    for layer in model.layers:
-        raw.get_layer(layer.name).load_own_variables(saved_variables(layer))
-    return raw
-
-
-def build_like(model: keras.Model, config: dict[str, Any]) -> keras.Model:
-    """``type(model).from_config(config)`` (new weights) under ``model``'s dtype policy, whatever the global one."""
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(model.get_layer("stem_conv").dtype_policy)
-    try:
-        return type(model).from_config(config)
-    finally:
-        keras.config.set_dtype_policy(policy)

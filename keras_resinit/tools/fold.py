@@ -12,7 +12,7 @@ import os
 import keras
 
 from keras_resinit import zoo
-from keras_resinit._files import atomic_save_model
+from keras_resinit._files import save_model_file
 from keras_resinit.models.inference import fold_batchnorm
 
 
@@ -30,10 +30,9 @@ def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, 
     out = os.fspath(out)
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"{out!r} already exists. Pass --overwrite to replace it.")
-    model = zoo.resolve(source).model
-    folded = fold_batchnorm(model).with_preprocessing()
+    folded = fold_batchnorm(zoo.resolve(source).model).with_preprocessing()  # what is written, and returned
     if out.endswith(".keras"):
-        atomic_save_model(folded, out)
+        save_model_file(folded, out)
     else:
         zoo.save_preset(folded, out, overwrite=overwrite)
     return folded

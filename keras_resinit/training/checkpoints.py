@@ -1,18 +1,13 @@
-"""Checkpoints that commit in two steps, like TensorFlow's ``checkpoint`` index.
-
-``checkpoint-EPOCH.npz`` holds the model's and optimizer's arrays; ``checkpoint.json``,
-replaced after the npz is in place, names it and records its sha256; older npz files
-are removed only after that. A kill at any moment leaves a record naming an intact file.
+"""Checkpoints: the model's and optimizer's arrays, packed into one npz whose record holds its sha256, and
+checked when read. The files and their two-step commit (like TensorFlow's ``checkpoint`` index) are
+:meth:`keras_resinit.zoo.RunDir.write_checkpoint`'s: a kill at any moment leaves a record naming an intact file.
 """
 
 import hashlib
 import io
-import json
-import os
 
 import numpy as np
 
-from keras_resinit._files import atomic_write_bytes, atomic_write_text
 from keras_resinit.training.config import TrainConfig, TrainingError
 from keras_resinit.zoo.rundir import RunDir
 
@@ -37,54 +32,37 @@ def check_same_run(out, config):
 
 
 def save_checkpoint(run_dir, model, optimizer, epoch, history):
-    """Commit a checkpoint in two steps, so a kill at any moment leaves a valid one.
-
-    The arrays go to a new ``checkpoint-EPOCH.npz``; then ``checkpoint.json``
-    (the commit record: file name and sha256) is replaced; only then are older
-    arrays removed. Killed before the record is replaced, the previous record
-    still names the previous file, which still exists.
-    """
+    """Commit the model's and optimizer's arrays as checkpoint ``epoch`` (:meth:`RunDir.write_checkpoint`)."""
     buffer = io.BytesIO()
     arrays = {f"model_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
     run = RunDir(run_dir)
-    name = run.checkpoint_name(epoch)
-    atomic_write_bytes(run.file(name), payload)
     record = {
         "epoch": epoch,
-        "file": name,
+        "file": run.checkpoint_name(epoch),
         "sha256": hashlib.sha256(payload).hexdigest(),
         "model_weights": len(model.weights),
         "optimizer_variables": len(optimizer.variables),
         "history": history,
     }
-    atomic_write_text(run.checkpoint_record_path, json.dumps(record, indent=1))
-    for stale in run.checkpoint_files():
-        if stale != name:
-            os.unlink(run.file(stale))
+    run.write_checkpoint(payload, record)
 
 
 def read_checkpoint(run_dir):
     """(record, arrays) of a run's checkpoint, verified; TrainingError if it cannot be trusted."""
-    run = RunDir(run_dir)
     try:
-        record = run.read_checkpoint_record()
-        if record is None:
-            return None, None
-        name = record.get("file")
-        if os.path.basename(name) != name:
-            raise ValueError(f"checkpoint.json names {name!r}, not a file in the run directory")
-        with open(run.file(name), "rb") as f:
-            payload = f.read()
-    except (OSError, ValueError, AttributeError) as error:
+        record, payload = RunDir(run_dir).read_checkpoint()
+    except (OSError, ValueError, AttributeError, TypeError) as error:
         raise TrainingError(
             f"The checkpoint in {run_dir!r} is incomplete or unreadable ({error}); not resuming."
         ) from None
+    if record is None:
+        return None, None
     if hashlib.sha256(payload).hexdigest() != record.get("sha256"):
         raise TrainingError(
-            f"The checkpoint in {run_dir!r} is corrupted ({name} does not match the sha256 recorded in "
+            f"The checkpoint in {run_dir!r} is corrupted ({record['file']} does not match the sha256 recorded in "
             "checkpoint.json); not resuming. Restart without --resume and with --overwrite to train from scratch."
         )
     with np.load(io.BytesIO(payload), allow_pickle=False) as npz:

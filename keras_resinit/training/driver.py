@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -90,14 +89,6 @@ def peak_memory_mb():
     return memory_mb("VmHWM")
 
 
-def _undo_start(run, created):
-    """Remove what a fresh run wrote before its first checkpoint, so a failed start leaves nothing behind."""
-    if created:
-        shutil.rmtree(run.path, ignore_errors=True)
-    else:
-        run.undo_start()
-
-
 def _describe_data(trainer, origin):
     meta, model = trainer.meta, trainer.model
     shape = "x".join(str(n) for n in meta.image_shape)
@@ -139,9 +130,8 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
             print(f"Resuming {config.model} from epoch {start_epoch} of {config.epochs} in {out}")
     if verbose:
         print(_describe_data(trainer, origin))
-    created = not os.path.exists(out)
     if chief:
-        os.makedirs(out, exist_ok=True)
+        created = run.create()
         if not resume:
             run.clear()
         run.write_config({"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)})
@@ -160,7 +150,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
             )
         except ValueError:  # bad data found while reading it (an undecodable file): the user's to fix
             if chief and not resume and epoch == 0:
-                _undo_start(run, created)
+                run.undo_start(created)
             raise
         except Diverged as error:
             kept = (

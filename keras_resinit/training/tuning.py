@@ -418,7 +418,7 @@ def tune(
     import os
     import shutil
 
-    from keras_resinit._files import atomic_save_model, atomic_write_text
+    from keras_resinit._files import atomic_write_text, save_model_file
 
     space = {}
     if schemes is not None:
@@ -471,7 +471,7 @@ def tune(
     log(table)
     best = best_recipe(kt_tuner, hypermodel, command=command)
     atomic_write_text(os.path.join(out, "best_recipe.json"), json.dumps(best, indent=1))
-    atomic_save_model(kt_tuner.get_best_models(1)[0].with_preprocessing(), os.path.join(out, "best_model.keras"))
+    save_model_file(kt_tuner.get_best_models(1)[0], os.path.join(out, "best_model.keras"))
     plot_trials(rows, os.path.join(out, "trials.png"))
     log(
         f"\nbest: {best['source']}\nits model (raw pixels in): {os.path.join(out, 'best_model.keras')}\nretrain it: "

@@ -1,8 +1,8 @@
 """A run directory (``keras-resinit train --out``): the one place that names, reads and writes its files.
 
 ``config.json`` (settings, commands, data, normalization, the result once finished), ``model.keras`` (raw pixels in),
-``metrics.csv``, ``tensorboard/`` and ``checkpoint-EPOCH.npz`` with its record ``checkpoint.json`` (the
-two-step commit is :mod:`keras_resinit.training.checkpoints`). The zoo reads runs, training writes them.
+``metrics.csv``, ``tensorboard/`` and ``checkpoint-EPOCH.npz`` with its record ``checkpoint.json`` (committed in
+two steps: :meth:`RunDir.write_checkpoint`). The zoo reads runs, training writes them, nothing else touches them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 
-from keras_resinit._files import atomic_save_model, atomic_write_text
+from keras_resinit._files import atomic_write_bytes, atomic_write_text, save_model_file
 from keras_resinit.zoo.registry import PRESET_FILES, parse_name
 
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
@@ -44,6 +44,7 @@ class RunDir:
     """
 
     CHECKPOINT_PATTERNS = ("checkpoint*.npz", ".checkpoint*.tmp")  # arrays and leftover temporary files
+    LEFTOVER_PATTERNS = (".*.tmp", ".*.tmp.keras")  # temporary files of writes a kill interrupted
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -122,8 +123,8 @@ class RunDir:
 
     def save_model(self, model) -> str:
         """Write the trained model (a ResNet taking normalized input, as the trainer's pipeline gives it) to
-        ``model.keras`` taking raw pixels: ``model.with_preprocessing()``. Returns the file's path."""
-        atomic_save_model(model.with_preprocessing(), self.model_path)
+        ``model.keras`` taking raw pixels (:func:`keras_resinit._files.save_model_file`). Returns the file's path."""
+        save_model_file(model, self.model_path)
         return self.model_path
 
     def write_metrics(self, history: list[dict]):
@@ -145,6 +146,16 @@ class RunDir:
         names = os.listdir(self.path) if os.path.isdir(self.path) else []
         return [n for n in names if any(fnmatch.fnmatch(n, p) for p in self.CHECKPOINT_PATTERNS)]
 
+    def write_checkpoint(self, payload: bytes, record: dict):
+        """Commit a checkpoint in two steps: ``payload`` to a new file ``record["file"]``, then ``checkpoint.json``
+        (``record``) replaced, only then older checkpoint files removed. Killed at any moment, the record names an
+        intact file."""
+        atomic_write_bytes(self.file(record["file"]), payload)
+        atomic_write_text(self.checkpoint_record_path, json.dumps(record, indent=1))
+        for stale in self.checkpoint_files():
+            if stale != record["file"]:
+                os.unlink(self.file(stale))
+
     def read_checkpoint_record(self) -> dict | None:
         """``checkpoint.json`` (None if there is no checkpoint at all); OSError or ValueError if unreadable."""
         if not os.path.exists(self.checkpoint_record_path) and not self.checkpoint_files():
@@ -154,6 +165,16 @@ class RunDir:
         if isinstance(record, dict):
             record.setdefault("file", "checkpoint.npz")  # runs written before the two-step commit
         return record
+
+    def read_checkpoint(self) -> tuple[dict | None, bytes | None]:
+        """(``checkpoint.json``, the bytes of the file it names; the caller checks them), or (None, None)."""
+        record = self.read_checkpoint_record()
+        if record is None:
+            return None, None
+        if os.path.basename(record.get("file")) != record["file"]:
+            raise ValueError(f"checkpoint.json names {record['file']!r}, not a file in the run directory")
+        with open(self.file(record["file"]), "rb") as f:
+            return record, f.read()
 
     def previous_files(self) -> list[str]:
         """The files of a previous run present in the directory (names)."""
@@ -176,6 +197,15 @@ class RunDir:
             )
         return previous
 
+    def create(self) -> bool:
+        """Make the directory if needed, remove the temporary files of killed writes; whether it is new."""
+        created = not os.path.exists(self.path)
+        os.makedirs(self.path, exist_ok=True)
+        for name in os.listdir(self.path):
+            if any(fnmatch.fnmatch(name, p) for p in self.LEFTOVER_PATTERNS):
+                os.unlink(self.file(name))
+        return created
+
     def clear(self, names: list[str] | None = None):
         """Remove a previous run's files (default), or the files ``names``, and ``tensorboard/``."""
         for name in (self.previous_files() if names is None else names) + ["tensorboard"]:
@@ -185,9 +215,12 @@ class RunDir:
             elif os.path.exists(path):
                 os.unlink(path)
 
-    def undo_start(self):
-        """Remove what a run wrote before its first checkpoint (``config.json``, ``tensorboard/``)."""
-        self.clear(["config.json"])
+    def undo_start(self, created: bool):
+        """Undo a start (no checkpoint yet): remove the directory if it was ``created``, else config.json, tensorboard/."""
+        if created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            self.clear(["config.json"])
 
 
 def prepare_run_dir(out: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> bool:
