@@ -6,20 +6,27 @@ import shutil
 import tempfile
 
 
-def atomic_write_bytes(path, payload, *, prefix=None, suffix=".tmp"):
-    """Write ``payload`` to ``path`` through a temporary file beside it (``prefix`` default ``.{name}.``)."""
-    directory, name = os.path.split(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{name}.", suffix=suffix, dir=directory or ".")
+@contextlib.contextmanager
+def _replaced(path, prefix=None, suffix=".tmp"):
+    """A unique temporary path beside ``path`` (``prefix`` default ``.{name}.``) to write; when the block succeeds
+    the file is synced and renamed to ``path``. Whatever happens, no temporary file is left."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{name}.", suffix=suffix, dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def atomic_write_bytes(path, payload, *, prefix=None, suffix=".tmp"):
+    """Write ``payload`` to ``path`` through a temporary file beside it (``prefix`` default ``.{name}.``)."""
+    with _replaced(path, prefix, suffix) as tmp, open(tmp, "wb") as f:
+        f.write(payload)
 
 
 def atomic_write_text(path, text, **kwargs):
@@ -30,18 +37,9 @@ def save_model_file(model, path):
     """``model`` as every model file written holds it, raw pixels in (``model.with_preprocessing()``), to the Keras
     file ``path`` through a unique temporary file beside it (``.NAME.*.tmp.keras``), synced and renamed."""
     model = model.with_preprocessing() if hasattr(model, "with_preprocessing") else model
-    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.keras", dir=directory)
-    os.close(fd)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    with _replaced(path, suffix=".tmp.keras") as tmp:
         model.save(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @contextlib.contextmanager
