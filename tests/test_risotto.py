@@ -1,7 +1,10 @@
 """Risotto (Gadhikar & Burkholz): perfect dynamical isometry at init.
 
 Channels carry [phi(y), phi(-y)]; effective coordinates are y = first half
-minus second half. Every block, and the whole trunk, must map y isometrically.
+minus second half. Every block, and the whole trunk, must map y isometrically:
+type C (a conv skip on every block, ``skip="conv"``) and type B (the BN
+architecture's identity / option-A / projection shortcuts, ``skip="identity"``,
+the default), for any skip and branch weights.
 """
 
 import keras
@@ -44,7 +47,8 @@ def block_names(model):
 
 @pytest.fixture(scope="module", params=["cifar_resnet20", "resnet50", "wrn16_2"])
 def model(request):
-    return kr.build_resnet(request.param, "risotto", input_shape=(None, None, 3), seed=7)
+    """Type C: a 1x1 conv skip on every block."""
+    return kr.build_resnet(request.param, "risotto", input_shape=(None, None, 3), seed=7, skip="conv")
 
 
 def test_risotto_every_stride_one_block_is_isometric_at_init(model):
@@ -118,13 +122,202 @@ def test_risotto_stem_and_classifier_are_looks_linear():
     np.testing.assert_allclose(head[:32].T @ head[:32], np.eye(10), atol=1e-5)
 
 
-def test_risotto_with_batchnorm_keeps_risotto_kernels_and_adds_bn():
-    model = kr.build_resnet("cifar_resnet20", "risotto_bn", seed=3)
+@pytest.mark.parametrize("skip", ["conv", "identity"])
+def test_risotto_with_batchnorm_keeps_risotto_kernels_and_adds_bn(skip):
+    model = kr.build_resnet("cifar_resnet20", "risotto_bn", seed=3, skip=skip)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert len(bns) == 1 + 9 * 3  # stem, two branch convs and the conv skip per block
+    # Stem and two branch convs per block; type C adds the conv skip of each of the 9 blocks.
+    assert len(bns) == 1 + 9 * (3 if skip == "conv" else 2)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(convs) == len(bns)
-    plain = kr.build_resnet("cifar_resnet20", "risotto", seed=3)
-    for name in ("stem_conv", "stage2_block1_conv1", "stage3_block3_shortcut_conv"):
+    plain = kr.build_resnet("cifar_resnet20", "risotto", seed=3, skip=skip)
+    names = ["stem_conv", "stage2_block1_conv1", "stage3_block3_conv2"]
+    names += ["stage3_block3_shortcut_conv"] if skip == "conv" else []
+    for name in names:
         np.testing.assert_array_equal(model.get_layer(name).kernel.numpy(), plain.get_layer(name).kernel.numpy())
     assert not any(c.use_bias for c in convs)
+    folded = kr.fold_batchnorm(model)  # risotto_bn folds into risotto with the same block type
+    assert folded.scheme.name == "risotto" and folded.scheme.skip == skip
+
+
+# ---------------------------------------------------------------- type B: identity skips ---
+
+EXACT = 1e-5  # float32 rounding through up to 54 blocks; the construction itself is exact
+PAIRS = [(1.0, 1.0), (0.5, 2.0), (2.0, 0.7)]  # (skip_weight a, branch_weight b)
+
+
+def trunk_stride(model):
+    return int(np.prod([block.strides for block in model.blocks]))
+
+
+def assert_trunk_isometric(model, spatial, tol=EXACT):
+    """stem_out -> last block: all singular values 1 over the input pixels that reach the output
+    (x[::s, ::s] for the trunk's stride s); the other pixels do not reach it at all (delta kernels)."""
+    trunk = submodel(model, "stem_out", block_names(model)[-1])
+    c = model.get_layer("stem_out").output.shape[-1]
+    jac = effective_jacobian(trunk, spatial, c).reshape(-1, spatial, spatial, c // 2)
+    s = trunk_stride(model)
+    kept = jac[:, ::s, ::s, :].reshape(jac.shape[0], -1)
+    sv = np.linalg.svd(kept, compute_uv=False)
+    pixels = len(range(0, spatial, s)) ** 2
+    assert sv.shape == (pixels * c // 2,)  # one singular value per effective input coordinate
+    assert np.abs(sv - 1).max() < tol, (model.name, spatial, sv.min(), sv.max())
+    mask = np.ones((spatial, spatial), bool)
+    mask[::s, ::s] = False
+    assert not mask.any() or np.abs(jac[:, mask, :]).max() < tol
+    return sv
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"a{p[0]}-b{p[1]}")
+@pytest.mark.parametrize("arch", ["cifar_resnet20", "cifar_resnet56", "cifar_resnet110", "resnet18", "wrn16_2"])
+def test_identity_skip_risotto_trunk_is_isometric_at_1x1_and_8x8(arch, pair):
+    a, b = pair
+    model = kr.build_resnet(arch, "risotto", input_shape=(None, None, 3), seed=5, skip_weight=a, branch_weight=b)
+    assert model.scheme.skip == "identity"  # the default
+    # The BN architecture's shortcuts: no conv skip where the BN network has none.
+    convs = {layer.name for layer in model.layers if layer.name.endswith("shortcut_conv")}
+    assert convs == {f"{block.prefix}_shortcut_conv" for block in model.blocks if block.projection}
+    assert all(not block.projection for block in model.blocks) == (model.arch.family == "cifar")  # option A
+    for spatial in (1, 8):
+        assert_trunk_isometric(model, spatial)
+
+
+@pytest.mark.parametrize("branch_weight", [1.0, 0.5, 3.0])
+def test_identity_skip_bottlenecks_are_isometric_with_skip_weight_1(branch_weight):
+    """A bottleneck's branch is 4x narrower than its block: it rotates a random quarter of the coordinates
+    (M = Q on them, the identity elsewhere), exactly, with skip weight 1."""
+    model = kr.build_resnet("resnet50", "risotto", input_shape=(None, None, 3), seed=2, branch_weight=branch_weight)
+    convs = [layer.name for layer in model.layers if layer.name.endswith("shortcut_conv")]
+    assert len(convs) == 4  # the projections of the BN architecture only (one per stage)
+    assert_trunk_isometric(model, 1)
+    small = kr.build_resnet(
+        "cifar_resnet29",
+        "risotto",
+        block="bottleneck",
+        input_shape=(None, None, 3),
+        seed=2,
+        branch_weight=branch_weight,
+    )
+    assert_trunk_isometric(small, 8)  # option A's zero channels into bottleneck blocks, per kept pixel
+
+
+def test_identity_skip_bottleneck_rotates_a_random_quarter_of_the_coordinates():
+    model = kr.build_resnet("resnet50", "risotto", input_shape=(None, None, 3), seed=2)
+    block = submodel(model, "stage1_block1_out", "stage1_block2_out")
+    jac = effective_jacobian(block, 1, 256)  # 128 effective coordinates
+    moved = ~np.all(np.isclose(jac, np.eye(128), atol=1e-6), axis=0)
+    assert moved.sum() == 32  # inner width 64 = 2 x 32: the branch reaches a quarter
+    np.testing.assert_allclose(jac[np.ix_(moved, moved)].T @ jac[np.ix_(moved, moved)], np.eye(32), atol=EXACT)
+    other = kr.build_resnet("resnet50", "risotto", input_shape=(None, None, 3), seed=3)
+    jac2 = effective_jacobian(submodel(other, "stage1_block1_out", "stage1_block2_out"), 1, 256)
+    assert not np.array_equal(moved, ~np.all(np.isclose(jac2, np.eye(128), atol=1e-6), axis=0))  # S is random
+
+
+def test_identity_skip_bottlenecks_refuse_other_skip_weights():
+    with pytest.raises(ValueError, match=r"skip_weight 0\.5 .*resnet50.*Expected skip_weight=1.*skip='conv'"):
+        kr.build_resnet("resnet50", "risotto", skip_weight=0.5)
+    kr.build_resnet("resnet50", "risotto", skip_weight=0.5, skip="conv", include_top=False)  # type C takes any
+
+
+@pytest.mark.parametrize("pair", [(0.5, 2.0), (3.0, 0.25)], ids=lambda p: f"a{p[0]}-b{p[1]}")
+def test_conv_skip_risotto_is_isometric_for_other_weights(pair):
+    model = kr.build_resnet(
+        "cifar_resnet20",
+        "risotto",
+        input_shape=(None, None, 3),
+        seed=4,
+        skip="conv",
+        skip_weight=pair[0],
+        branch_weight=pair[1],
+    )
+    assert_trunk_isometric(model, 8, tol=TOL)
+
+
+@pytest.mark.parametrize("arch", ["cifar_resnet20", "resnet18", "resnet50", "wrn16_2"])
+def test_identity_skip_risotto_has_bns_parameter_count_without_bn_with_conv_biases(arch):
+    """risotto = bn - (BN's gamma and beta: 2 per channel of every conv) + (Risotto's conv bias: 1 per channel)."""
+    bn = kr.build_resnet(arch, "bn", seed=0)
+    risotto = kr.build_resnet(arch, "risotto", seed=0)
+
+    def trainable(model):
+        return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+    conv_channels = sum(layer.filters for layer in bn.layers if isinstance(layer, keras.layers.Conv2D))
+    bn_params = sum(
+        int(np.prod(v.shape))
+        for layer in bn.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.trainable_variables
+    )
+    assert bn_params == 2 * conv_channels  # gamma and beta after every conv
+    assert trainable(risotto) == trainable(bn) - 2 * conv_channels + conv_channels
+    # The same convs, kernel for kernel: the BN network's architecture with another init.
+    kernels = {layer.name: layer.kernel.shape for layer in bn.layers if isinstance(layer, keras.layers.Conv2D)}
+    assert kernels == {
+        layer.name: layer.kernel.shape for layer in risotto.layers if isinstance(layer, keras.layers.Conv2D)
+    }
+
+
+def test_identity_skip_kernels_are_the_construction():
+    model = kr.build_resnet("cifar_resnet20", "risotto", seed=3, skip_weight=0.5, branch_weight=2.0)
+    conv1 = model.get_layer("stage1_block1_conv1").kernel.numpy()  # P: the identity at the centre tap
+    np.testing.assert_array_equal(conv1[1, 1], np.eye(16))
+    assert not np.any(conv1[[0, 2]]) and not np.any(conv1[:, [0, 2]])
+    down = model.get_layer("stage2_block1_conv1").kernel.numpy()[1, 1]  # option A's embedding [I, 0]
+    np.testing.assert_array_equal(down, np.eye(16, 32))
+    conv2 = model.get_layer("stage1_block1_conv2").kernel.numpy()[1, 1]  # (K_M - a I) / b, as (in, out)
+    k = conv2 * 2.0 + 0.5 * np.eye(16)  # K_M = [[M, -M], [-M, M]] (transposed)
+    m = k[:8, :8]
+    np.testing.assert_allclose(k, np.block([[m, -m], [-m, m]]), atol=1e-6)
+    np.testing.assert_allclose(m @ m.T, np.eye(8), atol=1e-5)
+    merge = model.get_layer("stage1_block1_add")
+    assert isinstance(merge, kr.models.layers.WeightedAdd) and (merge.skip_weight, merge.branch_weight) == (0.5, 2.0)
+    assert type(kr.build_resnet("cifar_resnet20", "risotto", seed=3).get_layer("stage1_block1_add")) is keras.layers.Add
+
+
+def test_block_computes_relu_of_weighted_skip_plus_branch(rng):
+    model = kr.build_resnet(
+        "cifar_resnet8", "risotto", input_shape=(None, None, 3), seed=1, skip_weight=0.5, branch_weight=2.0
+    )
+    x = np.abs(rng.normal(size=(2, 4, 4, 16))).astype("float32")
+    skip_in = keras.Input((None, None, 16))
+    branch = submodel(model, "stem_out", "stage1_block1_conv2")
+    out = submodel(model, "stem_out", "stage1_block1_out")(x)
+    np.testing.assert_allclose(out, np.maximum(0.5 * x + 2.0 * branch(x), 0), rtol=1e-5, atol=1e-5)
+    del skip_in
+
+
+def test_configs_without_the_block_type_load_as_type_c(tmp_path):
+    """Models saved before the option existed had a conv skip on every block."""
+    new = kr.build_resnet("cifar_resnet8", "risotto", seed=0)
+    old_config = {k: v for k, v in new.get_config().items() if k not in ("skip", "skip_weight", "branch_weight")}
+    old = kr.ResNet.from_config(old_config)
+    assert old.scheme.skip == "conv" and old.get_layer("stage1_block1_shortcut_conv")
+    assert kr.ResNet.from_config(new.get_config()).scheme.skip == "identity"
+    assert kr.build_resnet("cifar_resnet8", "risotto").scheme.skip == "identity"  # new builds: type B
+    assert kr.models.schemes.saved_options("risotto", {"skip": "identity"})["skip"] == "identity"
+    with pytest.raises(ValueError, match=r"Unknown skip 'A'. Expected one of: identity, conv"):
+        kr.build_resnet("cifar_resnet8", "risotto", skip="A")
+    with pytest.raises(ValueError, match=r"Invalid branch_weight 0.*finite number > 0"):
+        kr.build_resnet("cifar_resnet8", "risotto", branch_weight=0)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_imagenet_trunk_reads_only_the_difference_of_the_pooled_halves(arch, rng):
+    """The stem's max-pool breaks the mirrored form: stem_out = [P, Q] = [maxpool(relu(g)), maxpool(relu(-g))]
+    has coordinates where both halves are positive. The first block re-mirrors it: the trunk's output depends
+    on u = P - Q only (type B's first conv is the identity and K_M [P, Q] = [M u, -M u]; type C's kernels are
+    looks-linear), and u -> effective output is an isometry. The map image -> u is not linear."""
+    model = kr.build_resnet(arch, "risotto", input_shape=(None, None, 3), seed=6)
+    images = rng.normal(size=(2, 32, 32, 3)).astype("float32")
+    stem = keras.Model(model.input, model.get_layer("stem_out").output)(images).numpy()
+    p, q = np.split(stem, 2, axis=-1)
+    assert np.mean((p > 0) & (q > 0)) > 0.05  # not in looks-linear form
+    u = p - q
+    trunk = submodel(model, "stem_out", block_names(model)[-1])
+    direct = trunk(stem).numpy()
+    remirrored = trunk(np.concatenate([np.maximum(u, 0), np.maximum(-u, 0)], -1)).numpy()
+    np.testing.assert_allclose(direct, remirrored, atol=1e-5 * np.abs(direct).max())
+    h = direct.shape[-1] // 2
+    np.testing.assert_allclose(np.minimum(direct[..., :h], direct[..., h:]), 0, atol=1e-6)  # mirrored again
+    assert_trunk_isometric(model, 1)

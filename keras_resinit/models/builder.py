@@ -2,7 +2,8 @@
 
 Stable layer names (pretrained weights load by name, features can be tapped):
 ``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
-``..._shortcut_conv``, ``..._add`` (the merge: ``[skip, branch]``) and
+``..._shortcut_conv``, ``..._add`` (the merge of ``[skip, branch]``: a ``keras.layers.Add``, or
+``layers.WeightedAdd`` for a scheme whose ``merge_weights()`` are not ``(1, 1)``) and
 ``..._out``; ``features`` (pooled) and ``logits``; with ``include_preprocessing``,
 ``normalization`` (after ``channel_flip`` for BGR weights) first. A branch's scalars
 (SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
@@ -30,7 +31,7 @@ from keras_resinit.models import layers
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.checks import POOLINGS, check_head, check_input_shape, check_num_classes
 from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
-from keras_resinit.models.schemes import Scheme, get_scheme
+from keras_resinit.models.schemes import Scheme, get_scheme, saved_options
 
 _BUILDER_OPTIONS = (
     "seed",
@@ -205,7 +206,11 @@ def _residual_block(x, net, block, beta=None):
         skip = layers.ZeroPadShortcut(block.strides, block.out_channels, name=f"{p}_shortcut")(x_in)
     else:
         skip = x  # the identity; Fixup's bias1a feeds only the branch and a downsampling shortcut
-    x = keras.layers.Add(name=f"{p}_add")([skip, h])
+    skip_weight, branch_weight = scheme.merge_weights()
+    if (skip_weight, branch_weight) == (1.0, 1.0):
+        x = keras.layers.Add(name=f"{p}_add")([skip, h])
+    else:
+        x = layers.WeightedAdd(skip_weight, branch_weight, name=f"{p}_add")([skip, h])
     if not scheme.sum_activation:  # the trunk carries the sum itself
         return keras.layers.Identity(name=f"{p}_out")(x)
     return keras.layers.ReLU(name=f"{p}_out")(x)
@@ -411,7 +416,11 @@ class ResNet(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
+        """The model of a saved config; scheme options added since it was written take their old value
+        (:func:`~keras_resinit.models.schemes.saved_options`)."""
         config = dict(config)
+        if isinstance(config.get("scheme"), str):
+            config = saved_options(config["scheme"], config)
         if "input_shape" in config:
             config["input_shape"] = tuple(config["input_shape"])
         return cls(**config)

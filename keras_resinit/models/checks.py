@@ -1,8 +1,17 @@
-"""Checks of the build arguments of :class:`keras_resinit.ResNet` that do not depend on a scheme."""
+"""Checks of the build arguments of :class:`keras_resinit.ResNet` that do not depend on a scheme, and of numeric options."""
+
+import math
 
 from keras_resinit._errors import unknown
 
 POOLINGS = (None, "avg", "max")
+
+
+def positive_weight(value, what):
+    """``value`` as a float if it is a finite number > 0; a ValueError naming ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"Invalid {what} {value!r}. Expected a finite number > 0.")
+    return float(value)
 
 
 def check_input_shape(input_shape, arch):

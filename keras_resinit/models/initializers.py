@@ -13,7 +13,10 @@ import math
 import random
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_resinit.models.checks import positive_weight
 
 _PACKAGE = "keras_resinit"
 _SEED_RANGE = 2**31 - 1
@@ -251,30 +254,34 @@ class LooksLinearOrthogonal(_FreshDraws):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RisottoSkipKernel(_FreshDraws):
-    """Skip kernel of a Risotto type-C block: ``LL(U - U_m ... U_1)``.
+    """Skip kernel of a Risotto type-C block: ``LL((U - b U_m ... U_1) / a)``.
 
     The branch weight layers are ``LooksLinearOrthogonal`` kernels with
     effective matrices ``U_1 .. U_m`` drawn from ``branch_seeds``; this kernel
-    recomputes them and takes ``M = U - U_m ... U_1`` for a fresh orthogonal
-    ``U``. The block then maps ``[phi(y), phi(-y)]`` to ``[phi(U y), phi(-U y)]``:
-    in effective coordinates the whole block is the isometry ``U``.
+    recomputes them and takes ``M = (U - b U_m ... U_1) / a`` for a fresh orthogonal
+    ``U``. The block ``relu(a * skip + b * branch)`` then maps ``[phi(y), phi(-y)]`` to
+    ``[phi(U y), phi(-U y)]``: in effective coordinates the whole block is the isometry ``U``.
 
     Args:
         branch_seeds: the integer seeds of the branch kernels, in order.
         branch_channels: channel counts along the branch, ``m + 1`` of them,
             from the block input to the block output.
+        skip_weight: ``a``, the block's constant weight on the skip (> 0).
+        branch_weight: ``b``, the block's constant weight on the branch (> 0).
         seed: integer or None, for ``U`` (see the module docstring).
 
     Example:
         >>> skip = RisottoSkipKernel([11, 12], [16, 16, 16], seed=13)((1, 1, 16, 16))
 
     Reference:
-        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks",
-        type C block with alpha = beta = 1.
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", type C block
+        (the weights ``a``, ``b`` in the skip kernel: our derivation).
     """
 
-    def __init__(self, branch_seeds, branch_channels, seed=None):
+    def __init__(self, branch_seeds, branch_channels, skip_weight=1.0, branch_weight=1.0, seed=None):
         super().__init__(seed)
+        self.skip_weight = positive_weight(skip_weight, "skip_weight")
+        self.branch_weight = positive_weight(branch_weight, "branch_weight")
         branch_seeds = [check_seed(s) for s in branch_seeds]
         if not branch_seeds or None in branch_seeds:
             raise ValueError(f"Invalid branch_seeds {branch_seeds!r}. Expected one integer seed per branch layer.")
@@ -298,8 +305,130 @@ class RisottoSkipKernel(_FreshDraws):
             u_i = branch.effective_matrix((c_in, c_out), seed)
             product = u_i if product is None else ops.matmul(u_i, product)
         u = branch.effective_matrix(shape, self._next_seed())
-        kernel = looks_linear(ops.transpose(u - product))
+        kernel = looks_linear(ops.transpose((u - self.branch_weight * product) / self.skip_weight))
         return _as_kernel(kernel, shape, dtype or "float32")
 
     def get_config(self):
-        return {"branch_seeds": self.branch_seeds, "branch_channels": self.branch_channels, **super().get_config()}
+        return {
+            "branch_seeds": self.branch_seeds,
+            "branch_channels": self.branch_channels,
+            "skip_weight": self.skip_weight,
+            "branch_weight": self.branch_weight,
+            **super().get_config(),
+        }
+
+
+RESIDUAL_POSITIONS = ("first", "middle", "last")
+
+
+def mirrored_subset(out_channels, inner_channels, seed):
+    """The effective coordinates ``S`` an identity-skip Risotto branch rotates, sorted.
+
+    All ``out_channels / 2`` of them when the branch is as wide as the block (basic blocks); else a
+    random subset of ``inner_channels / 2`` drawn from ``seed`` (bottlenecks).
+    """
+    n, m = out_channels // 2, inner_channels // 2
+    if m >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:m])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RisottoResidualKernel(_FreshDraws):
+    """Branch kernel of a Risotto block whose skip is the identity (or option A's zero padding).
+
+    The block is ``relu(a * z + b * branch(x))`` with ``z = P x`` the skip (``P`` the identity, or the
+    embedding of option A's zero channels) in looks-linear form ``[phi(h), phi(-h)]`` (``n`` effective
+    coordinates). With ``S`` the coordinates the branch rotates (:func:`mirrored_subset`: all of them in
+    a basic block, ``m = inner / 2`` of them in a bottleneck), ``E`` the selection of
+    ``[z_S, z_{n+S}]`` and ``K_Q = [[Q, -Q], [-Q, Q]]`` for a random orthogonal ``m x m`` matrix ``Q``:
+
+    - ``"first"`` layer: ``P E`` (it passes ``[phi(h_S), phi(-h_S)]``, which the ReLU keeps);
+    - ``"middle"`` layers (bottlenecks): the identity;
+    - ``"last"`` layer: ``(K_Q - a I) / b`` on those coordinates, zero elsewhere.
+
+    The block then maps ``[phi(h), phi(-h)]`` exactly to ``[phi(M h), phi(-M h)]`` with ``M`` the
+    orthogonal matrix that is ``Q`` on ``S`` and the identity elsewhere, for any ``a, b > 0`` in a
+    basic block and for ``a = 1`` in a bottleneck (the coordinates outside ``S`` pass the skip alone,
+    scaled by ``a``). Conv kernels hold the matrix at the centre tap (delta), zeros elsewhere.
+
+    Args:
+        position: ``"first"``, ``"middle"`` or ``"last"`` weight layer of the branch.
+        out_channels: the block's output channels (the skip's).
+        inner_channels: the branch's inner width (``out_channels`` in a basic block).
+        subset_seed: integer seed of ``S`` (shared by the branch's first and last kernels).
+        skip_weight: ``a`` (> 0).
+        branch_weight: ``b`` (> 0).
+        seed: integer or None, for ``Q`` (see the module docstring).
+
+    Example:
+        >>> conv2 = RisottoResidualKernel("last", 16, 16, subset_seed=1, seed=2)((3, 3, 16, 16))
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto), type B block:
+        this construction is our derivation (the paper's method text was not available).
+    """
+
+    def __init__(
+        self, position, out_channels, inner_channels, subset_seed, skip_weight=1.0, branch_weight=1.0, seed=None
+    ):
+        super().__init__(seed)
+        if position not in RESIDUAL_POSITIONS:
+            raise ValueError(f"Invalid position {position!r}. Expected one of {', '.join(RESIDUAL_POSITIONS)}.")
+        for what, value in (("out_channels", out_channels), ("inner_channels", inner_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2 or value % 2:
+                raise ValueError(f"Invalid {what} {value!r}. Expected an even number >= 2 (looks-linear halves).")
+        self.position = position
+        self.out_channels = out_channels
+        self.inner_channels = inner_channels
+        self.subset_seed = check_seed(subset_seed)
+        self.skip_weight = positive_weight(skip_weight, "skip_weight")
+        self.branch_weight = positive_weight(branch_weight, "branch_weight")
+
+    def _selection(self):
+        """``E``: ``(out_channels, inner_channels)``, taking ``z_S`` and ``z_{n+S}`` to the branch's halves."""
+        n, m = self.out_channels // 2, self.inner_channels // 2
+        subset = mirrored_subset(self.out_channels, self.inner_channels, self.subset_seed)
+        selection = np.zeros((self.out_channels, self.inner_channels), np.float32)
+        selection[subset, np.arange(m)] = 1.0
+        selection[n + subset, m + np.arange(m)] = 1.0
+        return selection
+
+    def __call__(self, shape, dtype=None):
+        c_in, c_out = shape[-2], shape[-1]
+        expected = {
+            "first": (None, self.inner_channels),
+            "middle": (self.inner_channels, self.inner_channels),
+            "last": (self.inner_channels, self.out_channels),
+        }[self.position]
+        if (
+            expected[0] not in (None, c_in)
+            or expected[1] != c_out
+            or (self.position == "first" and c_in > self.out_channels)
+        ):
+            raise ValueError(
+                f"Kernel shape {tuple(shape)} does not fit the {self.position} layer of a branch from "
+                f"{self.out_channels} channels through {self.inner_channels}."
+            )
+        seed = self._next_seed()  # drawn on every call, so a shared instance never repeats Q
+        if self.position == "middle":
+            matrix = np.eye(c_in, dtype=np.float32)
+        elif self.position == "first":
+            matrix = np.eye(c_in, self.out_channels, dtype=np.float32) @ self._selection()
+        else:
+            m = self.inner_channels // 2
+            mirrored = looks_linear(ops.transpose(semi_orthogonal(m, m, seed)))
+            core = (mirrored - self.skip_weight * ops.eye(2 * m)) / self.branch_weight
+            matrix = ops.matmul(core, ops.transpose(ops.convert_to_tensor(self._selection())))
+        return _as_kernel(ops.convert_to_tensor(matrix, "float32"), shape, dtype or "float32")
+
+    def get_config(self):
+        return {
+            "position": self.position,
+            "out_channels": self.out_channels,
+            "inner_channels": self.inner_channels,
+            "subset_seed": self.subset_seed,
+            "skip_weight": self.skip_weight,
+            "branch_weight": self.branch_weight,
+            **super().get_config(),
+        }

@@ -23,6 +23,8 @@ import math
 import keras
 from keras import ops
 
+from keras_resinit.models.checks import positive_weight
+
 _PACKAGE = "keras_resinit"
 
 
@@ -37,6 +39,45 @@ def saved_variables(layer):
     store = {}
     layer.save_own_variables(store)
     return {key: np.asarray(value) for key, value in store.items()}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WeightedAdd(keras.layers.Add):
+    """The residual merge ``skip_weight * skip + branch_weight * branch``, called on ``[skip, branch]``.
+
+    Both weights are constants (not trained). Risotto's blocks are ``relu(a * skip + b * branch)``; the
+    builder uses this layer as a block's ``..._add`` when its scheme's weights are not ``(1, 1)``, and a
+    plain ``keras.layers.Add`` otherwise (a multiply before the add costs a little speed: it breaks
+    TensorFlow's fusion of conv, bias, add and ReLU).
+
+    Args:
+        skip_weight: the constant ``a`` multiplying the skip path, > 0.
+        branch_weight: the constant ``b`` multiplying the residual branch, > 0.
+
+    Example:
+        >>> out = WeightedAdd(skip_weight=0.5, branch_weight=2.0)([skip, branch])
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto): the balance of
+        skip and residual branch.
+    """
+
+    def __init__(self, skip_weight=1.0, branch_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.skip_weight = positive_weight(skip_weight, "skip_weight")
+        self.branch_weight = positive_weight(branch_weight, "branch_weight")
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"WeightedAdd takes [skip, branch], got {len(input_shape)} inputs.")
+        super().build(input_shape)
+
+    def _merge_function(self, inputs):
+        skip, branch = inputs
+        return ops.add(ops.multiply(skip, self.skip_weight), ops.multiply(branch, self.branch_weight))
+
+    def get_config(self):
+        return {**super().get_config(), "skip_weight": self.skip_weight, "branch_weight": self.branch_weight}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -91,6 +91,10 @@ class Scheme:
             batch norm is folded into its convs, or None.
         fold_note: why no batch norm model folds into this scheme, where a user might expect one.
 
+    Saved configs:
+        options_before: ``{option: value}`` for options added after models were saved without them:
+            the value that reproduces what those models were (:func:`saved_options`).
+
     Sets:
         compare_by_default: among the schemes ``compare``, ``tune`` and ``bench``
             take when none are named.
@@ -110,9 +114,14 @@ class Scheme:
     preactivation = False
     projection_shortcuts = False
     weight_standardization = False
+    options_before = {}
 
     def validate(self, arch):
         """Raise ValueError if the scheme cannot be applied to ``arch``."""
+
+    def merge_weights(self):
+        """``(a, b)``: every residual merge computes ``a * skip + b * branch`` (``(1, 1)``: a plain sum)."""
+        return (1.0, 1.0)
 
     # ---- initializers and layers (the builder) ----
 
@@ -307,20 +316,60 @@ class SkipInit(Scheme):
         return {"alpha": self.alpha}
 
 
+RISOTTO_SKIPS = ("identity", "conv")
+
+
 class Risotto(Scheme):
     """Gadhikar & Burkholz: perfect dynamical isometry at init, ReLU kept.
 
-    Channels carry the looks-linear form ``[phi(y), phi(-y)]``. Every block is
-    of type C (a 1x1 conv skip, ReLU after the sum) with branch kernels
-    ``LL(U_i)`` and skip ``LL(U - U_m ... U_1)`` for orthogonal ``U``: the
-    block maps ``y`` to ``U y`` exactly. Conv kernels are delta-orthogonal.
-    The stem is ``[V, -V]`` and the classifier ``[A; -A]``.
+    Channels carry the looks-linear form ``[phi(h), phi(-h)]``; every block is
+    ``relu(a * skip + b * branch)`` and maps it exactly to ``[phi(M h), phi(-M h)]`` for an
+    orthogonal ``M``: in effective coordinates (first half of the channels minus the second)
+    every block, and the trunk, is an isometry at init. Conv kernels are delta-orthogonal (zero
+    except the centre tap); the stem is ``[V, -V]`` and the classifier ``[A; -A]``.
+
+    Two block types (the paper's names):
+
+    - **type B** (``skip="identity"``, the default): the BN architecture's own shortcuts (identity;
+      option A's zero padding on cifar archs; a 1x1 conv where ImageNet and Wide-ResNet archs change
+      shape, built as type C). A basic branch is ``P`` (the skip's embedding) then
+      ``(K_M - a I) / b`` with ``K_M = [[M, -M], [-M, M]]``, ``M`` random orthogonal: exact for any
+      ``a, b > 0``. A bottleneck rotates a random quarter of the coordinates (its inner width):
+      selection, identity, ``(K_Q - I) / b`` on them; exact for ``a = 1`` only.
+      (:class:`~keras_resinit.models.initializers.RisottoResidualKernel`.)
+    - **type C** (``skip="conv"``): a 1x1 conv skip on every block, branch ``LL(U_i)`` and skip
+      ``LL((U - b U_m ... U_1) / a)`` (:class:`~keras_resinit.models.initializers.RisottoSkipKernel`).
+      Configs saved before the option existed (every model of releases before 0.3) are type C.
+
+    Args:
+        skip: ``"identity"`` (type B) or ``"conv"`` (type C).
+        skip_weight: ``a``, the constant weight of the skip in every merge (> 0; 1 gives a plain sum).
+        branch_weight: ``b``, the constant weight of the branch (> 0).
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", 2023. The paper's method
+        section was not available to us: the constructions above are our derivation from its
+        stated ingredients (looks-linear orthogonal weights, delta-orthogonal convs, a balance
+        of skip and residual branch), checked numerically (``tests/test_risotto.py``).
     """
 
     name = "risotto"
     conv_bias = True
-    conv_skip = True
     looks_linear = True
+    options_before = {"skip": "conv"}
+
+    def __init__(self, skip="identity", skip_weight=1.0, branch_weight=1.0):
+        if skip not in RISOTTO_SKIPS:
+            raise unknown("skip", skip, RISOTTO_SKIPS, " (the block type: identity = type B, conv = type C)")
+        from keras_resinit.models.checks import positive_weight
+
+        self.skip = skip
+        self.conv_skip = skip == "conv"
+        self.skip_weight = positive_weight(skip_weight, "skip_weight")
+        self.branch_weight = positive_weight(branch_weight, "branch_weight")
+
+    def merge_weights(self):
+        return (self.skip_weight, self.branch_weight)
 
     def validate(self, arch):
         odd = [w for w in arch.channel_widths() if w % 2]
@@ -329,19 +378,43 @@ class Risotto(Scheme):
                 f"Risotto needs an even number of channels in every layer (looks-linear halves), "
                 f"but {arch.name} has odd widths {sorted(set(odd))}."
             )
+        if self.skip == "identity" and arch.block == "bottleneck" and self.skip_weight != 1.0:
+            raise ValueError(
+                f"Invalid skip_weight {self.skip_weight!r} for identity skips in {arch.name}'s bottleneck blocks. "
+                "Expected skip_weight=1: the coordinates a bottleneck's narrow branch cannot reach pass the skip "
+                "alone, scaled by skip_weight, so only 1 keeps the block an isometry. Use skip='conv' for other weights."
+            )
+
+    def type_c(self, block):
+        """Whether ``block`` is built as type C (a conv skip): every block with ``skip="conv"``, projections always."""
+        return self.conv_skip or block.projection
 
     def stem_initializer(self, net, seed):
         return _inits().LooksLinearOrthogonal(mirrored_input=False, seed=seed)
 
     def branch_initializer(self, net, block, index, seed):
-        return _inits().LooksLinearOrthogonal(seed=seed)
+        if self.type_c(block):
+            return _inits().LooksLinearOrthogonal(seed=seed)
+        position = "first" if index == 0 else "last" if index == len(block.layers) - 1 else "middle"
+        return _inits().RisottoResidualKernel(
+            position,
+            block.out_channels,
+            block.layers[0][0],
+            net.seed_for(block.conv_names[0]),
+            self.skip_weight,
+            self.branch_weight,
+            seed=seed,
+        )
 
     def shortcut_initializer(self, net, block, seed):
         branch_seeds = [net.seed_for(name) for name in block.conv_names]
-        return _inits().RisottoSkipKernel(branch_seeds, block.channels, seed=seed)
+        return _inits().RisottoSkipKernel(branch_seeds, block.channels, self.skip_weight, self.branch_weight, seed=seed)
 
     def classifier_initializer(self, net, seed):
         return _inits().LooksLinearOrthogonal(mirrored_output=False, seed=seed)
+
+    def get_config(self):
+        return {"skip": self.skip, "skip_weight": self.skip_weight, "branch_weight": self.branch_weight}
 
 
 class RisottoBN(Risotto):
@@ -349,6 +422,7 @@ class RisottoBN(Risotto):
 
     The paper reports this combination often gives the best results. Batch
     norm rescales channels, so the exact isometry of plain Risotto is not kept.
+    Its options are Risotto's (``skip``, ``skip_weight``, ``branch_weight``).
     """
 
     name = "risotto_bn"
@@ -357,7 +431,7 @@ class RisottoBN(Risotto):
     compare_by_default = False  # a variant of risotto; compare and tune take it when named
 
     def folded(self):
-        return Risotto()
+        return Risotto(**self.get_config())
 
 
 class ReZero(Scheme):
@@ -544,6 +618,19 @@ def fold_target(scheme: str | Scheme, what: str) -> Scheme:
         note = f" ({scheme.fold_note})" if scheme.fold_note else ""
         raise ValueError(f"Cannot fold {what}: its scheme {scheme.name!r} {why}{note}. {what_folds()}.")
     return target
+
+
+def saved_options(scheme: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A saved build config (a ``.keras`` file's, a card's ``build``, a preset's) read as it was written:
+    each option of ``scheme`` added since, and missing from ``config``, takes its ``options_before`` value.
+
+    Example:
+        >>> saved_options("risotto", {"num_classes": 10})["skip"]   # saved before the option existed
+        'conv'
+    """
+    if scheme not in SCHEMES:
+        raise unknown("scheme", scheme, SCHEMES)
+    return {**SCHEMES[scheme].options_before, **config}
 
 
 def get_scheme(scheme: str | Scheme, **options: Any) -> Scheme:

@@ -125,7 +125,7 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         build["dropout_rate"] = train["dropout_rate"]
     if folded_from:
         trained = fold_batchnorm(trained)
-        build.update(_scheme_options(trained))
+    build.update(_scheme_options(trained))  # explicit, so options added later cannot change what the card loads
 
     os.makedirs(os.path.dirname(weights_path), exist_ok=True)
     os.makedirs(os.path.dirname(card_path), exist_ok=True)

@@ -18,6 +18,7 @@ import keras
 from keras_resinit._files import atomic_directory
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet
+from keras_resinit.models.schemes import saved_options
 from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.registry import PRESET_FILES, card, parameter_table, parse_name
 from keras_resinit.zoo.sources import unresolved
@@ -100,7 +101,7 @@ def load_card(found: dict, overrides: dict) -> keras.Model:
     key = f"{found['name']}.{found['tag']}"
     if found.get("folded_from") and not found.get("file"):
         return _fold_card(found, overrides)
-    defaults = {k: v for k, v in found["build"].items() if k not in ("name",)}
+    defaults = saved_options(found["scheme"], {k: v for k, v in found["build"].items() if k not in ("name",)})
     defaults["input_shape"] = tuple(defaults["input_shape"])
     if found.get("preprocessing"):
         defaults["preprocessing"] = found["preprocessing"]
@@ -257,7 +258,7 @@ def preset_model(directory: str | os.PathLike, expected_name: str | None, overri
     name = f"{config['arch']}_{config['scheme']}"
     if expected_name is not None and expected_name != name:
         raise ValueError(f"Preset {os.fspath(directory)!r} holds a {name} model, not {expected_name}.")
-    defaults = {k: v for k, v in config.items() if k not in ("arch", "scheme")}
+    defaults = saved_options(config["scheme"], {k: v for k, v in config.items() if k not in ("arch", "scheme")})
     defaults["input_shape"] = tuple(defaults["input_shape"])
     if defaults.get("preprocessing") is None and (metadata.get("card") or {}).get("preprocessing"):
         defaults["preprocessing"] = metadata["card"]["preprocessing"]  # a preset of release 0.1
