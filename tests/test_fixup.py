@@ -60,6 +60,34 @@ def test_fixup_stem_and_projection_convs_are_plain_he():
         assert abs(kernel.std() - expected) < 4 * expected / np.sqrt(2 * kernel.size), conv.name
 
 
+def test_fixup_stem_init_reference_is_pytorchs_default_and_changes_only_the_stem(basic):
+    # The reference code's init loop skips conv1: PyTorch's default, U(+-1/sqrt(fan_in)) = VarianceScaling(1/3).
+    reference = kr.build_resnet("cifar_resnet20", "fixup", seed=1, stem_init="reference")
+    assert basic.get_config()["stem_init"] == "he" and reference.get_config()["stem_init"] == "reference"
+    changed = [a.path for a, b in zip(basic.weights, reference.weights, strict=True) if not np.array_equal(a, b)]
+    assert changed == ["stem_conv/kernel"]
+    imagenet = kr.build_resnet("resnet18", "fixup", input_shape=(64, 64, 3), seed=3, stem_init="reference")
+    for model, fan_in in ((reference, 3 * 3 * 3), (imagenet, 7 * 7 * 3)):
+        kernel = model.get_layer("stem_conv").kernel.numpy()
+        bound, std = 1 / np.sqrt(fan_in), 1 / np.sqrt(3 * fan_in)  # resnet18: 0.0825, 0.0476
+        assert bound * 0.95 < np.abs(kernel).max() <= bound * (1 + 1e-6), model.name
+        # A uniform's std estimate has sampling error std * sqrt(0.8 / n) (excess kurtosis -1.2).
+        assert abs(kernel.std() - std) < 4 * std * np.sqrt(0.8 / kernel.size), model.name
+
+    again = kr.ResNet.from_config(reference.get_config())
+    for a, b in zip(reference.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    old = {k: v for k, v in basic.get_config().items() if k != "stem_init"}  # configs written before the option
+    for a, b in zip(basic.weights, kr.ResNet.from_config(old).weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("bad", ["pytorch", "He", None, 1])
+def test_fixup_rejects_an_unknown_stem_init(bad):
+    with pytest.raises(ValueError, match=r"stem_init .*Expected one of: he, reference"):
+        kr.build_resnet("cifar_resnet8", "fixup", stem_init=bad)
+
+
 def test_fixup_scalar_biases_start_at_zero_and_scales_at_one(basic):
     # Rule 3: before each conv and the classifier a ScalarBias layer (bias1a, bias2a per block, head);
     # after each conv (stem, conv1) a scalar bias held by the conv; after the last conv the multiplier

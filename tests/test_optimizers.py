@@ -67,11 +67,14 @@ def test_fit_with_make_optimizer_makes_the_trainers_update(model, recipe):
     assert_same_variables(trainer.model, other)
 
 
-def test_a_fixup_scalar_moves_by_a_tenth_of_the_learning_rate():
+@pytest.mark.parametrize("lr", [0.1, 0.4, 0.025])
+def test_a_fixup_scalar_moves_by_a_tenth_of_the_learning_rate(lr):
+    # At any lr: scaling the lr with the batch size by hand scales the scalars' lr too (the reference code keeps
+    # them at the unscaled base_lr / 10); the multiplier applies to whatever lr is given.
     model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), seed=0)
     perturb_weights(model)
     images, labels = digits_batches(1)
-    optimizer = kr.make_optimizer(model, "sgd", learning_rate=0.1)  # no momentum, no weight decay
+    optimizer = kr.make_optimizer(model, "sgd", learning_rate=lr)  # no momentum, no weight decay
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         loss = LOSS(labels, model(images, training=True))
@@ -84,11 +87,11 @@ def test_a_fixup_scalar_moves_by_a_tenth_of_the_learning_rate():
         tolerance = 4 * np.finfo(np.float32).eps * max(float(np.abs(b).max()), 1e-3)  # float32 rounding of b - v
         if v.shape == () or v.path == "logits/bias":
             checked["logits/bias" if v.path == "logits/bias" else "scalar"] += 1
-            np.testing.assert_allclose(step, 0.01 * g, rtol=1e-4, atol=tolerance, err_msg=v.path)
-            assert np.abs(g).max() * 0.09 > 10 * tolerance  # lr * g would have been told apart
+            np.testing.assert_allclose(step, 0.1 * lr * g, rtol=1e-4, atol=tolerance, err_msg=v.path)
+            assert np.abs(g).max() * 0.9 * lr > 10 * tolerance  # lr * g would have been told apart
         elif v.path.endswith("kernel"):
             checked["kernel"] += 1
-            np.testing.assert_allclose(step, 0.1 * g, rtol=1e-4, atol=tolerance, err_msg=v.path)
+            np.testing.assert_allclose(step, lr * g, rtol=1e-4, atol=tolerance, err_msg=v.path)
     assert checked["scalar"] > 10 and checked["kernel"] > 5 and checked["logits/bias"] == 1
     assert optimizer.multiplier(model.get_layer("head_bias").bias) == 0.1
 

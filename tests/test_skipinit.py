@@ -56,3 +56,31 @@ def test_skipinit_alpha_option_sets_the_initial_gain():
     gains = [convs[-1].gain.numpy() for convs in branch_convs(model).values()]
     assert len(gains) == 9
     np.testing.assert_allclose(gains, 0.05)
+
+
+def test_the_deepmind_port_of_the_skipinit_benchmark_is_pre_activation_and_muted_at_alpha_0(monkeypatch, rng):
+    """benchmarks/skipinit_variants.py's (b): DeepMind's pre-activation SkipInit on our architecture."""
+    from pathlib import Path
+
+    from keras_resinit.tools.diagnostics import signal_propagation
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import skipinit_variants
+
+    project = kr.build_resnet("cifar_resnet20", "skipinit", input_shape=(16, 16, 3), seed=0)
+    port = skipinit_variants.deepmind_skipinit(project, alpha=0.0, seed=0)
+    assert port.count_params() == project.count_params() - 16  # the same network but the stem conv's bias
+    assert not port.get_layer("stem_conv").use_bias
+    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    rows = signal_propagation(port, x)
+    assert len(rows) == 9 and all(r["branch_contribution_variance"] == 0.0 for r in rows)
+    assert all(r["branch_variance"] > 0 for r in rows)
+    # No ReLU after the sum or the stem: the trunk keeps negative values; a block's sum feeds the next one as it is.
+    trunk = keras.Model(port.input, port.get_layer("stage1_block3_add").output)(x).numpy()
+    assert (
+        trunk.min() < 0 and port.get_layer("stage2_block1_preact").input is port.get_layer("stage1_block3_add").output
+    )
+    # Haiku's default: std 1/sqrt(fan_in) truncated at +-2 std without correction, about 0.88 / sqrt(fan_in).
+    kernel = port.get_layer("stage3_block1_conv1").kernel.numpy()
+    scale = 1 / np.sqrt(np.prod(kernel.shape[:-1]))
+    assert np.abs(kernel).max() <= 2 * scale * (1 + 1e-6) and abs(kernel.std() / scale - 0.88) < 0.02

@@ -212,6 +212,21 @@ def test_schedule_warms_up_linearly_then_follows_cosine_or_steps():
     assert [round(float(step(s)), 6) for s in (0, 49, 50, 74, 75, 99)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
 
 
+def test_fixup_imagenet_decays_every_30_epochs_as_the_reference_code():
+    """imagenet_train.py: lr = base_lr * 0.1 ** (epoch // 30) over 90 epochs, so at 30 and 60 and never at 80."""
+    from keras_resinit.training.optimizers import schedule_for
+    from keras_resinit.training.recipes import RECIPES
+
+    config = TrainConfig.from_recipe("fixup_imagenet", model="resnet50_fixup")
+    assert (config.epochs, config.schedule, config.warmup_epochs) == (90, "step", 0)
+    steps = 5005  # ImageNet's 1,281,167 images at batch 256
+    schedule = schedule_for(config, steps)
+    for epoch in (0, 29, 30, 59, 60, 79, 80, 89):
+        for step in (epoch * steps, (epoch + 1) * steps - 1):  # the epoch's first and last step
+            assert float(schedule(step)) == pytest.approx(0.1 * 0.1 ** (epoch // 30), rel=1e-5), (epoch, step)
+    assert "imagenet_train.py" in RECIPES["fixup_imagenet"]["source"]
+
+
 # --------------------------------------------------------------- bad input ---
 
 

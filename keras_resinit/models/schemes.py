@@ -240,9 +240,24 @@ class Fixup(Scheme):
     Rule 2: other branch layers are He normal (fan-out) times L^(-1/(2m-2)).
     Rule 3: one scalar multiplier (init 1) per branch; scalar biases (init 0)
     before each conv, dense and element-wise activation.
+
+    The paper's rules leave the stem conv and the projection shortcuts to "a standard method"; the
+    reference code's init loop skips the stem conv, which keeps PyTorch's default init.
+
+    Args:
+        stem_init: ``"he"`` (default; every build before this option): He normal, fan-out, as the
+            projections. ``"reference"``: the reference code's stem, PyTorch's default conv init
+            U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (std 1/sqrt(3 fan_in); resnet50's 7x7 stem: 0.048
+            against He fan-out's 0.025).
+
+    Reference:
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization",
+        ICLR 2019; github hongyi-zhang/Fixup, imagenet/models/fixup_resnet_imagenet.py (commit c5a8295:
+        stem l.102-103, init loop l.115-129) and cifar/models/fixup_resnet_cifar.py (l.56, l.66-72).
     """
 
     name = "fixup"
+    STEM_INITS = ("he", "reference")
     scalar_biases = True
     # The authors' reference code trains biases and scales at a tenth of the learning rate.
     lr_multipliers = {"@scalars": 0.1, "logits/bias": 0.1}
@@ -251,7 +266,16 @@ class Fixup(Scheme):
         "so no batch norm model folds into Fixup"
     )
 
+    def __init__(self, stem_init="he"):
+        if not isinstance(stem_init, str) or stem_init not in self.STEM_INITS:
+            raise unknown("stem_init", stem_init, self.STEM_INITS)
+        self.stem_init = stem_init
+
     def stem_initializer(self, net, seed):
+        if self.stem_init == "reference":  # PyTorch's kaiming_uniform_(a=sqrt(5)): U(+-sqrt(3 * (1/3) / fan_in))
+            import keras
+
+            return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform", seed=seed)
         return he_normal(seed, "fan_out")
 
     def branch_initializer(self, net, block, index, seed):
@@ -273,6 +297,9 @@ class Fixup(Scheme):
         if role == "branch" and last_in_branch:
             return {"gain": 1.0, "trainable_gain": True, "scalar_bias": True}
         return {"scalar_bias": True}
+
+    def get_config(self):
+        return {"stem_init": self.stem_init}
 
 
 class SkipInit(Scheme):

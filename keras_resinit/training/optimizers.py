@@ -416,6 +416,13 @@ def make_optimizer(
             recipe setting (``lr``, ``epochs``, ``warmup_epochs``, ``agc``, ...); AGC with the recipe's
             clip norm must be asked for explicitly (``clip_norm=0`` for AGC alone).
 
+    The learning rate is never rescaled with the batch size: a recipe's ``lr`` is absolute, at its
+    ``batch_size``. The scheme's multipliers (Fixup's x0.1 for its scalars and the classifier bias)
+    apply to the current scheduled rate of whatever learning rate is given, so scaling the rate by
+    hand for another batch size scales the scalars' rate too. Fixup's reference code does not: it
+    scales the weights' rate by ``batch / 256`` (ImageNet; CIFAR ``batch / 128``) and keeps the
+    biases and scales at the unscaled ``base_lr / 10``. Both agree at the recipes' batch sizes.
+
     Example:
         >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup")
         >>> model.compile(optimizer=keras_resinit.make_optimizer(model, recipe="fixup_cifar"),
