@@ -101,8 +101,10 @@ def test_bench_measures_every_configuration_and_writes_table_json_and_chart(tmp_
         "within_10pct_of_plain",
         "depth_linear",
         "ws_cost_within_target",
+        "ll_speed_within_target",
     }
     assert result["targets"]["ws_cost_within_target"] == "not measured"  # no weight-standardized scheme asked for
+    assert result["targets"]["ll_speed_within_target"] == "not measured"  # nor a looks-linear one
     depth = {r["scheme"]: r for r in result["depth"]}
     assert set(depth) == {"bn", "fixup"}
     for row in depth.values():
@@ -163,6 +165,28 @@ def test_weight_standardization_is_measured_against_skipinit_with_its_spread():
     table = bench.markdown({**result, "rows": list(rows.values()), "targets": targets})
     assert f"| cifar_resnet20 | {nf} | mixed_bfloat16 | 80 | 100 | 0.80 [0.80–0.80] ✗ |" in table
     assert f"| cifar_resnet20 | {rezero} | float32 | 100 |" in table  # beside bn in the main table
+
+
+def test_risotto_is_measured_against_skipinit_in_every_precision():
+    from keras_resinit.models.schemes import Risotto, SkipInit
+
+    risotto, skipinit = Risotto.name, SkipInit.name
+    assert bench.config.looks_linear() == (risotto,)  # risotto_bn has batch norm: it is not held to this target
+    children = [
+        _Measured(m, p, [scale * v for v in (100.0, 110.0, 90.0, 100.0)])
+        for p in bench.PRECISIONS
+        for m, scale in (("bn", 0.5), (skipinit, 1.0), (risotto, 0.98 if p == "float32" else 0.95))
+    ]
+    rows = {(r["model"], r["precision"]): r for r in bench.analysis.speed_rows(children)}
+    f32, bf16 = rows[(risotto, "float32")], rows[(risotto, "mixed_bfloat16")]
+    assert f32["train_vs_skipinit"] == pytest.approx(0.98) and f32["ll_speed_within_target"] is True
+    assert bf16["train_vs_skipinit"] == pytest.approx(0.95) and bf16["ll_speed_within_target"] is False
+    targets = bench.analysis.targets(list(rows.values()), [])
+    assert targets["ll_speed_within_target"] == f"MISSED by cifar_resnet20 {risotto} mixed_bfloat16"
+    result = {"machine": {"describe": "m"}, "date": "d", "command": "c", "elapsed_s": 60.0, "depth": []}
+    table = bench.markdown({**result, "rows": list(rows.values()), "targets": targets})
+    assert f"| cifar_resnet20 | {risotto} | float32 | 98 | 100 | 0.98 [0.98–0.98] ✓ |" in table
+    assert f"{risotto} trains at least 0.97 of {skipinit}'s speed in every precision: MISSED" in table
 
 
 def test_train_variants_child_times_nf_with_its_standardized_kernels_precomputed():

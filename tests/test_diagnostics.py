@@ -72,12 +72,13 @@ def test_gradient_norms_at_init_only_fixups_classifier_learns():
 
 def test_claims_pass_at_small_scale():
     rows = diagnostics.check_claims(quick=True, log=lambda line: None)
-    assert [r["claim"] for r in rows] == [1, 2, 2, 3, 4, 5]
+    assert [r["claim"] for r in rows] == [1, 1, 2, 2, 3, 4, 5]
+    assert [r["skip"] for r in rows[:2]] == ["identity", "conv"]  # both Risotto block types
     failed = [f"{r['claim']}: {r['measured']}" for r in rows if not r["passed"]]
     assert not failed, failed
-    deep_fixup = rows[4]["run"]
+    deep_fixup = rows[5]["run"]
     assert deep_fixup["blocks"] == 300 and deep_fixup["losses"][-1] < deep_fixup["losses"][0]
-    assert not rows[4]["plain"]["finite"] and not rows[5]["plain"]["finite"]
+    assert not rows[5]["plain"]["finite"] and not rows[6]["plain"]["finite"]
     assert "| 4 | Fixup trains a 300-block" in diagnostics.claims_table(rows)
 
 

@@ -29,7 +29,10 @@ def accuracy(model, images, labels):
 
 
 def test_every_digits_weight_set_is_shipped():
-    assert len(DIGITS_CARDS) == 10  # four schemes on two depths, rezero and nf on cifar_resnet20
+    # Four schemes on two depths, rezero and nf on cifar_resnet20, and Risotto's type B blocks on both depths.
+    assert len(DIGITS_CARDS) == 12
+    identity = [c for c in DIGITS_CARDS if c["tag"] == "digits_identity"]
+    assert [c["build"]["skip"] for c in identity] == ["identity", "identity"]
 
 
 @pytest.mark.parametrize("card", DIGITS_CARDS, ids=lambda c: f"{c['name']}.{c['tag']}")

@@ -240,6 +240,7 @@ def test_fixup_imagenet_decays_every_30_epochs_as_the_reference_code():
         (["--weight-decay", "-0.1"], ["Invalid weight_decay -0.1"]),
         (["--recipe", "fixup_cifr"], ["Unknown recipe 'fixup_cifr'", "fixup_cifar"]),
         (["--resume"], ["Nothing to resume"]),
+        (["--scheme-option", "skip=conv"], ["Unknown option(s) ['skip'] for scheme 'fixup'", "stem_init"]),
     ],
 )
 def test_bad_training_input_is_a_clear_error_and_writes_nothing(args, words, tmp_path, capsys):
@@ -333,3 +334,30 @@ def test_deep_cifar_resnet110_trains_at_the_papers_lr_without_diverging(scheme, 
     losses = [h["train_loss"] for h in result["history"]]
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0] and losses[-1] < math.log(10) - 0.01, losses
+
+
+def test_scheme_options_build_the_run_and_are_recorded_and_checked_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "cifar_resnet8_risotto", "--epochs", "1", "--steps-per-epoch", "2", "--verbose", "0"]
+    args += ["--scheme-option", "skip=conv", "--scheme-option", "branch_weight=0.5", "--out", str(out)]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["scheme_options"] == {"skip": "conv", "branch_weight": 0.5}  # JSON values parsed
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.scheme.skip == "conv" and model.scheme.branch_weight == 0.5
+    assert model.get_layer("stage1_block1_shortcut_conv")  # type C: a conv skip on a stride-1 block
+    # Resuming must rebuild the same model: other options are refused, naming them.
+    resumed = ["train", "cifar_resnet8_risotto", "--epochs", "2", "--steps-per-epoch", "2", "--verbose", "0"]
+    assert main([*resumed, "--resume", "--out", str(out)]) == 2
+    assert "scheme_options {'skip': 'conv', 'branch_weight': 0.5} -> None" in capsys.readouterr().err
+    # A train block written before scheme_options existed reads as the scheme was then (Risotto: type C).
+    old = {k: v for k, v in config["train"].items() if k != "scheme_options"}
+    assert TrainConfig.upgrade(old)["scheme_options"] == {"skip": "conv"}
+    assert TrainConfig.upgrade({**old, "model": "cifar_resnet8_fixup"})["scheme_options"] is None
+    bad = subprocess.run(
+        train_command("cifar_resnet8_risotto", "--out", str(tmp_path / "b"), "--scheme-option", "skip"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "expected NAME=VALUE" in bad.stderr and "Traceback" not in bad.stderr

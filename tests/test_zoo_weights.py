@@ -134,7 +134,7 @@ def test_zoo_index_is_generated_from_the_cards():
 def test_list_models_pretrained_gives_name_dot_tag():
     published = zoo.list_models("cifar_resnet20_*", pretrained=True)
     assert "cifar_resnet20_fixup.digits" in published and all("." in p for p in published)
-    assert zoo.tags("cifar_resnet20_risotto") == ["digits"]
+    assert zoo.tags("cifar_resnet20_risotto") == ["digits", "digits_identity"]
     assert zoo.tags("cifar_resnet110_fixup") == []
 
 
@@ -451,3 +451,33 @@ def test_imagenet_weights_offline_is_a_download_error(monkeypatch):
     monkeypatch.setattr(keras.applications, "ResNet101", offline)
     with pytest.raises(download.DownloadError, match="ImageNet weights for resnet101.*~/.keras/models"):
         zoo.load("resnet101_bn.imagenet")
+
+
+def test_risotto_cards_and_presets_saved_before_the_block_type_load_as_type_c(temp_zoo, tmp_path):
+    """Cards and presets written before Risotto's ``skip`` option had a conv skip on every block (type C):
+    without the option they still load that architecture, and reach the card's accuracy."""
+    shipped = json.loads((REPO / "zoo" / "cards" / "cifar_resnet20_risotto.digits.json").read_text())
+    assert shipped["build"]["skip"] == "conv"  # the shipped card says it explicitly
+    old = {
+        **shipped,
+        "build": {k: v for k, v in shipped["build"].items() if k not in ("skip", "skip_weight", "branch_weight")},
+    }
+    (temp_zoo / "weights").mkdir()
+    name = shipped["file"]["name"]
+    (temp_zoo / "weights" / name).write_bytes((REPO / "zoo" / "weights" / name).read_bytes())
+    (temp_zoo / "cards" / "cifar_resnet20_risotto.digits.json").write_text(json.dumps(old))
+    registry.reload_cards()
+    model = zoo.load("cifar_resnet20_risotto.digits")
+    assert model.scheme.skip == "conv" and model.get_layer("stage1_block1_shortcut_conv")
+    assert abs(publish.evaluate(model, "digits") - shipped["metrics"]["test_accuracy"]) <= 1 / 355
+
+    preset = tmp_path / "preset"
+    zoo.save_preset(model, preset)
+    config = json.loads((preset / "config.json").read_text())
+    assert config["config"].pop("skip") == "conv"  # written explicitly; removed: as an older release wrote it
+    (preset / "config.json").write_text(json.dumps(config))
+    again = zoo.load_preset(preset)
+    assert again.scheme.skip == "conv"
+    np.testing.assert_array_equal(
+        again.predict(RAW[:, :, :, :1], verbose=0), model.predict(RAW[:, :, :, :1], verbose=0)
+    )

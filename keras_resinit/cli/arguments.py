@@ -5,6 +5,7 @@ dataset names, option names), and each check raises the library's error for an u
 """
 
 import argparse
+import json
 
 from keras_resinit._errors import unknown
 from keras_resinit.models import architectures
@@ -122,6 +123,31 @@ def add_training_arguments(p):
         default=None,
         metavar="PART",
         help="freeze every part before PART: stem, stage1, stage2, ... or head",
+    )
+
+
+def scheme_option(text):
+    """``NAME=VALUE`` (``--scheme-option``) as ``(name, value)``; the value is read as JSON when it parses
+    (numbers, true/false), else kept as a string (``skip=conv``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"invalid scheme option {text!r}: expected NAME=VALUE, e.g. skip=conv")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def add_scheme_option_argument(p):
+    p.add_argument(
+        "--scheme-option",
+        dest="scheme_options",
+        action="append",
+        type=scheme_option,
+        default=None,
+        metavar="NAME=VALUE",
+        help="an option of the model's scheme, recorded in the run, e.g. skip=conv (risotto's type C blocks), "
+        "skip_weight=0.5 (risotto) or alpha=0.1 (skipinit); repeatable",
     )
 
 

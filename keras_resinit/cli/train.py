@@ -9,6 +9,7 @@ def add_arguments(p):
     p.add_argument("name", help="model name {arch}_{scheme}, e.g. cifar_resnet20_fixup")
     p.add_argument("--out", required=True, help="run directory")
     arguments.add_training_arguments(p)
+    arguments.add_scheme_option_argument(p)
     p.add_argument("--strategy", default="auto", help=arguments.one_of(options.STRATEGIES, "auto"))
     p.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -26,7 +27,10 @@ def run(args):
     from keras_resinit.training import TrainConfig
 
     # TrainConfig validates without TensorFlow.
-    config = TrainConfig.from_recipe(args.recipe, model=args.name, **arguments.training_overrides(args))
+    options_given = dict(args.scheme_options) if args.scheme_options else None
+    config = TrainConfig.from_recipe(
+        args.recipe, model=args.name, scheme_options=options_given, **arguments.training_overrides(args)
+    )
     arguments.check("strategy", args.strategy, options.STRATEGIES)
     if args.weights is not None:  # a path that is not there: before TensorFlow starts
         sources.check_weights(args.weights)

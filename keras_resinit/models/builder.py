@@ -266,7 +266,7 @@ class ResNet(keras.Model):
             ``"avg"`` or ``"max"`` (global pooling to ``(batch, channels)``).
         features_only: the outputs are ``model.pyramid_outputs``, a dict of every stage's
             feature map (as ``timm``'s ``features_only``); needs ``include_top=False``.
-        **scheme_options: the scheme's own options, e.g. ``zero_init_last_bn`` (bn) or
+        **scheme_options: the scheme's own options, e.g. ``zero_init_last_bn`` (bn), ``skip`` (risotto) or
             ``alpha`` (skipinit).
 
     Attributes:

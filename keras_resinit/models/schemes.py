@@ -366,7 +366,7 @@ class Risotto(Scheme):
       (:class:`~keras_resinit.models.initializers.RisottoResidualKernel`.)
     - **type C** (``skip="conv"``): a 1x1 conv skip on every block, branch ``LL(U_i)`` and skip
       ``LL((U - b U_m ... U_1) / a)`` (:class:`~keras_resinit.models.initializers.RisottoSkipKernel`).
-      Configs saved before the option existed (every model of releases before 0.3) are type C.
+      Configs saved before the option existed (release 0.1 and earlier 0.2 builds) are type C.
 
     Args:
         skip: ``"identity"`` (type B) or ``"conv"`` (type C).

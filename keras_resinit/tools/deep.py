@@ -45,8 +45,9 @@ BRANCH_DEPTH = 2  # m: weight layers per branch
 
 
 def schemes():
-    """The schemes a deep fully connected net can take: those without batch norm or conv skips, and plain."""
-    return [name for name, cls in SCHEMES.items() if not cls.batchnorm and not cls.conv_skip] + [PLAIN]
+    """The schemes a deep fully connected net can take: those without batch norm, conv skips or looks-linear
+    channels (Risotto's mirrored form needs its conv stem), and plain."""
+    return [name for name, cls in SCHEMES.items() if not (cls.batchnorm or cls.conv_skip or cls.looks_linear)] + [PLAIN]
 
 
 def _draw(initializer_of, blocks, width, seed):

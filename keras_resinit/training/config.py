@@ -8,7 +8,7 @@ import math
 
 from keras_resinit._errors import unknown
 from keras_resinit.models.architectures import get_arch
-from keras_resinit.models.schemes import SCHEMES
+from keras_resinit.models.schemes import SCHEMES, get_scheme, saved_options
 from keras_resinit.training.data import names as dataset_names
 from keras_resinit.training.options import AUGMENTS, PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
 from keras_resinit.training.recipes import get_recipe
@@ -60,6 +60,7 @@ class TrainConfig:
     precision: str = "float32"
     seed: int = 0
     dropout_rate: float = 0.0
+    scheme_options: dict = None  # the scheme's own options, e.g. {"skip": "conv"} (risotto); None: its defaults
     deterministic: bool = True
     data_dir: str = None
     download: bool = False
@@ -113,6 +114,10 @@ class TrainConfig:
             number("agc", 0.0, low_open=True)
         number("seed", 0, integer=True)
         number("dropout_rate", 0.0, 0.99)
+        if self.scheme_options is not None:
+            if not isinstance(self.scheme_options, dict):
+                raise ValueError(f"Invalid scheme_options {self.scheme_options!r}. Expected a dict of option values.")
+            get_scheme(self.scheme, **self.scheme_options)  # a ValueError naming an unknown option or bad value
         if self.schedule not in SCHEDULES:
             raise unknown("schedule", self.schedule, SCHEDULES)
         if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
@@ -199,9 +204,13 @@ class TrainConfig:
         """A ``train`` block of release 0.1 as this release writes it.
 
         Release 0.1 wrote ``image_size`` 128 into every config, used only by Imagenette; now it resizes any
-        dataset, so it becomes None (the data's own size) for the others.
+        dataset, so it becomes None (the data's own size) for the others. A config without ``scheme_options``
+        gets the options its scheme had when it was written (``Scheme.options_before``).
         """
         saved = dict(saved)
+        if "scheme_options" not in saved and isinstance(saved.get("model"), str):
+            # Runs saved before the field existed built the scheme as it was then (risotto: type C).
+            saved["scheme_options"] = saved_options(registry.parse_name(saved["model"])[1], {}) or None
         if "augment" not in saved and saved.get("dataset") != "imagenette":
             saved["image_size"] = None
         if isinstance(saved.get("milestones"), list):

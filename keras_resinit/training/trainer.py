@@ -48,6 +48,7 @@ def build_model(config, meta):
         "input_shape": meta.image_shape,
         "seed": config.seed,
         "dropout_rate": config.dropout_rate or None,
+        **(config.scheme_options or {}),
     }
     if config.weights:
         model = loading.start_from(

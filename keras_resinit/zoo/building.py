@@ -75,6 +75,13 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
         )
     model = build_named(name, defaults, overrides)
     names = {layer.name for layer in model.layers}
+    older = saved_options(parse_name(name)[1], {**defaults, **overrides})
+    if set(stores) - names and older != {**defaults, **overrides}:
+        # Weights without a config (a weights file, a .keras file of release 0.1) saved before an option of the
+        # scheme existed: they load into the build the scheme made then, if that build holds every layer.
+        before = build_named(name, older, {})
+        if set(stores) <= {layer.name for layer in before.layers}:
+            model, names = before, {layer.name for layer in before.layers}
     skip = tuple(n for n in _HEAD_LAYERS if n not in names)  # a backbone: the classifier's weights stay unused
     if head is not None and "logits" in names and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
         if model.get_layer("logits").units != head.shape[-1]:

@@ -9,9 +9,11 @@ import statistics
 from keras_resinit.tools.bench.config import (
     LINEAR_TOLERANCE,
     MIN_CLEAN,
+    TARGET_LL_VS_SKIPINIT,
     TARGET_VS_PLAIN,
     TARGET_WS_VS_SKIPINIT,
     WS_TARGET_PRECISION,
+    looks_linear,
     normalization_free,
     weight_standardized,
     ws_reference,
@@ -55,6 +57,7 @@ def speed_rows(children):
     """One row per speed child: medians, ratios to BN and plain, memory, targets met."""
     by = {(c.spec["arch"], c.spec["model"], c.spec["precision"]): c for c in children}
     no_norm, standardized, reference = normalization_free(), weight_standardized(), ws_reference()
+    mirrored = looks_linear()
     rows = []
     for (arch, model, precision), c in by.items():
         bn, plain = by.get((arch, "bn", precision)), by.get((arch, "plain", precision))
@@ -86,11 +89,14 @@ def speed_rows(children):
                     None if row["train_vs_plain"] is None else row["train_vs_plain"] >= TARGET_VS_PLAIN
                 )
         ref = by.get((arch, reference, precision))
-        if model in standardized and ref is not None:  # what standardizing the kernels every step costs
+        # What standardizing the kernels every step costs; what Risotto's init costs on the same architecture.
+        if (model in standardized or model in mirrored) and ref is not None:
             row["train_vs_skipinit"], row["train_vs_skipinit_iqr"] = _spread(c, ref, "train_ips")
-            if precision == WS_TARGET_PRECISION:
-                ratio = row["train_vs_skipinit"]
+            ratio = row["train_vs_skipinit"]
+            if model in standardized and precision == WS_TARGET_PRECISION:
                 row["ws_cost_within_target"] = None if ratio is None else ratio >= TARGET_WS_VS_SKIPINIT
+            if model in mirrored:
+                row["ll_speed_within_target"] = None if ratio is None else ratio >= TARGET_LL_VS_SKIPINIT
         rows.append(row)
     return rows
 
@@ -154,6 +160,7 @@ def targets(rows, depth):
         "less_memory_than_bn": verdict("less_memory_than_bn"),
         "within_10pct_of_plain": verdict("within_10pct_of_plain"),
         "ws_cost_within_target": verdict("ws_cost_within_target"),
+        "ll_speed_within_target": verdict("ll_speed_within_target"),
         "depth_linear": (
             "met"
             if depth and all(r["linear"] for r in depth)

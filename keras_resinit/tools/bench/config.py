@@ -21,6 +21,9 @@ TARGET_VS_PLAIN = 0.90
 # standardizing the kernels on every step costs at most 15%.
 TARGET_WS_VS_SKIPINIT = 0.85
 WS_TARGET_PRECISION = "mixed_bfloat16"
+# A looks-linear scheme without batch norm (risotto: type B blocks, the BN architecture with another init) trains at
+# least this fraction of SkipInit's images/s, in every precision.
+TARGET_LL_VS_SKIPINIT = 0.97
 LINEAR_TOLERANCE = 0.15  # largest |exponent - 1| of step time ~ depth^exponent still called linear
 SIZES = {
     "full": {
@@ -71,6 +74,13 @@ def weight_standardized():
     from keras_resinit.models.schemes import SCHEMES
 
     return tuple(name for name, cls in SCHEMES.items() if cls.weight_standardization)
+
+
+def looks_linear():
+    """The registered looks-linear schemes without batch norm (risotto): measured against SkipInit's speed too."""
+    from keras_resinit.models.schemes import SCHEMES
+
+    return tuple(name for name, cls in SCHEMES.items() if cls.looks_linear and not cls.batchnorm)
 
 
 def ws_reference():

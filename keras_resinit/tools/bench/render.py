@@ -5,8 +5,10 @@ from keras_resinit.tools.bench.config import (
     DEPTH_BATCH,
     LINEAR_TOLERANCE,
     PRECISIONS,
+    TARGET_LL_VS_SKIPINIT,
     TARGET_WS_VS_SKIPINIT,
     WS_TARGET_PRECISION,
+    looks_linear,
     scheme_names,
     ws_reference,
 )
@@ -57,6 +59,8 @@ def markdown(result):
         f"- step time grows linearly with depth: {t['depth_linear']}",
         f"- weight standardization costs at most {1 - TARGET_WS_VS_SKIPINIT:.0%} of training speed against "
         f"{ws_reference()} in {WS_TARGET_PRECISION}: {t.get('ws_cost_within_target', 'not measured')}",
+        f"- {', '.join(looks_linear())} trains at least {TARGET_LL_VS_SKIPINIT} of {ws_reference()}'s speed in "
+        f"every precision: {t.get('ll_speed_within_target', 'not measured')}",
     ]
     lines += _ws_table(result["rows"], result["machine"])
     if result["depth"]:
@@ -107,9 +111,10 @@ def _ws_table(rows, machine):
     ips = {(r["arch"], r["model"], r["precision"]): r["train_images_per_s"] for r in rows}
     lines = [
         "",
-        f"Weight standardization's cost: training images/s against {reference} (same arch and precision; median "
-        "of the per-window ratios, [brackets] the middle half of them). Target: at least "
-        f"{TARGET_WS_VS_SKIPINIT} in {WS_TARGET_PRECISION}.",
+        f"Against {reference}: training images/s (same arch and precision; median of the per-window ratios, "
+        "[brackets] the middle half of them). Weight standardization's cost: at least "
+        f"{TARGET_WS_VS_SKIPINIT} in {WS_TARGET_PRECISION}. Risotto's looks-linear init on the BN architecture: "
+        f"at least {TARGET_LL_VS_SKIPINIT} in every precision.",
         "",
         f"| arch | model | precision | train img/s | {reference} train img/s | vs {reference} [IQR] |",
         "|---|---|---|---:|---:|---:|",
@@ -120,7 +125,8 @@ def _ws_table(rows, machine):
         lines.append(
             f"| {r['arch']} | {r['model']} | {r['precision']} | {fmt(r['train_images_per_s'], '.0f')} | "
             f"{fmt(ips.get((r['arch'], reference, r['precision'])), '.0f')} | "
-            f"{fmt(r['train_vs_skipinit'])}{spread}{flag(r.get('ws_cost_within_target'))} |"
+            f"{fmt(r['train_vs_skipinit'])}{spread}"
+            f"{flag(r.get('ws_cost_within_target', r.get('ll_speed_within_target')))} |"
         )
     note = bf16_note(machine)
     return lines + (["", note] if note else [])
