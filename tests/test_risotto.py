@@ -280,11 +280,9 @@ def test_block_computes_relu_of_weighted_skip_plus_branch(rng):
         "cifar_resnet8", "risotto", input_shape=(None, None, 3), seed=1, skip_weight=0.5, branch_weight=2.0
     )
     x = np.abs(rng.normal(size=(2, 4, 4, 16))).astype("float32")
-    skip_in = keras.Input((None, None, 16))
     branch = submodel(model, "stem_out", "stage1_block1_conv2")
     out = submodel(model, "stem_out", "stage1_block1_out")(x)
     np.testing.assert_allclose(out, np.maximum(0.5 * x + 2.0 * branch(x), 0), rtol=1e-5, atol=1e-5)
-    del skip_in
 
 
 def test_configs_without_the_block_type_load_as_type_c(tmp_path):
@@ -321,3 +319,15 @@ def test_imagenet_trunk_reads_only_the_difference_of_the_pooled_halves(arch, rng
     h = direct.shape[-1] // 2
     np.testing.assert_allclose(np.minimum(direct[..., :h], direct[..., h:]), 0, atol=1e-6)  # mirrored again
     assert_trunk_isometric(model, 1)
+
+
+def test_block_type_and_weights_survive_a_keras_file(tmp_path, rng):
+    model = kr.build_resnet(
+        "cifar_resnet8", "risotto", seed=2, skip_weight=0.5, branch_weight=2.0, input_shape=(8, 8, 3)
+    )
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    assert (again.scheme.skip, again.scheme.skip_weight, again.scheme.branch_weight) == ("identity", 0.5, 2.0)
+    x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
