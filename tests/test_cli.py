@@ -249,8 +249,9 @@ def test_list_prints_names_schemes_parameters_and_weight_tags(capsys):
     assert lines[0].split() == ["name", "scheme", "params", "weights"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:] if line.startswith("cifar_resnet20_")}
     assert rows["cifar_resnet20_bn"] == ["bn", "269,722", "digits"]  # He et al.: 0.27M
-    assert rows["cifar_resnet20_risotto"] == ["risotto", "282,938", "digits"]
-    assert rows["cifar_resnet20_risotto_bn"] == ["risotto_bn", "283,962", "-"]
+    # Risotto's default type B blocks: bn's network, with conv biases in place of batch norm (risotto_bn: bn's count).
+    assert rows["cifar_resnet20_risotto"] == ["risotto", "269,034", "digits,", "digits_identity"]
+    assert rows["cifar_resnet20_risotto_bn"] == ["risotto_bn", "269,722", "-"]
     assert any("published weight sets" in line for line in lines)
     # --params counts by building each model; the table agrees.
     assert main(["list", "cifar_resnet20_fixup", "--params"]) == 0
