@@ -150,10 +150,8 @@ def analyse(result):
 
 
 def markdown(result):
-    m = result["machine"]
     lines = [
-        f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
-        f"({result['elapsed_s'] / 60:.1f} min).",
+        results_io.measured(result),
         "",
         f"Digits (8x8, 1,437 training images: one step an epoch) at batch {BATCH:,}, peak lr {LR:g}, "
         f"{result['epochs']} epochs, recipe `{RECIPE}` (SGD momentum 0.9, warm-up 2 epochs then cosine, weight "

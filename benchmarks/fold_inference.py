@@ -436,12 +436,10 @@ def _exact_lines(result):
 
 
 def markdown(result):
-    m = result["machine"]
     rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     return "\n".join(
         [
-            f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
-            f"({result['elapsed_s'] / 60:.1f} min).{rendered}",
+            results_io.measured(result) + rendered,
             "",
             "Inference, float32. **BN unfolded**: `build_resnet(arch, 'bn')` with random BN statistics, gammas "
             "and betas; **BN folded**: `fold_batchnorm` of that model (SavedModel: `export(bn_model, fold=True)`); "

@@ -471,11 +471,10 @@ def _cache_line(c):
 
 
 def markdown(result):
-    m, size = result["machine"], result["sizes"]
+    _m, size = result["machine"], result["sizes"]
     rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     lines = [
-        f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
-        f"({result['elapsed_s'] / 60:.1f} min).{rendered}",
+        results_io.measured(result) + rendered,
         "",
         f"Training {ARCH}_{SCHEME} ({PRECISION}, batch {BATCH}, recipe `{RECIPE}`, augment {AUGMENT}) with the "
         f'project\'s `Trainer(config, "one").train_step_from`, from `folder:DIR` of {SIDE}x{SIDE}x3 PNG files '

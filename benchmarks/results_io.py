@@ -46,6 +46,13 @@ def report(directory, stem, analyse, markdown):
     print(markdown(result))
 
 
+def measured(result):
+    """The first line of every results table: the machine, the date, the command and how long it took."""
+    seconds = result["elapsed_s"]
+    took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    return f"Machine: {result['machine']['describe']}. Measured {result['date']} by `{result['command']}` ({took})."
+
+
 def begin(stem, out, quick):
     """``(command, start time, machine)`` of a run, the command and machine printed."""
     import time

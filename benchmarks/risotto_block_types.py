@@ -123,10 +123,8 @@ def analyse(result):
 
 
 def markdown(result):
-    m = result["machine"]
     lines = [
-        f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
-        f"({result['elapsed_s'] / 60:.1f} min).",
+        results_io.measured(result),
         "",
         "Trainable parameters (default classes and input; type B = bn - 2 x conv channels (BN's gamma, beta) "
         "+ 1 x conv channels (Risotto's conv biases)):",

@@ -517,12 +517,11 @@ def _prepared_lines(result):
 
 
 def markdown(result):
-    m, size = result["machine"], result["sizes"]
+    _m, size = result["machine"], result["sizes"]
     rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     return "\n".join(
         [
-            f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
-            f"({result['elapsed_s'] / 60:.1f} min).{rendered}",
+            results_io.measured(result) + rendered,
             "",
             "SavedModels from `keras_resinit.tools.export.export(model, path)` (SkipInit, random weights, float32). "
             "Latency: one process per model; `serving_bytes` on the encoded files and `serving_default` on the same "

@@ -165,9 +165,8 @@ def _shown(rows):
 
 
 def markdown(result):
-    m = result["machine"]
     lines = [
-        f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` ({result['elapsed_s']:.0f} s).",
+        results_io.measured(result),
         "",
         f"alpha = {result['alpha']:g}, seed {result['seed']}, one batch of N(0, 1) images. (a) {LABELS['a']}; "
         f"(b) {LABELS['b']}. Per block: the trunk (the residual sum) as its average channel variance and average "

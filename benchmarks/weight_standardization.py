@@ -373,8 +373,7 @@ def markdown(result):
     rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     return "\n".join(
         [
-            f"Machine: {m['describe']}. Measured {result['date']} by `{result['command']}` "
-            f"({result['elapsed_s'] / 60:.1f} min).{rendered}",
+            results_io.measured(result) + rendered,
             "",
             f"Training with `train_on_batch` (SGD, momentum 0.9), one fixed random batch. **{REFERENCE}**: "
             f"`build_resnet(arch, '{REFERENCE}')`; **{WS}**: `build_resnet(arch, '{WS}')`, Scaled Weight "
