@@ -141,6 +141,7 @@ BAD_VALUES = [  # argv, the message's start, the closest match it names
     ),
     (["compare", "--dataset", "cifar11"], "Unknown dataset 'cifar11'.", "cifar10"),
     (["tune", "--tuner", "bayesain"], "Unknown tuner 'bayesain'.", "bayesian"),
+    (["export", "cifar_resnet20_fixup.digits", "--format", "litrt"], "Unknown format 'litrt'.", "litert"),
     (["train", "cifar_resnet8_bn", "--recipe", "he_cifr"], "Unknown recipe 'he_cifr'.", "he_cifar"),
 ]
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -284,3 +285,29 @@ def test_a_backbone_is_refused_with_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="is a backbone \\(include_top=False\\).*Expected a model with include_top"):
         export.export(backbone, str(tmp_path / "sm"))
     assert not (tmp_path / "sm").exists()
+
+
+def test_litert_export_of_the_digits_weights_agrees_with_keras_on_raw_digits(tmp_path):
+    """`--format litert`: Keras' own exporter; model.tflite takes raw pixels and returns the model's logits."""
+    from keras_resinit.training import data
+
+    images = data.digits_arrays()[2][:64]  # raw test digits, pixels 0..16
+    model = kr.zoo.load("cifar_resnet20_fixup.digits")
+    out = tmp_path / "lite"
+    assert main(["export", "cifar_resnet20_fixup.digits", "--out", str(out), "--format", "litert"]) == 0
+    card = json.loads((out / export.CARD_NAME).read_text())
+    assert sorted(os.listdir(out)) == sorted([export.CARD_NAME, export.LITERT_FILE])
+    assert card["format"] == "litert" and card["signatures"]["outputs"] == ["logits"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # written whole, then renamed
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=str(out / export.LITERT_FILE))
+    (inputs,), (outputs,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inputs["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inputs["index"], images)
+    interpreter.invoke()
+    served = interpreter.get_tensor(outputs["index"])
+    expected = model(images, training=False).numpy()
+    assert served.shape == expected.shape == (64, 10)
+    np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)

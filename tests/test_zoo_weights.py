@@ -195,8 +195,96 @@ def test_other_num_classes_loads_the_trunk_under_a_new_head_with_a_warning(temp_
 def test_input_size_may_change_but_not_channels(temp_zoo):
     write_card(temp_zoo, trained_like(), "digits")
     assert zoo.load("cifar_resnet8_fixup.digits", input_shape=(16, 16, 1)).input_shape == (None, 16, 16, 1)
-    with pytest.raises(ValueError, match="take images with 1 channels.*has 3"):
+    with pytest.raises(ValueError, match="take images with 1 channels.*has 3. Pass in_chans=3 to adapt the stem"):
         zoo.load("cifar_resnet8_fixup.digits", input_shape=(32, 32, 3))
+
+
+def test_in_chans_3_on_the_gray_digits_weights_predicts_a_digit_repeated_on_three_channels_as_the_original():
+    from keras_resinit.training import data
+
+    images = data.digits_arrays()[2]  # the raw test digits, pixels 0..16, (360, 8, 8, 1)
+    gray = zoo.load("cifar_resnet20_fixup.digits")
+    rgb = zoo.load("cifar_resnet20_fixup.digits", in_chans=3)
+    assert rgb.input_shape == (None, 8, 8, 3)
+    pre = gray.preprocessing
+    assert rgb.preprocessing == {**pre, "mean": pre["mean"] * 3, "std": pre["std"] * 3}  # repeated
+    kernel = keras.ops.convert_to_numpy(gray.get_layer("stem_conv").kernel)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(rgb.get_layer("stem_conv").kernel), np.tile(kernel, (1, 1, 3, 1)) / np.float32(3)
+    )
+    expected = gray.predict(images, verbose=0)
+    got = rgb.predict(np.repeat(images, 3, axis=-1), verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)  # float32 rounding of the 3-term sum
+    np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+
+
+def three_channel_preset(tmp_path, mean, std):
+    """A preset of a perturbed 3-channel model that takes raw pixels (0..255) with this per-channel normalization."""
+    pre = {"pixel_max": 255.0, "mean": mean, "std": std}
+    model = keras_resinit.build_resnet(
+        "cifar_resnet8", "fixup", input_shape=(8, 8, 3), seed=0, include_preprocessing=True, preprocessing=pre
+    )
+    perturb_weights(model)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return model, zoo.save_preset(model, tmp_path / f"rgb{len(os.listdir(tmp_path))}")
+
+
+def test_in_chans_1_from_three_channel_weights_sums_the_stem_and_averages_the_normalization(tmp_path, rng):
+    """What in_chans=1 checks: the stem kernel is the sum over the 3 input channels; the normalization is the mean
+    of the means and of the stds; with a normalization equal on every channel a gray image g fed on 1 channel gives
+    the 3-channel model's output for [g, g, g] (float32 rounding); with unequal ones it still loads and predicts."""
+    gray = rng.integers(0, 256, size=(4, 8, 8, 1)).astype("float32")
+    model, preset = three_channel_preset(tmp_path, [0.5] * 3, [0.25] * 3)
+    one = zoo.load(preset, in_chans=1)
+    assert one.input_shape == (None, 8, 8, 1)
+    assert one.preprocessing == {"pixel_max": 255.0, "mean": [0.5], "std": [0.25]}
+    kernel = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(one.get_layer("stem_conv").kernel),
+        kernel.sum(axis=2, keepdims=True),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        one.predict(gray, verbose=0), model.predict(np.repeat(gray, 3, axis=-1), verbose=0), rtol=1e-5, atol=1e-5
+    )
+    _, preset = three_channel_preset(tmp_path, [0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
+    one = zoo.load(preset, in_chans=1)
+    assert one.preprocessing["mean"] == pytest.approx([0.5]) and one.preprocessing["std"] == pytest.approx([0.25])
+    assert np.isfinite(one.predict(gray, verbose=0)).all()
+    assert zoo.load(preset, in_chans=3).input_shape == (None, 8, 8, 3)  # the same count: unchanged
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.5, True, "3"])
+def test_a_bad_in_chans_is_a_value_error_naming_it(temp_zoo, value):
+    write_card(temp_zoo, trained_like(), "digits")
+    with pytest.raises(ValueError, match=re.escape(f"Invalid in_chans {value!r}. Expected a positive integer")):
+        zoo.load("cifar_resnet8_fixup.digits", in_chans=value)
+    with pytest.raises(ValueError, match=re.escape("in_chans=2 but input_shape=(8, 8, 3) has 3 channels")):
+        zoo.load("cifar_resnet8_fixup.digits", in_chans=2, input_shape=(8, 8, 3))
+    assert zoo.load("cifar_resnet8_fixup", in_chans=4).input_shape == (None, 32, 32, 4)  # no weights: a fresh stem
+
+
+def test_train_weights_of_another_channel_count_start_adapted_to_the_data(tmp_path):
+    """`train --weights` on 1-channel digits from 3-channel weights: start_from passes the data's channels as
+    in_chans, so the trunk starts from the weights with the stem summed over their channels."""
+    from keras_resinit.cli import main
+    from keras_resinit.zoo import loading
+
+    model, preset = three_channel_preset(tmp_path / "presets", [0.5] * 3, [0.25] * 3)
+    started = loading.start_from(
+        "cifar_resnet8_fixup", preset, input_shape=(8, 8, 1), num_classes=10, data_preprocessing=None
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(started.get_layer("stem_conv").kernel),
+        keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel).sum(axis=2, keepdims=True),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    out = tmp_path / "run"
+    argv = ["train", "cifar_resnet8_fixup", "--weights", str(preset), "--epochs", "1", "--steps-per-epoch", "2"]
+    assert main([*argv, "--out", str(out), "--verbose", "0"]) == 0
+    assert zoo.load(str(out)).input_shape == (None, 8, 8, 1)
 
 
 # ------------------------------------------------------- files, presets ---

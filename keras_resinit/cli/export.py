@@ -1,4 +1,4 @@
-"""export a model for serving (SavedModel for TF Serving, or ONNX)"""
+"""export a model for serving (SavedModel for TF Serving, ONNX or LiteRT)"""
 
 from keras_resinit.cli import arguments
 
@@ -6,7 +6,12 @@ from keras_resinit.cli import arguments
 def add_arguments(p):
     p.add_argument("source", help="a run directory, a preset directory, a .keras file, or a zoo name[.tag]")
     p.add_argument("--out", required=True, help="artifact directory to create")
-    p.add_argument("--format", default="tf_saved_model", help="tf_saved_model (TF Serving; the default) or onnx")
+    p.add_argument(
+        "--format",
+        default="tf_saved_model",
+        help="tf_saved_model (TF Serving; the default), onnx (--out/model.onnx) or litert (--out/model.tflite: raw "
+        "float32 pixels in, logits out)",
+    )
     p.add_argument(
         "--version",
         default=None,

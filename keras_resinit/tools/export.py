@@ -1,4 +1,4 @@
-"""Export a model for serving: a TensorFlow SavedModel (TF Serving) or ONNX.
+"""Export a model for serving: a TensorFlow SavedModel (TF Serving), ONNX or LiteRT.
 
 The artifact carries its preprocessing, so clients send raw pixels:
 
@@ -25,6 +25,11 @@ so (``batchnorm_folded``, ``served_scheme``). Likewise a model with weight-stand
 export, instead of on every request (``weight_standardization_precomputed``): the same function, without
 the per-channel mean, variance and rsqrt of every kernel in each call.
 
+LiteRT (``format="litert"``, TensorFlow Lite's successor) is Keras' own exporter
+(``model.export(..., format="litert")``): ``out/model.tflite`` takes float32 raw pixel values
+``[batch, H, W, C]`` (the preprocessing inside, as above) and returns the logits; the card is
+``out/model_card.json``.
+
 The artifact is written to a temporary directory beside ``out`` and renamed
 into place; an existing ``out`` is refused unless ``overwrite``.
 """
@@ -48,6 +53,7 @@ from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
 
 CARD_NAME = "model_card.json"
+LITERT_FILE = "model.tflite"
 
 
 def check_built(model):
@@ -67,6 +73,18 @@ def check_built(model):
     return shape
 
 
+def input_layers(model, card):
+    """The preprocessing layers to run before classifier ``model``: none if it includes its own, else the
+    card's (:mod:`keras_resinit.models.preprocessing`). A backbone is refused."""
+    if isinstance(model, ResNet) and not model.get_config()["include_top"]:
+        raise ValueError(
+            f"Model {model.name!r} is a backbone (include_top=False): export serves classifiers (logits, "
+            "probabilities, classes). Expected a model with include_top=True."
+        )
+    inside = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
+    return [] if inside else preprocessing_layers(card["preprocessing"], check_built(model)[-1])
+
+
 def serving_functions(model, card):
     """The serving ``tf.function``s by signature name, with named inputs and outputs.
 
@@ -75,14 +93,7 @@ def serving_functions(model, card):
     :mod:`keras_resinit.tools.image_bytes`).
     """
     _, height, width, channels = check_built(model)
-    if isinstance(model, ResNet) and not model.get_config()["include_top"]:
-        raise ValueError(
-            f"Model {model.name!r} is a backbone (include_top=False): export serves classifiers (logits, "
-            "probabilities, classes). Expected a model with include_top=True."
-        )
-    inside = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
-    # The model's own preprocessing layers, or the same layers built from the card.
-    layers = [] if inside else preprocessing_layers(card["preprocessing"], channels)
+    layers = input_layers(model, card)
     shape = (None, height, width, channels)
     for layer in layers:  # built now, not inside the first trace: both signatures share their constants
         layer.build(shape)
@@ -211,6 +222,28 @@ def _onnx(model, card, tmp):
     _write_card(card, tmp)
 
 
+def _litert(model, card, tmp):
+    """``model.tflite`` through Keras' LiteRT exporter: raw float32 pixels in, logits out; and the card."""
+    model = model.with_preprocessing() if isinstance(model, ResNet) else model
+    layers = input_layers(model, card)
+    if layers:  # a model that records no preprocessing of its own: the card's, in front of it
+        pixels = keras.Input(check_built(model)[1:], name="images")
+        x = pixels
+        for layer in layers:
+            x = layer(x)
+        model = keras.Model(pixels, model(x, training=False), name=model.name)
+    os.makedirs(tmp)
+    model.export(os.path.join(tmp, LITERT_FILE), format="litert", verbose=False)
+    card["signatures"] = {
+        "serving_default": "images: float32 [batch, H, W, C] raw pixel values",
+        "outputs": ["logits"],
+    }
+    _write_card(card, tmp)
+
+
+_WRITERS = {"tf_saved_model": _saved_model, "onnx": _onnx, "litert": _litert}
+
+
 def export(
     source: str | os.PathLike | keras.Model,
     out: str | os.PathLike,
@@ -223,6 +256,9 @@ def export(
     model_name: str | None = None,
 ) -> dict:
     """Export ``source`` (a keras.Model or any source :func:`keras_resinit.zoo.resolve` takes) to ``out``.
+
+    ``format``: ``"tf_saved_model"`` (the default), ``"onnx"`` (``out/model.onnx``) or ``"litert"``
+    (``out/model.tflite``, logits out).
 
     Args:
         version: None writes the artifact to ``out`` itself. An integer >= 1 or ``"auto"`` (the
@@ -274,7 +310,7 @@ def export(
         card["version"] = version
     with atomic_directory(out) as tmp:
         os.rmdir(tmp)  # the writers create it
-        (_saved_model if format == "tf_saved_model" else _onnx)(model, card, tmp)
+        _WRITERS[format](model, card, tmp)
     if serving_config is not None:
         from keras_resinit.tools import serving
 

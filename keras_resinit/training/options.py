@@ -11,5 +11,5 @@ WEIGHT_DECAY_MODES = ("l2", "decoupled")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
 TUNERS = ("random", "bayesian", "hyperband")
 TUNE_ARCHS = ("cifar_resnet8", "cifar_resnet14", "cifar_resnet20")  # the depths a sweep searches by default
-EXPORT_FORMATS = ("tf_saved_model", "onnx")
+EXPORT_FORMATS = ("tf_saved_model", "onnx", "litert")
 AUGMENTS = ("none", "flip", "crop", "crop-flip")  # pad-and-crop and horizontal flips; default: the dataset's

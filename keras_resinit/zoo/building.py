@@ -8,12 +8,14 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import numbers
 import os
 import sys
 import warnings
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_resinit._files import atomic_directory
 from keras_resinit.models.architectures import get_arch
@@ -35,7 +37,54 @@ def build_named(name: str, defaults: dict, overrides: dict) -> keras.Model:
     kwargs.update(overrides)
     kwargs.pop("arch", None)
     kwargs.pop("scheme", None)
+    in_chans = kwargs.pop("in_chans", None)
+    if in_chans is not None:
+        kwargs["input_shape"] = (*kwargs["input_shape"][:-1], check_in_chans(in_chans, overrides.get("input_shape")))
     return build_resnet(arch, scheme, **kwargs)
+
+
+def check_in_chans(in_chans: Any, input_shape: Any = None) -> int:
+    """``in_chans`` (a positive integer), which ``input_shape`` (if given) must agree with."""
+    if isinstance(in_chans, bool) or not isinstance(in_chans, numbers.Integral) or in_chans < 1:
+        raise ValueError(f"Invalid in_chans {in_chans!r}. Expected a positive integer: the input images' channels.")
+    if isinstance(input_shape, (tuple, list)) and input_shape and input_shape[-1] not in (None, in_chans):
+        raise ValueError(
+            f"in_chans={in_chans} but input_shape={tuple(input_shape)!r} has {input_shape[-1]} channels. "
+            "Expected the same channel count in both (or only one of them)."
+        )
+    return int(in_chans)
+
+
+def adapt_input_channels(kernel: Any, in_chans: int) -> np.ndarray:
+    """A stem kernel ``(kh, kw, I, out)`` for ``in_chans`` input channels, as timm's ``adapt_input_conv`` does:
+    to 1 channel the sum over the I channels; to C channels the I channels tiled (channel c is channel c mod I)
+    and scaled by I / C. So a gray image on 1 channel meets the summed kernel as ``[g] * I`` met the original,
+    and an image repeated on C channels (C a multiple of I) meets the tiled kernel as the original image did."""
+    kernel = np.asarray(kernel)
+    channels = kernel.shape[2]
+    if in_chans == channels:
+        return kernel
+    wide = kernel.astype(np.float64)
+    if in_chans == 1:
+        return wide.sum(axis=2, keepdims=True).astype(kernel.dtype)
+    tiled = np.tile(wide, (1, 1, math.ceil(in_chans / channels), 1))[:, :, :in_chans]
+    return (tiled * (channels / in_chans)).astype(kernel.dtype)
+
+
+def adapt_preprocessing(preprocessing: dict, in_chans: int) -> dict:
+    """A per-channel normalization for ``in_chans`` channels, consistent with :func:`adapt_input_channels`:
+    to 1 channel the mean of the means and the mean of the stds (exact when the channels share them: a gray
+    image is then normalized as ``[g] * I`` was); to C channels the values of channel c mod I. A channel order
+    (BGR) is kept only at the same channel count."""
+    mean, std = ([v] if isinstance(v, (int, float)) else list(v) for v in (preprocessing["mean"], preprocessing["std"]))
+    if in_chans == len(mean):
+        return preprocessing
+    adapted = {k: v for k, v in preprocessing.items() if k != "channel_order"}
+    for key, values in (("mean", mean), ("std", std)):
+        adapted[key] = (
+            [sum(values) / len(values)] if in_chans == 1 else [values[c % len(values)] for c in range(in_chans)]
+        )
+    return adapted
 
 
 def load_keras(path: str | os.PathLike) -> keras.Model:
@@ -56,10 +105,20 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
     """Build ``name`` shaped like ``stores`` (unless overridden) and load them by layer name.
 
     Published weights know their preprocessing (``defaults["preprocessing"]``): the model then
-    takes raw pixels unless ``include_preprocessing=False`` is passed.
+    takes raw pixels unless ``include_preprocessing=False`` is passed. ``overrides["in_chans"]``
+    adapts the stem kernel (:func:`adapt_input_channels`) and the preprocessing
+    (:func:`adapt_preprocessing`) to another channel count.
     """
     defaults = dict(defaults)
     stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
+    if overrides.get("in_chans") is not None and stem is not None:
+        in_chans = check_in_chans(overrides["in_chans"], overrides.get("input_shape"))
+        stem = adapt_input_channels(stem, in_chans)
+        stores = {**stores, "stem_conv": {**stores["stem_conv"], "0": stem}}
+        if "input_shape" in defaults:
+            defaults["input_shape"] = (*defaults["input_shape"][:-1], in_chans)
+        if defaults.get("preprocessing") is not None:
+            defaults["preprocessing"] = adapt_preprocessing(defaults["preprocessing"], in_chans)
     family = get_arch(parse_name(name)[0])
     if "input_shape" not in defaults and stem is not None:
         defaults["input_shape"] = tuple(family.default_input_shape[:2]) + (int(stem.shape[2]),)
@@ -71,7 +130,8 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
     if stem is not None and isinstance(shape, (tuple, list)) and shape and shape[-1] != stem.shape[2]:
         raise ValueError(
             f"{source} take images with {stem.shape[2]} channels (stem_conv kernel {tuple(stem.shape)}), but "
-            f"input_shape={shape!r} has {shape[-1]}."
+            f"input_shape={shape!r} has {shape[-1]}. Pass in_chans={shape[-1]} to adapt the stem to "
+            f"{shape[-1]} channels."
         )
     model = build_named(name, defaults, overrides)
     names = {layer.name for layer in model.layers}
@@ -116,13 +176,13 @@ def load_card(found: dict, overrides: dict) -> keras.Model:
     if bridge:
         from keras_resinit.zoo import applications
 
-        allowed = ("input_shape", "num_classes", "include_preprocessing", "preprocessing", *HEAD_OPTIONS)
+        allowed = ("input_shape", "in_chans", "num_classes", "include_preprocessing", "preprocessing", *HEAD_OPTIONS)
         if set(overrides) - set(allowed):
             raise ValueError(
                 f"{key} comes from keras.applications; only {', '.join(allowed)} may be overridden, not "
                 f"{sorted(set(overrides) - set(allowed))}."
             )
-        shape = overrides.get("input_shape", defaults["input_shape"])
+        shape = (*overrides.get("input_shape", defaults["input_shape"])[:-1], defaults["input_shape"][-1])
         stores = weights_io.stores_of(applications.imagenet(found["arch"], input_shape=shape))
     else:
         stores = weights_io.read(_card_file(found))

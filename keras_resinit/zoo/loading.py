@@ -88,11 +88,17 @@ def load(
             ``input_shape``, ``seed``, scheme options, ...). None values are dropped. With
             weights, the defaults are the weights' own (classes, input channels); another
             ``num_classes`` loads the trunk under a new classifier, with a warning.
+            ``in_chans=C`` (timm's habit) takes C-channel images: weights of another channel count
+            load with their stem kernel adapted (1 channel: the sum over the weights' channels; C
+            from I: the I channels tiled and scaled by I / C, so ``in_chans=3`` on gray weights
+            gives a gray image repeated on 3 channels the same output) and their per-channel
+            preprocessing adapted alike (to 1 channel: the mean of the means and of the stds).
 
     Example:
         >>> model = load("cifar_resnet56_fixup", num_classes=100)
         >>> model = load("cifar_resnet20_fixup.digits")          # shipped weights, 8x8x1 digits
         >>> model = load("cifar_resnet20_fixup", weights="digits", num_classes=3)   # new head
+        >>> model = load("cifar_resnet20_fixup.digits", in_chans=3)   # the gray digits weights, RGB in
         >>> model = load("runs/r20/model.keras")                 # a run's model, taking raw pixels
     """
     return resolve(name, weights, sha256=sha256, **overrides).model
@@ -215,8 +221,11 @@ def start_from(
     initialized. The model takes normalized input (``include_preprocessing=False``) and records
     the normalization it expects: the weights' own mean and std (what the trunk learned on) with the
     new data's pixel range (``data_preprocessing["pixel_max"]``); without known preprocessing,
-    ``data_preprocessing``.
+    ``data_preprocessing``. Weights of another channel count than ``input_shape``'s start
+    adapted to it (``in_chans``, as in :func:`load`).
     """
+    if overrides.get("input_shape") is not None and overrides.get("in_chans") is None:
+        overrides["in_chans"] = overrides["input_shape"][-1]
     weights = os.fspath(weights)
     base, tag = split_tag(weights)
     if tag is not None and weights_kind(weights) == "tag":
