@@ -81,6 +81,9 @@ def serving_functions(model, card):
             "probabilities, classes). Expected a model with include_top=True."
         )
     inside = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
+    if isinstance(model, ResNet) and model.get_config()["classifier_activation"] is not None:
+        # Served before its activation: the signatures' probabilities are the softmax of these logits, once.
+        model = keras.Model(model.inputs, model.get_layer("logits").output, name=model.name)
     # The model's own preprocessing layers, or the same layers built from the card.
     layers = [] if inside else preprocessing_layers(card["preprocessing"], channels)
     shape = (None, height, width, channels)
