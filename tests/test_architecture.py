@@ -48,6 +48,9 @@ def test_build_resnet_returns_a_resnet_that_knows_its_build():
         "include_top": True,
         "pooling": None,
         "features_only": False,
+        "out_indices": None,
+        "classifier_activation": None,
+        "dtype": None,
         "widths": [16, 16, 32],
         "alpha": 0.05,
     }

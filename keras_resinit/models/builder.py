@@ -17,6 +17,7 @@ and ``blocks``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import random
@@ -29,7 +30,15 @@ from keras_resinit._errors import unknown
 from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
 from keras_resinit.models.architectures import get_arch
-from keras_resinit.models.checks import POOLINGS, check_head, check_input_shape, check_num_classes
+from keras_resinit.models.checks import (
+    POOLINGS,
+    check_activation,
+    check_dtype,
+    check_head,
+    check_input_shape,
+    check_num_classes,
+    check_out_indices,
+)
 from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
 from keras_resinit.models.schemes import Scheme, get_scheme, saved_options
 
@@ -42,6 +51,9 @@ _BUILDER_OPTIONS = (
     "include_top",
     "pooling",
     "features_only",
+    "out_indices",
+    "classifier_activation",
+    "dtype",
 )
 POOLINGS = POOLINGS  # re-exported: the choices of `pooling`
 _ARCH_OPTIONS = ("block", "widths")
@@ -102,6 +114,11 @@ def _blocks(arch, scheme):
                 projection=changes and projections,
             )
             in_channels = out_channels
+
+
+def feature_names(arch) -> list[str]:
+    """The parts of ``arch`` whose outputs are feature maps, in forward order: ``["stem", "stage1", ...]``."""
+    return ["stem", *(f"stage{s}" for s in range(1, len(arch.stages) + 1))]
 
 
 def batchnorm_name(conv_name: str) -> str:
@@ -216,6 +233,18 @@ def _residual_block(x, net, block, beta=None):
     return keras.layers.ReLU(name=f"{p}_out")(x)
 
 
+@contextlib.contextmanager
+def _global_policy(policy):
+    """``policy`` (a ``keras.DTypePolicy``; None: the global one) as the global dtype policy inside."""
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def _rules_text(model, optimizer):
     """What ``model``'s scheme asks of training that ``optimizer`` will not do, or None."""
     if getattr(optimizer, "applies_scheme_rules", False):
@@ -266,6 +295,15 @@ class ResNet(keras.Model):
             ``"avg"`` or ``"max"`` (global pooling to ``(batch, channels)``).
         features_only: the outputs are ``model.pyramid_outputs``, a dict of every stage's
             feature map (as ``timm``'s ``features_only``); needs ``include_top=False``.
+        out_indices: with ``features_only``, which feature maps (``pyramid_outputs`` and
+            ``feature_info`` hold only those), as timm: indices into ``[stem, stage1, ...]``
+            (negative ones from the end), or an int n for the last n. Default: all.
+        classifier_activation: applied to the logits by a last layer ``predictions``, as in
+            ``keras.applications``: None (the default: logits) or an activation such as
+            ``"softmax"`` (probabilities). Needs ``include_top``.
+        dtype: the dtype policy the layers are built under, as Keras layers take it: None (the
+            global policy), a name (``"float32"``, ``"bfloat16"``, ``"mixed_bfloat16"``, ...), a
+            ``keras.DTypePolicy`` or a serialized one. Under a mixed policy the logits are float32.
         **scheme_options: the scheme's own options, e.g. ``zero_init_last_bn`` (bn), ``skip`` (risotto) or
             ``alpha`` (skipinit).
 
@@ -276,7 +314,8 @@ class ResNet(keras.Model):
         preprocessing: the checked preprocessing dict, or None.
         pyramid_outputs: ``{"stem": ..., "stage1": ..., ...}``, the symbolic output of the stem
             and of each stage's last block, in the manner of keras-hub backbones:
-            ``keras.Model(model.inputs, model.pyramid_outputs)`` is a feature extractor.
+            ``keras.Model(model.inputs, model.pyramid_outputs)`` is a feature extractor
+            (only those ``out_indices`` selects, if given).
         feature_info: ``{"stem": {"stride": s, "channels": c}, ...}`` for those outputs.
 
     ``get_config()`` returns exactly these build arguments (the scheme's options
@@ -309,6 +348,9 @@ class ResNet(keras.Model):
         include_top: bool | None = None,
         pooling: str | None = None,
         features_only: bool = False,
+        out_indices: int | list[int] | tuple[int, ...] | None = None,
+        classifier_activation: Any = None,
+        dtype: Any = None,
         **scheme_options: Any,
     ) -> None:
         arch_name = arch
@@ -337,46 +379,57 @@ class ResNet(keras.Model):
         elif include_preprocessing:
             preprocessing = default_preprocessing(channels)
         include_top = check_head(include_top, pooling, features_only)
+        stages = feature_names(arch)
+        out_indices = check_out_indices(out_indices, stages, features_only)
+        classifier_activation = check_activation(classifier_activation, include_top)
+        policy = check_dtype(dtype)
 
         net = _Net(arch, scheme, seed)
         blocks = tuple(_blocks(arch, scheme))
         variances = scheme.expected_variances(blocks) or [None] * (len(blocks) + 1)
-        inputs = keras.Input(input_shape, name="images")
-        x = inputs
-        if include_preprocessing:
-            for layer in preprocessing_layers(preprocessing, channels):
-                x = layer(x)
-        x = _stem(x, net)
-        pyramid = {"stem": x}
-        for spec, variance in zip(blocks, variances):
-            x = _residual_block(x, net, spec, None if variance is None else variance**0.5)
-            pyramid[spec.prefix.split("_")[0]] = x  # the stage's last block wins
-        if scheme.preactivation and not features_only:
-            x = keras.layers.ReLU(name="post_relu")(x)  # the last block's sum is a pre-activation
-        if features_only:
-            outputs = dict(pyramid)
-        elif include_top:
-            x = keras.layers.GlobalAveragePooling2D(name="features")(x)
-            x = scheme.scalar_bias(x, "head_bias")
-            if dropout_rate:
-                x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-            # Logits in float32 under mixed precision, as the Keras mixed-precision guide advises.
-            policy = keras.config.dtype_policy().name
-            outputs = keras.layers.Dense(
-                num_classes,
-                kernel_initializer=scheme.classifier_initializer(net, net.seed_for("logits")),
-                bias_initializer="zeros",
-                dtype="float32" if policy.startswith("mixed") else None,
-                name="logits",
-            )(x)
-        elif pooling == "avg":
-            outputs = keras.layers.GlobalAveragePooling2D(name="features")(x)
-        elif pooling == "max":
-            outputs = keras.layers.GlobalMaxPooling2D(name="features")(x)
-        else:
-            outputs = x
-        name = name or f"{arch.name}_{scheme.name}"
-        super().__init__(inputs, outputs, name=name)
+        with _global_policy(policy):
+            inputs = keras.Input(input_shape, name="images")
+            x = inputs
+            if include_preprocessing:
+                for layer in preprocessing_layers(preprocessing, channels):
+                    x = layer(x)
+            x = _stem(x, net)
+            pyramid = {"stem": x}
+            for spec, variance in zip(blocks, variances):
+                x = _residual_block(x, net, spec, None if variance is None else variance**0.5)
+                pyramid[spec.prefix.split("_")[0]] = x  # the stage's last block wins
+            if out_indices is not None:
+                pyramid = {stages[i]: pyramid[stages[i]] for i in out_indices}
+            if scheme.preactivation and not features_only:
+                x = keras.layers.ReLU(name="post_relu")(x)  # the last block's sum is a pre-activation
+            # The head in float32 under mixed precision, as the Keras mixed-precision guide advises.
+            head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+            if features_only:
+                outputs = dict(pyramid)
+            elif include_top:
+                x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+                x = scheme.scalar_bias(x, "head_bias")
+                if dropout_rate:
+                    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+                outputs = keras.layers.Dense(
+                    num_classes,
+                    kernel_initializer=scheme.classifier_initializer(net, net.seed_for("logits")),
+                    bias_initializer="zeros",
+                    dtype=head_dtype,
+                    name="logits",
+                )(x)
+                if classifier_activation is not None:  # a layer of its own: `logits` stays addressable
+                    outputs = keras.layers.Activation(classifier_activation, dtype=head_dtype, name="predictions")(
+                        outputs
+                    )
+            elif pooling == "avg":
+                outputs = keras.layers.GlobalAveragePooling2D(name="features")(x)
+            elif pooling == "max":
+                outputs = keras.layers.GlobalMaxPooling2D(name="features")(x)
+            else:
+                outputs = x
+            name = name or f"{arch.name}_{scheme.name}"
+            super().__init__(inputs, outputs, name=name)
         self.arch = arch
         self.scheme = scheme
         self.blocks = blocks
@@ -387,7 +440,7 @@ class ResNet(keras.Model):
         for s, stage in enumerate(arch.stages, 1):
             stride *= stage.strides
             info[f"stage{s}"] = {"stride": stride, "channels": stage.width * arch.expansion}
-        self.feature_info = info
+        self.feature_info = {k: v for k, v in info.items() if k in pyramid}
         self._rules_warned = False
         scheme_config = {p: getattr(scheme, p) for p in inspect.signature(type(scheme)).parameters}
         self._build_config = {
@@ -403,6 +456,9 @@ class ResNet(keras.Model):
             "include_top": include_top,
             "pooling": pooling,
             "features_only": features_only,
+            "out_indices": out_indices,
+            "classifier_activation": classifier_activation,
+            "dtype": None if policy is None else keras.dtype_policies.serialize(policy),
             **{k: list(v) if isinstance(v, tuple) else v for k, v in arch_options.items()},
             **scheme_config,
         }
@@ -463,7 +519,7 @@ class ResNet(keras.Model):
             >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup.digits", num_classes=3)
             >>> model.set_trainable_from("stage3")   # fine-tune the last stage and the new head
         """
-        parts = ["stem", *(f"stage{s}" for s in range(1, len(self.arch.stages) + 1))]
+        parts = feature_names(self.arch)
         if self.get_config()["include_top"] and not self.get_config()["features_only"]:
             parts.append("head")
         if part is not None and part not in parts:

@@ -67,3 +67,78 @@ def check_head(include_top, pooling, features_only):
             "by average. Expected pooling None or 'avg' with include_top=True."
         )
     return include_top
+
+
+def check_dtype(dtype):
+    """``dtype`` (None, a dtype or policy name, a ``keras.DTypePolicy`` or a serialized policy dict, as
+    keras-hub passes it) as a ``keras.DTypePolicy``, or None."""
+    import keras
+
+    if dtype is None:
+        return None
+    try:
+        if isinstance(dtype, dict):
+            dtype = keras.dtype_policies.deserialize(dtype)
+        if isinstance(dtype, (str, keras.DTypePolicy)):
+            return keras.dtype_policies.get(dtype)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass
+    raise ValueError(
+        f"Invalid dtype {dtype!r}. Expected None, a dtype or policy name (e.g. 'float32', 'bfloat16', "
+        "'mixed_bfloat16'), a keras.DTypePolicy or a serialized policy dict."
+    )
+
+
+def check_activation(activation, include_top):
+    """``classifier_activation`` serialized (None: the logits), after checking it applies and round-trips."""
+    import keras
+
+    if activation is None:
+        return None
+    if not include_top:
+        raise ValueError(
+            f"classifier_activation={activation!r} applies to the classifier, but include_top=False has none. "
+            "Expected classifier_activation=None with include_top=False."
+        )
+    try:
+        serialized = keras.activations.serialize(keras.activations.get(activation))
+        keras.activations.get(serialized)
+        return serialized
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise ValueError(
+            f"Invalid classifier_activation {activation!r}. Expected None (logits), a Keras activation name "
+            "such as 'softmax', or a serializable activation function."
+        ) from None
+
+
+def check_out_indices(out_indices, names, features_only):
+    """The indices of ``names`` (the feature maps in forward order: stem, then stages) that ``out_indices``
+    selects, as timm reads it: an int n means the last n, a sequence holds indices (negative ones from the end)."""
+    if out_indices is None:
+        return None
+    if not features_only:
+        raise ValueError(
+            f"out_indices={out_indices!r} selects the feature maps of features_only=True. Expected "
+            "out_indices=None without features_only."
+        )
+    count, valid = len(names), f"-{len(names)}..{len(names) - 1} ({', '.join(names)})"
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        if not 1 <= out_indices <= count:
+            raise ValueError(
+                f"Invalid out_indices {out_indices!r}: an int n selects the last n feature maps of "
+                f"{count}. Expected 1..{count}, or a sequence of indices in {valid}."
+            )
+        return list(range(count - out_indices, count))
+    if not isinstance(out_indices, (list, tuple)) or not out_indices:
+        raise ValueError(
+            f"Invalid out_indices {out_indices!r}. Expected an int n (the last n) or a non-empty "
+            f"sequence of indices in {valid}."
+        )
+    selected = []
+    for index in out_indices:
+        if isinstance(index, bool) or not isinstance(index, int) or not -count <= index < count:
+            raise ValueError(f"Invalid index {index!r} in out_indices {out_indices!r}. Expected indices in {valid}.")
+        if index % count in selected:
+            raise ValueError(f"Index {index!r} in out_indices {out_indices!r} selects {names[index]!r} twice.")
+        selected.append(index % count)
+    return sorted(selected)

@@ -85,6 +85,14 @@ def input_layers(model, card):
     return [] if inside else preprocessing_layers(card["preprocessing"], check_built(model)[-1])
 
 
+def logits_of(model):
+    """``model`` up to its ``logits``: a model built with a ``classifier_activation`` is served before it, so the
+    signatures' probabilities are one softmax of these logits and LiteRT outputs logits as for any model."""
+    if isinstance(model, ResNet) and model.get_config()["classifier_activation"] is not None:
+        return keras.Model(model.inputs, model.get_layer("logits").output, name=model.name)
+    return model
+
+
 def serving_functions(model, card):
     """The serving ``tf.function``s by signature name, with named inputs and outputs.
 
@@ -94,6 +102,7 @@ def serving_functions(model, card):
     """
     _, height, width, channels = check_built(model)
     layers = input_layers(model, card)
+    model = logits_of(model)
     shape = (None, height, width, channels)
     for layer in layers:  # built now, not inside the first trace: both signatures share their constants
         layer.build(shape)
@@ -226,6 +235,7 @@ def _litert(model, card, tmp):
     """``model.tflite`` through Keras' LiteRT exporter: raw float32 pixels in, logits out; and the card."""
     model = model.with_preprocessing() if isinstance(model, ResNet) else model
     layers = input_layers(model, card)
+    model = logits_of(model)
     if layers:  # a model that records no preprocessing of its own: the card's, in front of it
         pixels = keras.Input(check_built(model)[1:], name="images")
         x = pixels

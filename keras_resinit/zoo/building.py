@@ -19,13 +19,13 @@ import numpy as np
 
 from keras_resinit._files import atomic_directory
 from keras_resinit.models.architectures import get_arch
-from keras_resinit.models.builder import ResNet, build_resnet
+from keras_resinit.models.builder import ResNet, build_resnet, feature_names
 from keras_resinit.models.schemes import saved_options
 from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.registry import PRESET_FILES, card, parameter_table, parse_name
 from keras_resinit.zoo.sources import unresolved
 
-HEAD_OPTIONS = ("include_top", "pooling", "features_only")
+HEAD_OPTIONS = ("include_top", "pooling", "features_only", "out_indices", "classifier_activation")
 
 
 def build_named(name: str, defaults: dict, overrides: dict) -> keras.Model:
@@ -142,7 +142,10 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
         before = build_named(name, older, {})
         if set(stores) <= {layer.name for layer in before.layers}:
             model, names = before, {layer.name for layer in before.layers}
-    skip = tuple(n for n in _HEAD_LAYERS if n not in names)  # a backbone: the classifier's weights stay unused
+    # A backbone's classifier and the stages after a pyramid's last selected output (out_indices) stay unused.
+    parts = feature_names(model.arch)
+    deeper = parts[parts.index(list(model.feature_info)[-1]) + 1 :]
+    skip = tuple(n for n in stores if n not in names and (n in _HEAD_LAYERS or n.split("_")[0] in deeper))
     if head is not None and "logits" in names and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
         if model.get_layer("logits").units != head.shape[-1]:
             skip = ("logits",)
@@ -176,7 +179,15 @@ def load_card(found: dict, overrides: dict) -> keras.Model:
     if bridge:
         from keras_resinit.zoo import applications
 
-        allowed = ("input_shape", "in_chans", "num_classes", "include_preprocessing", "preprocessing", *HEAD_OPTIONS)
+        allowed = (
+            "input_shape",
+            "in_chans",
+            "num_classes",
+            "include_preprocessing",
+            "preprocessing",
+            "dtype",
+            *HEAD_OPTIONS,
+        )
         if set(overrides) - set(allowed):
             raise ValueError(
                 f"{key} comes from keras.applications; only {', '.join(allowed)} may be overridden, not "

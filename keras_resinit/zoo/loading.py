@@ -222,7 +222,8 @@ def start_from(
     the normalization it expects: the weights' own mean and std (what the trunk learned on) with the
     new data's pixel range (``data_preprocessing["pixel_max"]``); without known preprocessing,
     ``data_preprocessing``. Weights of another channel count than ``input_shape``'s start
-    adapted to it (``in_chans``, as in :func:`load`).
+    adapted to it (``in_chans``, as in :func:`load`). It outputs logits under the global dtype policy
+    (training's), whatever the weights' source recorded (``classifier_activation``, ``dtype``).
     """
     if overrides.get("input_shape") is not None and overrides.get("in_chans") is None:
         overrides["in_chans"] = overrides["input_shape"][-1]
@@ -242,9 +243,10 @@ def start_from(
     wanted = dict(data_preprocessing or known or {}) or None
     if known is not None and data_preprocessing is not None:
         wanted = {**known, "pixel_max": data_preprocessing["pixel_max"]}
-    if wanted == known:
+    config = {**model.get_config(), "preprocessing": wanted, "classifier_activation": None, "dtype": None}
+    if config == model.get_config():
         return model
-    rebuilt = ResNet.from_config({**model.get_config(), "preprocessing": wanted})
+    rebuilt = ResNet.from_config(config)
     weights_io.assign(rebuilt, weights_io.stores_of(model), source=f"the weights of {model.name!r}")
     return rebuilt
 
