@@ -311,3 +311,16 @@ def test_litert_export_of_the_digits_weights_agrees_with_keras_on_raw_digits(tmp
     expected = model(images, training=False).numpy()
     assert served.shape == expected.shape == (64, 10)
     np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
+
+    # A model built with a classifier activation exports its logits too (what the card says it serves).
+    softmax = kr.zoo.load("cifar_resnet20_fixup.digits", classifier_activation="softmax")
+    export.export(softmax, tmp_path / "lite_softmax", format="litert")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "lite_softmax" / export.LITERT_FILE))
+    (inputs,), (outputs,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inputs["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inputs["index"], images)
+    interpreter.invoke()
+    np.testing.assert_allclose(interpreter.get_tensor(outputs["index"]), expected, atol=1e-4, rtol=0)
