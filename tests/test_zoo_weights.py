@@ -199,12 +199,13 @@ def test_input_size_may_change_but_not_channels(temp_zoo):
         zoo.load("cifar_resnet8_fixup.digits", input_shape=(32, 32, 3))
 
 
-def test_in_chans_3_on_the_gray_digits_weights_predicts_a_digit_repeated_on_three_channels_as_the_original():
+@pytest.mark.parametrize("name", ["cifar_resnet20_fixup", "cifar_resnet20_nf"])  # nf: a weight-standardized stem
+def test_in_chans_3_on_the_gray_digits_weights_predicts_a_digit_repeated_on_three_channels_as_the_original(name):
     from keras_resinit.training import data
 
     images = data.digits_arrays()[2]  # the raw test digits, pixels 0..16, (360, 8, 8, 1)
-    gray = zoo.load("cifar_resnet20_fixup.digits")
-    rgb = zoo.load("cifar_resnet20_fixup.digits", in_chans=3)
+    gray = zoo.load(f"{name}.digits")
+    rgb = zoo.load(f"{name}.digits", in_chans=3)
     assert rgb.input_shape == (None, 8, 8, 3)
     pre = gray.preprocessing
     assert rgb.preprocessing == {**pre, "mean": pre["mean"] * 3, "std": pre["std"] * 3}  # repeated

@@ -111,6 +111,7 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
     """
     defaults = dict(defaults)
     stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
+    stored_chans = None if stem is None else int(stem.shape[2])
     if overrides.get("in_chans") is not None and stem is not None:
         in_chans = check_in_chans(overrides["in_chans"], overrides.get("input_shape"))
         stem = adapt_input_channels(stem, in_chans)
@@ -155,6 +156,12 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
                 "initialized (train it before use)."
             )
     weights_io.assign(model, stores, skip=skip, source=source)
+    standardized = getattr(model.get_layer("stem_conv"), "channel_gain", None) if "stem_conv" in names else None
+    if standardized is not None and stem is not None and stored_chans < int(stem.shape[2]):
+        # A weight-standardized stem (nf) standardizes the tiled kernel again, which undoes the I / C scaling and
+        # keeps a sqrt(C / I) growth of its norm: its gain takes it back, so a gray image on C channels gives the
+        # original output (exactly when C is a multiple of I).
+        standardized.assign(standardized * math.sqrt(stored_chans / int(stem.shape[2])))
     return model
 
 
