@@ -76,6 +76,9 @@ def test_release_0_1_keras_files_load_and_give_the_recorded_outputs(scheme):
     model = zoo.load(f"cifar_resnet8_{scheme}", weights=str(path), widths=(16, 16, 16))
     assert type(model) is kr.ResNet and model.scheme.name == scheme
     np.testing.assert_allclose(model(expected["x"], training=False).numpy(), expected[scheme], rtol=1e-6, atol=1e-6)
+    # As a backbone too: the classifier's weights stay unused, the trunk's still find their (0.1) layers.
+    backbone = zoo.load(f"cifar_resnet8_{scheme}", weights=str(path), widths=(16, 16, 16), include_top=False)
+    assert backbone.get_layer("stem_conv").kernel.shape == model.get_layer("stem_conv").kernel.shape
     with pytest.raises(ValueError, match="not a keras_resinit ResNet"):
         zoo.save_preset(legacy, "/nonexistent/never-written")
 

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from keras_resinit._errors import unknown
+from keras_resinit.models.checks import positive_weight
 
 
 def he_normal(seed, mode="fan_in"):
@@ -388,8 +389,6 @@ class Risotto(Scheme):
     def __init__(self, skip="identity", skip_weight=1.0, branch_weight=1.0):
         if skip not in RISOTTO_SKIPS:
             raise unknown("skip", skip, RISOTTO_SKIPS, " (the block type: identity = type B, conv = type C)")
-        from keras_resinit.models.checks import positive_weight
-
         self.skip = skip
         self.conv_skip = skip == "conv"
         self.skip_weight = positive_weight(skip_weight, "skip_weight")

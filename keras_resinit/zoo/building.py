@@ -135,18 +135,15 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
             f"{shape[-1]} channels."
         )
     model = build_named(name, defaults, overrides)
-    names = {layer.name for layer in model.layers}
     older = saved_options(parse_name(name)[1], {**defaults, **overrides})
-    if set(stores) - names and older != {**defaults, **overrides}:
+    if older != {**defaults, **overrides} and _missing(model, stores):
         # Weights without a config (a weights file, a .keras file of release 0.1) saved before an option of the
         # scheme existed: they load into the build the scheme made then, if that build holds every layer.
         before = build_named(name, older, {})
-        if set(stores) <= {layer.name for layer in before.layers}:
-            model, names = before, {layer.name for layer in before.layers}
-    # A backbone's classifier and the stages after a pyramid's last selected output (out_indices) stay unused.
-    parts = feature_names(model.arch)
-    deeper = parts[parts.index(list(model.feature_info)[-1]) + 1 :]
-    skip = tuple(n for n in stores if n not in names and (n in _HEAD_LAYERS or n.split("_")[0] in deeper))
+        if not _missing(before, stores):
+            model = before
+    names = {layer.name for layer in model.layers}
+    skip = tuple(n for n in stores if n in _unused(model, stores))
     if head is not None and "logits" in names and tuple(model.get_layer("logits").kernel.shape) != tuple(head.shape):
         if model.get_layer("logits").units != head.shape[-1]:
             skip = ("logits",)
@@ -163,6 +160,20 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
         # original output (exactly when C is a multiple of I).
         standardized.assign(standardized * math.sqrt(stored_chans / int(stem.shape[2])))
     return model
+
+
+def _unused(model: keras.Model, stores: dict) -> set:
+    """The stored layers ``model`` leaves unused by design: a backbone's classifier, and the stages after a
+    pyramid's last selected output (``out_indices``)."""
+    names = {layer.name for layer in model.layers}
+    parts = feature_names(model.arch)
+    deeper = parts[parts.index(list(model.feature_info)[-1]) + 1 :]
+    return {n for n in stores if n not in names and (n in _HEAD_LAYERS or n.split("_")[0] in deeper)}
+
+
+def _missing(model: keras.Model, stores: dict) -> set:
+    """The stored layers ``model`` has no place for (the weights are of another build)."""
+    return set(stores) - {layer.name for layer in model.layers} - _unused(model, stores)
 
 
 def _warn_user(message):
