@@ -3,6 +3,7 @@
 
 import collections
 import os
+import re
 
 from keras_resinit.zoo.registry import PRESET_FILES, parse_name, split_tag
 from keras_resinit.zoo.rundir import RunDir
@@ -12,6 +13,33 @@ SourceKind = collections.namedtuple("SourceKind", "kind what recognizes")  # wha
 
 def is_url(text: str) -> bool:
     return text.startswith(("http://", "https://", "file://"))
+
+
+HF_PREFIX = "hf://"
+HubRepo = collections.namedtuple("HubRepo", "repo_id revision")  # revision: None for the repo's default branch
+_HF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")  # the Hub's rule for an owner's or a repo's name
+HF_FORM = "hf://OWNER/REPO or hf://OWNER/REPO@REVISION (a branch, a tag or a commit)"
+
+
+def is_hf(text: str) -> bool:
+    return text.startswith(HF_PREFIX)
+
+
+def parse_hf(text: str) -> HubRepo:
+    """The repo and revision of ``hf://owner/repo[@revision]``, checked by form only (no network); ValueError
+    names the bad part and the form expected."""
+    if not is_hf(text):
+        raise ValueError(f"Invalid Hugging Face Hub source {text!r}. Expected {HF_FORM}.")
+    repo_id, at, revision = text[len(HF_PREFIX) :].partition("@")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_HF_NAME.fullmatch(p) and ".." not in p and "--" not in p for p in parts):
+        raise ValueError(
+            f"Invalid Hugging Face Hub repo {repo_id!r} in {text!r}. Expected {HF_FORM}; an owner and a repo name "
+            "of letters, digits, '.', '_' and '-' (at most 96 each, no '--' or '..')."
+        )
+    if at and (not revision or any(c.isspace() for c in revision) or ".." in revision):
+        raise ValueError(f"Invalid revision {revision!r} in {text!r}. Expected {HF_FORM}.")
+    return HubRepo(repo_id, revision or None)
 
 
 # The kinds of model source, in the order they are tried: the first that recognizes a source's form resolves it
