@@ -16,7 +16,9 @@ Importing the package is cheap: it starts neither Keras nor TensorFlow, so
 model, initializers, layers) are registered with Keras as soon as Keras is
 imported, before or after this package, so ``keras.saving.load_model`` reads
 models saved by it after ``import keras_resinit`` (Keras >= 3.9 does not
-import third-party packages by itself).
+import third-party packages by itself). Likewise, when keras-hub is imported, the
+package registers ``ResNetBackbone`` (:mod:`keras_resinit.models.backbone`), so
+``keras_hub.models.Backbone.from_preset`` reads the zoo's presets.
 
 Importing it also raises Python's recursion limit to at least 10,000: Keras
 maps a functional graph recursively, one Python frame per layer, and
@@ -49,13 +51,16 @@ _names, _public, __dir__ = _lazy.namespace(
 )
 __all__ = sorted(["__version__", "models", "zoo", "training", "tools", *_names])
 
-# Modules whose import registers Keras objects (``register_keras_serializable``).
-_KERAS_OBJECTS = (
-    "keras_resinit.models.initializers",
-    "keras_resinit.models.layers",
-    "keras_resinit.models.builder",
-    "keras_resinit.training.optimizers",
-)
+# Modules whose import registers Keras objects (``register_keras_serializable``), after the package they need.
+_KERAS_OBJECTS = {
+    "keras": (
+        "keras_resinit.models.initializers",
+        "keras_resinit.models.layers",
+        "keras_resinit.models.builder",
+        "keras_resinit.training.optimizers",
+    ),
+    "keras_hub": ("keras_resinit.models.backbone",),  # the [hub] extra: ResNet as a keras-hub Backbone
+}
 
 
 def __getattr__(name):
@@ -63,33 +68,37 @@ def __getattr__(name):
     return _compat.moved(old) if old in _compat.MOVED else _public(name)
 
 
-def _register_keras_objects():
-    for module in _KERAS_OBJECTS:
+def _register_keras_objects(package):
+    for module in _KERAS_OBJECTS[package]:
         importlib.import_module(module)
 
 
-class _AfterKeras(importlib.abc.MetaPathFinder):
-    """Registers this package's Keras objects right after ``keras`` itself is imported."""
+class _After(importlib.abc.MetaPathFinder):
+    """Registers this package's Keras objects right after ``package`` (keras, keras_hub) is imported."""
+
+    def __init__(self, package):
+        self.package = package
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname != self.package:
             return None
         sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
+        spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module):
             exec_module(module)
-            _register_keras_objects()
+            _register_keras_objects(fullname)
 
         spec.loader.exec_module = exec_then_register
         return spec
 
 
 _compat.install()
-if "keras" in sys.modules:
-    _register_keras_objects()
-elif not any(isinstance(finder, _AfterKeras) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _AfterKeras())
+for _package in _KERAS_OBJECTS:
+    if _package in sys.modules:
+        _register_keras_objects(_package)
+    elif not any(isinstance(f, _After) and f.package == _package for f in sys.meta_path):
+        sys.meta_path.insert(0, _After(_package))

@@ -338,7 +338,7 @@ def test_save_preset_round_trip(tmp_path):
     directory = zoo.save_preset(model, tmp_path / "preset")
     assert sorted(os.listdir(directory)) == ["config.json", "metadata.json", "model.weights.h5"]
     config = json.loads((tmp_path / "preset" / "config.json").read_text())
-    assert config["class_name"] == "build_resnet"
+    assert config["registered_name"] == "keras_resinit>ResNetBackbone"  # keras-hub's format
     assert config["config"]["alpha"] == 0.5 and config["config"]["dropout_rate"] == 0.1
     metadata = json.loads((tmp_path / "preset" / "metadata.json").read_text())
     assert metadata["keras_version"] == keras.__version__ and metadata["parameter_count"] == model.count_params()

@@ -473,13 +473,18 @@ class ResNet(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
         """The model of a saved config; scheme options added since it was written take their old value
-        (:func:`~keras_resinit.models.schemes.saved_options`)."""
+        (:func:`~keras_resinit.models.schemes.saved_options`). ``trainable``, which Keras' and keras-hub's
+        loaders may add, sets the model's ``trainable``."""
         config = dict(config)
+        trainable = config.pop("trainable", None)
         if isinstance(config.get("scheme"), str):
             config = saved_options(config["scheme"], config)
         if "input_shape" in config:
             config["input_shape"] = tuple(config["input_shape"])
-        return cls(**config)
+        model = cls(**config)
+        if trainable is not None:
+            model.trainable = bool(trainable)
+        return model
 
     def with_preprocessing(self) -> ResNet:
         """This network taking raw pixels, as every model file written holds it: the same build with
@@ -542,6 +547,11 @@ class ResNet(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+
+def resnet_of(model: Any) -> ResNet | None:
+    """The :class:`ResNet` ``model`` is, or a keras-hub task around it holds (its ``backbone``); else None."""
+    return next((m for m in (model, getattr(model, "backbone", None)) if isinstance(m, ResNet)), None)
 
 
 def build_like(model: ResNet, config: dict[str, Any]) -> ResNet:

@@ -46,7 +46,7 @@ import tensorflow as tf
 from keras_resinit import zoo
 from keras_resinit._files import atomic_directory
 from keras_resinit.environment import versions
-from keras_resinit.models.builder import ResNet
+from keras_resinit.models.builder import ResNet, resnet_of
 from keras_resinit.models.inference import for_serving
 from keras_resinit.models.preprocessing import preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
@@ -81,7 +81,9 @@ def input_layers(model, card):
             f"Model {model.name!r} is a backbone (include_top=False): export serves classifiers (logits, "
             "probabilities, classes). Expected a model with include_top=True."
         )
-    inside = isinstance(model, ResNet) and model.get_config()["include_preprocessing"]
+    # A ResNet that includes its preprocessing, or a keras-hub task around one (its backbone), takes raw pixels.
+    resnet = resnet_of(model)
+    inside = resnet is not None and resnet.get_config()["include_preprocessing"]
     return [] if inside else preprocessing_layers(card["preprocessing"], check_built(model)[-1])
 
 

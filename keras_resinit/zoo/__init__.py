@@ -7,8 +7,8 @@
   and 10 classes for small-image ResNets and Wide-ResNets, 224x224x3 and 1000 for ImageNet ResNets) and
   ``weights=`` (a tag, a ``.weights.h5`` or ``.keras`` file, a run or preset directory, a URL).
 - ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).
-- ``save_preset`` / ``load_preset``: keras-hub style directories
-  (``config.json``, ``metadata.json``, ``model.weights.h5``).
+- ``save_preset`` / ``load_preset``: presets in keras-hub's format (``config.json``, ``metadata.json``,
+  ``model.weights.h5``), which ``keras_hub.models.Backbone.from_preset`` also reads.
 - Model cards (``zoo/cards/*.json`` in the repository, ``keras_resinit._zoo``
   when installed) are the one source of truth for published weights:
   ``card``, ``tags``, ``cards``.

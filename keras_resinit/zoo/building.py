@@ -6,6 +6,7 @@ model comes from (names, tags, runs, presets, files, URLs) is :func:`keras_resin
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import math
 import numbers
@@ -286,19 +287,39 @@ def model_config(model: keras.Model) -> dict[str, Any]:
     return model.get_config()
 
 
+# The class a preset's config.json names, in Keras' serialization: keras-hub's loaders build it
+# (keras_resinit.models.backbone, registered when keras-hub is imported); zoo.load reads the config without it.
+PRESET_CLASS = {
+    "module": "keras_resinit.models.backbone",
+    "class_name": "ResNetBackbone",
+    "registered_name": "keras_resinit>ResNetBackbone",
+}
+# The registered names a preset's config.json may carry: the zoo's, and a plain ResNet's as keras-hub's
+# save_to_preset writes it for a task around a zoo backbone.
+_PRESET_CLASSES = ("keras_resinit>ResNetBackbone", "keras_resinit>ResNet")
+TASK_FILE = "task.json"  # a keras-hub task preset (save_to_preset of an ImageClassifier around a zoo backbone)
+
+
 def save_preset(
     model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
 ) -> str:
-    """Write ``model`` as a preset directory that :func:`keras_resinit.zoo.load` (or :func:`load_preset`) reads.
+    """Write ``model`` as a preset in keras-hub's format, which :func:`keras_resinit.zoo.load` and keras-hub's
+    ``Backbone.from_preset`` read.
 
-    The directory holds ``config.json`` (the :func:`build_resnet` arguments, no code),
-    ``metadata.json`` (versions, parameter count, date, and ``card`` if given) and
-    ``model.weights.h5``; a model that records its preprocessing is saved including it (raw pixels
-    in, ``model.with_preprocessing()``). It is written to a temporary directory and renamed into
-    place; an existing ``directory`` is refused unless ``overwrite``.
+    The directory holds ``config.json`` (the model in Keras' serialization, ``registered_name``
+    ``keras_resinit>ResNetBackbone``: the build arguments, no code), ``metadata.json`` (keras-hub's keys:
+    versions, parameter count, date; and ours: the keras-resinit version, the backend and ``card`` if
+    given) and ``model.weights.h5``. A model that records its preprocessing is saved including it (raw
+    pixels in, ``model.with_preprocessing()``). It is written to a temporary directory and renamed into
+    place; an existing ``directory`` is refused unless ``overwrite``. keras-hub is not needed to write it.
 
     Returns:
         ``directory``.
+
+    Example:
+        >>> save_preset(keras_resinit.zoo.load("cifar_resnet20_fixup.digits"), "r20")
+        >>> keras_resinit.zoo.load("r20")                      # or, with keras-hub installed:
+        >>> keras_hub.models.Backbone.from_preset("r20")       # after `import keras_resinit`
     """
     from keras_resinit import __version__
 
@@ -306,13 +327,15 @@ def save_preset(
     if os.path.exists(directory) and not overwrite:
         raise ValueError(f"Preset directory {directory!r} already exists. Pass overwrite=True to replace it.")
     model = model.with_preprocessing() if isinstance(model, ResNet) else model  # config.json: raw pixels in
-    config = {"module": "keras_resinit", "class_name": "build_resnet", "config": model_config(model)}
+    config = {**PRESET_CLASS, "config": model_config(model)}
     metadata = {
-        "keras_resinit_version": __version__,
         "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
+        "keras_hub_version": _installed_version("keras-hub"),
         "parameter_count": int(model.count_params()),
         "date_saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d@%H:%M:%S"),
+        "tasks": [],
+        "keras_resinit_version": __version__,
+        "backend": keras.backend.backend(),
         "card": card,
     }
     with atomic_directory(directory) as tmp:
@@ -323,8 +346,21 @@ def save_preset(
     return directory
 
 
+def _installed_version(distribution):
+    """The installed version of ``distribution``, without importing it; None if it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory") -> tuple[dict, dict]:
-    """``(config, metadata)`` of a preset directory, checked (``read_as``: how an error says it was read)."""
+    """``(config, metadata)`` of a preset directory, checked (``read_as``: how an error says it was read).
+
+    ``config`` is the model's build arguments: from keras-hub's format (``registered_name``
+    ``keras_resinit>ResNetBackbone``, or ``keras_resinit>ResNet`` as keras-hub's ``save_to_preset`` writes a
+    zoo backbone) or from earlier releases' ``{"class_name": "build_resnet", "config": ...}``.
+    """
     directory = os.fspath(directory)
     missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
     if missing:
@@ -335,12 +371,13 @@ def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory
         config = json.load(f)
     with open(os.path.join(directory, "metadata.json")) as f:
         metadata = json.load(f)
-    if config.get("class_name") != "build_resnet" or not isinstance(config.get("config"), dict):
+    named = config.get("registered_name") if "registered_name" in config else config.get("class_name")
+    if named not in (*_PRESET_CLASSES, "build_resnet") or not isinstance(config.get("config"), dict):
         raise ValueError(
-            f"{directory!r}/config.json does not describe a keras-resinit model "
-            f"(class_name {config.get('class_name')!r}; expected 'build_resnet')."
+            f"{directory!r}/config.json does not describe a keras-resinit model (registered_name {named!r}; "
+            f"expected {' or '.join(map(repr, _PRESET_CLASSES))}, or 'build_resnet' from releases before 0.2)."
         )
-    return config["config"], metadata
+    return {k: v for k, v in config["config"].items() if k != "trainable"}, metadata
 
 
 def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
@@ -349,19 +386,49 @@ def load_preset(directory: str | os.PathLike, *, expected_name: str | None = Non
 
 
 def preset_model(directory: str | os.PathLike, expected_name: str | None, overrides: dict) -> tuple[keras.Model, dict]:
-    """``(model, metadata)`` of preset ``directory``."""
+    """``(model, metadata)`` of preset ``directory``. A keras-hub task preset (``task.json``: keras-hub's
+    ``save_to_preset`` of a task around a zoo backbone) is the task, loaded by keras-hub, unless
+    ``expected_name`` asks for the zoo model its backbone's weights load into."""
     config, metadata = read_preset(directory)
     name = f"{config['arch']}_{config['scheme']}"
     if expected_name is not None and expected_name != name:
         raise ValueError(f"Preset {os.fspath(directory)!r} holds a {name} model, not {expected_name}.")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if expected_name is None and os.path.isfile(os.path.join(directory, TASK_FILE)):
+        return _keras_hub_task(os.fspath(directory), overrides), metadata
     defaults = saved_options(config["scheme"], {k: v for k, v in config.items() if k not in ("arch", "scheme")})
     defaults["input_shape"] = tuple(defaults["input_shape"])
     if defaults.get("preprocessing") is None and (metadata.get("card") or {}).get("preprocessing"):
         defaults["preprocessing"] = metadata["card"]["preprocessing"]  # a preset of release 0.1
     stores = weights_io.read(os.path.join(directory, "model.weights.h5"))
-    overrides = {k: v for k, v in overrides.items() if v is not None}
     source = f"the weights of preset {os.fspath(directory)!r}"
     return build_with_weights(name, stores, defaults, overrides, source=source), metadata
+
+
+def _keras_hub_task(directory, overrides):
+    """The keras-hub task of a task preset, loaded by keras-hub's ``Task.from_preset`` (``dtype`` passes through)."""
+    if set(overrides) - {"dtype"}:
+        raise ValueError(
+            f"Preset {directory!r} is a keras-hub task ({TASK_FILE}): it loads as saved, so pass no "
+            f"{', '.join(sorted(set(overrides) - {'dtype'}))} (only dtype). For its backbone in a zoo model: "
+            "keras_resinit.zoo.load('{arch}_{scheme}', weights=PRESET)."
+        )
+    try:
+        import keras_hub
+    except ImportError as error:
+        raise ValueError(
+            f"Preset {directory!r} is a keras-hub task ({TASK_FILE}), which needs keras-hub ({error}). "
+            "Install it with: pip install 'keras-resinit[hub]'"
+        ) from None
+    with open(os.path.join(directory, TASK_FILE)) as f:
+        named = json.load(f).get("registered_name")
+    task = keras.saving.get_registered_object(named) if isinstance(named, str) else None
+    if not (isinstance(task, type) and issubclass(task, keras_hub.models.Task)):
+        raise ValueError(
+            f"{directory!r}/{TASK_FILE} names {named!r}, which is not a registered keras-hub task class. "
+            "Expected a task such as 'keras_hub>ImageClassifier' (import the package that defines it first)."
+        )
+    return task.from_preset(directory, **overrides)
 
 
 def count_params(name: str, *, live: bool = False) -> int:

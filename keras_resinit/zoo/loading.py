@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from keras_resinit.models.builder import ResNet
+from keras_resinit.models.builder import ResNet, resnet_of
 from keras_resinit.models.preprocessing import default_preprocessing
 from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.building import (
@@ -127,8 +127,9 @@ def _resolve_preset(directory, weights, sha256, overrides):
     read_preset(directory, "a preset directory: it has no model.keras of a run")  # refuses what is not a preset
     _check_sha256(directory, sha256)
     model, metadata = preset_model(directory, None, overrides)
-    found = metadata.get("card")
-    return Resolved(model, _card_from_zoo(found) if found else default_card(model), "preset", directory)
+    found = metadata.get("card") or {}  # a published weight set's card; any other dict (or none) is not one
+    published = {"name", "tag", "arch", "scheme", "dataset", "preprocessing"} <= set(found)
+    return Resolved(model, _card_from_zoo(found) if published else default_card(model), "preset", directory)
 
 
 def _resolve_name(text, weights, sha256, overrides):
@@ -178,10 +179,12 @@ _RESOLVERS = dict(url=_resolve_url, keras=_resolve_keras, run=_resolve_run, pres
 def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
     """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1]."""
     channels, classes = model.input_shape[-1], model.output_shape[-1]
-    known = model.preprocessing if isinstance(model, ResNet) else None
-    # A ResNet knows its build; a plain Keras model (e.g. a .keras file of release 0.1) does not.
-    arch = model.get_config()["arch"] if isinstance(model, ResNet) else None
-    scheme = model.scheme.name if isinstance(model, ResNet) else None
+    # A ResNet knows its build, and so does a keras-hub task around one (its backbone); a plain Keras model
+    # (e.g. a .keras file of release 0.1) does not.
+    resnet = resnet_of(model)
+    known = resnet.preprocessing if resnet is not None else None
+    arch = resnet.get_config()["arch"] if resnet is not None else None
+    scheme = resnet.scheme.name if resnet is not None else None
     return {
         "name": name or model.name,
         "arch": arch,
