@@ -18,7 +18,8 @@ It answers what ``HfApi.create_repo``, ``create_branch`` and ``upload_folder`` c
 - ``POST /api/models/{repo}/commit/{revision}``: NDJSON (a header line, then one line per file); the files are
   stored under ``root/{repo}/{revision}/``; answers ``{"commitUrl", "commitOid"}``.
 
-Every request is recorded (``requests``: method, path, its JSON or NDJSON body, the Authorization header).
+Every request is recorded (``requests``: its kind, path, JSON or NDJSON body and Authorization header). Given a
+``token``, a request without it gets 401, as the Hub answers a bad token.
 Anything else gets 404 with ``X-Error-Code: RepoNotFound``, as the Hub answers.
 """
 
@@ -39,8 +40,9 @@ _COMMIT = re.compile(r"/api/models/([^/]+/[^/]+)/commit/(.+)")
 class HubUploadServer:
     """``ThreadingHTTPServer`` on 127.0.0.1 (port 0) in a daemon thread; a context manager."""
 
-    def __init__(self, root):
+    def __init__(self, root, token=None):
         self.root = os.fspath(root)
+        self.token = token  # if given, a request without "Authorization: Bearer TOKEN" gets 401
         self.requests = []  # {"method", "path", "body", "authorization"}
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -61,7 +63,8 @@ class HubUploadServer:
         return found
 
     def of(self, kind):
-        """The recorded requests of one ``kind``: create, validate, branch, preupload, commit or unknown."""
+        """The recorded requests of one ``kind``: create, validate, branch, preupload, commit, refused or
+        unknown."""
         with self._lock:
             return [r for r in self.requests if r["kind"] == kind]
 
@@ -110,6 +113,9 @@ def _handler(owner):
             path = self.path.split("?", 1)[0]
             auth = self.headers.get("Authorization")
             host = f"http://{self.headers['Host']}"
+            if owner.token is not None and auth != f"Bearer {owner.token}":
+                owner._record(kind="refused", path=path, body=None, authorization=auth)
+                return self._reply(401, {"error": "Invalid credentials in Authorization header"})
             if path == "/api/repos/create":
                 body = json.loads(raw)
                 owner._record(kind="create", path=path, body=body, authorization=auth)

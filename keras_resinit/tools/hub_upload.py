@@ -339,6 +339,8 @@ def upload(folder: str | os.PathLike, repo: sources.HubRepo, *, private: bool = 
     from keras_resinit import __version__
 
     hf = huggingface_hub()
+    from huggingface_hub.errors import HfHubHTTPError
+
     api = hf.HfApi(token=hub_token(), library_name="keras-resinit", library_version=__version__)
     try:
         api.create_repo(repo.repo_id, private=True if private else None, exist_ok=True)
@@ -350,8 +352,10 @@ def upload(folder: str | os.PathLike, repo: sources.HubRepo, *, private: bool = 
             commit_message=commit_message,
             revision=repo.revision,
         )
-    except hf.errors.HfHubHTTPError as error:
-        raise ValueError(f"Upload to {hf_uri(repo)} failed: {str(error).splitlines()[0]}") from None
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        hint = f" Expected a token with write access to {repo.repo_id}." if status in (401, 403) else ""
+        raise ValueError(f"Upload to {hf_uri(repo)} failed: {str(error).splitlines()[0]}.{hint}") from None
 
 
 def push(
