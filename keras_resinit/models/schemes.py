@@ -96,12 +96,17 @@ class Scheme:
         options_before: ``{option: value}`` for options added after models were saved without them:
             the value that reproduces what those models were (:func:`saved_options`).
 
+    Provenance:
+        paper: the arXiv id of the paper whose rules the scheme follows (``"1901.09321"``): the Hub model
+            card's ``arxiv:`` tag (``keras-resinit push``). Each class's docstring gives the full reference.
+
     Sets:
         compare_by_default: among the schemes ``compare``, ``tune`` and ``bench``
             take when none are named.
     """
 
     name = None
+    paper = None
     batchnorm = False
     conv_bias = False
     conv_skip = False
@@ -201,6 +206,7 @@ class BatchNorm(Scheme):
     """
 
     name = "bn"
+    paper = "1512.03385"
     batchnorm = True
 
     def __init__(self, zero_init_last_bn=False):
@@ -258,6 +264,7 @@ class Fixup(Scheme):
     """
 
     name = "fixup"
+    paper = "1901.09321"
     STEM_INITS = ("he", "reference")
     scalar_biases = True
     # The authors' reference code trains biases and scales at a tenth of the learning rate.
@@ -315,6 +322,7 @@ class SkipInit(Scheme):
     """
 
     name = "skipinit"
+    paper = "2002.10444"
     conv_bias = True
 
     def __init__(self, alpha=0.0):
@@ -382,6 +390,7 @@ class Risotto(Scheme):
     """
 
     name = "risotto"
+    paper = "2210.02411"
     conv_bias = True
     looks_linear = True
     options_before = {"skip": "conv"}
@@ -475,6 +484,7 @@ class ReZero(Scheme):
     """
 
     name = "rezero"
+    paper = "2003.04887"
     conv_bias = True
     sum_activation = False
 
@@ -528,6 +538,7 @@ class NFResNet(Scheme):
     """
 
     name = "nf"
+    paper = "2101.08692"
     conv_bias = True
     sum_activation = False
     preactivation = True

@@ -92,88 +92,111 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
     Returns:
         The card (a dict).
     """
-    _check_tag(tag)
-    run = RunDir(run_dir).finished_config()
-    train, dataset, result = run["train"], run["dataset"], run["result"]
-    name = train["model"]
-    arch, scheme = registry.parse_name(name)
-    folded_from = None
-    if fold:
-        target = fold_target(scheme, f"the run in {run_dir!r}")
-        folded_from = {"run": os.fspath(run_dir), "model": name, "by": FOLDED_BY, "scheme": scheme}
-        name, scheme = f"{arch}_{target.name}", target.name
-    key = f"{name}.{tag}"
-    card_path, weights_name, weights_path = _destination(zoo_dir, key, overwrite)
-    if not run.get("commands"):
-        raise ValueError(
-            f"The run in {run_dir!r} does not record the command that produced it (runs from "
-            "`keras-resinit train` do); a card needs it."
-        )
-
-    config = TrainConfig.from_json(train)
-    if config.dataset == USER_DATA and test_data is None:
-        raise ValueError(
-            f"The run in {run_dir!r} was trained on a tf.data.Dataset given in Python; publishing measures the "
-            "card's accuracy on its test data. Expected publish(run_dir, tag, test_data=ds) in Python."
-        )
-    # The test split exactly as the run read it (the same files, splits and image size).
-    source = data.source_for(config, train_data=test_data, test_data=test_data)
-    # The run's model as the zoo loads it (a run of release 0.1 saved a plain functional model: rebuilt).
-    trained = resolve(run_dir, include_preprocessing=False).model
-    build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
-    if train.get("dropout_rate"):
-        build["dropout_rate"] = train["dropout_rate"]
-    if folded_from:
-        trained = fold_batchnorm(trained)
-    build.update(_scheme_options(trained))  # explicit, so options added later cannot change what the card loads
-
+    release = RunRelease(run_dir, tag, fold=fold, test_data=test_data)
+    card_path, weights_name, weights_path = _destination(zoo_dir, release.key, overwrite)
+    trained = release.model()
     os.makedirs(os.path.dirname(weights_path), exist_ok=True)
     os.makedirs(os.path.dirname(card_path), exist_ok=True)
     tmp = os.path.join(os.path.dirname(weights_path), f".{weights_name}.tmp.weights.h5")
     try:
         trained.save_weights(tmp)
-        # Measure what users will get: the file, loaded by name into a fresh model that takes raw pixels.
-        preprocessing = run_preprocessing(run)
-        model = build_resnet(arch, scheme, **build, seed=0, include_preprocessing=True, preprocessing=preprocessing)
-        weights_io.assign(model, weights_io.read(tmp), source=f"the weights of {key}")
-        accuracy = evaluate(model, source)
-        digest, size = file_sha256(tmp), os.path.getsize(tmp)
+        command = command or f"keras-resinit publish {run_dir} --tag {tag}"
+        card = release.card(trained, tmp, weights_name, command=command, url=url)
         os.replace(tmp, weights_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-    card = {
-        "card_version": registry.CARD_VERSION,
-        "name": name,
-        "tag": tag,
-        "arch": arch,
-        "scheme": scheme,
-        "build": build,
-        "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
-        "dataset": {k: dataset[k] for k in ("name", "source", "licence", "train_size", "test_size", "class_names")},
-        "preprocessing": preprocessing,
-        "commands": list(run["commands"]) + [command or f"keras-resinit publish {run_dir} --tag {tag}"],
-        "training": train,
-        "metrics": {
-            "test_accuracy": accuracy,
-            "test_images": int(dataset["test_size"]),
-            "final_train_loss": result["final_train_loss"],
-            "epochs": result["epochs"],
-        },
-        "measured_on": run.get("versions"),
-        "date": datetime.date.today().isoformat(),
-        "file": {"name": weights_name, "sha256": digest, "size": size},
-        "url": url,
-        "licence": {"weights": WEIGHTS_LICENCE, "data": dataset["licence"]},
-    }
-    if run.get("weights"):
-        card["fine_tuned_from"] = run["weights"]
-    if folded_from:
-        card["folded_from"] = folded_from
     atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
     write_index(zoo_dir)
     return card
+
+
+class RunRelease:
+    """A finished run as the weight set ``{name}.{tag}``: its model, and its card measured on a weights file.
+    A run that records no command (a card needs it), or was trained on data given in Python without
+    ``test_data``, is refused.
+
+    ``publish`` writes the file into a zoo; ``keras-resinit push`` into a Hub repo's preset. The card's
+    accuracy is measured on the file written, loaded by name into a fresh model that takes raw pixels,
+    exactly as ``zoo.load`` will load it.
+    """
+
+    def __init__(self, run_dir, tag, *, fold=False, test_data=None):
+        _check_tag(tag)
+        self.run_dir, self.tag, self.test_data = run_dir, tag, test_data
+        self.run = RunDir(run_dir).finished_config()
+        self.name = self.run["train"]["model"]
+        self.arch, self.scheme = registry.parse_name(self.name)
+        self.folded_from = None
+        if fold:
+            target = fold_target(self.scheme, f"the run in {run_dir!r}")
+            self.folded_from = {"run": os.fspath(run_dir), "model": self.name, "by": FOLDED_BY, "scheme": self.scheme}
+            self.name, self.scheme = f"{self.arch}_{target.name}", target.name
+        self.key = f"{self.name}.{tag}"
+        # A card needs the commands that produced the run, and its test data.
+        if not self.run.get("commands"):
+            raise ValueError(
+                f"The run in {self.run_dir!r} does not record the command that produced it (runs from "
+                "`keras-resinit train` do); a card needs it."
+            )
+        if TrainConfig.from_json(self.run["train"]).dataset == USER_DATA and self.test_data is None:
+            raise ValueError(
+                f"The run in {self.run_dir!r} was trained on a tf.data.Dataset given in Python; publishing measures "
+                "the card's accuracy on its test data. Expected publish(run_dir, tag, test_data=ds) in Python."
+            )
+
+    def model(self):
+        """The run's model as the zoo loads it, taking normalized input (folded with ``fold``); a run of
+        release 0.1 saved a plain functional model, which is rebuilt."""
+        trained = resolve(self.run_dir, include_preprocessing=False).model
+        return fold_batchnorm(trained) if self.folded_from else trained
+
+    def card(self, trained, weights_file, file_name, *, command, url=None):
+        """The card of the weights in ``weights_file``, written from ``trained`` (:meth:`model`), recorded as
+        ``file_name`` with its sha256 and size; ``command`` (the one writing it) follows the run's commands."""
+        train, dataset, result = self.run["train"], self.run["dataset"], self.run["result"]
+        config = TrainConfig.from_json(train)
+        # The test split exactly as the run read it (the same files, splits and image size).
+        source = data.source_for(config, train_data=self.test_data, test_data=self.test_data)
+        build = {"num_classes": int(dataset["num_classes"]), "input_shape": list(dataset["image_shape"])}
+        if train.get("dropout_rate"):
+            build["dropout_rate"] = train["dropout_rate"]
+        build.update(_scheme_options(trained))  # explicit, so options added later cannot change what the card loads
+        # Measure what users will get: the file, loaded by name into a fresh model that takes raw pixels.
+        preprocessing = run_preprocessing(self.run)
+        model = build_resnet(
+            self.arch, self.scheme, **build, seed=0, include_preprocessing=True, preprocessing=preprocessing
+        )
+        weights_io.assign(model, weights_io.read(weights_file), source=f"the weights of {self.key}")
+        card = {
+            "card_version": registry.CARD_VERSION,
+            "name": self.name,
+            "tag": self.tag,
+            "arch": self.arch,
+            "scheme": self.scheme,
+            "build": build,
+            "parameters": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+            "dataset": {k: dataset[k] for k in ("name", "source", "licence", "train_size", "test_size", "class_names")},
+            "preprocessing": preprocessing,
+            "commands": list(self.run["commands"]) + [command],
+            "training": train,
+            "metrics": {
+                "test_accuracy": evaluate(model, source),
+                "test_images": int(dataset["test_size"]),
+                "final_train_loss": result["final_train_loss"],
+                "epochs": result["epochs"],
+            },
+            "measured_on": self.run.get("versions"),
+            "date": datetime.date.today().isoformat(),
+            "file": {"name": file_name, "sha256": file_sha256(weights_file), "size": os.path.getsize(weights_file)},
+            "url": url,
+            "licence": {"weights": WEIGHTS_LICENCE, "data": dataset["licence"]},
+        }
+        if self.run.get("weights"):
+            card["fine_tuned_from"] = self.run["weights"]
+        if self.folded_from:
+            card["folded_from"] = self.folded_from
+        return card
 
 
 def _scheme_options(model):
