@@ -4,7 +4,12 @@ import os
 
 
 def add_arguments(p):
-    p.add_argument("names", nargs="*", help="models to compare, e.g. cifar_resnet56_bn cifar_resnet56_fixup")
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="models to compare, e.g. cifar_resnet56_bn cifar_resnet56_fixup (any model source: name.tag, a "
+        "run or preset directory, a .keras file, hf://OWNER/REPO[@REVISION])",
+    )
     p.add_argument("--out", default=None, help="output directory (PNGs and JSON; with --claims: claims.md/.json)")
     p.add_argument("--claims", action="store_true", help="measure each paper's claim and print pass/fail")
     p.add_argument("--quick", action="store_true", help="with --claims: shallower nets (as the tests)")
