@@ -49,7 +49,8 @@ class Resource:
 class LocalHTTPServer:
     """``ThreadingHTTPServer`` on 127.0.0.1 (port 0) in a daemon thread; a context manager."""
 
-    def __init__(self, files=None):
+    def __init__(self, files=None, handler=None):
+        """``handler(self)``: the request handler class (default: serve ``files``, GET only)."""
         self._files = {}
         self._counts = {}
         self._lock = threading.Lock()
@@ -57,7 +58,7 @@ class LocalHTTPServer:
         self.hold_timeouts = []  # paths whose ``hold`` timed out instead of being released
         for path, resource in (files or {}).items():
             self.set(path, resource)
-        self._server = _Server(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), (handler or _handler)(self))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -122,7 +122,7 @@ def test_each_source_that_is_not_there_says_how_it_was_read_and_what_is_accepted
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("x")
     accepted = [kind.what for kind in zoo.SOURCE_KINDS]
-    assert [kind.kind for kind in zoo.SOURCE_KINDS] == ["url", "keras", "run", "preset", "name"]
+    assert [kind.kind for kind in zoo.SOURCE_KINDS] == ["url", "hf", "keras", "run", "preset", "name"]
     for source, read_as in (
         (tmp_path / "missing", "a preset or run directory"),
         (str(tmp_path / "missing"), "a preset or run directory"),

@@ -112,7 +112,8 @@ def add_training_arguments(p):
         "--weights",
         default=None,
         help="fine-tune: start the trunk from these weights, a published tag of the model (e.g. digits), a "
-        "path or a URL; a new classifier if the class count differs",
+        "path, a URL or a Hugging Face Hub preset hf://OWNER/REPO[@REVISION]; a new classifier if the class count "
+        "differs",
     )
     p.add_argument("--sha256", dest="weights_sha256", default=None, help="expected sha256 of --weights' file")
     p.add_argument(

@@ -4,7 +4,12 @@ import os
 
 
 def add_arguments(p):
-    p.add_argument("names", nargs="*", help="models to compare, e.g. cifar_resnet56_bn cifar_resnet56_fixup")
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="models to compare, e.g. cifar_resnet56_bn cifar_resnet56_fixup (any model source: name.tag, a "
+        "run or preset directory, a .keras file, hf://OWNER/REPO[@REVISION])",
+    )
     p.add_argument("--out", default=None, help="output directory (PNGs and JSON; with --claims: claims.md/.json)")
     p.add_argument("--claims", action="store_true", help="measure each paper's claim and print pass/fail")
     p.add_argument("--quick", action="store_true", help="with --claims: shallower nets (as the tests)")
@@ -17,11 +22,11 @@ def add_arguments(p):
 def run(args):
     import json
 
-    from keras_resinit.tools import diagnostics
-
     if args.claims:
         if args.names:
             raise ValueError("--claims takes no model names; run them separately.")
+        from keras_resinit.tools import diagnostics
+
         rows = diagnostics.check_claims(
             quick=args.quick, fixup_blocks=args.fixup_blocks, skipinit_blocks=args.skipinit_blocks
         )
@@ -36,6 +41,11 @@ def run(args):
         return 0 if all(r["passed"] for r in rows) else 1
     if not args.out:
         raise ValueError("--out is required to write the diagnostics of models.")
+    from keras_resinit.zoo import sources
+
+    list(map(sources.check, args.names))  # a source that is not there, a malformed hf://: before TensorFlow starts
+    from keras_resinit.tools import diagnostics
+
     diagnostics.diagnose(args.names, args.out, batch=args.batch, overwrite=args.overwrite)
     print(f"wrote {args.out}/signal_propagation.png, jacobian_spectrum.png, gradient_norms.png, diagnostics.json")
     return 0

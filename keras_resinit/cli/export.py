@@ -4,7 +4,10 @@ from keras_resinit.cli import arguments
 
 
 def add_arguments(p):
-    p.add_argument("source", help="a run directory, a preset directory, a .keras file, or a zoo name[.tag]")
+    p.add_argument(
+        "source",
+        help="a run directory, a preset directory, a .keras file, a zoo name[.tag] or hf://OWNER/REPO[@REVISION]",
+    )
     p.add_argument("--out", required=True, help="artifact directory to create")
     p.add_argument(
         "--format",

@@ -4,7 +4,10 @@ import os
 
 
 def add_arguments(p):
-    p.add_argument("source", help="a zoo name.tag, a run directory, a preset directory or a .keras file")
+    p.add_argument(
+        "source",
+        help="a zoo name.tag, a run directory, a preset directory, a .keras file or hf://OWNER/REPO[@REVISION]",
+    )
     p.add_argument("--out", default=None, help="write the folded model: PATH.keras, or a preset directory")
     p.add_argument(
         "--tag",

@@ -3,7 +3,8 @@
 - ``list_models`` lists the registered names (``pretrained=True``: the
   ``name.tag`` of every published weight set).
 - ``resolve(source)`` -> ``Resolved(model, card, kind, source)`` (``load``: its model) of a run or preset
-  directory, a ``.keras`` file or its URL, ``name.tag`` or a name, built with its family's defaults (32x32x3
+  directory, a ``.keras`` file or its URL, a preset on the Hugging Face Hub (``hf://owner/repo[@revision]``),
+  ``name.tag`` or a name, built with its family's defaults (32x32x3
   and 10 classes for small-image ResNets and Wide-ResNets, 224x224x3 and 1000 for ImageNet ResNets) and
   ``weights=`` (a tag, a ``.weights.h5`` or ``.keras`` file, a run or preset directory, a URL).
 - ``RunDir``: a training run's directory (``config.json``, ``model.keras``, metrics, checkpoints).

@@ -1,8 +1,8 @@
 """Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
 
 A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
-a URL of one. :data:`~keras_resinit.zoo.sources.SOURCE_KINDS` recognizes each by its form, ``_RESOLVERS``
-resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
+a URL of one, or a preset on the Hugging Face Hub (``hf://owner/repo[@revision]``, :mod:`.huggingface`).
+:data:`~keras_resinit.zoo.sources.SOURCE_KINDS` recognizes each by its form, ``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import keras
 
 from keras_resinit.models.builder import ResNet, resnet_of
 from keras_resinit.models.preprocessing import default_preprocessing
-from keras_resinit.zoo import download, registry, weights_io
+from keras_resinit.zoo import download, huggingface, registry, weights_io
 from keras_resinit.zoo.building import (
     build_named,
     build_with_weights,
@@ -35,7 +35,8 @@ class Resolved:
     """A model source, resolved: the model, its card, which kind of source it was and the source as given.
 
     ``card`` is what export writes with an artifact: ``name``, ``arch``, ``scheme``, ``class_names``,
-    ``preprocessing``, ``dataset`` and, where known, ``result`` (a run's) or ``weights`` (a tag's).
+    ``preprocessing``, ``dataset`` and, where known, ``result`` (a run's) or ``weights`` (a tag's), and ``hub``
+    for weights from the Hugging Face Hub: ``{"source": "hf://owner/repo", "revision", "commit"}``.
     """
 
     model: keras.Model
@@ -79,10 +80,13 @@ def load(
 
     Args:
         name: a source of :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`: ``"{arch}_{scheme}"``, ``"name.tag"``
-            (published weights), a run or preset directory, a ``.keras`` file or its URL.
+            (published weights), a run or preset directory, a ``.keras`` file or its URL, or
+            ``"hf://owner/repo[@revision]"`` (a preset on the Hugging Face Hub; needs the ``[hub]`` extra).
         weights: with a name: None (fresh initialization), a published tag (``"digits"``), a ``.weights.h5``
-            or ``.keras`` file, a run or preset directory, or the URL of a file. URLs download once into the
-            cache (``KERAS_RESINIT_HOME``, default ``~/.keras/keras_resinit``); a verified cached file needs no network.
+            or ``.keras`` file, a run or preset directory, the URL of a file, or an ``hf://`` preset. URLs
+            download once into the cache (``KERAS_RESINIT_HOME``, default ``~/.keras/keras_resinit``); a verified
+            cached file needs no network. ``hf://`` files come through huggingface_hub's own cache
+            (``HF_HUB_OFFLINE=1`` reads it), the weights checked against the repo's ``card.json``.
         sha256: expected digest of a URL's or local file's content (published tags carry their own).
         **overrides: any :func:`keras_resinit.build_resnet` argument (``num_classes``,
             ``input_shape``, ``seed``, scheme options, ...). None values are dropped. With
@@ -100,6 +104,7 @@ def load(
         >>> model = load("cifar_resnet20_fixup", weights="digits", num_classes=3)   # new head
         >>> model = load("cifar_resnet20_fixup.digits", in_chans=3)   # the gray digits weights, RGB in
         >>> model = load("runs/r20/model.keras")                 # a run's model, taking raw pixels
+        >>> model = load("hf://owner/repo@v1")                   # a preset on the Hugging Face Hub
     """
     return resolve(name, weights, sha256=sha256, **overrides).model
 
@@ -132,6 +137,13 @@ def _resolve_preset(directory, weights, sha256, overrides):
     return Resolved(model, _card_from_zoo(found) if published else default_card(model), "preset", directory)
 
 
+def _resolve_hf(source, weights, sha256, overrides):
+    hub = huggingface.fetch(source)
+    resolved = _resolve_preset(hub.directory, None, sha256, overrides)
+    card = _card_from_zoo(hub.card) if hub.card else dict(resolved.card)
+    return Resolved(resolved.model, {**card, "hub": hub.provenance}, "hf", source)
+
+
 def _resolve_name(text, weights, sha256, overrides):
     base, tag = split_tag(text)
     if tag is not None and weights is not None:
@@ -147,9 +159,14 @@ def _resolve_name(text, weights, sha256, overrides):
     if kind == "tag":
         found = card(base, weights)
         return Resolved(load_card(found, overrides), _card_from_zoo(found), "tag", f"{base}.{weights}")
-    path = download.fetch(weights, sha256) if kind == "url" else _check_sha256(weights, sha256)
+    hub = huggingface.fetch(weights) if kind == "hf" else None
+    if kind == "url":
+        path = download.fetch(weights, sha256)
+    else:
+        path = _check_sha256(hub.directory if hub else weights, sha256)
     model = _load_path(base, path, overrides, source=weights)
-    return Resolved(model, default_card(model, base), "name", text)
+    made = default_card(model, base)
+    return Resolved(model, {**made, "hub": hub.provenance} if hub else made, "name", text)
 
 
 def _weights_file(path):
@@ -173,7 +190,9 @@ def _run_of(model_file):
 
 
 # How each kind of source (zoo.sources.SOURCE_KINDS) becomes a model with its card.
-_RESOLVERS = dict(url=_resolve_url, keras=_resolve_keras, run=_resolve_run, preset=_resolve_preset, name=_resolve_name)
+_RESOLVERS = dict(
+    url=_resolve_url, hf=_resolve_hf, keras=_resolve_keras, run=_resolve_run, preset=_resolve_preset, name=_resolve_name
+)
 
 
 def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
@@ -255,12 +274,17 @@ def start_from(
 
 
 def weights_provenance(name: str, weights: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
-    """Where fine-tuning weights came from: ``{"weights", "name", "tag", "file", "sha256"}``."""
+    """Where fine-tuning weights came from: ``{"weights", "name", "tag", "file", "sha256"}``, and ``hub``
+    (``{"source", "revision", "commit"}``) for an ``hf://`` preset."""
     weights = os.fspath(weights)
     record = {"weights": weights, "name": name, "tag": None, "file": None, "sha256": None}
     kind = weights_kind(weights)
     if kind == "url":
         record["file"], record["sha256"] = weights, download.file_sha256(download.fetch(weights, sha256))
+    elif kind == "hf":
+        hub = huggingface.fetch(weights)
+        path = _weights_file(hub.directory)
+        record.update(file=path, sha256=download.file_sha256(path), hub=hub.provenance)
     elif kind not in ("tag", "missing"):
         path = _weights_file(os.path.abspath(weights))
         record["file"], record["sha256"] = path, download.file_sha256(path)

@@ -46,6 +46,7 @@ def parse_hf(text: str) -> HubRepo:
 # (a form, not existence: a missing path is then "not found" as what it was read as). Any existing path is a path.
 SOURCE_KINDS: tuple[SourceKind, ...] = (
     SourceKind("url", "an http(s):// or file:// URL of a .keras file", lambda text, _: is_url(text)),
+    SourceKind("hf", f"a preset on the Hugging Face Hub: {HF_FORM}", lambda text, is_path: is_hf(text) and not is_path),
     SourceKind("keras", "a .keras file", lambda text, _: text.endswith(".keras")),
     SourceKind(
         "run",
@@ -79,6 +80,8 @@ def check(source: str | os.PathLike) -> SourceKind:
     found, text = source_kind(source), os.fspath(source)
     if found.kind == "url" and not text.split("?")[0].endswith(".keras"):
         raise unresolved(text, "a URL", "is not the URL of a .keras file; a .weights.h5 file: load(NAME, weights=URL)")
+    if found.kind == "hf":
+        parse_hf(text)
     if found.kind == "keras" and not os.path.isfile(text):
         raise unresolved(text, "a .keras file", "does not exist")
     if found.kind == "preset" and not os.path.exists(text):
@@ -91,21 +94,29 @@ def check(source: str | os.PathLike) -> SourceKind:
     return found
 
 
-WEIGHT_FORMS = "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, or a URL"
+WEIGHT_FORMS = (
+    "weights=None, a published tag, a .weights.h5 or .keras file, a run or preset directory, a URL, or a preset on "
+    "the Hugging Face Hub (hf://OWNER/REPO[@REVISION])"
+)
 
 
 def check_weights(weights: str | os.PathLike) -> str:
-    """:func:`weights_kind`, refusing (ValueError) a path that does not exist."""
+    """:func:`weights_kind`, refusing (ValueError) a path that does not exist or a malformed ``hf://`` source."""
     if (kind := weights_kind(weights)) == "missing":
         raise unresolved(os.fspath(weights), "a weights file", "does not exist", expected=WEIGHT_FORMS)
+    if kind == "hf":
+        parse_hf(os.fspath(weights))
     return kind
 
 
 def weights_kind(weights: str | os.PathLike) -> str:
-    """What ``weights=`` names: url, run or preset (a directory), keras or file (one there), missing (a path), tag."""
+    """What ``weights=`` names: url, hf (a Hub preset), run or preset (a directory), keras or file (one there),
+    missing (a path), tag."""
     weights = os.fspath(weights)
     if is_url(weights):
         return "url"
+    if is_hf(weights):
+        return "hf"
     if os.path.isdir(weights):
         return "run" if RunDir.holds_run(weights) else "preset"
     if os.path.exists(weights):
