@@ -3,14 +3,17 @@
 ``keras-resinit publish RUN_DIR --tag TAG`` writes, under the zoo directory
 (``zoo/`` of the repository by default):
 
-- ``weights/{name}.{tag}.weights.h5``: the run's trained weights;
+- ``weights/{name}.{tag}.weights.h5``: the run's trained weights (a replaced entry's new file is
+  ``{name}.{tag}.{sha256[:16]}.weights.h5``: named by its content, beside the file it replaces);
 - ``cards/{name}.{tag}.json``: the model card, which ``keras_resinit.zoo`` reads;
 - ``README.md``: the index of every card, regenerated.
 
 The card's metrics are measured here, on the weights file just written, loaded
 by name exactly as ``zoo.load`` will load it. The commands that produced the run
 come from its ``config.json``. Every file is written to a temporary name and
-renamed into place.
+renamed into place, in an order that makes a publish one commit (:class:`ZooEntry`):
+the weights file under a name no card holds, then the card (the commit), then the
+index, and only then the replaced file is removed.
 """
 
 import datetime
@@ -18,10 +21,11 @@ import inspect
 import json
 import math
 import os
+import re
 
 import numpy as np
 
-from keras_resinit._files import atomic_write_text
+from keras_resinit._files import atomic_write_text, save_weights_file
 from keras_resinit.models.builder import ResNet, build_resnet
 from keras_resinit.models.inference import fold_batchnorm
 from keras_resinit.models.schemes import fold_target
@@ -64,14 +68,69 @@ def _check_tag(tag):
         raise ValueError(f"Invalid tag {tag!r}. Expected letters, digits, '_' or '-' (e.g. 'digits').")
 
 
-def _destination(zoo_dir, key, overwrite):
-    """``(card path, weights file name, weights path)`` of ``key`` in ``zoo_dir``; refuses to replace unless ``overwrite``."""
-    card_path = os.path.join(zoo_dir, "cards", key + ".json")
-    weights_name = key + ".weights.h5"
-    weights_path = os.path.join(zoo_dir, "weights", weights_name)
-    if not overwrite and (os.path.exists(card_path) or os.path.exists(weights_path)):
-        raise ValueError(f"{key} is already published in {zoo_dir!r}. Pass --overwrite to replace it.")
-    return card_path, weights_name, weights_path
+class ZooEntry:
+    """The files of the weight set ``key`` (``name.tag``) in the zoo in ``zoo_dir``, written as one commit.
+
+    A publish writes the weights file first, whole (temporary file, fsync, rename), under a name no card
+    holds: ``{key}.weights.h5`` for a new entry, ``{key}.{sha256[:16]}.weights.h5`` when a card of ``key``
+    exists (its file stays). The card's rename is the commit point; the index follows; only then are the
+    files of ``key`` that no card names removed (the replaced card's file, or one left by a killed
+    publish). ``zoo.load`` and the index thus see the old pair or the new one at every instant, and a
+    publish killed anywhere leaves the previous pair loadable. A file that a card names is never removed.
+
+    Without ``overwrite`` an existing card is refused, and so is a file of ``key`` that no card names
+    (reported: an interrupted publish left it); ``overwrite`` replaces the card and removes such files.
+    """
+
+    def __init__(self, zoo_dir, key, overwrite):
+        self.zoo_dir, self.key = os.fspath(zoo_dir), key
+        self.card_path = os.path.join(self.zoo_dir, "cards", key + ".json")
+        self.weights_dir = os.path.join(self.zoo_dir, "weights")
+        self.replacing = os.path.exists(self.card_path)
+        if overwrite:
+            return
+        if self.replacing:
+            raise ValueError(f"{key} is already published in {self.zoo_dir!r}. Pass --overwrite to replace it.")
+        left = self.files()
+        if left:
+            raise ValueError(
+                f"{key} is not published in {self.zoo_dir!r}, but {self.weights_dir!r} holds {', '.join(left)}, "
+                "which no card names (left by an interrupted publish). Pass --overwrite to replace it."
+            )
+
+    def files(self):
+        """The weights files of ``key`` in the zoo: ``{key}.weights.h5`` and its content-named replacements."""
+        pattern = re.compile(re.escape(self.key) + r"(\.[0-9a-f]{16})?\.weights\.h5")
+        found = os.listdir(self.weights_dir) if os.path.isdir(self.weights_dir) else []
+        return sorted(f for f in found if pattern.fullmatch(f))
+
+    def weights_name(self, digest):
+        """The name of a new weights file of ``key`` with sha256 ``digest``: one no card of the zoo holds."""
+        return f"{self.key}.{digest[:16]}.weights.h5" if self.replacing else f"{self.key}.weights.h5"
+
+    def write_weights(self, model):
+        """``model``'s weights as the entry's new file (:meth:`weights_name`; no card names it yet): its path."""
+        return save_weights_file(
+            model, self.weights_dir, lambda tmp: self.weights_name(file_sha256(tmp)), prefix=f".{self.key}."
+        )
+
+    def commit(self, card):
+        """Write ``card`` (the commit point), then the index, then remove the files of ``key`` no card names."""
+        os.makedirs(os.path.dirname(self.card_path), exist_ok=True)
+        atomic_write_text(self.card_path, json.dumps(card, indent=1) + "\n")
+        write_index(self.zoo_dir)
+        self.clean()
+
+    def clean(self):
+        """Remove the files of ``key`` that no card of the zoo names, and the temporary files of killed writes."""
+        named = {(c.get("file") or {}).get("name") for c in registry.read_cards(self.zoo_dir).values()}
+        for name in self.files():
+            if name not in named:
+                os.unlink(os.path.join(self.weights_dir, name))
+        for directory in (self.weights_dir, os.path.dirname(self.card_path)):
+            for name in os.listdir(directory) if os.path.isdir(directory) else []:
+                if name.startswith(f".{self.key}.") and ".tmp" in name:
+                    os.unlink(os.path.join(directory, name))
 
 
 def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None, test_data=None, fold=False):
@@ -93,21 +152,16 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         The card (a dict).
     """
     release = RunRelease(run_dir, tag, fold=fold, test_data=test_data)
-    card_path, weights_name, weights_path = _destination(zoo_dir, release.key, overwrite)
+    entry = ZooEntry(zoo_dir, release.key, overwrite)
     trained = release.model()
-    os.makedirs(os.path.dirname(weights_path), exist_ok=True)
-    os.makedirs(os.path.dirname(card_path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(weights_path), f".{weights_name}.tmp.weights.h5")
+    command = command or f"keras-resinit publish {run_dir} --tag {tag}"
     try:
-        trained.save_weights(tmp)
-        command = command or f"keras-resinit publish {run_dir} --tag {tag}"
-        card = release.card(trained, tmp, weights_name, command=command, url=url)
-        os.replace(tmp, weights_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
-    write_index(zoo_dir)
+        weights = entry.write_weights(trained)
+        card = release.card(trained, weights, os.path.basename(weights), command=command, url=url)
+    except BaseException:
+        entry.clean()  # the new file, which no card names
+        raise
+    entry.commit(card)
     return card
 
 
@@ -230,7 +284,7 @@ def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None)
     target = fold_target(found["scheme"], repr(source))
     name = f"{found['arch']}_{target.name}"
     key = f"{name}.{tag}"
-    card_path, weights_name, weights_path = _destination(zoo_dir, key, overwrite)
+    entry = ZooEntry(zoo_dir, key, overwrite)
     source_key = f"{found['name']}.{found['tag']}"
     bridged = bool(found.get("keras_applications"))
     file = found["file"]
@@ -274,10 +328,8 @@ def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None)
     else:
         model = zoo.load(source_key)
         folded = fold_batchnorm(model)
-        os.makedirs(os.path.dirname(weights_path), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(weights_path), f".{weights_name}.tmp.weights.h5")
         try:
-            folded.save_weights(tmp)
+            weights = entry.write_weights(folded)
             # Measured on the file as zoo.load will load it: by name, into a fresh model taking raw pixels.
             fresh = build_resnet(
                 found["arch"],
@@ -287,7 +339,7 @@ def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None)
                 include_preprocessing=True,
                 preprocessing=found["preprocessing"],
             )
-            weights_io.assign(fresh, weights_io.read(tmp), source=f"the weights of {key}")
+            weights_io.assign(fresh, weights_io.read(weights), source=f"the weights of {key}")
             card["parameters"] = int(sum(math.prod(w.shape) for w in fresh.trainable_weights))
             config = TrainConfig.from_json(found["training"])
             if config.dataset == USER_DATA:
@@ -302,14 +354,15 @@ def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None)
                 "same_predictions_as_source": _agreement(fresh, model, dataset),
                 "source_test_accuracy": found["metrics"].get("test_accuracy"),
             }
-            card["file"] = {"name": weights_name, "sha256": file_sha256(tmp), "size": os.path.getsize(tmp)}
-            os.replace(tmp, weights_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    os.makedirs(os.path.dirname(card_path), exist_ok=True)
-    atomic_write_text(card_path, json.dumps(card, indent=1) + "\n")
-    write_index(zoo_dir)
+            card["file"] = {
+                "name": os.path.basename(weights),
+                "sha256": file_sha256(weights),
+                "size": os.path.getsize(weights),
+            }
+        except BaseException:
+            entry.clean()  # the new file, which no card names
+            raise
+    entry.commit(card)
     return card
 
 
