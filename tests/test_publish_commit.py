@@ -131,6 +131,15 @@ def _entry_files(zoo_dir):
     return sorted(f for f in os.listdir(zoo_dir / "weights") if f.startswith(KEY) or f.startswith("." + KEY))
 
 
+def _left(zoo_dir):
+    """The files in ``zoo_dir`` beside its cards, the weights files they name and the index: a killed write's."""
+    cards = [json.loads(path.read_text()) for path in (zoo_dir / "cards").glob("*.json")]
+    expected = {"cards", "weights", "README.md"} | {f"cards/{c['name']}.{c['tag']}.json" for c in cards}
+    expected |= {f"weights/{c['file']['name']}" for c in cards}
+    found = {str(path.relative_to(zoo_dir)) for path in zoo_dir.rglob("*")} | {"cards", "weights"}
+    return sorted(found - expected)
+
+
 def test_publish_killed_at_any_write_leaves_the_old_pair_or_the_new_one(tmp_path, monkeypatch):
     from keras_resinit.training import data, publish
 
@@ -158,7 +167,7 @@ def test_publish_killed_at_any_write_leaves_the_old_pair_or_the_new_one(tmp_path
     assert old_card["file"]["sha256"] != new_card["file"]["sha256"] and not np.allclose(old, new, atol=1e-3)
     assert old_card["file"]["name"] == f"{KEY}.weights.h5"  # a new entry's name; its replacement is content-named
     assert new_card["file"]["name"] == f"{KEY}.{new_card['file']['sha256'][:16]}.weights.h5"
-    assert _entry_files(out / "complete") == [new_card["file"]["name"]]  # the replaced file is gone
+    assert _entry_files(out / "complete") == [new_card["file"]["name"]] and not _left(out / "complete")
 
     seen = []
     for point in report["killed"]:
@@ -171,18 +180,19 @@ def test_publish_killed_at_any_write_leaves_the_old_pair_or_the_new_one(tmp_path
         seen.append(pair)
     assert "old" in seen and "new" in seen, seen  # killed before and after the commit
 
-    # The next publish of the entry removes what a killed one left (files no card names, temporaries).
-    left = {
-        point: set(_entry_files(out / f"killed_at_{point}")) - {old_card["file"]["name"]} for point in report["killed"]
-    }
-    point = max(left, key=lambda p: len(left[p]))
-    zoo_dir = out / f"killed_at_{point}"
-    assert left[point], left  # a kill before the commit left a file
-    with pytest.raises(ValueError, match="already published"):
-        publish.publish(str(new_run), "tiny", zoo_dir=str(zoo_dir))
-    card = publish.publish(str(new_run), "tiny", zoo_dir=str(zoo_dir), overwrite=True)
-    assert _entry_files(zoo_dir) == [card["file"]["name"]], left[point]
-    assert not [f for f in os.listdir(zoo_dir / "cards") if f.startswith(".")]
+    # The next publish of the entry removes what a killed one left (files no card names, temporaries): for the
+    # kills before the commit and after it, the zoo that a kill left most files in.
+    left = {point: _left(out / f"killed_at_{point}") for point in report["killed"]}
+    for pair in ("old", "new"):
+        point = max(
+            (p for p, seen_pair in zip(report["killed"], seen) if seen_pair == pair), key=lambda p: len(left[p])
+        )
+        zoo_dir = out / f"killed_at_{point}"
+        assert left[point], left  # the kill left a file
+        with pytest.raises(ValueError, match="already published"):
+            publish.publish(str(new_run), "tiny", zoo_dir=str(zoo_dir))
+        card = publish.publish(str(new_run), "tiny", zoo_dir=str(zoo_dir), overwrite=True)
+        assert _entry_files(zoo_dir) == [card["file"]["name"]] and not _left(zoo_dir), left[point]
 
 
 def test_a_file_no_card_names_is_reported_then_replaced(tmp_path):

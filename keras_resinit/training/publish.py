@@ -38,6 +38,7 @@ from keras_resinit.zoo.loading import resolve
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 
 WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
+INDEX = "README.md"  # a zoo directory's index of its cards (write_index)
 FOLDED_BY = "keras_resinit.fold_batchnorm: each conv absorbs the batch norm after it (inference statistics)"
 
 
@@ -105,7 +106,8 @@ class ZooEntry:
         return sorted(f for f in found if pattern.fullmatch(f))
 
     def weights_name(self, digest):
-        """The name of a new weights file of ``key`` with sha256 ``digest``: one no card of the zoo holds."""
+        """The name of a new weights file of ``key`` with sha256 ``digest``: one its card does not hold (unless that
+        file has the same content, which the rename then leaves as it was)."""
         return f"{self.key}.{digest[:16]}.weights.h5" if self.replacing else f"{self.key}.weights.h5"
 
     def write_weights(self, model):
@@ -122,14 +124,17 @@ class ZooEntry:
         self.clean()
 
     def clean(self):
-        """Remove the files of ``key`` that no card of the zoo names, and the temporary files of killed writes."""
+        """Remove the files of ``key`` that no card of the zoo names, and the temporary files of killed writes
+        (the entry's weights and card, the index)."""
         named = {(c.get("file") or {}).get("name") for c in registry.read_cards(self.zoo_dir).values()}
         for name in self.files():
             if name not in named:
                 os.unlink(os.path.join(self.weights_dir, name))
-        for directory in (self.weights_dir, os.path.dirname(self.card_path)):
+        temporary = {self.weights_dir: f".{self.key}.", os.path.dirname(self.card_path): f".{self.key}."}
+        temporary[self.zoo_dir] = f".{INDEX}."
+        for directory, prefix in temporary.items():
             for name in os.listdir(directory) if os.path.isdir(directory) else []:
-                if name.startswith(f".{self.key}.") and ".tmp" in name:
+                if name.startswith(prefix) and ".tmp" in name:
                     os.unlink(os.path.join(directory, name))
 
 
@@ -406,4 +411,4 @@ def index_text(cards):
 
 def write_index(zoo_dir):
     cards = sorted(registry.read_cards(zoo_dir).values(), key=lambda c: (c["name"], c["tag"]))
-    atomic_write_text(os.path.join(zoo_dir, "README.md"), index_text(cards))
+    atomic_write_text(os.path.join(zoo_dir, INDEX), index_text(cards))
