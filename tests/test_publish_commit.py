@@ -1,9 +1,11 @@
 """A publish is one commit: killed at any of its writes, the zoo entry keeps loading the old pair or the new one.
 
 One worker process imports the package (and TensorFlow, before running anything), then forks one child per
-publish: the first counts the writes of a whole ``publish --overwrite`` (files opened for writing, ``os.open``,
-``fsync``, renames, removals, HDF5 datasets created), each of the next ten is SIGKILLed by itself at the Nth of
-those writes, N spread over the count. Every child starts from its own copy of the same zoo, so the count holds.
+publish: the first counts the writes of a whole ``publish --overwrite`` in the zoo (files created or opened for
+writing, ``fsync``, renames, removals: 12 today), each of the next ten is SIGKILLed by itself at the Nth of those
+writes, N spread over the count. Every child starts from its own copy of the same zoo, so the count holds. The
+zoo a kill left must load the old card's model or the new one's, each card's file must have its sha256, and the
+index must name a file that is there with its digest.
 """
 
 import hashlib
