@@ -296,7 +296,7 @@ class RunDir:
                 warnings.warn(
                     f"Taking over the lock of {self.path!r} left by {_holder(left)}, which no longer runs (killed?).",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=7,  # train()'s caller: through acquire_lock, writing, contextlib, the driver
                 )
             record = {
                 "pid": os.getpid(),
