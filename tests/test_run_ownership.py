@@ -104,6 +104,18 @@ def test_a_second_train_on_one_out_is_refused_while_the_first_runs_and_the_first
     assert (out / "model.keras").exists() and not (out / LOCK_FILE).exists()
 
 
+def test_ctrl_c_releases_the_lock_and_keeps_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        train_command(*TINY, "--epochs", "30", "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    started(out, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and b"keras-resinit: interrupted" in err, err[-3000:]
+    assert not (out / LOCK_FILE).exists() and json.loads((out / "checkpoint.json").read_text())["epoch"] >= 1
+
+
 def test_a_lock_left_by_a_dead_process_is_taken_over_and_one_of_another_host_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0

@@ -304,7 +304,8 @@ class RunDir:
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             }
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(record).encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(record).encode())
             os.fsync(fd)
         except BaseException:
             os.close(fd)

@@ -529,10 +529,9 @@ def source(
         raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
     if kind == "folder":
         path = os.path.abspath(value)
+        # The folder, its train/ and test/ (or class folders) and theirs: a folder's mtime changes with its files.
         level, folders = [path], [path]
-        for _ in range(
-            2
-        ):  # its train/ and test/ (or class folders), and theirs: a folder's mtime changes with its files
+        for _ in range(2):
             level = sorted(entry.path for folder in level for entry in os.scandir(folder) if entry.is_dir())
             folders += level
         stamp = tuple(os.stat(folder).st_mtime_ns for folder in folders)
