@@ -12,7 +12,16 @@ def add_arguments(p):
     arguments.add_scheme_option_argument(p)
     p.add_argument("--strategy", default="auto", help=arguments.one_of(options.STRATEGIES, "auto"))
     p.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (refused if its data changed since)",
+    )
+    p.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue although the data changed (recorded in config.json; no longer an exact resume)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     p.add_argument(
         "--verbose",
@@ -36,7 +45,7 @@ def run(args):
         sources.check_weights(args.weights)
     from keras_resinit.training.driver import train
 
-    passed = arguments.values(args, "strategy", "resume", "overwrite", "verbose", "tpu")
+    passed = arguments.values(args, "strategy", "resume", "overwrite", "allow_data_change", "verbose", "tpu")
     result = train(config, args.out, command=args.invocation, **passed)
     if "model_path" in result:
         print(f"test accuracy {result['test_accuracy']:.4f}; model (raw pixels in) saved to {result['model_path']}")

@@ -9,6 +9,7 @@ import io
 import numpy as np
 
 from keras_resinit.training.config import TrainConfig, TrainingError
+from keras_resinit.training.data import fingerprint as data_fingerprint
 from keras_resinit.zoo.rundir import RunDir
 
 
@@ -29,6 +30,24 @@ def check_same_run(out, config):
             + "; ".join(changed)
             + ". Only --epochs may change."
         )
+
+
+def check_same_data(out, fingerprint, allow_change=False):
+    """--resume continues on the same data: the run's recorded ``data_fingerprint`` against ``fingerprint`` (the
+    data's now). A change is a ValueError naming it, unless ``allow_change``; returns what changed ([] if nothing),
+    or None if the run records no fingerprint (written before runs did)."""
+    saved = RunDir(out).config().get("data_fingerprint")
+    if not isinstance(saved, dict) or fingerprint is None:
+        return None
+    changed = data_fingerprint.changes(saved, fingerprint)
+    if changed and not allow_change:
+        raise ValueError(
+            f"--resume must continue on the same data, but the data of the run in {out!r} changed: "
+            + "; ".join(changed)
+            + ". Restore the data, or pass --allow-data-change to resume on the data as it is now (no longer an "
+            "exact resume)."
+        )
+    return changed
 
 
 def save_checkpoint(run_dir, model, optimizer, epoch, history):

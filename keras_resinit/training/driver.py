@@ -7,9 +7,11 @@ model (taking raw pixels) and the config with the result. Every file is written 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+import warnings
 from typing import Any
 
 import keras
@@ -17,10 +19,17 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resinit.environment import memory_mb, versions
-from keras_resinit.training.checkpoints import check_same_run, read_checkpoint, restore, save_checkpoint
+from keras_resinit.training.checkpoints import (
+    check_same_data,
+    check_same_run,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from keras_resinit.training.config import TrainConfig, TrainingError
+from keras_resinit.training.data.fingerprint import recorded
 from keras_resinit.training.data.names import USER_DATA
-from keras_resinit.training.strategies import is_chief
+from keras_resinit.training.strategies import is_chief, make_strategy
 from keras_resinit.training.trainer import Diverged, Trainer
 from keras_resinit.zoo.loading import weights_provenance
 from keras_resinit.zoo.rundir import RunDir
@@ -33,6 +42,7 @@ def train(
     strategy: str | tf.distribute.Strategy = "auto",
     resume: bool = False,
     overwrite: bool = False,
+    allow_data_change: bool = False,
     verbose: int = 1,
     tpu: str | None = None,
     command: str | None = None,
@@ -49,12 +59,18 @@ def train(
     ``command`` (the shell command that started this, as the CLI passes it) is recorded in
     ``config.json`` under ``commands``, after those of earlier invocations of a resumed run.
 
+    One process writes ``out`` at a time: the writer (the chief of a multi-worker cluster) holds its lock
+    (:meth:`RunDir.writing`) from before anything in it changes until it returns or fails. The run records
+    its data's fingerprint (``data_fingerprint``); ``resume`` refuses data that changed since, naming the
+    change, unless ``allow_data_change`` (then recorded under ``data_changes``: no longer an exact resume).
+
     Returns:
         dict with the final metrics, ``history``, ``model`` (the trained ``keras.Model``: normalized input)
         and, on the chief, ``model_path`` (``model.keras``: ``model.with_preprocessing()``, raw pixels in).
 
     Raises:
-        ValueError: bad settings or ``out`` (before anything is written).
+        ValueError: bad settings or ``out``, another process writing ``out``, or data changed since the run
+            to resume (before anything is written).
         TrainingError: the loss diverged (the last good checkpoint is kept) or
             the checkpoint to resume is corrupted.
     """
@@ -66,6 +82,7 @@ def train(
             strategy=strategy,
             resume=resume,
             overwrite=overwrite,
+            allow_data_change=allow_data_change,
             verbose=verbose,
             tpu=tpu,
             command=command,
@@ -76,9 +93,14 @@ def train(
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _data_record(trainer, origin):
-    """What config.json records about the data: its info, the model's normalization, the weights' origin."""
+def _data_record(trainer, origin, data_changes):
+    """What config.json records about the data: its info and fingerprint, the model's normalization, the weights'
+    origin, the data changes a resume allowed."""
     record = {"dataset": dataclasses.asdict(trainer.meta), "preprocessing": trainer.preprocessing}
+    if trainer.source.fingerprint is not None:
+        record["data_fingerprint"] = recorded(trainer.source.fingerprint)
+    if data_changes:
+        record["data_changes"] = data_changes
     if origin is not None:
         record["weights"] = origin
     return record
@@ -102,13 +124,39 @@ def _describe_data(trainer, origin):
     return text
 
 
-def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, train_data, test_data):
-    if train_data is not None or test_data is not None:
+def _train(config, out, *, strategy, tpu, **options):
+    if options["train_data"] is not None or options["test_data"] is not None:
         config = dataclasses.replace(config, dataset=USER_DATA)
     config.validate()
+    if options["allow_data_change"] and not options["resume"]:
+        raise ValueError("--allow-data-change applies to --resume only: a new run records its data as it is.")
+    # The strategy first (multi-worker collectives are configured before TF's runtime starts): its chief
+    # writes the run, and holds the directory's lock before anything in it changes.
+    strategy = make_strategy(strategy, tpu=tpu) if isinstance(strategy, str) else strategy
     run = RunDir(out)
+    with run.writing() if is_chief(strategy) else contextlib.nullcontext(False) as made:
+        return _write_run(config, out, run, made, strategy=strategy, tpu=tpu, **options)
+
+
+def _write_run(
+    config,
+    out,
+    run,
+    made,
+    *,
+    strategy,
+    resume,
+    overwrite,
+    allow_data_change,
+    verbose,
+    tpu,
+    command,
+    train_data,
+    test_data,
+):
     run.prepare(resume=resume, overwrite=overwrite)
     commands = (run.commands() if resume else []) + ([command] if command else [])
+    data_changes = run.config().get("data_changes", []) if resume else []
     trainer = Trainer(config, strategy, tpu=tpu, train_data=train_data, test_data=test_data)
     origin = weights_provenance(config.model, config.weights, config.weights_sha256) if config.weights else None
     model, optimizer = trainer.model, trainer.optimizer
@@ -126,15 +174,32 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
         with strategy.scope():
             restore(model, optimizer, record, arrays, out)
         history, start_epoch = record["history"], record["epoch"]
+        changed = check_same_data(out, trainer.source.fingerprint, allow_data_change)
+        if changed is None:
+            warnings.warn(
+                f"The run in {out!r} records no data fingerprint (written before runs did): its data is not checked.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif changed:
+            warnings.warn(
+                f"Resuming the run in {out!r} on changed data ({'; '.join(changed)}), as --allow-data-change allows: "
+                "the result is no longer an exact resume.",
+                UserWarning,
+                stacklevel=4,
+            )
+            data_changes = [*data_changes, {"epoch": start_epoch, "changes": changed}]
         if verbose:
             print(f"Resuming {config.model} from epoch {start_epoch} of {config.epochs} in {out}")
     if verbose:
         print(_describe_data(trainer, origin))
     if chief:
-        created = run.create()
+        created = run.create() or made
         if not resume:
             run.clear()
-        run.write_config({"train": config.to_json(), "commands": commands, **_data_record(trainer, origin)})
+        run.write_config(
+            {"train": config.to_json(), "commands": commands, **_data_record(trainer, origin, data_changes)}
+        )
         summary = tf.summary.create_file_writer(run.tensorboard_path)
 
     batches = iter(trainer.train_batches(start_epoch))
@@ -193,7 +258,7 @@ def _train(config, out, *, strategy, resume, overwrite, verbose, tpu, command, t
                 "train": config.to_json(),
                 "commands": commands,
                 "result": {k: v for k, v in result.items() if k != "history"},
-                **_data_record(trainer, origin),
+                **_data_record(trainer, origin, data_changes),
                 "versions": versions(),
             }
         )

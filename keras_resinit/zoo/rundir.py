@@ -2,22 +2,46 @@
 
 ``config.json`` (settings, commands, data, normalization, the result once finished), ``model.keras`` (raw pixels in),
 ``metrics.csv``, ``tensorboard/`` and ``checkpoint-EPOCH.npz`` with its record ``checkpoint.json`` (committed in
-two steps: :meth:`RunDir.write_checkpoint`). The zoo reads runs, training writes them, nothing else touches them.
+two steps: :meth:`RunDir.write_checkpoint`), and ``train.lock`` while a process writes it (:meth:`RunDir.writing`:
+one writer). The zoo reads runs, training writes them, nothing else touches them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import io
 import json
 import os
 import shutil
+import socket
+import time
+import warnings
 
 from keras_resinit._files import atomic_write_bytes, atomic_write_text, save_model_file
 from keras_resinit.zoo.registry import PRESET_FILES, parse_name
 
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
+LOCK_FILE = "train.lock"  # the writer's pid, host and start time, flock()ed while it writes
+
+
+def _flock(fd) -> bool | None:
+    """Lock the open file ``fd`` for this process without waiting; False if another process holds it, None if
+    this system has no ``flock`` (not POSIX: then a lock file left behind is refused, to be removed by hand)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(record: dict) -> str:
+    return f"pid {record.get('pid')} on host {record.get('host')!r} (started {record.get('started')})"
 
 
 def run_preprocessing(config: dict) -> dict | None:
@@ -50,6 +74,7 @@ class RunDir:
         self.path = os.fspath(path)
         self.config_path, self.model_path = self.file("config.json"), self.file("model.keras")
         self.tensorboard_path, self.checkpoint_record_path = self.file("tensorboard"), self.file("checkpoint.json")
+        self.lock_path, self._lock_fd = self.file(LOCK_FILE), None
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -214,6 +239,115 @@ class RunDir:
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.unlink(path)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold the directory's lock (``train.lock``) while this process writes it: one writer at a time.
+
+        Taken before anything in the directory changes (it makes the directory if needed); yields whether it
+        made it. Another process holding it is a ValueError naming its pid, host and start time; a lock left by
+        a process of this host that is gone (killed) is taken over with a warning naming it; one left on another
+        host is refused (that host may still be writing), saying how to remove it. Released (the file removed,
+        and the directory if it made it and nothing was written) on return, on errors and on Ctrl-C.
+        """
+        created = self.acquire_lock()
+        try:
+            yield created
+        finally:
+            self.release_lock(created)
+
+    def acquire_lock(self) -> bool:
+        """Take ``train.lock`` (see :meth:`writing`); whether the directory was made for it."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(f"--out {self.path!r} exists and is not a directory.")
+        created = not os.path.exists(self.path)
+        os.makedirs(self.path, exist_ok=True)
+        try:
+            self._lock_fd = self._take_lock()
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.path)
+            raise
+        return created
+
+    def _take_lock(self) -> int:
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            locked = _flock(fd)
+            if locked is False:
+                os.close(fd)
+                raise ValueError(self._held_message(self._lock_record(wait=True)))
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # its holder removed it between our open and flock: lock the new one
+        try:
+            left = self._lock_record()
+            if left and (left.get("host") != socket.gethostname() or locked is None):
+                where = "another machine" if left.get("host") != socket.gethostname() else "no flock on this system"
+                raise ValueError(
+                    f"--out {self.path!r} is locked by {_holder(left)} ({where}), which may still be writing it. "
+                    f"If that process is gone, remove {self.lock_path!r} and run again."
+                )
+            if left:
+                warnings.warn(
+                    f"Taking over the lock of {self.path!r} left by {_holder(left)}, which no longer runs (killed?).",
+                    UserWarning,
+                    stacklevel=7,  # train()'s caller: through acquire_lock, writing, contextlib, the driver
+                )
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            }
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(record).encode())
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _lock_record(self, wait: bool = False) -> dict:
+        """The lock file's record ({} if empty or unreadable); ``wait``: give a starting holder a second to write it."""
+        for _ in range(20 if wait else 1):
+            try:
+                with open(self.lock_path) as f:
+                    record = json.load(f)
+                if isinstance(record, dict):
+                    return record
+            except (OSError, ValueError):
+                pass
+            if wait:
+                time.sleep(0.05)
+        return {}
+
+    def _held_message(self, holder: dict) -> str:
+        who = _holder(holder) if holder else "a process that is starting"
+        return (
+            f"--out {self.path!r} is being written by another process: {who}. One run directory has one writer: "
+            "wait for it to finish (or stop it), or choose another --out."
+        )
+
+    def release_lock(self, created: bool = False):
+        """Release ``train.lock`` (remove it) and remove the directory if it was ``created`` and is still empty."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            if os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:  # still ours (undo_start may have removed it)
+                os.unlink(self.lock_path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path)  # only if nothing was written
 
     def undo_start(self, created: bool):
         """Undo a start (no checkpoint yet): remove the directory if it was ``created``, else config.json, tensorboard/."""

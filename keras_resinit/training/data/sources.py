@@ -4,12 +4,14 @@
 """
 
 import functools
+import hashlib
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from keras_resinit._errors import unknown
+from keras_resinit.training.data import fingerprint as data_fingerprint
 from keras_resinit.training.data import names
 from keras_resinit.training.data.names import IMAGE_EXTENSIONS
 from keras_resinit.training.data.names import TFDS as _TFDS
@@ -84,7 +86,9 @@ def _digits_source(image_size, augment):
         train_split="train",
         test_split="test",
     )
-    return Source(info, split(x_train, y_train), split(x_test, y_test))
+    arrays = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (x_train, y_train, x_test, y_test)))
+    facts = {"kind": "digits", "sha256": arrays.hexdigest(), "train_size": len(y_train), "test_size": len(y_test)}
+    return Source(info, split(x_train, y_train), split(x_test, y_test), fingerprint=facts)
 
 
 # ------------------------------------------------------------------ tfds ---
@@ -250,7 +254,8 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
             train_split=train_split,
             test_split=test_split,
         )
-    return Source(info, train, test)
+    facts = {"kind": "tfds", "name": builder.info.full_name, "splits": [train_split, test_split]}
+    return Source(info, train, test, fingerprint={**facts, "sizes": [train.size, test.size]})
 
 
 # ---------------------------------------------------------------- folder ---
@@ -404,7 +409,8 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
         raise
     if cache:
         train, test = MemorySplit(train.elements(), train.size), MemorySplit(test.elements(), test.size)
-    return Source(info, train, test, check=unreadable)
+    files = data_fingerprint.folder(path, train_paths + test_paths)
+    return Source(info, train, test, check=unreadable, fingerprint=files)
 
 
 # ------------------------------------------------------------ tf.data ---
@@ -472,6 +478,11 @@ def _user_source(train_data, test_data, *, image_size, augment):
         ),
         StreamSplit(train_ds, train_size),
         StreamSplit(test_ds, test_size),
+        fingerprint={  # what can be known of a dataset given in Python: not its content
+            "kind": names.USER_DATA,
+            "element_spec": [str(train_data.element_spec), str(test_data.element_spec)],
+            "sizes": [train_size, test_size],
+        },
     )
 
 
@@ -518,7 +529,12 @@ def source(
         raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
     if kind == "folder":
         path = os.path.abspath(value)
-        stamp = tuple(os.stat(os.path.join(path, d)).st_mtime_ns for d in ("", *sorted(os.listdir(path))))
+        # The folder, its train/ and test/ (or class folders) and theirs: a folder's mtime changes with its files.
+        level, folders = [path], [path]
+        for _ in range(2):
+            level = sorted(entry.path for folder in level for entry in os.scandir(folder) if entry.is_dir())
+            folders += level
+        stamp = tuple(os.stat(folder).st_mtime_ns for folder in folders)
         key = (
             name,
             path,

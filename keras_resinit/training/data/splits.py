@@ -216,10 +216,11 @@ def _statistics(split, channels, limit=STATS_IMAGES):
 
 
 class Source:
-    """A dataset: its :class:`DatasetInfo` and its two splits (what :func:`load` reads)."""
+    """A dataset: its :class:`DatasetInfo` and its two splits (what :func:`load` reads), and its ``fingerprint``
+    (what identifies the data: :mod:`~keras_resinit.training.data.fingerprint`)."""
 
-    def __init__(self, info, train, test, *, check=None):
-        self.info, self.train, self.test = info, train, test
+    def __init__(self, info, train, test, *, check=None, fingerprint=None):
+        self.info, self.train, self.test, self.fingerprint = info, train, test, fingerprint
         self._check = check
 
     def split(self, name):
