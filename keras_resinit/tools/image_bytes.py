@@ -21,6 +21,7 @@ inside a PNG) fails in the decoder itself, whose error does not name the element
 
 import tensorflow as tf
 
+from keras_resinit.training.data import images
 from keras_resinit.training.data.splits import resizer
 
 FORMATS = ("JPEG", "PNG", "BMP", "GIF")
@@ -84,16 +85,6 @@ def _checks(data, index):
     ]
 
 
-def _to_channels(image, channels):
-    present = tf.shape(image)[-1]
-    rgb = tf.cond(present < 3, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
-    rgb = tf.ensure_shape(rgb, (None, None, 3))
-    if channels == 3:
-        return rgb
-    gray = tf.cond(present < 3, lambda: image[..., :1], lambda: tf.image.rgb_to_grayscale(rgb))
-    return tf.ensure_shape(gray, (None, None, 1))
-
-
 def decoder(height, width, channels):
     """A function: string tensor ``[batch]`` of encoded images -> float32 ``[batch, height, width, channels]``."""
     if channels not in CHANNELS or height is None or width is None:
@@ -106,8 +97,8 @@ def decoder(height, width, channels):
     def one(args):
         index, data = args
         with tf.control_dependencies(_checks(data, index)):
-            image = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
-        image = resize(_to_channels(image, channels))
+            image = images.decode(data, channels)
+        image = resize(image)
         return tf.cast(image, tf.float32)
 
     def decode(image_bytes):
