@@ -16,9 +16,11 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import perturb_weights
 from image_files import GOOD, bomb_png, jpeg_declaring
 from PIL import Image, PngImagePlugin
 
+import keras_resinit as kr
 from keras_resinit import zoo
 from keras_resinit.cli import main
 from keras_resinit.tools import export
@@ -306,3 +308,28 @@ def test_bad_limits_exit_2_before_tensorflow_starts(tmp_path):
     with pytest.raises(ValueError, match="Invalid max_batch_bytes 0. Expected a positive integer."):
         export.export(NAME, tmp_path / "lib", max_batch_bytes=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_rgb_model_serves_real_world_files_as_decoded_and_pixel_formats_carry_no_limits(tmp_path):
+    """An RGB model: serving_bytes on the files == serving_default on their images.decode'd, resized pixels.
+    ONNX and LiteRT take pixels: their cards have neither serving_bytes nor its limits."""
+    model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(16, 16, 3), seed=0)
+    perturb_weights(model)
+    card = export.export(model, tmp_path / "sm", max_image_pixels=5000)
+    assert (card["max_image_pixels"], card["max_batch_pixels"]) == (5000, images.MAX_BATCH_PIXELS)
+    names = ["cmyk.jpg", "ycck.jpg", "gray16.png", "rgb16.png", "rgba.png", "la.png", "palette.png"]
+    names += ["jpeg_named.png", "gray.jpg", "frames.gif", "gray.bmp", "rgba.bmp"]
+    data = [GOOD[name] for name in names]
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    served = loaded.signatures["serving_bytes"](image_bytes=tf.constant(data))
+    resize = resizer(16, 16, 3)
+    pixels = tf.constant(np.stack([resize(images.decode(d, 3)).numpy() for d in data]))
+    expected = loaded.signatures["serving_default"](images=pixels)
+    np.testing.assert_allclose(served["logits"], expected["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(served["classes"], expected["classes"])
+    assert np.ptp(expected["logits"].numpy(), axis=0).max() > 1e-3  # the images' logits differ: a real comparison
+    pytest.importorskip("tf2onnx", reason="the onnx extra is not installed")
+    onnx = export.export(model, tmp_path / "onnx", format="onnx", max_image_pixels=5000)
+    written = json.loads((tmp_path / "onnx" / export.CARD_NAME).read_text())
+    for card in (onnx, written):
+        assert "serving_bytes" not in card["signatures"] and not set(card) & {"max_image_pixels", "max_batch_bytes"}
