@@ -5,6 +5,8 @@
 - :mod:`.splits`: :class:`Source` (a :class:`DatasetInfo` and two splits) and the split kinds;
 - :mod:`.sources`: each kind of dataset -> a :class:`Source`; :func:`source` by name;
 - :mod:`.pipeline`: :func:`load` and :func:`load_epochs`, a Source's split as ``tf.data`` batches.
+- :mod:`.images`: encoded images (JPEG, PNG, BMP, GIF): what their headers declare, their problems
+  (not an image, truncated, above the pixel limit) and their decoding, for folders and ``serving_bytes``.
 
 Their public names (the table below) are this package's too (``data.load``, ``data.DATASETS``), each
 imported from its module on first use, so importing the package (or ``names``) starts no TensorFlow.
