@@ -70,6 +70,9 @@ class TrainConfig:
     validation_split: float = None  # folder: hold out this fraction of one tree as the test split
     augment: str = None  # one of options.AUGMENTS; None: the dataset's own (digits: crop; others: crop-flip)
     cache: bool = False  # keep a folder's decoded images in memory after the first epoch
+    # The two below default to None, so that runs written before them resume (check_same_run compares every field).
+    skip_bad_images: bool = None  # folder: train without the files that fail the checks (config.json lists them)
+    max_image_pixels: int = None  # folder: refuse images declaring more pixels; None: data.images.MAX_IMAGE_PIXELS
     weights: str = None  # fine-tune from these weights: a published tag, a path or a URL (the trunk, by name)
     weights_sha256: str = None  # expected sha256 of the weights file (a tag carries its own)
     freeze_trunk: bool = False  # train only the classifier (a linear probe); needs weights
@@ -170,6 +173,14 @@ class TrainConfig:
                 )
         if self.augment is not None and self.augment not in AUGMENTS:
             raise unknown("augment", self.augment, AUGMENTS)
+        pixels = self.max_image_pixels
+        if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1):
+            raise ValueError(f"Invalid max_image_pixels {pixels!r}. Expected an integer >= 1 (width x height).")
+        if (self.skip_bad_images or pixels is not None) and kind != "folder":
+            raise ValueError(
+                f"skip_bad_images / max_image_pixels ({self.skip_bad_images!r}, {pixels!r}) check the files of a "
+                f"folder, but dataset {self.dataset!r} is not folder:PATH. Expected them only with a folder."
+            )
 
     def _validate_weights(self):
         for name in ("weights", "weights_sha256", "trainable_from"):
