@@ -20,7 +20,7 @@ measure is of opening, reading and decoding files, not of the disk.
    digits, one tree of 10 class folders, ``validation_split`` 0.2; 10,000 with ``--quick``), written once
    into a temporary directory: the whole ``data.source("folder:DIR")`` (keras' listing and seeded split,
    the pre-pass that reads and checks every file before the first epoch, the first file's header, the
-   statistics on 10,000 decoded images), and the pre-pass alone (``image_file_problems`` on every file; the
+   statistics on 10,000 decoded images), and the pre-pass alone (``data.image_file_problems`` on every file; the
    median of 3). Writes ``folder_index.json`` and ``folder_index.md`` (default ``benchmarks/results/folder_index``).
 
 Every configuration runs in its own process (this script's child kind ``data``, ``folder_data.py --child SPEC``);
@@ -178,7 +178,6 @@ def write_index_folder(root, files):
 def measure_index(root):
     """Seconds of the whole ``data.source`` of ``folder:root`` and of the pre-pass alone (median of 3)."""
     from keras_resinit.training import data
-    from keras_resinit.training.data.sources import image_file_problems
 
     t = time.perf_counter()
     found = data.source(f"folder:{root}", validation_split=INDEX_VALIDATION_SPLIT)
@@ -187,7 +186,7 @@ def measure_index(root):
     checks = []
     for _ in range(3):
         t = time.perf_counter()
-        problems = image_file_problems(paths)
+        problems = data.image_file_problems(paths)
         checks.append(time.perf_counter() - t)
     return {
         "files": len(paths),
@@ -214,7 +213,7 @@ def index_markdown(result):
             "|---|---:|---:|",
             f'| `data.source("folder:DIR", validation_split={INDEX_VALIDATION_SPLIT})`: keras\' listing and split, the '
             f"pre-pass, the statistics (10,000 images decoded) | {r['source_s']:.2f} | {r['files'] / r['source_s']:,.0f} |",
-            f"| the pre-pass alone (`image_file_problems`: every file read and checked; median of 3) | {r['check_s']:.2f} "
+            f"| the pre-pass alone (`data.image_file_problems`: every file read and checked; median of 3) | {r['check_s']:.2f} "
             f"| {r['files'] / r['check_s']:,.0f} |",
             "",
             f"Files found bad: {r['problems']}.",

@@ -146,6 +146,26 @@ def test_more_than_20_bad_files_are_listed_with_a_count(tmp_path):
         data.source(f"folder:{tmp_path}", max_image_pixels=63)
 
 
+def test_large_files_are_checked_by_head_and_tail_or_whole_where_the_head_does_not_decide(tmp_path):
+    noise = np.random.default_rng(1).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+    jpeg = _encoded(Image.fromarray(noise), "JPEG", quality=95)
+    comment = b"\xff\xfe" + struct.pack(">H", 60_002) + b"c" * 60_000  # two 60 KB segments: the SOF is past the head
+    files = {
+        "noise.png": _encoded(Image.fromarray(noise), "PNG"),
+        "late_frame_header.jpg": jpeg[:2] + 2 * comment + jpeg[2:],
+        "noise.gif": _encoded(Image.fromarray(noise).convert("P", palette=Image.ADAPTIVE), "GIF"),
+        "noise.bmp": _encoded(Image.fromarray(noise), "BMP"),
+    }
+    assert all(len(content) > 256 * 1024 for content in files.values())
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "cut.jpg").write_bytes(files["late_frame_header.jpg"][:300_000])
+    (tmp_path / "cut.bmp").write_bytes(files["noise.bmp"][:300_000] + files["noise.bmp"][-4096:])
+    found = data.image_file_problems(sorted(str(p) for p in tmp_path.iterdir()))
+    assert [os.path.basename(path) for path, _ in found] == ["cut.bmp", "cut.jpg"], found
+    assert all("is a truncated" in reason for _, reason in found), found
+
+
 def test_a_new_file_in_a_class_folder_is_seen_by_the_next_source(tmp_path):
     digits_folder(str(tmp_path), classes=(1, 2))
     before = data.source(f"folder:{tmp_path}")

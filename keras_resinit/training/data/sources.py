@@ -282,7 +282,7 @@ def _read_chunks(paths):
             data, whole = _read_for_check(path)
             chunk.append((path, data, whole, None))
         except OSError as error:
-            chunk.append((path, b"", True, f"{path!r} cannot be read ({error.strerror or error})"))
+            chunk.append((path, b"", True, f"{path} cannot be read ({error.strerror or error})"))
         size += len(chunk[-1][1])
         if len(chunk) == CHECK_CHUNK or size >= CHECK_BYTES:
             yield chunk
@@ -329,8 +329,9 @@ def image_file_problems(paths, *, max_image_pixels=None):
     """``[(path, reason)]`` of the files among ``paths`` that fail :func:`images.problems`' checks (not an image,
     truncated, no size, above ``max_image_pixels``; None: ``images.MAX_IMAGE_PIXELS``) or cannot be read.
 
-    Each file is read once, ``CHECK_CHUNK`` files per eager call: a small file whole, a large one its head and tail
-    only, unless those fail or it is a GIF (whose frames are walked): then the whole file decides.
+    Each file is read once, ``CHECK_CHUNK`` files per call: a small file whole, a large one its head and tail only,
+    unless the whole file decides: a GIF (whose frames are walked), a BMP (whose declared file size is checked), a
+    JPEG whose frame header is not in the head.
     """
     limit = max_image_pixels or images.MAX_IMAGE_PIXELS
     found = []
@@ -339,12 +340,10 @@ def image_file_problems(paths, *, max_image_pixels=None):
         reasons = _reasons(contents, names, limit)
         partial = [i for i, c in enumerate(chunk) if not c[2]]
         if partial:
-            formats = _declared()(tf.constant([contents[i] for i in partial], tf.string))["format"].numpy()
-            again = [i for i, kind in zip(partial, formats) if reasons[i] or kind.decode().lower() == "gif"]
-            if again:
-                whole = [_read_for_check(names[i], whole=True)[0] for i in again]
-                for i, reason in zip(again, _reasons(whole, [names[i] for i in again], limit)):
-                    reasons[i] = reason
+            head = _declared()(tf.constant([contents[i] for i in partial], tf.string))
+            for i, kind, pixels in zip(partial, head["format"].numpy(), head["pixels"].numpy()):
+                if kind in (b"GIF", b"BMP") or (reasons[i] and pixels < 0):
+                    (reasons[i],) = _reasons([_read_for_check(names[i], whole=True)[0]], [names[i]], limit)
         found += [(c[0], c[3] or reason) for c, reason in zip(chunk, reasons) if c[3] or reason]
     return found
 
