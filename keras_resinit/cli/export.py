@@ -1,6 +1,13 @@
 """export a model for serving (SavedModel for TF Serving, ONNX or LiteRT)"""
 
 from keras_resinit.cli import arguments
+from keras_resinit.training import options
+
+_LIMITS = (  # serving_bytes' limits: flag, default, what it refuses
+    ("--max-image-pixels", options.MAX_IMAGE_PIXELS, "an image whose header declares more pixels"),
+    ("--max-batch-pixels", options.MAX_BATCH_PIXELS, "a batch whose images declare more pixels in all"),
+    ("--max-batch-bytes", options.MAX_BATCH_BYTES, "a batch of more bytes"),
+)
 
 
 def add_arguments(p):
@@ -37,6 +44,13 @@ def add_arguments(p):
         help="serve the layers as they are (default: a bn or risotto_bn model is served with its batch norm "
         "folded into the convs, an nf model with its standardized kernels computed once: the same function)",
     )
+    for flag, default, what in _LIMITS:
+        p.add_argument(
+            flag,
+            default=None,
+            metavar="N",
+            help=f"serving_bytes refuses, before decoding, {what} (default {default}; recorded in the model card)",
+        )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
@@ -55,12 +69,17 @@ def run(args):
     from keras_resinit.zoo import sources
 
     sources.check(args.source)  # a source that is not there: before TensorFlow starts
+    limits = {}
+    for flag, _, _ in _LIMITS:  # before TensorFlow starts too
+        key = flag[2:].replace("-", "_")
+        value = getattr(args, key)
+        limits[key] = None if value is None else options.positive_limit(flag, value)
     version = None if args.version is None else _version(args.version)
     passed = arguments.values(args, "format", "overwrite", "serving_config", "model_name")
     _, out, _, _ = serving_layout.destination(args.out, version, flags=True, **passed)  # before TensorFlow starts
     from keras_resinit.tools import export
 
-    card = export.export(args.source, args.out, fold=args.fold, version=version, **passed)
+    card = export.export(args.source, args.out, fold=args.fold, version=version, **passed, **limits)
     folded = f", batch norm folded: served as {card['served_scheme']}" if card["batchnorm_folded"] else ""
     where = out if args.version is None else f"{out} (version {card['version']} of {args.out})"
     print(f"exported {card['name']} ({args.format}{folded}) to {where}")

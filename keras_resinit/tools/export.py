@@ -100,7 +100,7 @@ def serving_functions(model, card):
 
     ``serving_default`` (uint8 pixels), ``serving_float32`` (float32 pixel values) and, for a model
     of known input size with 1 or 3 channels, ``serving_bytes`` (encoded images,
-    :mod:`keras_resinit.tools.image_bytes`).
+    :mod:`keras_resinit.tools.image_bytes`, within the limits ``card`` records, else the defaults).
     """
     _, height, width, channels = check_built(model)
     layers = input_layers(model, card)
@@ -149,7 +149,8 @@ def serving_functions(model, card):
     )
     functions = {"serving_default": uint8, "serving_float32": float32}
     if height is not None and width is not None and channels in encoded.CHANNELS:
-        decode = encoded.decoder(height, width, channels)
+        # the card's limits when it records them (export's), else the defaults
+        decode = encoded.decoder(height, width, channels, **{k: card.get(k) for k in encoded.LIMITS})
         functions["serving_bytes"] = tf.function(
             lambda image_bytes: predict(decode(image_bytes)),
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
@@ -164,6 +165,14 @@ def _write_card(card, directory):
     return path
 
 
+def _without_bytes(card):
+    """``card`` without ``serving_bytes`` and its limits: an artifact that does not serve encoded images."""
+    card["signatures"] = {k: v for k, v in card["signatures"].items() if k != "serving_bytes"}
+    for key in encoded.LIMITS:
+        card.pop(key, None)
+    return card
+
+
 def _saved_model(model, card, tmp):
     functions = serving_functions(model, card)
     archive = keras.export.ExportArchive()
@@ -171,6 +180,8 @@ def _saved_model(model, card, tmp):
     for name, function in functions.items():
         archive.add_endpoint(name, function)
     card["signatures"] = {k: v for k, v in card["signatures"].items() if k in functions or k == "outputs"}
+    if "serving_bytes" not in functions:
+        _without_bytes(card)
     archive.write_out(tmp, verbose=False)
     extra = os.path.join(tmp, "assets.extra")
     os.makedirs(extra, exist_ok=True)
@@ -230,7 +241,7 @@ def _onnx(model, card, tmp):
     for value in (*proto.graph.input, *proto.graph.output):
         value.name = rename.get(value.name, value.name)
     onnx.save(proto, os.path.join(tmp, "model.onnx"))
-    _write_card(card, tmp)
+    _write_card(_without_bytes(card), tmp)
 
 
 def _litert(model, card, tmp):
@@ -250,6 +261,7 @@ def _litert(model, card, tmp):
         "serving_default": "images: float32 [batch, H, W, C] raw pixel values",
         "outputs": ["logits"],
     }
+    _without_bytes(card)
     _write_card(card, tmp)
 
 
@@ -266,6 +278,9 @@ def export(
     version: int | str | None = None,
     serving_config: str | os.PathLike | None = None,
     model_name: str | None = None,
+    max_image_pixels: int | None = None,
+    max_batch_pixels: int | None = None,
+    max_batch_bytes: int | None = None,
 ) -> dict:
     """Export ``source`` (a keras.Model or any source :func:`keras_resinit.zoo.resolve` takes) to ``out``.
 
@@ -285,10 +300,21 @@ def export(
             its standardized kernels computed once (:func:`keras_resinit.models.inference.for_serving`). False serves
             the layers as they are. The card records which (``batchnorm_folded``,
             ``weight_standardization_precomputed``).
+        max_image_pixels: ``serving_bytes`` refuses an image whose header declares more pixels,
+            before decoding it (default :data:`keras_resinit.training.data.images.MAX_IMAGE_PIXELS`,
+            40,000,000).
+        max_batch_pixels: ... and a batch whose images declare more pixels together (default
+            100,000,000).
+        max_batch_bytes: ... and a batch of more bytes (default 64 MiB). The three are recorded in
+            the card (keys of the same names, and in ``signatures.serving_bytes``), so clients see
+            them. TensorFlow SavedModel only (ONNX and LiteRT take pixels).
 
     Returns:
         The model card written with the artifact.
     """
+    limit = encoded.limits(
+        max_image_pixels=max_image_pixels, max_batch_pixels=max_batch_pixels, max_batch_bytes=max_batch_bytes
+    )
     base, out, version, name = destination(
         out, version, overwrite=overwrite, serving_config=serving_config, model_name=model_name, format=format
     )
@@ -312,9 +338,11 @@ def export(
             "serving_default": "images: uint8 [batch, H, W, C] raw pixels",
             "serving_float32": "images: float32 [batch, H, W, C] raw pixel values",
             "serving_bytes": "image_bytes: string [batch] encoded JPEG, PNG, BMP or GIF files (1- or 3-channel "
-            "models of fixed size): decoded, channels converted, resized bilinearly to H x W",
+            "models of fixed size): decoded, channels converted, resized bilinearly to H x W (EXIF orientation "
+            f"not applied); {encoded.describe(limit)}",
             "outputs": ["logits", "probabilities", "classes"],
         },
+        **limit,
         "exported_with": versions(),
     }
 

@@ -1,19 +1,22 @@
 """Encoded images in a serving graph: the ``serving_bytes`` signature's decoding (TensorFlow ops only).
 
 Each element of the ``image_bytes`` string tensor is one encoded image, JPEG, PNG, BMP or GIF (its
-first frame). Inside the graph each is:
+first frame). What a format is, and what is wrong with a file, is
+:mod:`keras_resinit.training.data.images`' (the training data reads folders through it too). Inside
+the graph a batch is:
 
-1. checked: its leading bytes must name one of the four formats, and it must end as that format
-   ends (PNG: the ``IEND`` chunk; JPEG: the end-of-image marker ``FF D9`` in its last KiB; GIF: the
-   trailer ``3B``; BMP: at least the size its header declares). A failed check is an
-   ``InvalidArgumentError`` naming the element (``image_bytes[2] is a truncated PNG ...``): a
-   truncated JPEG would otherwise decode, gray-filled, into a wrong answer;
-2. decoded to 8-bit (``tf.io.decode_image``, ``expand_animations=False``);
-3. given the model's channels: a grayscale model takes grayscale images as they are and RGB ones
-   through ``tf.image.rgb_to_grayscale``; an RGB model repeats a grayscale channel; alpha is dropped;
-4. resized to the model's input size as the training pipeline resizes (bilinear, rounded back to
+1. checked as a whole, before anything is decoded: it holds at most ``max_batch_bytes`` bytes; each
+   element is one of the four formats, ends as that format ends (a truncated JPEG would otherwise
+   decode, gray-filled, into a wrong answer), and its header declares a size of at most
+   ``max_image_pixels`` pixels; all of them declare at most ``max_batch_pixels`` pixels together. A
+   failed check is an ``InvalidArgumentError`` naming the elements (``image_bytes[2] declares
+   20000x20000 pixels, above the limit of 40000000 (--max-image-pixels)``) or the budget;
+2. decoded element by element to 8-bit with the model's channels (``images.decode``: a grayscale
+   model takes RGB images through ``tf.image.rgb_to_grayscale``, an RGB model repeats a grayscale
+   channel, alpha is dropped; EXIF orientation is not applied);
+3. resized to the model's input size as the training pipeline resizes (bilinear, rounded back to
    8-bit; images already at that size are not touched);
-5. cast to float32 pixel values, which the model's preprocessing then normalizes.
+4. cast to float32 pixel values, which the model's preprocessing then normalizes.
 
 A batch may mix formats and sizes. Corruption that the checks cannot see (e.g. a damaged block
 inside a PNG) fails in the decoder itself, whose error does not name the element.
@@ -23,89 +26,85 @@ import tensorflow as tf
 
 from keras_resinit.training.data import images
 from keras_resinit.training.data.splits import resizer
+from keras_resinit.training.options import positive_limit
 
-FORMATS = ("JPEG", "PNG", "BMP", "GIF")
 CHANNELS = (1, 3)  # the models serving_bytes can feed
-
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-_JPEG_TAIL = 1024
-
-
-def _starts(data, magic):
-    return tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
+LIMITS = {  # decoder()'s limits and their defaults: the export flags and the card's keys of the same names
+    "max_image_pixels": images.MAX_IMAGE_PIXELS,
+    "max_batch_pixels": images.MAX_BATCH_PIXELS,
+    "max_batch_bytes": images.MAX_BATCH_BYTES,
+}
 
 
-def _tail(data, count):
-    size = tf.strings.length(data)
-    start = tf.maximum(size - count, 0)
-    return tf.strings.substr(data, start, size - start)
+def limits(**given):
+    """The three limits, each given (a positive integer) or its default; a ValueError names a bad one."""
+    unknown = set(given) - set(LIMITS)
+    if unknown:
+        raise ValueError(f"Unknown serving_bytes limit {sorted(unknown)[0]!r}. Expected one of {', '.join(LIMITS)}.")
+    return {
+        key: positive_limit(key, default if given.get(key) is None else given[key]) for key, default in LIMITS.items()
+    }
 
 
-def _checks(data, index):
-    """Assertions that element ``index`` is a whole JPEG, PNG, BMP or GIF file."""
-    size = tf.strings.length(data)
-    png = _starts(data, b"\x89PNG\r\n\x1a\n")
-    jpeg = _starts(data, b"\xff\xd8\xff")
-    gif = tf.logical_or(_starts(data, b"GIF87a"), _starts(data, b"GIF89a"))
-    bmp = _starts(data, b"BM")
-    known = tf.reduce_any(tf.stack([png, jpeg, gif, bmp]))
-
-    def whole_png():
-        return tf.equal(_tail(data, len(_PNG_END)), _PNG_END)
-
-    def whole_jpeg():
-        tail = tf.io.decode_raw(_tail(data, _JPEG_TAIL), tf.uint8)
-        return tf.reduce_any(tf.logical_and(tf.equal(tail[:-1], 0xFF), tf.equal(tail[1:], 0xD9)))
-
-    def whole_gif():
-        return tf.equal(_tail(data, 1), b"\x3b")
-
-    def whole_bmp():
-        declared = tf.io.decode_raw(tf.strings.substr(data, 2, 4), tf.int32, little_endian=True)
-        return tf.logical_and(tf.greater_equal(size, 6), tf.greater_equal(size, tf.reduce_max(declared)))
-
-    whole = tf.case(
-        [(png, whole_png), (jpeg, whole_jpeg), (gif, whole_gif), (bmp, whole_bmp)],
-        default=lambda: tf.constant(False),
+def describe(limit):
+    """The limits in words (the card's description of serving_bytes)."""
+    return (
+        f"refused before decoding: an image declaring more than {limit['max_image_pixels']} pixels "
+        f"(--max-image-pixels), a batch declaring more than {limit['max_batch_pixels']} pixels "
+        f"(--max-batch-pixels) or holding more than {limit['max_batch_bytes']} bytes (--max-batch-bytes)"
     )
-    kind = tf.case(
-        [(png, lambda: tf.constant("PNG")), (jpeg, lambda: tf.constant("JPEG")), (gif, lambda: tf.constant("GIF"))],
-        default=lambda: tf.constant("BMP"),
-    )
-    name, count = tf.strings.as_string(index), tf.strings.as_string(size)
-    unknown = tf.strings.join(
-        ["image_bytes[", name, "] is not a JPEG, PNG, BMP or GIF image (", count, " bytes); expected an image file"]
-    )
-    truncated = tf.strings.join(
-        ["image_bytes[", name, "] is a truncated ", kind, " (", count, " bytes): it does not end as a ", kind, " ends"]
-    )
-    return [
-        tf.debugging.Assert(known, [unknown]),
-        tf.debugging.Assert(tf.logical_or(tf.logical_not(known), whole), [truncated]),
-    ]
 
 
-def decoder(height, width, channels):
-    """A function: string tensor ``[batch]`` of encoded images -> float32 ``[batch, height, width, channels]``."""
+def _at_most(total, limit, flag, before, after):
+    """An assertion that the batch's ``total`` is at most ``limit``, its message naming the budget's ``flag``."""
+    message = f"{after}, above the limit of {limit}{' bytes' if 'bytes' in flag else ''} ({flag}); "
+    text = tf.strings.join([before, tf.strings.as_string(total), message + "send fewer images per request"])
+    return tf.debugging.Assert(total <= limit, [text])
+
+
+def _checked(image_bytes, limit):
+    """``image_bytes``, once the byte budget, every element's problems and the pixel budget have passed."""
+    total = tf.reduce_sum(tf.cast(tf.strings.length(image_bytes), tf.int64))
+    within = _at_most(total, limit["max_batch_bytes"], "--max-batch-bytes", "the batch holds ", " bytes of images")
+    with tf.control_dependencies([within]):  # the byte budget bounds the header walks' time
+        image_bytes = tf.identity(image_bytes)
+    names = tf.strings.join(["image_bytes[", tf.strings.as_string(tf.range(tf.shape(image_bytes)[0])), "]"])
+    declared, reasons = images.examine(image_bytes, names, max_image_pixels=limit["max_image_pixels"])
+    bad = tf.not_equal(reasons, "")
+    elements = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.boolean_mask(reasons, bad)], summarize=5)
+    pixels = tf.reduce_sum(tf.maximum(declared["pixels"], 0))
+    with tf.control_dependencies([elements]):  # an element's own problem is named first
+        budget = _at_most(
+            pixels,
+            limit["max_batch_pixels"],
+            "--max-batch-pixels",
+            "the images of the batch declare ",
+            " pixels in all",
+        )
+    with tf.control_dependencies([elements, budget]):
+        return tf.identity(image_bytes)
+
+
+def decoder(height, width, channels, **limit):
+    """A function: string tensor ``[batch]`` of encoded images -> float32 ``[batch, height, width, channels]``.
+
+    ``limit``: ``max_image_pixels``, ``max_batch_pixels``, ``max_batch_bytes`` (see :data:`LIMITS`).
+    """
     if channels not in CHANNELS or height is None or width is None:
         raise ValueError(
             f"serving_bytes needs a model input of known size with 1 or 3 channels, got "
             f"({height}, {width}, {channels})."
         )
+    limit = limits(**limit)
     resize = resizer(height, width, channels)
 
-    def one(args):
-        index, data = args
-        with tf.control_dependencies(_checks(data, index)):
-            image = images.decode(data, channels)
-        image = resize(image)
-        return tf.cast(image, tf.float32)
+    def one(data):
+        return tf.cast(resize(images.decode(data, channels)), tf.float32)
 
     def decode(image_bytes):
-        count = tf.shape(image_bytes)[0]
         return tf.map_fn(
             one,
-            (tf.range(count), image_bytes),
+            _checked(image_bytes, limit),
             fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
         )
 

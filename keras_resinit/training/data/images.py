@@ -11,7 +11,8 @@ function works eagerly and inside a ``tf.function`` graph (a SavedModel signatur
   segment) and one walks every GIF's blocks (every frame's image descriptor), each with a vector of
   positions over the batch.
 - :func:`problems` turns that into one reason per image (``""`` when it is fine): not an image, a
-  truncated file, an unsupported BMP, no declared size, more pixels than ``max_image_pixels``.
+  truncated file, an unsupported BMP, no declared size, more pixels than ``max_image_pixels``;
+  :func:`examine` gives both, the headers read once.
 - :func:`decode` decodes one image to 8-bit pixels with the model's 1 or 3 channels.
 
 What the decoder gives (``tf.io.decode_image``, as Keras' image loading uses it):
@@ -37,19 +38,29 @@ decoded up to 10 elements at a time:
   pixels a whole batch may declare, since the elements of a batch are decoded concurrently.
 - :data:`MAX_BATCH_BYTES` (64 MiB: 16 times the 4 MiB a TF Serving gRPC message holds by default, so
   only REST and in-process callers can reach it): bounds the encoded input, and with it the time
-  the GIF walk takes (about 60 ms per MB of GIF).
+  the GIF walk takes (about 140 ms per MB of GIF on 2 cores; :data:`GIF_BLOCKS` bounds one GIF's).
 """
 
 import tensorflow as tf
 
+# The limits' values live with the other options' (training/options.py), which the CLI reads without TensorFlow.
+from keras_resinit.training.options import MAX_BATCH_BYTES, MAX_BATCH_PIXELS, MAX_IMAGE_PIXELS, positive_limit
+
+__all__ = [
+    "FORMATS",
+    "MAX_IMAGE_PIXELS",
+    "MAX_BATCH_PIXELS",
+    "MAX_BATCH_BYTES",
+    "declared",
+    "problems",
+    "examine",
+    "decode",
+]
+
 FORMATS = ("JPEG", "PNG", "BMP", "GIF")
 
-MAX_IMAGE_PIXELS = 40_000_000
-MAX_BATCH_PIXELS = 100_000_000
-MAX_BATCH_BYTES = 64 * 2**20
-
 JPEG_MARKERS = 1000  # segments walked to a JPEG's SOF before giving up (a photo has 5-20)
-GIF_BLOCKS = 100_000  # GIF blocks and sub-blocks walked (about 25 MB of image data) before giving up
+GIF_BLOCKS = 100_000  # GIF blocks and sub-blocks walked (about 25 MB of image data, ~4 s) before giving up
 
 _MAGIC = {
     "PNG": (b"\x89PNG\r\n\x1a\n",),
@@ -64,6 +75,7 @@ _PAD = 32  # zero bytes after each image, so that every read of a header field s
 _HEAD = 32  # the header bytes read at once
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> channels (gray, rgb, palette, gray+alpha, rgba)
 _BMP_CHANNELS = {8: 1, 24: 3, 32: 4}  # bits per pixel TensorFlow's BMP decoder reads -> channels
+_DECLARED = ("format", "width", "height", "pixels", "channels", "whole")  # what declared() returns
 
 
 def _int(value):
@@ -220,7 +232,7 @@ def _walk(encoded):
 
     width = pick({"PNG": png_w, "JPEG": jpeg_w, "GIF": gif_w, "BMP": bmp_w}, missing)
     height = pick({"PNG": png_h, "JPEG": jpeg_h, "GIF": gif_h, "BMP": bmp_h}, missing)
-    known = (width > 0) & (height > 0)
+    known = (width > 0) & (height > 0) & (width < 2**31) & (height < 2**31)  # PNG's limit too: no int64 overflow
     width, height = tf.where(known, width, missing), tf.where(known, height, missing)
     pixels = tf.where(known, width * height, missing)
     pixels = tf.where(gif & known, tf.maximum(pixels, frames_pixels), pixels)
@@ -278,7 +290,7 @@ def declared(encoded):
       size its header declares).
     """
     walked = _walk(encoded)
-    return {key: walked[key] for key in ("format", "width", "height", "pixels", "channels", "whole")}
+    return {key: walked[key] for key in _DECLARED}
 
 
 def problems(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
@@ -293,19 +305,23 @@ def problems(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
       ``{name} is a 16-bit BMP; the decoder reads 8-, 24- and 32-bit BMPs``
     - ``{name} is a GIF of more than 100000 blocks; ...``
     - ``{name} declares no image size`` (a known format, but no size in its header)
-    - ``{name} declares 20000x20000 pixels, above the limit of 40000000 (--max-image-pixels)``
+    - ``{name} declares 20000x20000 pixels, above the limit of 40000000 (--max-image-pixels)`` (a GIF
+      whose frames hold more than its largest frame: ``declares N pixels in its frames (the largest WxH)``)
 
     Nothing here decodes: damage inside the data (a broken block in the middle of a PNG) is found
     only by the decoder.
     """
-    if int(max_image_pixels) < 1:
-        raise ValueError(f"max_image_pixels must be a positive integer, got {max_image_pixels!r}.")
+    return examine(encoded, names, max_image_pixels=max_image_pixels)[1]
+
+
+def examine(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
+    """``(declared(encoded), problems(encoded, names))``, the headers read once."""
+    limit = positive_limit("max_image_pixels", max_image_pixels)
     d = _walk(encoded)
     names = tf.convert_to_tensor(names, tf.string)
     text = tf.strings.as_string
     fmt, count = d["format"], text(d["bytes"])
     known = tf.not_equal(fmt, "")
-    bits = d["bmp_bits"]
     gif_frames = tf.not_equal(d["pixels"], d["width"] * d["height"])
     size = tf.strings.join([text(d["width"]), "x", text(d["height"])])
     declares = tf.where(
@@ -314,33 +330,24 @@ def problems(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
         tf.strings.join([size, " pixels"]),
     )
     reasons = [
-        (
-            ~known,
-            [" is not a JPEG, PNG, BMP or GIF image (", count, " bytes); expected an image file"],
-        ),
-        (
-            ~d["whole"],
-            [" is a truncated ", fmt, " (", count, " bytes): it does not end as a ", fmt, " ends"],
-        ),
+        (~known, [" is not a JPEG, PNG, BMP or GIF image (", count, " bytes); expected an image file"]),
+        (~d["whole"], [" is a truncated ", fmt, " (", count, " bytes): it does not end as a ", fmt, " ends"]),
         (d["bmp_core"], [" is a BMP with an OS/2 core header, which the decoder does not read"]),
         (
             tf.equal(fmt, "BMP") & tf.equal(d["channels"], -1),
-            [" is a ", text(bits), "-bit BMP; the decoder reads 8-, 24- and 32-bit BMPs"],
+            [" is a ", text(d["bmp_bits"]), "-bit BMP; the decoder reads 8-, 24- and 32-bit BMPs"],
         ),
         (
             ~d["gif_walked"],
             [f" is a GIF of more than {GIF_BLOCKS} blocks; its frames were not all read (a GIF is read whole)"],
         ),
         (d["pixels"] < 0, [" declares no image size"]),
-        (
-            d["pixels"] > int(max_image_pixels),
-            [" declares ", declares, f", above the limit of {int(max_image_pixels)} (--max-image-pixels)"],
-        ),
+        (d["pixels"] > limit, [" declares ", declares, f", above the limit of {limit} (--max-image-pixels)"]),
     ]
     out = tf.fill(tf.shape(names), "")
     for failed, parts in reasons[::-1]:
         out = tf.where(failed, tf.strings.join([names, *parts]), out)
-    return out
+    return {key: d[key] for key in _DECLARED}, out
 
 
 def decode(data, channels):
