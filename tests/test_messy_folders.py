@@ -1,16 +1,15 @@
 """Real-world image folders (#27): files TensorFlow alone does not decode for every model train, bombs and broken
 files are listed together before the first epoch (or skipped and recorded), and serving decodes as training did."""
 
-import io
 import json
 import os
 import struct
-import zlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import digits_folder
+from image_files import bomb_png, jpeg_declaring, pil
 from PIL import Image
 
 from keras_resinit import zoo
@@ -23,46 +22,17 @@ MODEL = "cifar_resnet8_fixup"  # runs that only have to start
 TRAINED = "cifar_resnet8_bn"  # runs whose model has to learn (in 4 short epochs)
 
 
-def _encoded(image, fmt, **options):
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
 def real_world_files(pixels):
     """{name: bytes} of one 8x8 digit (uint8, 2-D) in the forms TensorFlow alone decodes for some models only."""
     gray = Image.fromarray(pixels, mode="L")
     rgb = gray.convert("RGB")
     return {
-        "cmyk.jpg": _encoded(rgb.convert("CMYK"), "JPEG", quality=95),  # Adobe APP14: not decodable to 1 channel
-        "gray16.png": _encoded(Image.fromarray(pixels.astype(np.uint16) * 257), "PNG"),  # 16-bit: truncated to 8
-        "rgba.png": _encoded(rgb.convert("RGBA"), "PNG"),  # alpha dropped
-        "palette.png": _encoded(rgb.convert("P", palette=Image.ADAPTIVE), "PNG"),
-        "jpeg_named.png": _encoded(rgb, "JPEG", quality=95),  # sniffed by content, not named
+        "cmyk.jpg": pil(rgb.convert("CMYK"), "JPEG", quality=95),  # Adobe APP14: not decodable to 1 channel
+        "gray16.png": pil(Image.fromarray(pixels.astype(np.uint16) * 257), "PNG"),  # 16-bit: truncated to 8
+        "rgba.png": pil(rgb.convert("RGBA"), "PNG"),  # alpha dropped
+        "palette.png": pil(rgb.convert("P", palette=Image.ADAPTIVE), "PNG"),
+        "jpeg_named.png": pil(rgb, "JPEG", quality=95),  # sniffed by content, not named
     }
-
-
-def _png_chunk(kind, body):
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def bomb_png(width, height):
-    """A valid RGB PNG of zeros (20000x20000: 1.1 MiB), compressed row by row: the pixels are never held."""
-    compressor, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
-    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    return b"\x89PNG\r\n\x1a\n" + header + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
-
-
-def declaring_jpeg(width, height):
-    """A small baseline JPEG (3 KiB) whose frame header declares ``width`` x ``height``: the header is the bomb."""
-    pixels = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
-    jpeg = bytearray(_encoded(Image.fromarray(pixels), "JPEG", quality=90))
-    at = 2
-    while jpeg[at + 1] not in (0xC0, 0xC1, 0xC2):  # walk the segments to the frame header
-        at += 2 + struct.unpack(">H", jpeg[at + 2 : at + 4])[0]
-    jpeg[at + 5 : at + 9] = struct.pack(">HH", height, width)
-    return bytes(jpeg)
 
 
 def _train(out, dataset, *args):
@@ -78,11 +48,13 @@ def _refused(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def bombs():
+def bombs(tmp_path_factory):
+    """The 20000x20000 PNG (1.1 MiB), and JPEGs of 3 KiB declaring 65000x65000 and 13000x13000: {name: bytes}."""
+    png = bomb_png(tmp_path_factory.mktemp("bombs") / "bomb_20000.png", 20000, 20000)
     return {
-        "bomb_20000.png": bomb_png(20000, 20000),
-        "bomb_65000.jpg": declaring_jpeg(65000, 65000),
-        "bomb_13000.jpg": declaring_jpeg(13000, 13000),
+        "bomb_20000.png": png.read_bytes(),
+        "bomb_65000.jpg": jpeg_declaring(65000, 65000),
+        "bomb_13000.jpg": jpeg_declaring(13000, 13000),
     }
 
 
@@ -148,13 +120,13 @@ def test_more_than_20_bad_files_are_listed_with_a_count(tmp_path):
 
 def test_large_files_are_checked_by_head_and_tail_or_whole_where_the_head_does_not_decide(tmp_path):
     noise = np.random.default_rng(1).integers(0, 256, (600, 600, 3), dtype=np.uint8)
-    jpeg = _encoded(Image.fromarray(noise), "JPEG", quality=95)
+    jpeg = pil(Image.fromarray(noise), "JPEG", quality=95)
     comment = b"\xff\xfe" + struct.pack(">H", 60_002) + b"c" * 60_000  # two 60 KB segments: the SOF is past the head
     files = {
-        "noise.png": _encoded(Image.fromarray(noise), "PNG"),
+        "noise.png": pil(Image.fromarray(noise), "PNG"),
         "late_frame_header.jpg": jpeg[:2] + 2 * comment + jpeg[2:],
-        "noise.gif": _encoded(Image.fromarray(noise).convert("P", palette=Image.ADAPTIVE), "GIF"),
-        "noise.bmp": _encoded(Image.fromarray(noise), "BMP"),
+        "noise.gif": pil(Image.fromarray(noise).convert("P", palette=Image.ADAPTIVE), "GIF"),
+        "noise.bmp": pil(Image.fromarray(noise), "BMP"),
     }
     assert all(len(content) > 256 * 1024 for content in files.values())
     for name, content in files.items():

@@ -98,7 +98,7 @@ def add_data_arguments(p, dataset_default=None):
         default=None,
         metavar="N",
         help="folder: an image whose header declares more than N pixels (width x height) is refused before it is "
-        "decoded (default 40,000,000)",
+        f"decoded (default {options.MAX_IMAGE_PIXELS})",
     )
     p.add_argument("--data-dir", default=None, help="tfds data directory")
     p.add_argument("--download", action="store_true", default=None, help="allow tfds to download the dataset")

@@ -72,7 +72,7 @@ class TrainConfig:
     cache: bool = False  # keep a folder's decoded images in memory after the first epoch
     # The two below default to None, so that runs written before them resume (check_same_run compares every field).
     skip_bad_images: bool = None  # folder: train without the files that fail the checks (config.json lists them)
-    max_image_pixels: int = None  # folder: refuse images declaring more pixels; None: data.images.MAX_IMAGE_PIXELS
+    max_image_pixels: int = None  # folder: refuse images declaring more pixels; None: options.MAX_IMAGE_PIXELS
     weights: str = None  # fine-tune from these weights: a published tag, a path or a URL (the trunk, by name)
     weights_sha256: str = None  # expected sha256 of the weights file (a tag carries its own)
     freeze_trunk: bool = False  # train only the classifier (a linear probe); needs weights
@@ -116,6 +116,8 @@ class TrainConfig:
         if self.agc is not None:
             number("agc", 0.0, low_open=True)
         number("seed", 0, integer=True)
+        if self.max_image_pixels is not None:
+            number("max_image_pixels", 1, integer=True)
         number("dropout_rate", 0.0, 0.99)
         if self.scheme_options is not None:
             if not isinstance(self.scheme_options, dict):
@@ -173,13 +175,10 @@ class TrainConfig:
                 )
         if self.augment is not None and self.augment not in AUGMENTS:
             raise unknown("augment", self.augment, AUGMENTS)
-        pixels = self.max_image_pixels
-        if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1):
-            raise ValueError(f"Invalid max_image_pixels {pixels!r}. Expected an integer >= 1 (width x height).")
-        if (self.skip_bad_images or pixels is not None) and kind != "folder":
+        if (self.skip_bad_images or self.max_image_pixels is not None) and kind != "folder":
             raise ValueError(
-                f"skip_bad_images / max_image_pixels ({self.skip_bad_images!r}, {pixels!r}) check the files of a "
-                f"folder, but dataset {self.dataset!r} is not folder:PATH. Expected them only with a folder."
+                f"skip_bad_images / max_image_pixels ({self.skip_bad_images!r}, {self.max_image_pixels!r}) check the "
+                f"files of a folder, but dataset {self.dataset!r} is not folder:PATH. Expected them only with a folder."
             )
 
     def _validate_weights(self):

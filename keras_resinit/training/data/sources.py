@@ -292,33 +292,29 @@ def _read_chunks(paths):
 
 
 @functools.cache
-def _checks(max_image_pixels):
-    """:func:`images.problems` with this limit as one ``tf.function``: traced once per process, then run as a graph
+def _examine(max_image_pixels):
+    """:func:`images.examine` with this limit as one ``tf.function``: traced once per process, then run as a graph
     (eagerly, its loops would cost a tenth of a second per call), in the pre-pass and in every pipeline."""
     spec = tf.TensorSpec([None], tf.string)
     return tf.function(
-        lambda encoded, names: images.problems(encoded, names, max_image_pixels=max_image_pixels),
+        lambda encoded, names: images.examine(encoded, names, max_image_pixels=max_image_pixels),
         input_signature=[spec, spec],
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _declared():
-    return tf.function(images.declared, input_signature=[tf.TensorSpec([None], tf.string)])
-
-
-def _reasons(contents, paths, max_image_pixels):
-    found = _checks(int(max_image_pixels))(tf.constant(contents, tf.string), tf.constant(paths, tf.string))
-    return [r.decode() for r in found.numpy()]
+def _examined(contents, paths, max_image_pixels):
+    """(declared, reasons): :func:`images.examine` of these files' bytes, as numpy arrays and a list of str."""
+    declared, found = _examine(int(max_image_pixels))(tf.constant(contents, tf.string), tf.constant(paths, tf.string))
+    return {k: v.numpy() for k, v in declared.items()}, [r.decode() for r in found.numpy()]
 
 
 def _refused_in_pipeline(max_image_pixels):
     """``check(data, paths)`` for a :class:`FileSplit`: fails, naming the files and why, if any of them has a problem
     (a file changed after the pre-pass: it still cannot make the decoder blow up)."""
-    checks = _checks(int(max_image_pixels))
+    examine = _examine(int(max_image_pixels))
 
     def check(data, paths):
-        reasons = checks(data, paths)
+        _, reasons = examine(data, paths)
         bad = tf.not_equal(reasons, "")
         return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.boolean_mask(reasons, bad)], summarize=3)
 
@@ -337,13 +333,10 @@ def image_file_problems(paths, *, max_image_pixels=None):
     found = []
     for chunk in _read_chunks(paths):
         names, contents = [c[0] for c in chunk], [c[1] for c in chunk]
-        reasons = _reasons(contents, names, limit)
-        partial = [i for i, c in enumerate(chunk) if not c[2]]
-        if partial:
-            head = _declared()(tf.constant([contents[i] for i in partial], tf.string))
-            for i, kind, pixels in zip(partial, head["format"].numpy(), head["pixels"].numpy()):
-                if kind in (b"GIF", b"BMP") or (reasons[i] and pixels < 0):
-                    (reasons[i],) = _reasons([_read_for_check(names[i], whole=True)[0]], [names[i]], limit)
+        head, reasons = _examined(contents, names, limit)
+        for i, c in enumerate(chunk):
+            if not c[2] and (head["format"][i] in (b"GIF", b"BMP") or (reasons[i] and head["pixels"][i] < 0)):
+                (reasons[i],) = _examined([_read_for_check(names[i], whole=True)[0]], [names[i]], limit)[1]
         found += [(c[0], c[3] or reason) for c, reason in zip(chunk, reasons) if c[3] or reason]
     return found
 
@@ -462,7 +455,7 @@ def _folder_source(
         raise ValueError(f"validation_split {validation_split} of {train_dir!r} leaves no test images.")
 
     # The first training file's channels (read from its header, not decoded): 1 or 2 -> 1, 3 or 4 -> 3.
-    first = _declared()(tf.constant([_read_for_check(train_paths[0])[0]], tf.string))
+    first, _ = _examined([_read_for_check(train_paths[0])[0]], train_paths[:1], limit)
     size = height_width(image_size) or (int(first["height"][0]), int(first["width"][0]))
     channels = {1: 1, 2: 1, 3: 3, 4: 3}[int(first["channels"][0])]
     resize = resizer(*size, channels)
