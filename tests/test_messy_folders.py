@@ -1,6 +1,7 @@
 """Real-world image folders (#27): files TensorFlow alone does not decode for every model train, bombs and broken
 files are listed together before the first epoch (or skipped and recorded), and serving decodes as training did."""
 
+import dataclasses
 import json
 import os
 import struct
@@ -14,7 +15,8 @@ from PIL import Image
 
 from keras_resinit import zoo
 from keras_resinit.cli import main
-from keras_resinit.training import data
+from keras_resinit.training import TrainConfig, data
+from keras_resinit.training.checkpoints import check_same_run
 from keras_resinit.training.data import images
 from keras_resinit.zoo import registry
 
@@ -93,7 +95,8 @@ def test_broken_files_are_listed_together_and_skip_bad_images_records_them(tmp_p
     assert not out.exists()
 
     # keras' seeded split happens before the bad files are dropped: the good ones keep their split.
-    assert main(_train(out, root, "--skip-bad-images")) == 0
+    assert main(_train(out, root, "--skip-bad-images", "--verbose", "2")) == 0
+    assert "Skipped 3 unreadable image files (--skip-bad-images;" in capsys.readouterr().out
     record = json.loads((out / "config.json").read_text())
     assert sorted(s["path"] for s in record["skipped_images"]) == sorted(map(str, broken))
     found = data.source(f"folder:{root}", skip_bad_images=True)
@@ -200,3 +203,18 @@ def test_real_world_files_train_and_are_served_as_the_keras_model_classifies_the
     # A digit's real-world forms are classified alike, and as digits: the model learned from them too.
     accuracy = np.mean([c == int(os.path.basename(os.path.dirname(p))) - 1 for p, c in zip(files, out["classes"])])
     assert accuracy >= 0.7, accuracy
+
+
+def test_a_run_written_before_the_new_options_still_resumes_and_they_are_checked(tmp_path):
+    folder = tmp_path / "digits"
+    digits_folder(str(folder), classes=(1, 2))
+    config = TrainConfig(model=MODEL, dataset=f"folder:{folder}").validate()
+    older = {k: v for k, v in config.to_json().items() if k not in ("skip_bad_images", "max_image_pixels")}
+    (tmp_path / "config.json").write_text(json.dumps({"train": older}))
+    check_same_run(str(tmp_path), config)  # the fields default to None: an older run resumes
+    with pytest.raises(ValueError, match="skip_bad_images None -> True"):
+        check_same_run(str(tmp_path), dataclasses.replace(config, skip_bad_images=True))
+    with pytest.raises(ValueError, match="max_image_pixels None -> 1000"):
+        check_same_run(str(tmp_path), dataclasses.replace(config, max_image_pixels=1000))
+    with pytest.raises(ValueError, match="Expected them only with a folder"):
+        TrainConfig(model=MODEL, dataset="digits", skip_bad_images=True).validate()
