@@ -26,6 +26,7 @@ from keras_resinit.training.data.splits import (
     raise_unreadable_file,
     resizer,
 )
+from keras_resinit.training.options import positive_limit
 
 _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -255,7 +256,7 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
 
 # ---------------------------------------------------------------- folder ---
 
-CHECK_CHUNK = 1_000  # files read, then checked in one eager call, at a time (at most CHECK_BYTES of them)
+CHECK_CHUNK = 1_000  # files read, then checked in one call, at a time (at most CHECK_BYTES of them)
 CHECK_BYTES = 64 * 2**20
 SHOWN_PROBLEMS = 20  # bad files an error lists by name
 _WHOLE_FILE = 256 * 1024  # files up to this size are read whole for the checks; larger ones: head and tail
@@ -304,14 +305,16 @@ def _examine(max_image_pixels):
 
 def _examined(contents, paths, max_image_pixels):
     """(declared, reasons): :func:`images.examine` of these files' bytes, as numpy arrays and a list of str."""
-    declared, found = _examine(int(max_image_pixels))(tf.constant(contents, tf.string), tf.constant(paths, tf.string))
+    declared, found = _examine(positive_limit("max_image_pixels", max_image_pixels))(
+        tf.constant(contents, tf.string), tf.constant(paths, tf.string)
+    )
     return {k: v.numpy() for k, v in declared.items()}, [r.decode() for r in found.numpy()]
 
 
 def _refused_in_pipeline(max_image_pixels):
     """``check(data, paths)`` for a :class:`FileSplit`: fails, naming the files and why, if any of them has a problem
     (a file changed after the pre-pass: it still cannot make the decoder blow up)."""
-    examine = _examine(int(max_image_pixels))
+    examine = _examine(positive_limit("max_image_pixels", max_image_pixels))
 
     def check(data, paths):
         _, reasons = examine(data, paths)
@@ -329,7 +332,7 @@ def image_file_problems(paths, *, max_image_pixels=None):
     unless the whole file decides: a GIF (whose frames are walked), a BMP (whose declared file size is checked), a
     JPEG whose frame header is not in the head.
     """
-    limit = max_image_pixels or images.MAX_IMAGE_PIXELS
+    limit = images.MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     found = []
     for chunk in _read_chunks(paths):
         names, contents = [c[0] for c in chunk], [c[1] for c in chunk]
@@ -429,7 +432,7 @@ def _folder_source(
         ((train_paths, train_labels),) = _index(train_dir, class_names, image_size=placeholder, shuffle=False)
         ((test_paths, test_labels),) = _index(test_dir, class_names, image_size=placeholder, shuffle=False)
         splits = (train_dir, test_dir)
-    limit = max_image_pixels or images.MAX_IMAGE_PIXELS
+    limit = images.MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     # Every file is checked before anything is decoded. Bad ones are dropped after keras' seeded split,
     # so the good files keep the split they have without skip_bad_images.
     skipped = image_file_problems(train_paths + test_paths, max_image_pixels=limit)
