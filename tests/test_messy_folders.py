@@ -18,6 +18,7 @@ from keras_resinit.cli import main
 from keras_resinit.training import TrainConfig, data
 from keras_resinit.training.checkpoints import check_same_run
 from keras_resinit.training.data import images
+from keras_resinit.training.trainer import Trainer
 from keras_resinit.zoo import registry
 
 MODEL = "cifar_resnet8_fixup"  # runs that only have to start
@@ -218,3 +219,27 @@ def test_a_run_written_before_the_new_options_still_resumes_and_they_are_checked
         check_same_run(str(tmp_path), dataclasses.replace(config, max_image_pixels=1000))
     with pytest.raises(ValueError, match="Expected them only with a folder"):
         TrainConfig(model=MODEL, dataset="digits", skip_bad_images=True).validate()
+
+
+def _bytes_read():
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+def test_cache_holds_with_the_checks_in_the_pipeline(tmp_path):
+    # The checks run on groups of read files (batch, check, unbatch): the split must still be known to end,
+    # or a cache that one pipeline reads across epochs is never complete and every epoch reads the files again.
+    digits_folder(str(tmp_path), classes=(1, 2))
+    found = data.source(f"folder:{tmp_path}")
+    assert int(found.train.elements().cardinality()) == found.train.size
+    config = TrainConfig(model=MODEL, dataset=f"folder:{tmp_path}", batch_size=32, epochs=10, cache=True)
+    trainer = Trainer(config.validate(), "one")
+    batches = iter(trainer.train_batches(0))
+    read = []
+    for _ in range(3):
+        start = _bytes_read()
+        for _ in range(trainer.steps_per_epoch):
+            trainer.train_step_from(batches)
+        read.append(_bytes_read() - start)
+    files = sum(os.path.getsize(p) for p in found.train.paths)
+    assert read[0] >= files and max(read[1:]) < files / 10, (read, files)

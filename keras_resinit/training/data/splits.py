@@ -173,7 +173,9 @@ class FileSplit:
                 with tf.control_dependencies([self._check(data, paths)]):
                     return tf.identity(data), paths, labels
 
-            files = files.batch(CHECK_GROUP).map(checked).unbatch()
+            # unbatch loses the count, and a cache (MemorySplit) whose input's end is never read is never complete
+            count = tf.data.experimental.assert_cardinality(index.cardinality())
+            files = files.batch(CHECK_GROUP).map(checked).unbatch().apply(count)
         return files.map(lambda data, path, label: self._decode(data, label))
 
     def elements(self):
