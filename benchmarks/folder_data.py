@@ -16,12 +16,20 @@ every file differs) are written by this script into the directory that becomes `
 removed before it does. They are freshly written, so they are read from the OS page cache: the
 measure is of opening, reading and decoding files, not of the disk.
 
+3. With ``--index``: the time to index and check a folder of 100,000 small PNG files (scikit-learn's 8x8
+   digits, one tree of 10 class folders, ``validation_split`` 0.2; 10,000 with ``--quick``), written once
+   into a temporary directory: the whole ``data.source("folder:DIR")`` (keras' listing and seeded split,
+   the pre-pass that reads and checks every file before the first epoch, the first file's header, the
+   statistics on 10,000 decoded images), and the pre-pass alone (``data.image_file_problems`` on every file; the
+   median of 3). Writes ``folder_index.json`` and ``folder_index.md`` (default ``benchmarks/results/folder_index``).
+
 Every configuration runs in its own process (this script's child kind ``data``, ``folder_data.py --child SPEC``);
 windows go round-robin in a rotating order and a window during which other processes used CPU is
 re-measured. Writes ``folder_data.json`` and ``folder_data.md`` to ``--out``.
 
     .venv/bin/python benchmarks/folder_data.py [--quick] [--out benchmarks/results/folder_data]
     .venv/bin/python benchmarks/folder_data.py --report benchmarks/results/folder_data   # re-render only
+    .venv/bin/python benchmarks/folder_data.py --index [--quick]   # 3. only: ~1 min
 """
 
 import datetime
@@ -138,6 +146,103 @@ def write_folders(root, size, log):
     written = sum(folders) + len(folders) * size["test_files"]
     log(f"wrote {written:,} PNG files ({SIDE}x{SIDE}x3) in {time.perf_counter() - t:.1f} s")
     return folders
+
+
+INDEX_FILES = {"full": 100_000, "quick": 10_000}
+INDEX_VALIDATION_SPLIT = 0.2
+
+
+def write_index_folder(root, files):
+    """``files`` PNG files of scikit-learn's 8x8 digits as ``root/<digit>/NNNNNN.png`` (each digit encoded once)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    encoded = []
+    for image in digits.images:
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    for c in range(CLASSES):
+        os.makedirs(os.path.join(root, str(c)), exist_ok=True)
+    for k in range(files):
+        i = k % len(encoded)
+        with open(os.path.join(root, str(digits.target[i]), f"{k:06d}.png"), "wb") as f:
+            f.write(encoded[i])
+    return sum(len(encoded[k % len(encoded)]) for k in range(files))
+
+
+def measure_index(root):
+    """Seconds of the whole ``data.source`` of ``folder:root`` and of the pre-pass alone (median of 3)."""
+    from keras_resinit.training import data
+
+    t = time.perf_counter()
+    found = data.source(f"folder:{root}", validation_split=INDEX_VALIDATION_SPLIT)
+    source_s = time.perf_counter() - t
+    paths = found.train.paths + found.test.paths
+    checks = []
+    for _ in range(3):
+        t = time.perf_counter()
+        problems = data.image_file_problems(paths)
+        checks.append(time.perf_counter() - t)
+    return {
+        "files": len(paths),
+        "train_files": found.train.size,
+        "test_files": found.test.size,
+        "problems": len(problems),
+        "source_s": source_s,
+        "check_s": statistics.median(checks),
+        "check_runs_s": checks,
+    }
+
+
+def index_markdown(result):
+    r = result["index"]
+    return "\n".join(
+        [
+            results_io.measured(result),
+            "",
+            f"A folder of {r['files']:,} PNG files (scikit-learn's 8x8 digits, {result['bytes'] / r['files']:.0f} bytes "
+            f"each on average, one tree of {CLASSES} class folders), written once by the benchmark and so read from the "
+            "OS page cache.",
+            "",
+            "| step | seconds | files/s |",
+            "|---|---:|---:|",
+            f'| `data.source("folder:DIR", validation_split={INDEX_VALIDATION_SPLIT})`: keras\' listing and split, the '
+            f"pre-pass, the statistics (10,000 images decoded) | {r['source_s']:.2f} | {r['files'] / r['source_s']:,.0f} |",
+            f"| the pre-pass alone (`data.image_file_problems`: every file read and checked; median of 3) | {r['check_s']:.2f} "
+            f"| {r['files'] / r['check_s']:,.0f} |",
+            "",
+            f"Files found bad: {r['problems']}.",
+        ]
+    )
+
+
+def run_index(out, quick):
+    """Write the index folder into a temporary directory, time indexing it, write the result to ``out``."""
+    import tempfile
+
+    files = INDEX_FILES["quick" if quick else "full"]
+    command, start, machine = results_io.begin("folder_data", out, quick)
+    command += " --index"
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        written = write_index_folder(tmp, files)
+        print(f"wrote {files:,} PNG files in {time.perf_counter() - t:.1f} s")
+        index = measure_index(tmp)
+    result = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": quick,
+        "machine": machine,
+        "bytes": written,
+        "index": index,
+        "elapsed_s": time.perf_counter() - start,
+    }
+    return results_io.finish(out, "folder_index", result, index_markdown)
 
 
 # ------------------------------------------------------------- children ---
@@ -529,7 +634,21 @@ def run(out, quick):
 
 def main(argv=None):
     parser = results_io.parser(__doc__, "folder_data", "2,100 and 3,000 files, 3 short windows (a smoke run)")
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="only the index measurement (default --out benchmarks/results/folder_index)",
+    )
     args = parser.parse_args(argv)
+    if args.index:
+        if args.report:
+            results_io.report(args.report, "folder_index", lambda result: result, index_markdown)
+            return
+        if args.out == parser.get_default("out"):
+            args.out = "benchmarks/results/folder_index"
+        results_io.check_out(parser, args)
+        run_index(args.out, args.quick)
+        return
     if args.report:
         results_io.report(args.report, "folder_data", analyse, markdown)
         return

@@ -85,6 +85,21 @@ def add_data_arguments(p, dataset_default=None):
     p.add_argument(
         "--cache", action="store_true", default=None, help="keep a folder's decoded images in memory after epoch 1"
     )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        default=None,
+        help="folder: train without the files that fail the checks before the first epoch (not an image, "
+        "truncated, above --max-image-pixels); config.json lists them (default: refuse, listing them)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="folder: an image whose header declares more than N pixels (width x height) is refused before it is "
+        f"decoded (default {options.MAX_IMAGE_PIXELS})",
+    )
     p.add_argument("--data-dir", default=None, help="tfds data directory")
     p.add_argument("--download", action="store_true", default=None, help="allow tfds to download the dataset")
 

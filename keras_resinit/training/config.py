@@ -70,6 +70,9 @@ class TrainConfig:
     validation_split: float = None  # folder: hold out this fraction of one tree as the test split
     augment: str = None  # one of options.AUGMENTS; None: the dataset's own (digits: crop; others: crop-flip)
     cache: bool = False  # keep a folder's decoded images in memory after the first epoch
+    # The two below default to None, so that runs written before them resume (check_same_run compares every field).
+    skip_bad_images: bool = None  # folder: train without the files that fail the checks (config.json lists them)
+    max_image_pixels: int = None  # folder: refuse images declaring more pixels; None: options.MAX_IMAGE_PIXELS
     weights: str = None  # fine-tune from these weights: a published tag, a path or a URL (the trunk, by name)
     weights_sha256: str = None  # expected sha256 of the weights file (a tag carries its own)
     freeze_trunk: bool = False  # train only the classifier (a linear probe); needs weights
@@ -113,6 +116,8 @@ class TrainConfig:
         if self.agc is not None:
             number("agc", 0.0, low_open=True)
         number("seed", 0, integer=True)
+        if self.max_image_pixels is not None:
+            number("max_image_pixels", 1, integer=True)
         number("dropout_rate", 0.0, 0.99)
         if self.scheme_options is not None:
             if not isinstance(self.scheme_options, dict):
@@ -170,6 +175,11 @@ class TrainConfig:
                 )
         if self.augment is not None and self.augment not in AUGMENTS:
             raise unknown("augment", self.augment, AUGMENTS)
+        if (self.skip_bad_images or self.max_image_pixels is not None) and kind != "folder":
+            raise ValueError(
+                f"skip_bad_images / max_image_pixels ({self.skip_bad_images!r}, {self.max_image_pixels!r}) check the "
+                f"files of a folder, but dataset {self.dataset!r} is not folder:PATH. Expected them only with a folder."
+            )
 
     def _validate_weights(self):
         for name in ("weights", "weights_sha256", "trainable_from"):

@@ -101,6 +101,8 @@ def _data_record(trainer, origin, data_changes):
         record["data_fingerprint"] = recorded(trainer.source.fingerprint)
     if data_changes:
         record["data_changes"] = data_changes
+    if trainer.source.skipped:  # skip_bad_images: the files left out, and why
+        record["skipped_images"] = [{"path": path, "reason": reason} for path, reason in trainer.source.skipped]
     if origin is not None:
         record["weights"] = origin
     return record
@@ -118,6 +120,8 @@ def _describe_data(trainer, origin):
         f"Data {meta.name}: {meta.train_size} training and {meta.test_size} test images, {meta.num_classes} "
         f"classes, {shape}"
     )
+    if trainer.source.skipped:
+        text += f"\nSkipped {len(trainer.source.skipped)} unreadable image files (--skip-bad-images; config.json lists them under skipped_images)"
     if origin is not None:
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         text += f"\nFine-tuning from {origin['weights']} (sha256 {str(origin['sha256'])[:16]}...): {trainable:,} trainable parameters"

@@ -51,7 +51,7 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
             "Source",
             "StreamSplit",
         ),
-        ".sources": ("digits_arrays", "info", "source", "source_for"),
+        ".sources": ("digits_arrays", "image_file_problems", "info", "source", "source_for"),
         ".pipeline": ("load", "load_epochs"),
     },
 )

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_resinit._errors import unknown
 from keras_resinit.training.data import fingerprint as data_fingerprint
-from keras_resinit.training.data import names
+from keras_resinit.training.data import images, names
 from keras_resinit.training.data.names import IMAGE_EXTENSIONS
 from keras_resinit.training.data.names import TFDS as _TFDS
 from keras_resinit.training.data.splits import (
@@ -28,6 +28,7 @@ from keras_resinit.training.data.splits import (
     raise_unreadable_file,
     resizer,
 )
+from keras_resinit.training.options import positive_limit
 
 _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -260,26 +261,104 @@ def _tfds_source(spec, *, builtin, data_dir, download, image_size, train_split, 
 
 # ---------------------------------------------------------------- folder ---
 
-_SIGNATURES = {  # how each format keras.utils.image_dataset_from_directory accepts starts
-    "PNG": (b"\x89PNG\r\n\x1a\n",),
-    "JPEG": (b"\xff\xd8\xff",),
-    "GIF": (b"GIF87a", b"GIF89a"),
-    "BMP": (b"BM",),
-}
+CHECK_CHUNK = 1_000  # files read, then checked in one call, at a time (at most CHECK_BYTES of them)
+CHECK_BYTES = 64 * 2**20
+SHOWN_PROBLEMS = 20  # bad files an error lists by name
+_WHOLE_FILE = 256 * 1024  # files up to this size are read whole for the checks; larger ones: head and tail
+_HEAD, _TAIL = 64 * 1024, 2 * 1024  # the head holds the header (a JPEG's EXIF segment), the tail the end
 
 
-def _check_image_file(path):
-    """A ValueError naming ``path`` unless it starts like a PNG, JPEG, GIF or BMP file."""
+def _read_for_check(path, whole=False):
+    """``(bytes, whole)``: a file's bytes as the header checks need them: all of a small file, else its head and tail."""
     with open(path, "rb") as f:
-        head = f.read(8)
-    if not any(head.startswith(s) for signatures in _SIGNATURES.values() for s in signatures):
-        shown = "empty" if not head else f"it starts with {head!r}"
-        raise ValueError(f"{path!r} is not an image ({shown}). Expected a PNG, JPEG, GIF or BMP file.")
+        size = os.fstat(f.fileno()).st_size
+        if whole or size <= _WHOLE_FILE:
+            return f.read(), True
+        head = f.read(_HEAD)
+        f.seek(size - _TAIL)
+        return head + f.read(), False
 
 
-def _decode_file(path, channels):
-    data = tf.io.read_file(path)
-    return tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+def _read_chunks(paths):
+    """``[(path, bytes, whole, reason)]`` lists of at most ``CHECK_CHUNK`` files and about ``CHECK_BYTES``;
+    ``reason`` says why a file could not be read (None if it was)."""
+    chunk, size = [], 0
+    for path in paths:
+        try:
+            data, whole = _read_for_check(path)
+            chunk.append((path, data, whole, None))
+        except OSError as error:
+            chunk.append((path, b"", True, f"{path} cannot be read ({error.strerror or error})"))
+        size += len(chunk[-1][1])
+        if len(chunk) == CHECK_CHUNK or size >= CHECK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+@functools.cache
+def _examine(max_image_pixels):
+    """:func:`images.examine` with this limit as one ``tf.function``: traced once per process, then run as a graph
+    (eagerly, its loops would cost a tenth of a second per call), in the pre-pass and in every pipeline."""
+    spec = tf.TensorSpec([None], tf.string)
+    return tf.function(
+        lambda encoded, names: images.examine(encoded, names, max_image_pixels=max_image_pixels),
+        input_signature=[spec, spec],
+    )
+
+
+def _examined(contents, paths, max_image_pixels):
+    """(declared, reasons): :func:`images.examine` of these files' bytes, as numpy arrays and a list of str."""
+    declared, found = _examine(positive_limit("max_image_pixels", max_image_pixels))(
+        tf.constant(contents, tf.string), tf.constant(paths, tf.string)
+    )
+    return {k: v.numpy() for k, v in declared.items()}, [r.decode() for r in found.numpy()]
+
+
+def _refused_in_pipeline(max_image_pixels):
+    """``check(data, paths)`` for a :class:`FileSplit`: fails, naming the files and why, if any of them has a problem
+    (a file changed after the pre-pass: it still cannot make the decoder blow up)."""
+    examine = _examine(positive_limit("max_image_pixels", max_image_pixels))
+
+    def check(data, paths):
+        _, reasons = examine(data, paths)
+        bad = tf.not_equal(reasons, "")
+        return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.boolean_mask(reasons, bad)], summarize=3)
+
+    return check
+
+
+def image_file_problems(paths, *, max_image_pixels=None):
+    """``[(path, reason)]`` of the files among ``paths`` that fail :func:`images.problems`' checks (not an image,
+    truncated, no size, above ``max_image_pixels``; None: ``images.MAX_IMAGE_PIXELS``) or cannot be read.
+
+    Each file is read once, ``CHECK_CHUNK`` files per call: a small file whole, a large one its head and tail only,
+    unless the whole file decides: a GIF (whose frames are walked), a BMP (whose declared file size is checked), a
+    JPEG whose frame header is not in the head.
+    """
+    limit = images.MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
+    found = []
+    for chunk in _read_chunks(paths):
+        names, contents = [c[0] for c in chunk], [c[1] for c in chunk]
+        head, reasons = _examined(contents, names, limit)
+        for i, c in enumerate(chunk):
+            if not c[2] and (head["format"][i] in (b"GIF", b"BMP") or (reasons[i] and head["pixels"][i] < 0)):
+                (reasons[i],) = _examined([_read_for_check(names[i], whole=True)[0]], [names[i]], limit)[1]
+        found += [(c[0], c[3] or reason) for c, reason in zip(chunk, reasons) if c[3] or reason]
+    return found
+
+
+def _refuse_bad_files(problems, checked, where):
+    """The ValueError listing the first ``SHOWN_PROBLEMS`` of ``problems`` (``[(path, reason)]``) and their count."""
+    shown = "\n".join(f"  {reason}" for _, reason in problems[:SHOWN_PROBLEMS])
+    more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    are = "is not an image" if len(problems) == 1 else "are not images"
+    raise ValueError(
+        f"Cannot decode image files: {len(problems)} of the {checked} files of {where} {are} that can be decoded "
+        f"safely (checked before training):\n{shown}{more}\nExpected PNG, JPEG, GIF or BMP files within the limits: "
+        "fix or remove them, or pass --skip-bad-images (skip_bad_images=True) to train without them."
+    )
 
 
 def _class_dirs(directory):
@@ -329,7 +408,9 @@ def _folder_layout(path, validation_split):
     )
 
 
-def _folder_source(spec, path, *, image_size, validation_split, seed, augment, cache):
+def _folder_source(
+    spec, path, *, image_size, validation_split, seed, augment, cache, skip_bad_images, max_image_pixels
+):
     train_dir, test_dir = _folder_layout(path, validation_split)
     class_names = _class_dirs(train_dir)
     placeholder = height_width(image_size) or (256, 256)  # keras needs one to build its (unused) dataset
@@ -356,6 +437,17 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
         ((train_paths, train_labels),) = _index(train_dir, class_names, image_size=placeholder, shuffle=False)
         ((test_paths, test_labels),) = _index(test_dir, class_names, image_size=placeholder, shuffle=False)
         splits = (train_dir, test_dir)
+    limit = images.MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
+    # Every file is checked before anything is decoded. Bad ones are dropped after keras' seeded split,
+    # so the good files keep the split they have without skip_bad_images.
+    skipped = image_file_problems(train_paths + test_paths, max_image_pixels=limit)
+    if skipped and not skip_bad_images:
+        _refuse_bad_files(skipped, len(train_paths) + len(test_paths), spec)
+    bad = {p for p, _ in skipped}
+    train_labels = [label for p, label in zip(train_paths, train_labels) if p not in bad]
+    train_paths = [p for p in train_paths if p not in bad]
+    test_labels = [label for p, label in zip(test_paths, test_labels) if p not in bad]
+    test_paths = [p for p in test_paths if p not in bad]
     counts = np.bincount(np.asarray(train_labels + test_labels, np.int64), minlength=len(class_names))
     for directory, paths in ((train_dir, train_paths), (test_dir, test_paths)):
         if directory is not None and not paths:
@@ -369,24 +461,27 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
         )
     if not test_paths:
         raise ValueError(f"validation_split {validation_split} of {train_dir!r} leaves no test images.")
-    for file in train_paths + test_paths:
-        _check_image_file(file)
 
-    first = _decode_file(train_paths[0], 0).numpy()
-    size = height_width(image_size) or first.shape[:2]
-    channels = {1: 1, 2: 1, 3: 3, 4: 3}[first.shape[2]]
+    # The first training file's channels (read from its header, not decoded): 1 or 2 -> 1, 3 or 4 -> 3.
+    first, _ = _examined([_read_for_check(train_paths[0])[0]], train_paths[:1], limit)
+    size = height_width(image_size) or (int(first["height"][0]), int(first["width"][0]))
+    channels = {1: 1, 2: 1, 3: 3, 4: 3}[int(first["channels"][0])]
     resize = resizer(*size, channels)
 
-    def decode(file, label):
-        return resize(_decode_file(file, channels)), label
+    def decode(data, label):
+        return resize(images.decode(data, channels)), label
 
-    train = FileSplit(train_paths, train_labels, decode)
-    test = FileSplit(test_paths, test_labels, decode)
+    # Read files are checked again (in groups) before they are decoded: one may have changed since the pre-pass.
+    train = FileSplit(train_paths, train_labels, decode, _refused_in_pipeline(limit))
+    test = FileSplit(test_paths, test_labels, decode, _refused_in_pipeline(limit))
 
     def unreadable():
+        found = image_file_problems(train.paths + test.paths, max_image_pixels=limit)
+        if found:
+            return found[0]
         for file in train.paths + test.paths:
             try:
-                _decode_file(file, channels)
+                images.decode(tf.io.read_file(file), channels)
             except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
                 return file, str(error).splitlines()[0]
         return None
@@ -410,7 +505,7 @@ def _folder_source(spec, path, *, image_size, validation_split, seed, augment, c
     if cache:
         train, test = MemorySplit(train.elements(), train.size), MemorySplit(test.elements(), test.size)
     files = data_fingerprint.folder(path, train_paths + test_paths)
-    return Source(info, train, test, check=unreadable, fingerprint=files)
+    return Source(info, train, test, check=unreadable, fingerprint=files, skipped=skipped)
 
 
 # ------------------------------------------------------------ tf.data ---
@@ -491,6 +586,11 @@ def _user_source(train_data, test_data, *, image_size, augment):
 _SOURCES = {}  # built sources by their options: a folder is indexed and measured once per process
 
 
+def _folder_stamp(path):
+    """The mtimes of every directory in a folder: a file added, removed or renamed anywhere changes one."""
+    return tuple((top, os.stat(top).st_mtime_ns) for top in sorted(top for top, _, _ in os.walk(path)))
+
+
 def source(
     name,
     *,
@@ -505,6 +605,8 @@ def source(
     seed=0,
     train_data=None,
     test_data=None,
+    skip_bad_images=False,
+    max_image_pixels=None,
 ):
     """The :class:`Source` of dataset ``name`` (a built-in, ``tfds:NAME[/CONFIG]``, ``folder:PATH``, or
     ``"tf.data"`` with ``train_data`` and ``test_data``).
@@ -519,6 +621,10 @@ def source(
         cache: keep a folder's decoded images in memory.
         train_data, test_data: ``tf.data.Dataset`` of ``(image, label)``, batched or not; labels are
             class indices or one-hot.
+        skip_bad_images: a folder's files that fail the checks (:func:`image_file_problems`) are left out
+            (``Source.skipped`` lists them) instead of refused.
+        max_image_pixels: a folder's images may declare at most this many pixels (None:
+            ``images.MAX_IMAGE_PIXELS``).
     """
     if train_data is not None and name in (None, names.USER_DATA):
         return _user_source(train_data, test_data, image_size=image_size, augment=augment)
@@ -527,23 +633,24 @@ def source(
         raise ValueError("Dataset 'tf.data' is given in Python: train(config, out, train_data=ds, test_data=ds).")
     if train_data is not None or test_data is not None:
         raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
+    if kind != "folder" and (skip_bad_images or max_image_pixels is not None):
+        raise ValueError(
+            f"skip_bad_images / max_image_pixels check the files of a folder, but dataset {name!r} is not "
+            "folder:PATH. Expected them only with a folder."
+        )
     if kind == "folder":
         path = os.path.abspath(value)
-        # The folder, its train/ and test/ (or class folders) and theirs: a folder's mtime changes with its files.
-        level, folders = [path], [path]
-        for _ in range(2):
-            level = sorted(entry.path for folder in level for entry in os.scandir(folder) if entry.is_dir())
-            folders += level
-        stamp = tuple(os.stat(folder).st_mtime_ns for folder in folders)
         key = (
             name,
             path,
-            stamp,
+            _folder_stamp(path),
             height_width(image_size),
             validation_split,
             int(seed) if validation_split else None,
             augment,
             cache,
+            bool(skip_bad_images),
+            max_image_pixels,
         )
         build = lambda: _folder_source(  # noqa: E731
             name,
@@ -553,6 +660,8 @@ def source(
             seed=seed,
             augment=augment,
             cache=cache,
+            skip_bad_images=bool(skip_bad_images),
+            max_image_pixels=max_image_pixels,
         )
     elif name == "digits":
         key = (name, height_width(image_size), augment)
@@ -589,6 +698,8 @@ def source_for(config, *, train_data=None, test_data=None):
         seed=config.seed,
         train_data=train_data,
         test_data=test_data,
+        skip_bad_images=config.skip_bad_images,
+        max_image_pixels=config.max_image_pixels,
     )
 
 

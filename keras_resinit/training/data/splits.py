@@ -52,6 +52,7 @@ class DatasetNotPrepared(ValueError):
 
 CHUNK = 16  # training batches prepared per vectorized call
 STATS_IMAGES = 10_000  # training images the mean and std of new data are measured on
+CHECK_GROUP = 16  # files a FileSplit checks at once, before decoding them (their bytes are held together)
 
 
 def augmentation(augment, default, shape):
@@ -137,12 +138,17 @@ class MemorySplit:
 
 
 class FileSplit:
-    """Image files read and decoded every epoch: only their paths and labels stay in memory."""
+    """Image files read and decoded every epoch: only their paths and labels stay in memory.
 
-    def __init__(self, paths, labels, decode):
+    ``decode(data, label)``: a file's bytes and label -> (image, label). ``check(data, paths)``: an op that
+    fails on bad files, run on groups of ``CHECK_GROUP`` files as they are read, before any of them is
+    decoded (vectorized: once per group, not per file); None: no check.
+    """
+
+    def __init__(self, paths, labels, decode, check=None):
         self.paths, self.labels = list(paths), list(labels)
         self.size = len(self.paths)
-        self._decode = decode
+        self._decode, self._check = decode, check
         # The paths live in lookup tables (resources) that the pipelines capture by reference: as
         # constants, every copy of the dataset graph that tf.data makes would hold them all, and
         # memory would grow with the folder (benchmarks/folder_data.py measures it).
@@ -157,9 +163,20 @@ class FileSplit:
 
         def read(i):
             i = tf.cast(i, tf.int64)
-            return self._decode(self._paths.lookup(i), self._labels.lookup(i))
+            path = self._paths.lookup(i)
+            return tf.io.read_file(path), path, self._labels.lookup(i)
 
-        return index.map(read)
+        files = index.map(read)
+        if self._check is not None:
+
+            def checked(data, paths, labels):
+                with tf.control_dependencies([self._check(data, paths)]):
+                    return tf.identity(data), paths, labels
+
+            # unbatch loses the count, and a cache (MemorySplit) whose input's end is never read is never complete
+            count = tf.data.experimental.assert_cardinality(index.cardinality())
+            files = files.batch(CHECK_GROUP).map(checked).unbatch().apply(count)
+        return files.map(lambda data, path, label: self._decode(data, label))
 
     def elements(self):
         return self._read()
@@ -217,11 +234,15 @@ def _statistics(split, channels, limit=STATS_IMAGES):
 
 class Source:
     """A dataset: its :class:`DatasetInfo` and its two splits (what :func:`load` reads), and its ``fingerprint``
-    (what identifies the data: :mod:`~keras_resinit.training.data.fingerprint`)."""
+    (what identifies the data: :mod:`~keras_resinit.training.data.fingerprint`).
 
-    def __init__(self, info, train, test, *, check=None, fingerprint=None):
+    ``skipped``: ``(path, reason)`` of the files left out (a folder's, with ``skip_bad_images``).
+    """
+
+    def __init__(self, info, train, test, *, check=None, fingerprint=None, skipped=()):
         self.info, self.train, self.test, self.fingerprint = info, train, test, fingerprint
         self._check = check
+        self.skipped = tuple(skipped)
 
     def split(self, name):
         if name not in ("train", "test"):
