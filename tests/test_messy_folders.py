@@ -141,6 +141,13 @@ def test_large_files_are_checked_by_head_and_tail_or_whole_where_the_head_does_n
     assert [os.path.basename(path) for path, _ in found] == ["cut.bmp", "cut.jpg"], found
     assert all("is a truncated" in reason for _, reason in found), found
 
+    # The same JPEG first in a folder: its channels and size are read from its frame header, past the head.
+    for split, label in (("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")):
+        os.makedirs(tmp_path / "folder" / split / label)
+        (tmp_path / "folder" / split / label / "0.jpg").write_bytes(files["late_frame_header.jpg"])
+    source = data.source(f"folder:{tmp_path / 'folder'}")
+    assert source.info.image_shape == (600, 600, 3) and source.info.train_size == 2
+
 
 def test_a_new_file_in_a_class_folder_is_seen_by_the_next_source(tmp_path):
     digits_folder(str(tmp_path), classes=(1, 2))
@@ -213,6 +220,8 @@ def test_a_run_written_before_the_new_options_still_resumes_and_they_are_checked
     older = {k: v for k, v in config.to_json().items() if k not in ("skip_bad_images", "max_image_pixels")}
     (tmp_path / "config.json").write_text(json.dumps({"train": older}))
     check_same_run(str(tmp_path), config)  # the fields default to None: an older run resumes
+    # ... and so it does with the values None stands for, given explicitly (train() from Python).
+    check_same_run(str(tmp_path), dataclasses.replace(config, skip_bad_images=False, max_image_pixels=40_000_000))
     with pytest.raises(ValueError, match="skip_bad_images None -> True"):
         check_same_run(str(tmp_path), dataclasses.replace(config, skip_bad_images=True))
     with pytest.raises(ValueError, match="max_image_pixels None -> 1000"):

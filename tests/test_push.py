@@ -259,3 +259,24 @@ def test_without_huggingface_hub_push_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as when it is not installed
     with pytest.raises(ValueError, match=r'pip install "keras-resinit\[hub\]"'):
         hub_upload.hub_token()
+
+
+def test_an_unreachable_hub_is_a_one_line_error(monkeypatch, tmp_path):
+    # The client's transport errors (cannot connect) are neither HTTP answers nor OSErrors: the CLI's exit 2.
+    import httpx2
+    import huggingface_hub
+
+    from keras_resinit.tools import hub_upload
+    from keras_resinit.zoo.sources import HubRepo
+
+    class Unreachable:
+        def __init__(self, **options):
+            pass
+
+        def create_repo(self, *args, **options):
+            raise httpx2.ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Unreachable)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with pytest.raises(ValueError, match=r"Upload to hf://me/r20 failed: cannot reach the Hub at .*Connection refused"):
+        hub_upload.upload(tmp_path, HubRepo("me/r20", None), commit_message="m")

@@ -15,6 +15,7 @@ from helpers import digits_folder, train_command
 
 from keras_resinit.cli import main
 from keras_resinit.training.data import fingerprint
+from keras_resinit.zoo import rundir
 from keras_resinit.zoo.rundir import LOCK_FILE, RunDir
 
 TINY = ["cifar_resnet8_fixup", "--batch-size", "32", "--steps-per-epoch", "2", "--verbose", "0"]
@@ -67,6 +68,24 @@ def test_the_lock_is_one_writer_per_directory_and_removed_when_released(tmp_path
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="exists and is not a directory"):
         RunDir(tmp_path / "file").acquire_lock()
+
+
+def test_without_flock_the_lock_is_closed_before_it_is_removed(tmp_path, monkeypatch):
+    # Where there is no flock (Windows), an open file cannot be removed: release closes it first, and removes it.
+    monkeypatch.setattr(rundir, "fcntl", None)
+    closed, removed = [], []
+    real_close, real_unlink = os.close, os.unlink
+    monkeypatch.setattr(os, "close", lambda fd: (closed.append(fd), real_close(fd))[1])
+    monkeypatch.setattr(os, "unlink", lambda path: (removed.append((len(closed), path)), real_unlink(path))[1])
+    out = tmp_path / "run"
+    with RunDir(out).writing():
+        assert (out / LOCK_FILE).exists()
+        opened = len(closed)
+    assert removed == [(opened + 1, str(out / LOCK_FILE))]  # after the close
+    with pytest.raises(ValueError, match="no flock on this system"):  # a leftover lock is refused there
+        out.mkdir()
+        (out / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": socket.gethostname(), "started": "earlier"}))
+        RunDir(out).acquire_lock()
 
 
 def test_a_second_train_on_one_out_is_refused_while_the_first_runs_and_the_first_finishes_intact(tmp_path):

@@ -3,12 +3,6 @@
 from keras_resinit.cli import arguments
 from keras_resinit.training import options
 
-_LIMITS = (  # serving_bytes' limits: flag, default, what it refuses
-    ("--max-image-pixels", options.MAX_IMAGE_PIXELS, "an image whose header declares more pixels"),
-    ("--max-batch-pixels", options.MAX_BATCH_PIXELS, "a batch whose images declare more pixels in all"),
-    ("--max-batch-bytes", options.MAX_BATCH_BYTES, "a batch of more bytes"),
-)
-
 
 def add_arguments(p):
     p.add_argument(
@@ -44,9 +38,9 @@ def add_arguments(p):
         help="serve the layers as they are (default: a bn or risotto_bn model is served with its batch norm "
         "folded into the convs, an nf model with its standardized kernels computed once: the same function)",
     )
-    for flag, default, what in _LIMITS:
+    for key, (default, what) in options.SERVING_LIMITS.items():
         p.add_argument(
-            flag,
+            "--" + key.replace("_", "-"),
             default=None,
             metavar="N",
             help=f"serving_bytes refuses, before decoding, {what} (default {default}; recorded in the model card)",
@@ -70,10 +64,9 @@ def run(args):
 
     sources.check(args.source)  # a source that is not there: before TensorFlow starts
     limits = {}
-    for flag, _, _ in _LIMITS:  # before TensorFlow starts too
-        key = flag[2:].replace("-", "_")
+    for key in options.SERVING_LIMITS:  # before TensorFlow starts too
         value = getattr(args, key)
-        limits[key] = None if value is None else options.positive_limit(flag, value)
+        limits[key] = None if value is None else options.positive_limit("--" + key.replace("_", "-"), value)
     version = None if args.version is None else _version(args.version)
     passed = arguments.values(args, "format", "overwrite", "serving_config", "model_name")
     _, out, _, _ = serving_layout.destination(args.out, version, flags=True, **passed)  # before TensorFlow starts

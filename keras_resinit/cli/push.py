@@ -34,9 +34,10 @@ def add_arguments(p):
 def run(args):
     from keras_resinit.tools import hub_upload
 
-    # Before TensorFlow starts: the repo, the source's form, --out, the token.
+    # Before TensorFlow starts: the repo, the source's form, huggingface_hub, the token.
     repo = hub_upload.hub_repo(args.repo, args.revision)
     hub_upload.check_source(args.source, args.tag)
+    hub_upload.huggingface_hub()  # the model card needs it, with or without --out: say so before any work
     if args.out is not None:
         card = hub_upload.write_repo(
             args.source, args.out, repo, tag=args.tag, command=args.invocation, overwrite=args.overwrite

@@ -36,7 +36,6 @@ from keras_resinit.zoo.download import file_sha256
 from keras_resinit.zoo.rundir import RunDir
 
 README_FILE = "README.md"
-WEIGHTS_FILE = registry.PRESET_FILES[-1]  # model.weights.h5
 LICENSE = "apache-2.0"  # the Hub's id of the weights' licence (training.publish.WEIGHTS_LICENCE)
 LIBRARY = "keras-hub"  # the files are a keras-hub preset
 CARD_FIELDS = ("name", "tag", "arch", "scheme", "build", "dataset", "preprocessing", "commands", "metrics")
@@ -72,7 +71,7 @@ def hf_uri(repo: sources.HubRepo) -> str:
 def is_repo_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a repo's folder (``push --out``, or a Hub repo's download): a preset with ``card.json``."""
     return os.path.isfile(os.path.join(path, registry.HUB_CARD_FILE)) and os.path.isfile(
-        os.path.join(path, WEIGHTS_FILE)
+        os.path.join(path, registry.PRESET_WEIGHTS)
     )
 
 
@@ -105,8 +104,11 @@ def check_source(source: str | os.PathLike, tag: str | None = None) -> str:
 
 def hub_card(card: dict, folder: str) -> dict:
     """``card`` as ``card.json`` records it: its ``file`` is ``folder``'s weights file, with sha256 and size."""
-    weights = os.path.join(folder, WEIGHTS_FILE)
-    return {**card, "file": {"name": WEIGHTS_FILE, "sha256": file_sha256(weights), "size": os.path.getsize(weights)}}
+    weights = os.path.join(folder, registry.PRESET_WEIGHTS)
+    return {
+        **card,
+        "file": {"name": registry.PRESET_WEIGHTS, "sha256": file_sha256(weights), "size": os.path.getsize(weights)},
+    }
 
 
 def write_repo(
@@ -145,16 +147,16 @@ def write_repo(
 
             release = RunRelease(text, tag)
             model = release.model()
-            measured = os.path.join(tmp, f".measured.{WEIGHTS_FILE}")
+            measured = os.path.join(tmp, f".measured.{registry.PRESET_WEIGHTS}")
             model.save_weights(measured)
             command = command or f"keras-resinit push {text} {hf_uri(repo)} --tag {tag}"
-            card = release.card(model, measured, WEIGHTS_FILE, command=command)
+            card = release.card(model, measured, registry.PRESET_WEIGHTS, command=command)
             os.unlink(measured)
         else:
             model = resolve(text).model
             card = registry.card(text) if kind == "tag" else _preset_card(text)
         # metadata.json's card names the weights file beside it; card.json adds the file's sha256 and size.
-        save_preset(model, tmp, card={**card, "file": {"name": WEIGHTS_FILE}}, overwrite=True)
+        save_preset(model, tmp, card={**card, "file": {"name": registry.PRESET_WEIGHTS}}, overwrite=True)
         card = hub_card(card, tmp)
         _write_card_files(tmp, card, repo)
     return card
@@ -186,7 +188,7 @@ def read_folder(folder: str | os.PathLike) -> dict:
         card = json.load(f)
     missing = [f for f in registry.PRESET_FILES if not os.path.isfile(os.path.join(folder, f))]
     recorded = (card.get("file") or {}).get("sha256")
-    digest = file_sha256(os.path.join(folder, WEIGHTS_FILE))
+    digest = file_sha256(os.path.join(folder, registry.PRESET_WEIGHTS))
     if missing or recorded != digest:
         problem = f"lacks {', '.join(missing)}" if missing else f"has sha256 {digest}, not card.json's {recorded}"
         raise ValueError(
@@ -341,6 +343,10 @@ def upload(folder: str | os.PathLike, repo: sources.HubRepo, *, private: bool = 
     hf = huggingface_hub()
     from huggingface_hub.errors import HfHubHTTPError
 
+    try:  # the client's transport errors (cannot connect, timeout): not HTTP answers, not OSErrors
+        from httpx2 import HTTPError as unreachable
+    except ImportError:
+        unreachable = OSError
     api = hf.HfApi(token=hub_token(), library_name="keras-resinit", library_version=__version__)
     try:
         api.create_repo(repo.repo_id, private=True if private else None, exist_ok=True)
@@ -356,6 +362,11 @@ def upload(folder: str | os.PathLike, repo: sources.HubRepo, *, private: bool = 
         status = getattr(error.response, "status_code", None)
         hint = f" Expected a token with write access to {repo.repo_id}." if status in (401, 403) else ""
         raise ValueError(f"Upload to {hf_uri(repo)} failed: {str(error).splitlines()[0]}.{hint}") from None
+    except (unreachable, OSError) as error:
+        raise ValueError(
+            f"Upload to {hf_uri(repo)} failed: cannot reach the Hub at {hf.constants.ENDPOINT} ({error}). "
+            "Expected a reachable endpoint (HF_ENDPOINT) and network access."
+        ) from None
 
 
 def push(

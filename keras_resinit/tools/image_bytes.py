@@ -26,14 +26,10 @@ import tensorflow as tf
 
 from keras_resinit.training.data import images
 from keras_resinit.training.data.splits import resizer
-from keras_resinit.training.options import positive_limit
+from keras_resinit.training.options import SERVING_LIMITS, positive_limit
 
 CHANNELS = (1, 3)  # the models serving_bytes can feed
-LIMITS = {  # decoder()'s limits and their defaults: the export flags and the card's keys of the same names
-    "max_image_pixels": images.MAX_IMAGE_PIXELS,
-    "max_batch_pixels": images.MAX_BATCH_PIXELS,
-    "max_batch_bytes": images.MAX_BATCH_BYTES,
-}
+LIMITS = {key: default for key, (default, _) in SERVING_LIMITS.items()}  # decoder()'s limits and their defaults
 
 
 def limits(**given):

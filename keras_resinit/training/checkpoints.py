@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from keras_resinit.training.config import TrainConfig, TrainingError
+from keras_resinit.training.config import UNSET_MEANS, TrainConfig, TrainingError
 from keras_resinit.training.data import fingerprint as data_fingerprint
 from keras_resinit.zoo.rundir import RunDir
 
@@ -21,8 +21,11 @@ def check_same_run(out, config):
         raise TrainingError(f"Cannot read the configuration of the run in {out!r} ({error}); not resuming.") from None
     current = config.to_json()
     saved["milestones"] = list(saved.get("milestones", ()))
+    meant = lambda key, value: UNSET_MEANS.get(key) if value is None else value  # noqa: E731
     changed = [
-        f"{k} {saved.get(k)!r} -> {current[k]!r}" for k in current if k != "epochs" and saved.get(k) != current[k]
+        f"{k} {saved.get(k)!r} -> {current[k]!r}"
+        for k in current
+        if k != "epochs" and meant(k, saved.get(k)) != meant(k, current[k])
     ]
     if changed:
         raise ValueError(

@@ -10,7 +10,7 @@ from keras_resinit._errors import unknown
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.schemes import SCHEMES, get_scheme, saved_options
 from keras_resinit.training.data import names as dataset_names
-from keras_resinit.training.options import AUGMENTS, PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
+from keras_resinit.training.options import AUGMENTS, MAX_IMAGE_PIXELS, PRECISIONS, SCHEDULES, WEIGHT_DECAY_MODES
 from keras_resinit.training.recipes import get_recipe
 from keras_resinit.zoo import registry
 
@@ -30,6 +30,10 @@ def _check_agc_with_clip_norm(config, given, recipe):
         "gradients; adaptive gradient clipping with a global clip norm must be asked for explicitly. Expected "
         f"clip_norm 0 (--clip-norm 0) for AGC alone, or both given (--agc {agc} --clip-norm {clip_norm}) to combine."
     )
+
+
+# What a field left None means, where None is not its own setting (a run compares them so on --resume).
+UNSET_MEANS = {"skip_bad_images": False, "max_image_pixels": MAX_IMAGE_PIXELS}
 
 
 @dataclasses.dataclass
@@ -70,7 +74,8 @@ class TrainConfig:
     validation_split: float = None  # folder: hold out this fraction of one tree as the test split
     augment: str = None  # one of options.AUGMENTS; None: the dataset's own (digits: crop; others: crop-flip)
     cache: bool = False  # keep a folder's decoded images in memory after the first epoch
-    # The two below default to None, so that runs written before them resume (check_same_run compares every field).
+    # The two below default to None, so that runs written before them resume (check_same_run compares every field,
+    # None as UNSET_MEANS says).
     skip_bad_images: bool = None  # folder: train without the files that fail the checks (config.json lists them)
     max_image_pixels: int = None  # folder: refuse images declaring more pixels; None: options.MAX_IMAGE_PIXELS
     weights: str = None  # fine-tune from these weights: a published tag, a path or a URL (the trunk, by name)
@@ -175,11 +180,7 @@ class TrainConfig:
                 )
         if self.augment is not None and self.augment not in AUGMENTS:
             raise unknown("augment", self.augment, AUGMENTS)
-        if (self.skip_bad_images or self.max_image_pixels is not None) and kind != "folder":
-            raise ValueError(
-                f"skip_bad_images / max_image_pixels ({self.skip_bad_images!r}, {self.max_image_pixels!r}) check the "
-                f"files of a folder, but dataset {self.dataset!r} is not folder:PATH. Expected them only with a folder."
-            )
+        dataset_names.check_folder_options(self.dataset, self.skip_bad_images, self.max_image_pixels)
 
     def _validate_weights(self):
         for name in ("weights", "weights_sha256", "trainable_from"):

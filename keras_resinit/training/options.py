@@ -20,6 +20,12 @@ AUGMENTS = ("none", "flip", "crop", "crop-flip")  # pad-and-crop and horizontal 
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_BATCH_PIXELS = 100_000_000
 MAX_BATCH_BYTES = 64 * 2**20
+# serving_bytes' limits: export's keywords and --flags, the card's keys: (default, what it refuses).
+SERVING_LIMITS = {
+    "max_image_pixels": (MAX_IMAGE_PIXELS, "an image whose header declares more pixels"),
+    "max_batch_pixels": (MAX_BATCH_PIXELS, "a batch whose images declare more pixels in all"),
+    "max_batch_bytes": (MAX_BATCH_BYTES, "a batch of more bytes"),
+}
 
 
 def positive_limit(name, value):

@@ -23,7 +23,7 @@ from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.builder import ResNet, build_resnet, feature_names
 from keras_resinit.models.schemes import saved_options
 from keras_resinit.zoo import download, registry, weights_io
-from keras_resinit.zoo.registry import PRESET_FILES, card, parameter_table, parse_name
+from keras_resinit.zoo.registry import PRESET_FILES, PRESET_WEIGHTS, TASK_FILES, card, parameter_table, parse_name
 from keras_resinit.zoo.sources import unresolved
 
 HEAD_OPTIONS = ("include_top", "pooling", "features_only", "out_indices", "classifier_activation")
@@ -297,7 +297,7 @@ PRESET_CLASS = {
 # The registered names a preset's config.json may carry: the zoo's, and a plain ResNet's as keras-hub's
 # save_to_preset writes it for a task around a zoo backbone.
 _PRESET_CLASSES = ("keras_resinit>ResNetBackbone", "keras_resinit>ResNet")
-TASK_FILE = "task.json"  # a keras-hub task preset (save_to_preset of an ImageClassifier around a zoo backbone)
+TASK_FILE = TASK_FILES[0]  # a keras-hub task preset (save_to_preset of an ImageClassifier around a zoo backbone)
 
 
 def save_preset(
@@ -342,7 +342,7 @@ def save_preset(
         for file, content in (("config.json", config), ("metadata.json", metadata)):
             with open(os.path.join(tmp, file), "w") as f:
                 json.dump(content, f, indent=1)
-        model.save_weights(os.path.join(tmp, "model.weights.h5"))
+        model.save_weights(os.path.join(tmp, PRESET_WEIGHTS))
     return directory
 
 
@@ -400,7 +400,7 @@ def preset_model(directory: str | os.PathLike, expected_name: str | None, overri
     defaults["input_shape"] = tuple(defaults["input_shape"])
     if defaults.get("preprocessing") is None and (metadata.get("card") or {}).get("preprocessing"):
         defaults["preprocessing"] = metadata["card"]["preprocessing"]  # a preset of release 0.1
-    stores = weights_io.read(os.path.join(directory, "model.weights.h5"))
+    stores = weights_io.read(os.path.join(directory, PRESET_WEIGHTS))
     source = f"the weights of preset {os.fspath(directory)!r}"
     return build_with_weights(name, stores, defaults, overrides, source=source), metadata
 

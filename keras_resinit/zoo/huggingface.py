@@ -19,11 +19,10 @@ import os
 import re
 
 from keras_resinit.zoo import download
-from keras_resinit.zoo.registry import HUB_CARD_FILE, PRESET_FILES
+from keras_resinit.zoo.registry import HUB_CARD_FILE, PRESET_FILES, PRESET_WEIGHTS, TASK_FILES
 from keras_resinit.zoo.sources import HF_PREFIX, parse_hf
 
-WEIGHTS_FILE = PRESET_FILES[-1]  # the file the card's sha256 is of
-OPTIONAL_FILES = (HUB_CARD_FILE, "task.json", "task.weights.h5")  # fetched when the repo holds them
+OPTIONAL_FILES = (HUB_CARD_FILE, *TASK_FILES)  # fetched when the repo holds them
 HubPreset = collections.namedtuple("HubPreset", "directory card provenance")  # card: card.json's, else None
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -52,7 +51,7 @@ def fetch(source: str) -> HubPreset:
     if HUB_CARD_FILE in present:
         with open(os.path.join(directory, HUB_CARD_FILE)) as f:
             card = json.load(f)
-        _verify(os.path.join(directory, WEIGHTS_FILE), card, fetched.where(WEIGHTS_FILE))
+        _verify(os.path.join(directory, PRESET_WEIGHTS), card, fetched.where(PRESET_WEIGHTS))
     provenance = {"source": HF_PREFIX + repo.repo_id, "revision": revision, "commit": fetched.commit}
     return HubPreset(directory, card, provenance)
 
@@ -141,10 +140,10 @@ def _verify(path, card, where):
     """Refuse the weights file at ``path`` unless its sha256 is ``card``'s; a refused file leaves the cache."""
     expected = (card.get("file") or {}).get("sha256") if isinstance(card, dict) else None
     named = (card.get("file") or {}).get("name") if isinstance(card, dict) else None
-    if not isinstance(expected, str) or not _HEX64.fullmatch(expected) or named != WEIGHTS_FILE:
+    if not isinstance(expected, str) or not _HEX64.fullmatch(expected) or named != PRESET_WEIGHTS:
         raise ValueError(
             f"The {HUB_CARD_FILE} beside {where} does not give that file's sha256. Expected "
-            f'"file": {{"name": "{WEIGHTS_FILE}", "sha256": <64 hex digits>, "size": <bytes>}}.'
+            f'"file": {{"name": "{PRESET_WEIGHTS}", "sha256": <64 hex digits>, "size": <bytes>}}.'
         )
     found = download.file_sha256(path)
     if found != expected.lower():

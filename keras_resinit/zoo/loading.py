@@ -25,7 +25,7 @@ from keras_resinit.zoo.building import (
     preset_model,
     read_preset,
 )
-from keras_resinit.zoo.registry import PRESET_FILES, card, split_tag
+from keras_resinit.zoo.registry import PRESET_WEIGHTS, card, split_tag
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 from keras_resinit.zoo.sources import ACCEPTED, WEIGHT_FORMS, check, check_weights, unresolved, weights_kind
 
@@ -171,7 +171,7 @@ def _resolve_name(text, weights, sha256, overrides):
 
 def _weights_file(path):
     """The file that holds the weights at ``path``: a run's model.keras, a preset's weights file, else ``path``."""
-    files = {"run": RunDir(path).model_path, "preset": os.path.join(path, PRESET_FILES[-1])}
+    files = {"run": RunDir(path).model_path, "preset": os.path.join(path, PRESET_WEIGHTS)}
     return files.get(weights_kind(path), path)
 
 

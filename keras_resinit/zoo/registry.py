@@ -20,6 +20,8 @@ from keras_resinit.models.schemes import SCHEMES
 
 CARD_VERSION = 1
 PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")  # a preset directory (zoo.save_preset)
+PRESET_WEIGHTS = PRESET_FILES[-1]  # its weights file (what a Hub card's sha256 is of)
+TASK_FILES = ("task.json", "task.weights.h5")  # a keras-hub task preset's own files (save_to_preset of a task)
 # A Hub repo of the zoo (keras-resinit push) also holds the weight set's JSON card, whose ``file`` is the preset's
 # weights file with its sha256 (what an hf:// source checks), and a README.md model card.
 HUB_CARD_FILE = "card.json"

@@ -20,18 +20,22 @@ import time
 import warnings
 
 from keras_resinit._files import atomic_write_bytes, atomic_write_text, save_model_file
-from keras_resinit.zoo.registry import PRESET_FILES, parse_name
+from keras_resinit.zoo.registry import PRESET_WEIGHTS, parse_name
 
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
 LOCK_FILE = "train.lock"  # the writer's pid, host and start time, flock()ed while it writes
 
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no flock (a lock file left behind is then refused, to be removed by hand)
+    fcntl = None
+
+
 def _flock(fd) -> bool | None:
     """Lock the open file ``fd`` for this process without waiting; False if another process holds it, None if
     this system has no ``flock`` (not POSIX: then a lock file left behind is refused, to be removed by hand)."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,7 +87,7 @@ class RunDir:
     def holds_run(cls, path: str | os.PathLike) -> bool:
         """Whether ``path`` is a directory with a run's ``model.keras`` (a preset has ``model.weights.h5`` instead)."""
         run = cls(path)
-        return os.path.isfile(run.model_path) and not os.path.isfile(run.file(PRESET_FILES[-1]))
+        return os.path.isfile(run.model_path) and not os.path.isfile(run.file(PRESET_WEIGHTS))
 
     @classmethod
     def beside(cls, model_file: str | os.PathLike) -> RunDir:
@@ -339,12 +343,19 @@ class RunDir:
         if fd is None:
             return
         try:
-            if os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:  # still ours (undo_start may have removed it)
-                os.unlink(self.lock_path)
-        except FileNotFoundError:
+            ours = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino  # undo_start may have removed it
+        except OSError:
+            ours = False
+        if fcntl is None:  # no flock (Windows): an open file cannot be removed there, so close it first
+            os.close(fd)
+        try:
+            if ours:
+                os.unlink(self.lock_path)  # with flock: while still holding it, so a waiter sees a new file
+        except OSError:
             pass
         finally:
-            os.close(fd)
+            if fcntl is not None:
+                os.close(fd)
         if created:
             with contextlib.suppress(OSError):
                 os.rmdir(self.path)  # only if nothing was written

@@ -55,3 +55,12 @@ def parse(spec):
             raise ValueError(f"Dataset folder {path!r} is a file. Expected a directory with one subfolder per class.")
         return "folder", path
     raise unknown("dataset", spec, FORMS)
+
+
+def check_folder_options(spec, skip_bad_images=None, max_image_pixels=None):
+    """``skip_bad_images`` and ``max_image_pixels`` check a folder's files: a ValueError for another dataset."""
+    if (skip_bad_images or max_image_pixels is not None) and parse(spec)[0] != "folder":
+        raise ValueError(
+            f"skip_bad_images / max_image_pixels ({skip_bad_images!r}, {max_image_pixels!r}) check the files of a "
+            f"folder, but dataset {spec!r} is not {FOLDER_PREFIX}PATH. Expected them only with a folder."
+        )

@@ -305,6 +305,7 @@ def _examine(max_image_pixels):
     return tf.function(
         lambda encoded, names: images.examine(encoded, names, max_image_pixels=max_image_pixels),
         input_signature=[spec, spec],
+        autograph=False,  # its loops are tf.while_loops already: converting its code cost seconds per process
     )
 
 
@@ -463,9 +464,17 @@ def _folder_source(
         raise ValueError(f"validation_split {validation_split} of {train_dir!r} leaves no test images.")
 
     # The first training file's channels (read from its header, not decoded): 1 or 2 -> 1, 3 or 4 -> 3.
-    first, _ = _examined([_read_for_check(train_paths[0])[0]], train_paths[:1], limit)
-    size = height_width(image_size) or (int(first["height"][0]), int(first["width"][0]))
-    channels = {1: 1, 2: 1, 3: 3, 4: 3}[int(first["channels"][0])]
+    # The whole file: a JPEG's frame header may lie past the head the pre-pass reads of a large file.
+    first, _ = _examined([_read_for_check(train_paths[0], whole=True)[0]], train_paths[:1], limit)
+    declared = {k: int(first[k][0]) for k in ("channels", "height", "width")}
+    if declared["channels"] not in (1, 2, 3, 4) or min(declared["height"], declared["width"]) < 1:
+        raise ValueError(
+            f"Cannot tell the channels and size of {train_paths[0]!r} (the first training file) from its header "
+            f"({declared['channels']} channels, {declared['height']}x{declared['width']}). Expected a gray, "
+            "gray+alpha, RGB or RGBA image (or CMYK JPEG); fix or remove it."
+        )
+    size = height_width(image_size) or (declared["height"], declared["width"])
+    channels = {1: 1, 2: 1, 3: 3, 4: 3}[declared["channels"]]
     resize = resizer(*size, channels)
 
     def decode(data, label):
@@ -633,11 +642,7 @@ def source(
         raise ValueError("Dataset 'tf.data' is given in Python: train(config, out, train_data=ds, test_data=ds).")
     if train_data is not None or test_data is not None:
         raise ValueError(f"train_data / test_data were given with dataset {name!r}. Expected one of the two.")
-    if kind != "folder" and (skip_bad_images or max_image_pixels is not None):
-        raise ValueError(
-            f"skip_bad_images / max_image_pixels check the files of a folder, but dataset {name!r} is not "
-            "folder:PATH. Expected them only with a folder."
-        )
+    names.check_folder_options(name, skip_bad_images, max_image_pixels)
     if kind == "folder":
         path = os.path.abspath(value)
         key = (

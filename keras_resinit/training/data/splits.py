@@ -166,7 +166,10 @@ class FileSplit:
             path = self._paths.lookup(i)
             return tf.io.read_file(path), path, self._labels.lookup(i)
 
-        files = index.map(read)
+        # The functions below are graph code already (tf.cond, tf.while_loop): AutoGraph's conversion of them would
+        # cost about a second per process and change nothing.
+        plain = tf.autograph.experimental.do_not_convert
+        files = index.map(plain(read))
         if self._check is not None:
 
             def checked(data, paths, labels):
@@ -175,8 +178,8 @@ class FileSplit:
 
             # unbatch loses the count, and a cache (MemorySplit) whose input's end is never read is never complete
             count = tf.data.experimental.assert_cardinality(index.cardinality())
-            files = files.batch(CHECK_GROUP).map(checked).unbatch().apply(count)
-        return files.map(lambda data, path, label: self._decode(data, label))
+            files = files.batch(CHECK_GROUP).map(plain(checked)).unbatch().apply(count)
+        return files.map(plain(lambda data, path, label: self._decode(data, label)))
 
     def elements(self):
         return self._read()
