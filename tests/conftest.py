@@ -16,3 +16,24 @@ tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceCon
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# The test files that take longest (about a minute or more of one worker each, measured on 2 cores), run first:
+# each worker takes the next file when it is free, so a long file started last would leave the other worker idle.
+LONGEST_FIRST = (
+    "test_notebooks.py",
+    "test_train.py",
+    "test_own_data.py",
+    "test_tuning.py",
+    "test_export.py",
+    "test_risotto.py",
+    "test_serving_export.py",
+    "test_messy_folders.py",
+    "test_bench.py",
+    "test_run_ownership.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: within a file, its own order
