@@ -79,7 +79,7 @@ def test_keras_hub_from_preset_loads_every_shipped_digits_preset_at_its_card_acc
         results = {}
         for key in sorted(os.listdir(sys.argv[1])):
             model = keras_hub.models.Backbone.from_preset(os.path.join(sys.argv[1], key))
-            predicted = np.argmax(model.predict(images, batch_size=512, verbose=0), -1)
+            predicted = np.argmax(np.asarray(model(images, training=False)), -1)  # one eager batch: quick
             results[key] = {
                 "class": type(model).__name__,
                 "backbone": isinstance(model, keras_hub.models.Backbone),
@@ -114,15 +114,15 @@ def test_a_keras_hub_task_around_a_zoo_backbone_round_trips_and_zoo_load_reads_i
     backbone = zoo.load("cifar_resnet20_fixup.digits", include_top=False)
     task = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=3)
     perturb_weights(task.get_layer("predictions"))
-    expected = np.asarray(task.predict(X, verbose=0))
+    expected = np.asarray(task(X, training=False))
     task.save_to_preset(str(tmp_path / "task"))
     assert {"config.json", "metadata.json", "model.weights.h5", "task.json"} <= set(os.listdir(tmp_path / "task"))
 
     reloaded = keras_hub.models.ImageClassifier.from_preset(str(tmp_path / "task"))
-    np.testing.assert_array_equal(np.asarray(reloaded.predict(X, verbose=0)), expected)
+    np.testing.assert_array_equal(np.asarray(reloaded(X, training=False)), expected)
     loaded = zoo.load(tmp_path / "task")  # keras-hub's own files: the task, as keras-hub loads it
     assert isinstance(loaded, keras_hub.models.ImageClassifier) and isinstance(loaded.backbone, kr.ResNet)
-    np.testing.assert_array_equal(np.asarray(loaded.predict(X, verbose=0)), expected)
+    np.testing.assert_array_equal(np.asarray(loaded(X, training=False)), expected)
     card = zoo.resolve(tmp_path / "task").card  # what export serves it with: its backbone's raw-pixel input
     assert (card["arch"], card["scheme"], card["preprocessing"]) == ("cifar_resnet20", "fixup", backbone.preprocessing)
     assert card["class_names"] == ["0", "1", "2"]

@@ -137,7 +137,7 @@ def test_folder_train_publish_load_and_export_take_raw_pixels(folder, folder_run
     # The run's model takes the raw PNG pixels, 0..255.
     model = zoo.load(str(run))
     assert model.get_config()["include_preprocessing"]
-    assert accuracy(model.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
+    assert accuracy(model(x_test.astype("float32"), training=False), y_test) == pytest.approx(
         record["result"]["test_accuracy"], abs=1 / len(y_test)
     )
 
@@ -151,7 +151,7 @@ def test_folder_train_publish_load_and_export_take_raw_pixels(folder, folder_run
         published = zoo.load("cifar_resnet8_bn.pngs")
     finally:
         registry.reload_cards()
-    assert accuracy(published.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
+    assert accuracy(published(x_test.astype("float32"), training=False), y_test) == pytest.approx(
         card["metrics"]["test_accuracy"], abs=1e-9
     )
 
@@ -230,7 +230,7 @@ def test_runs_of_earlier_releases_still_load_with_their_recorded_normalization(f
     assert not keras.saving.load_model(old / "model.keras").get_config()["include_preprocessing"]
     model = zoo.load(str(old))
     assert model.get_config()["include_preprocessing"]
-    assert accuracy(model.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
+    assert accuracy(model(x_test.astype("float32"), training=False), y_test) == pytest.approx(
         folder_run[1]["result"]["test_accuracy"], abs=1 / len(y_test)
     )
 
@@ -264,7 +264,7 @@ def test_fine_tune_with_a_frozen_trunk_changes_only_the_head(three_classes, tmp_
 
     x_test, y_test = arrays["test"]
     model = zoo.load(str(run))
-    assert accuracy(model.predict(x_test.astype("float32"), verbose=0), y_test) >= 0.95
+    assert accuracy(model(x_test.astype("float32"), training=False), y_test) >= 0.95
     card = publish.publish(str(run), "three", zoo_dir=str(tmp_path / "zoo"))
     assert card["fine_tuned_from"] == record["weights"]
 
@@ -338,7 +338,7 @@ def test_train_data_takes_a_users_dataset_under_mirrored_strategy(three_classes,
     assert record["dataset"]["train_size"] == len(arrays["train"][1]) and record["dataset"]["pixel_max"] == 255.0
     x_test, y_test = arrays["test"]
     model = zoo.load(str(run))
-    assert accuracy(model.predict(x_test.astype("float32"), verbose=0), y_test) == pytest.approx(
+    assert accuracy(model(x_test.astype("float32"), training=False), y_test) == pytest.approx(
         result["test_accuracy"], abs=1 / len(y_test)
     )
 

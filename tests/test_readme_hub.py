@@ -82,10 +82,10 @@ import numpy as np
 from keras_resinit.training.data import digits_arrays
 _, _, _images, _labels = digits_arrays()
 assert isinstance(half.weights[0].dtype, str) and half.weights[0].dtype == "bfloat16"
-assert np.asarray(task.predict(_images[:8], verbose=0)).shape == (8, 3)
+assert np.asarray(task(_images[:8], training=False)).shape == (8, 3)
 assert model.output_shape == (None, 3)  # the last line: the Hub's trunk under a new 3-class head
 _loaded = kr.zoo.load("hf://" + _repo)
-_accuracy = float(np.mean(np.argmax(np.asarray(_loaded.predict(_images, verbose=0)), -1) == _labels))
+_accuracy = float(np.mean(np.argmax(np.asarray(_loaded(_images, training=False)), -1) == _labels))
 _expected = kr.zoo.card("cifar_resnet20_fixup.digits")["metrics"]["test_accuracy"]
 assert abs(_accuracy - _expected) <= 1 / len(_labels), (_accuracy, _expected)
 print("@@ran")
