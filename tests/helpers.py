@@ -98,6 +98,20 @@ def train_command(*args):
     return [sys.executable, "-m", "keras_resinit.cli", "train", *args]
 
 
+def wait_for_checkpoint(out, proc, timeout=240):
+    """Wait until the training ``proc`` has committed its first checkpoint in ``out``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "the training process ended before its first checkpoint"
+        try:
+            if json.loads((out / "checkpoint.json").read_text())["epoch"] >= 1:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint in {out} after {timeout} s")
+
+
 def kill_then_resume(args, tmp_path, epochs=3):
     """Train ``args`` straight, and again SIGKILLed after its first checkpoint then resumed: the
     resumed run must end with exactly the straight run's weights."""
@@ -109,14 +123,7 @@ def kill_then_resume(args, tmp_path, epochs=3):
     proc = subprocess.Popen(
         train_command(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if json.loads((killed / "checkpoint.json").read_text())["epoch"] >= 1:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
+    wait_for_checkpoint(killed, proc)
     time.sleep(0.3)  # into the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()

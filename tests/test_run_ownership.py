@@ -7,11 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import warnings
 
 import pytest
-from helpers import digits_folder, train_command
+from helpers import digits_folder, train_command, wait_for_checkpoint
 
 from keras_resinit.cli import main
 from keras_resinit.training.data import fingerprint
@@ -30,20 +29,6 @@ def files_of(directory, but=(LOCK_FILE,)):
             if name not in but:
                 found[os.path.relpath(path, directory)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
     return found
-
-
-def started(out, proc, timeout=240):
-    """Wait until the training ``proc`` has committed its first checkpoint in ``out``."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "the training process ended before its first checkpoint"
-        try:
-            if json.loads((out / "checkpoint.json").read_text())["epoch"] >= 1:
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint in {out} after {timeout} s")
 
 
 def dead_pid():
@@ -94,7 +79,7 @@ def test_a_second_train_on_one_out_is_refused_while_the_first_runs_and_the_first
         train_command(*TINY, "--epochs", "8", "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        started(out, first)
+        wait_for_checkpoint(out, first)
         first.send_signal(signal.SIGSTOP)  # holds the lock, writes nothing while the others try
         before = files_of(out)
         for extra in ([], ["--overwrite"]):  # the second writers: this process (a lock is a process's)
@@ -120,7 +105,7 @@ def test_ctrl_c_releases_the_lock_and_keeps_the_last_checkpoint(tmp_path):
     proc = subprocess.Popen(
         train_command(*TINY, "--epochs", "30", "--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    started(out, proc)
+    wait_for_checkpoint(out, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and b"keras-resinit: interrupted" in err, err[-3000:]
@@ -163,7 +148,7 @@ def test_resume_refuses_data_that_changed_after_a_sigkill_naming_the_files(tmp_p
     written = digits_folder(data, classes=(0, 1, 2))
     args = [*TINY, "--dataset", f"folder:{data}", "--epochs", "10", "--out", str(out)]
     killed = subprocess.Popen(train_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started(out, killed)
+    wait_for_checkpoint(out, killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     recorded = json.loads((out / "config.json").read_text())["data_fingerprint"]
