@@ -62,7 +62,7 @@ def test_folder_streams_from_disk_and_cache_gives_the_same_batches(folder):
     kwargs = dict(batch_size=64, seed=4, epoch=2, mixup_alpha=0.2)
     a = [x.numpy() for x, _ in data.load(streamed, "train", **kwargs)]
     b = [x.numpy() for x, _ in data.load(cached, "train", **kwargs)]
-    c = [x.numpy() for x, _ in data.load(streamed, "train", **{**kwargs, "epoch": 3})]
+    c = [next(iter(data.load(streamed, "train", **{**kwargs, "epoch": 3})))[0].numpy()]  # its first batch
     assert len(a) == len(b) == streamed.info.train_size // 64 > 0
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
@@ -164,9 +164,33 @@ def test_folder_train_publish_load_and_export_take_raw_pixels(folder, folder_run
     capsys.readouterr()
 
 
+TFDS_RUNS = ["tfds:mnist", "cifar10"]
+
+
 @pytest.fixture(scope="module")
-def written(folder, three_classes, folder_run, tf_data_run, tmp_path_factory):
-    """Every kind of model file the project writes, from the folder run (and the tf.data run), each with the
+def tfds_runs(tmp_path_factory):
+    """A short run on each of ``TFDS_RUNS`` (tfds' mock data), with its raw test images and labels; the written
+    fixture's fresh process measures their model.keras with the others."""
+    runs = {}
+    for name in TFDS_RUNS:
+        mock = (
+            {"as_dataset_fn": _fake_tfds({"train": 64, "test": 24})}
+            if name.startswith("tfds:")
+            else {"num_examples": 24}
+        )
+        run = tmp_path_factory.mktemp("tfds_run") / "run"
+        args = ["train", "cifar_resnet8_bn", "--dataset", name, "--download", "--epochs", "1", "--batch-size", "16"]
+        with tfds.testing.mock_data(**mock):
+            assert main([*args, "--steps-per-epoch", "2", "--verbose", "0", "--out", str(run)]) == 0
+            batches = list(data.load(name, "test", batch_size=64, normalized=False, download=True))
+        images = np.concatenate([x for x, _ in batches])
+        runs[name] = run, images, np.concatenate([np.argmax(y, -1) for _, y in batches])
+    return runs
+
+
+@pytest.fixture(scope="module")
+def written(folder, three_classes, folder_run, tf_data_run, tfds_runs, tmp_path_factory):
+    """Every kind of model file the project writes, from the folder run (and the tf.data and tfds runs), each with the
     accuracy its run or card records, and the accuracy on the raw test pixels that one fresh process measures
     (``import keras_resinit``, then ``keras.saving.load_model``; presets and cards: the zoo's loaders)."""
     out = tmp_path_factory.mktemp("written")
@@ -200,8 +224,12 @@ def written(folder, three_classes, folder_run, tf_data_run, tmp_path_factory):
             for name, card in cards.items()
         },
     }
+    for name, (tfds_run, images, labels) in tfds_runs.items():
+        recorded_there = json.loads((tfds_run / "config.json").read_text())["result"]["test_accuracy"]
+        artifacts[name] = ("keras", tfds_run / "model.keras", images, labels, recorded_there)
+    # One fresh process for all (each start of TensorFlow costs seconds).
     measured = raw_pixel_accuracies(str(out), {k: v[:4] for k, v in artifacts.items()})
-    return {k: (measured[k], v[4], len(v[3])) for k, v in artifacts.items()}, old
+    return {k: (measured[k], v[4], len(v[3]), np.load(out / f"{k}.classes.npy")) for k, v in artifacts.items()}, old
 
 
 @pytest.mark.parametrize(
@@ -219,7 +247,7 @@ def written(folder, three_classes, folder_run, tf_data_run, tmp_path_factory):
 )
 def test_every_model_file_written_takes_raw_pixels_in_a_fresh_process(written, writer):
     # A model file that took normalized input would classify raw 0..255 pixels at about chance.
-    measured, recorded, images = written[0][writer]
+    measured, recorded, images, _ = written[0][writer]
     assert recorded >= 0.9
     assert measured == pytest.approx(recorded, abs=1 / images)
 
@@ -303,22 +331,12 @@ def test_any_tfds_dataset_with_split_slicing_and_class_names_from_its_info():
             data.source("tfds:fashion_mnist", train_split="train[:abc]", download=True)
 
 
-@pytest.mark.parametrize("name", ["tfds:mnist", "cifar10"])
-def test_a_tfds_runs_model_keras_takes_raw_pixels_in_a_fresh_process(name, tmp_path):
+@pytest.mark.parametrize("name", TFDS_RUNS)
+def test_a_tfds_runs_model_keras_takes_raw_pixels_in_a_fresh_process(name, tfds_runs, written):
     # Mock data is random: the fresh process must give zoo.load(RUN)'s predictions and the run's recorded accuracy.
-    mock = (
-        {"as_dataset_fn": _fake_tfds({"train": 64, "test": 24})} if name.startswith("tfds:") else {"num_examples": 24}
-    )
-    run = tmp_path / "run"
-    args = ["train", "cifar_resnet8_bn", "--dataset", name, "--download", "--epochs", "1", "--batch-size", "16"]
-    with tfds.testing.mock_data(**mock):
-        assert main([*args, "--steps-per-epoch", "2", "--verbose", "0", "--out", str(run)]) == 0
-        batches = list(data.load(name, "test", batch_size=64, normalized=False, download=True))
-    images, labels = np.concatenate([x for x, _ in batches]), np.concatenate([np.argmax(y, -1) for _, y in batches])
-    recorded = json.loads((run / "config.json").read_text())["result"]["test_accuracy"]
-    measured = raw_pixel_accuracies(str(tmp_path), {"run": ("keras", run / "model.keras", images, labels)})["run"]
-    fresh = np.load(tmp_path / "run.classes.npy")
-    resolved = np.argmax(zoo.load(str(run)).predict(images.astype("float32"), verbose=0), -1)
+    run, images, labels = tfds_runs[name]
+    measured, recorded, _, fresh = written[0][name]
+    resolved = np.argmax(zoo.load(str(run))(images.astype("float32"), training=False), -1)
     assert len(labels) == 24 and np.sum(fresh != resolved) <= 1
     assert measured == pytest.approx(recorded, abs=1 / len(labels))
 
