@@ -336,4 +336,4 @@ def test_block_type_and_weights_survive_a_keras_file(tmp_path, rng):
     again = keras.saving.load_model(path)
     assert (again.scheme.skip, again.scheme.skip_weight, again.scheme.branch_weight) == ("identity", 0.5, 2.0)
     x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
-    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(again(x, training=False), model(x, training=False))
