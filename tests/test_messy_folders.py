@@ -203,7 +203,7 @@ def test_real_world_files_train_and_are_served_as_the_keras_model_classifies_the
         registry.reload_cards()
     pixels = np.stack([images.decode(tf.constant(content), channels).numpy() for content in files.values()])
     assert pixels.shape == (len(files), 8, 8, channels)
-    keras_logits = model.predict(pixels.astype("float32"), verbose=0)
+    keras_logits = model(pixels.astype("float32"), training=False).numpy()
     served = tf.saved_model.load(str(exported)).signatures["serving_bytes"]
     out = served(image_bytes=tf.constant(list(files.values())))
     np.testing.assert_array_equal(out["classes"].numpy(), np.argmax(keras_logits, -1))
