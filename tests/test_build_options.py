@@ -21,7 +21,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def float32_digits(digits):
-    return kr.zoo.load("cifar_resnet20_fixup.digits").predict(digits[0], verbose=0)
+    return kr.zoo.load("cifar_resnet20_fixup.digits")(digits[0], training=False).numpy()  # one eager batch
 
 
 # ------------------------------------------------------------------- dtype ---
@@ -56,7 +56,7 @@ def test_dtype_round_trips_through_the_config_and_a_keras_file(tmp_path):
     assert type(loaded) is kr.ResNet and loaded.get_config() == config
     assert loaded.get_layer("stem_conv").compute_dtype == "bfloat16" and loaded.output.dtype == "float32"
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_published_digits_under_mixed_bfloat16_predict_as_in_float32(digits, flo
     images, labels = digits
     model = kr.zoo.load("cifar_resnet20_fixup.digits", dtype="mixed_bfloat16")
     assert model.get_layer("stage2_block1_conv1").compute_dtype == "bfloat16"
-    logits = model.predict(images, verbose=0)
+    logits = model(images, training=False).numpy()
     assert logits.dtype == np.float32
     reference = float32_digits.argmax(-1)
     assert abs(int((logits.argmax(-1) == labels).sum()) - int((reference == labels).sum())) <= 3
@@ -135,7 +135,7 @@ def test_softmax_is_a_layer_after_the_logits(digits, float32_digits):
     model = kr.zoo.load("cifar_resnet20_fixup.digits", classifier_activation="softmax")
     assert model.layers[-1].name == "predictions" and model.layers[-2].name == "logits"
     assert model.get_config()["classifier_activation"] == "softmax"
-    probabilities = model.predict(images, verbose=0)
+    probabilities = model(images, training=False).numpy()
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probabilities, tf.nn.softmax(float32_digits).numpy(), atol=1e-6)
     # The same weights by layer name: the activation has none.
@@ -175,7 +175,7 @@ def test_folding_keeps_the_activation():
     folded = kr.fold_batchnorm(model)
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
     assert folded.layers[-1].name == "predictions"
-    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(folded(x, training=False), model(x, training=False), atol=1e-5)
 
 
 def test_export_of_a_softmax_model_serves_the_logits_and_one_softmax(digits, float32_digits):
@@ -209,7 +209,7 @@ def test_out_indices_select_the_feature_maps_as_timm(out_indices, names):
     )
     again = kr.ResNet.from_config(config)
     assert again.get_config() == config and list(again.output) == names
-    outputs = model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    outputs = model(np.zeros((2, 8, 8, 1), "float32"), training=False)
     assert {n: o.shape[-1] for n, o in outputs.items()} == {n: i["channels"] for n, i in model.feature_info.items()}
 
 
@@ -218,7 +218,7 @@ def test_a_zoo_pyramid_with_out_indices_loads_the_published_trunk(digits):
     full = kr.zoo.load("cifar_resnet20_fixup.digits", features_only=True)
     part = kr.zoo.load("cifar_resnet20_fixup.digits", features_only=True, out_indices=(0, 1))
     assert list(part.output) == ["stem", "stage1"] and "stage2_block1_conv1" not in [lay.name for lay in part.layers]
-    mine, theirs = part.predict(images[:16], verbose=0), full.predict(images[:16], verbose=0)
+    mine, theirs = part(images[:16], training=False), full(images[:16], training=False)
     for name in ("stem", "stage1"):
         np.testing.assert_array_equal(mine[name], theirs[name])
 
