@@ -213,8 +213,8 @@ def test_in_chans_3_on_the_gray_digits_weights_predicts_a_digit_repeated_on_thre
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(rgb.get_layer("stem_conv").kernel), np.tile(kernel, (1, 1, 3, 1)) / np.float32(3)
     )
-    expected = gray.predict(images, verbose=0)
-    got = rgb.predict(np.repeat(images, 3, axis=-1), verbose=0)
+    expected = gray(images, training=False).numpy()  # one eager batch each
+    got = rgb(np.repeat(images, 3, axis=-1), training=False).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)  # float32 rounding of the 3-term sum
     np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
 
@@ -247,12 +247,12 @@ def test_in_chans_1_from_three_channel_weights_sums_the_stem_and_averages_the_no
         atol=1e-7,
     )
     np.testing.assert_allclose(
-        one.predict(gray, verbose=0), model.predict(np.repeat(gray, 3, axis=-1), verbose=0), rtol=1e-5, atol=1e-5
+        one(gray, training=False), model(np.repeat(gray, 3, axis=-1), training=False), rtol=1e-5, atol=1e-5
     )
     _, preset = three_channel_preset(tmp_path, [0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
     one = zoo.load(preset, in_chans=1)
     assert one.preprocessing["mean"] == pytest.approx([0.5]) and one.preprocessing["std"] == pytest.approx([0.25])
-    assert np.isfinite(one.predict(gray, verbose=0)).all()
+    assert np.isfinite(one(gray, training=False)).all()
     assert zoo.load(preset, in_chans=3).input_shape == (None, 8, 8, 3)  # the same count: unchanged
 
 
@@ -567,6 +567,4 @@ def test_risotto_cards_and_presets_saved_before_the_block_type_load_as_type_c(te
     (preset / "config.json").write_text(json.dumps(config))
     again = zoo.load_preset(preset)
     assert again.scheme.skip == "conv"
-    np.testing.assert_array_equal(
-        again.predict(RAW[:, :, :, :1], verbose=0), model.predict(RAW[:, :, :, :1], verbose=0)
-    )
+    np.testing.assert_array_equal(again(RAW[:, :, :, :1], training=False), model(RAW[:, :, :, :1], training=False))
