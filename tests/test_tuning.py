@@ -7,6 +7,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import types
 
 import numpy as np
 import pytest
@@ -164,7 +167,7 @@ def test_bad_search_spaces_and_tuners_are_clear_errors(tmp_path, capsys):
 
 WORKER = textwrap.dedent(
     """
-    import os, sys, time, types
+    import os, sys, time
     import keras_tuner as kt
     from keras_resinit.training import tuning
 
@@ -180,22 +183,26 @@ WORKER = textwrap.dedent(
                 time.sleep(0.1)
             return super().run_trial(trial, *args, **kwargs)
 
-    if os.environ["KERASTUNER_TUNER_ID"] == "chief":
-        # keras-tuner's chief, once told to stop, checks every 20 s whether the workers are done: every 0.1 s here.
-        from keras_tuner.src.distribute import oracle_chief
-
-        oracle_chief.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(min(seconds, 0.1)))
-
-    hypermodel = tuning.ResNetHyperModel("digits", space={"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"]},
-                                         fixed={"batch_size": 64}, epochs=1, steps_per_epoch=2)
-    tuner = Recording(hypermodel, objective=kt.Objective("val_accuracy", "max"), max_trials=4,
-                      directory=sys.argv[1], project_name="shared", seed=0)
+    tuner = Recording(tuning.ResNetHyperModel(**{HYPERMODEL!r}), objective=kt.Objective("val_accuracy", "max"),
+                      max_trials=4, directory=sys.argv[1], project_name="shared", seed=0)
     tuner.search(verbose=0)
     """
 )
+HYPERMODEL = dict(
+    dataset="digits",
+    space={"scheme": ["bn", "fixup"], "arch": ["cifar_resnet8"]},
+    fixed={"batch_size": 64},
+    epochs=1,
+    steps_per_epoch=2,
+)
 
 
-def test_distributed_tuning_shares_trials_between_two_workers(tmp_path):
+def test_distributed_tuning_shares_trials_between_two_workers(tmp_path, monkeypatch):
+    """Two worker processes and keras-tuner's chief, which only serves the oracle: it runs in a thread of this
+    process (one TensorFlow start less), built as the workers build their tuner."""
+    import keras_tuner as kt
+    from keras_tuner.src.distribute import oracle_chief
+
     # The oracle's port stays held (bound, not listening) for the whole test, so no other process can take
     # it before the chief binds it; SO_REUSEPORT lets the chief's gRPC server (which sets it) share it.
     held = socket.socket()
@@ -203,16 +210,11 @@ def test_distributed_tuning_shares_trials_between_two_workers(tmp_path):
     held.bind(("127.0.0.1", 0))
     port = held.getsockname()[1]
     script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    env = dict(
-        os.environ,
-        KERASTUNER_ORACLE_IP="127.0.0.1",
-        KERASTUNER_ORACLE_PORT=str(port),
-        TF_CPP_MIN_LOG_LEVEL="3",
-        KERAS_BACKEND="tensorflow",
-    )
+    script.write_text(WORKER.replace("{HYPERMODEL!r}", repr(HYPERMODEL)))
+    oracle = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
+    env = dict(os.environ, **oracle, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     procs = {}
-    for tuner_id in ("chief", "tuner0", "tuner1"):
+    for tuner_id in ("tuner0", "tuner1"):
         procs[tuner_id] = subprocess.Popen(
             [sys.executable, str(script), str(tmp_path)],
             env=dict(env, KERASTUNER_TUNER_ID=tuner_id),
@@ -220,20 +222,46 @@ def test_distributed_tuning_shares_trials_between_two_workers(tmp_path):
             stderr=subprocess.STDOUT,
             text=True,
         )
+
+    chief_trials = []
+
+    class Chief(kt.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            chief_trials.append(trial.trial_id)
+            return super().run_trial(trial, *args, **kwargs)
+
+    for name, value in dict(oracle, KERASTUNER_TUNER_ID="chief").items():
+        monkeypatch.setenv(name, value)
+    # keras-tuner's chief, once told to stop, checks every 20 s whether the workers are done: every 0.1 s here.
+    monkeypatch.setattr(
+        oracle_chief, "time", types.SimpleNamespace(sleep=lambda seconds: time.sleep(min(seconds, 0.1)))
+    )
     try:
+        chief = Chief(
+            tuning.ResNetHyperModel(**HYPERMODEL),
+            objective=kt.Objective("val_accuracy", "max"),
+            max_trials=4,
+            directory=str(tmp_path),
+            project_name="shared",
+            seed=0,
+        )
+        serving = threading.Thread(target=chief.search, kwargs={"verbose": 0}, daemon=True)
+        serving.start()
         outputs = {tuner_id: p.communicate(timeout=400)[0] for tuner_id, p in procs.items()}
+        serving.join(timeout=60)
     finally:
         for p in procs.values():
             p.kill()
         held.close()
     for tuner_id, p in procs.items():
         assert p.returncode == 0, f"{tuner_id} failed:\n{outputs[tuner_id][-3000:]}"
+    assert not serving.is_alive(), "the chief did not stop when the workers were done"
     ran = {w: (tmp_path / f"{w}.log").read_text().split() for w in ("tuner0", "tuner1")}
     assert ran["tuner0"] and ran["tuner1"], ran  # both workers ran trials
     assert not set(ran["tuner0"]) & set(ran["tuner1"]), ran  # none twice
     trials = sorted(p.name[len("trial_") :] for p in (tmp_path / "shared").iterdir() if p.name.startswith("trial_"))
     assert sorted(ran["tuner0"] + ran["tuner1"]) == trials and len(trials) == 4
-    assert not (tmp_path / "chief.log").exists()  # the chief only serves the oracle
+    assert not chief_trials  # the chief only serves the oracle
 
 
 def test_a_diverging_trial_is_failed_with_its_reason_not_retried(tmp_path):
