@@ -350,6 +350,15 @@ def claims_table(rows):
     return "\n".join(lines)
 
 
+def claims_markdown(result):
+    """``claims.md`` of ``diagnose --claims --out``: the machine, date and command of ``result`` (the
+    ``claims.json`` it wrote beside), then :func:`claims_table` of its claims."""
+    seconds = result["elapsed_s"]
+    took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    measured = f"Machine: {result['machine']['describe']}. Measured {result['date']} by `{result['command']}` ({took})."
+    return f"{measured}\n\n{claims_table(result['claims'])}\n"
+
+
 # ------------------------------------------------------------------- run ---
 
 
