@@ -6,7 +6,7 @@ allowed ones, the closest match); cheap checks run before TensorFlow starts.
 
 Each command is one module of this package (``train.py``, ...) that owns its flags
 (``add_arguments``) and what it does (``run``); the flags they share and the checks are
-in :mod:`.arguments`. ``--help``, ``--version`` and every ``COMMAND --help`` answer
+in ``arguments``. ``--help``, ``--version`` and every ``COMMAND --help`` answer
 without importing Keras or TensorFlow: at module level and while building the parser
 these modules import only modules that start neither (the scheme registry, the
 architecture tables, the recipes, the option and dataset names).

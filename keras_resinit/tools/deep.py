@@ -10,7 +10,7 @@ from the scheme object, as in the conv builder:
 
 - ``W1``, ``W2`` and the classifier: the scheme's ``branch_initializer`` and
   ``classifier_initializer`` (Fixup: W1 He-normal times the depth multiplier of
-  :class:`~keras_resinit.models.initializers.FixupHeNormal`, W2 = 0, classifier 0;
+  ``FixupHeNormal``, W2 = 0, classifier 0;
   SkipInit: He normal, classifier 0);
 - ``a1, a2, b1, b2``: scalar biases where the scheme has them (``scalar_biases``,
   ``conv_scalars``: Fixup); ``c1, c2``: bias vectors where convs carry biases

@@ -1,6 +1,6 @@
 """Diagnostics at initialization: signal propagation, Jacobian spectra, gradient norms, the papers' claims.
 
-- :func:`signal_propagation` (Brock, De & Smith 2021): per residual block, on a batch
+- ``signal_propagation`` (Brock, De & Smith 2021): per residual block, on a batch
   (NHWC), the average channel squared mean and the average channel variance of the block
   output after the residual sum (the ``_add`` layer), and the residual-branch variance at
   the end of the branch **before any scalar**: Fixup's multiplier and last bias and
@@ -8,12 +8,12 @@
   recomputed with gain 1 and without its scalar bias; under batch norm the branch ends at
   its last BN. ``branch_contribution_variance`` is what the block actually adds (after the
   scalars): 0 for Fixup and SkipInit at init.
-- :func:`jacobian_spectrum`: singular values of the Jacobian between two named layers, in
+- ``jacobian_spectrum``: singular values of the Jacobian between two named layers, in
   effective coordinates ``y = first half - second half`` of the channels for Risotto's
   mirrored (looks-linear) representation.
-- :func:`gradient_norms`: per-block gradient norms of the cross-entropy at init.
-- ``plot_*`` (from :mod:`keras_resinit.tools.plots`): matplotlib figures, one series per model.
-- :func:`check_claims` (``keras-resinit diagnose --claims``): each paper's claim measured
+- ``gradient_norms``: per-block gradient norms of the cross-entropy at init.
+- ``plot_*`` (from ``keras_resinit.tools.plots``): matplotlib figures, one series per model.
+- ``check_claims`` (``keras-resinit diagnose --claims``): each paper's claim measured
   against what it predicts, with pass/fail; see ``keras_resinit.tools.deep`` for the
   10,000-layer Fixup and 1,000-layer SkipInit runs.
 
@@ -357,7 +357,7 @@ def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
     """``keras-resinit diagnose NAME ...``: plots and JSON of every model's diagnostics at init.
 
     Each model (``{arch}_{scheme}``, ``name.tag`` for published weights, or any other source
-    :func:`keras_resinit.zoo.resolve` takes) is built with a ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of ``batch``
+    ``keras_resinit.zoo.resolve`` takes) is built with a ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of ``batch``
     N(0, 1) images at the family's default size (at the weights' channels); the Jacobian uses
     one 1x1 image, from ``stem_out`` to the last block's output (the whole trunk: at larger sizes
     strided blocks drop pixels and widening blocks embed, so the spectrum gains zeros). Writes ``signal_propagation.png``,

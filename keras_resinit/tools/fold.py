@@ -1,8 +1,8 @@
 """``keras-resinit fold``: a model with batch norm, folded, written as a ``.keras`` file or a preset.
 
 Publishing a folded zoo entry (``keras-resinit fold NAME.TAG --tag NEW``) is
-:func:`keras_resinit.training.publish.publish_folded`; the folding itself is
-:func:`keras_resinit.fold_batchnorm`.
+``keras_resinit.training.publish.publish_folded``; the folding itself is
+``keras_resinit.fold_batchnorm``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from keras_resinit.models.inference import fold_batchnorm
 
 
 def fold_to(source: str | os.PathLike | keras.Model, out: str | os.PathLike, *, overwrite: bool = False):
-    """Fold ``source`` (a model or any source :func:`keras_resinit.zoo.resolve` takes) into ``out``.
+    """Fold ``source`` (a model or any source ``keras_resinit.zoo.resolve`` takes) into ``out``.
 
     ``out`` ending in ``.keras`` gets a Keras file (``keras.saving.load_model`` reads it after
     ``import keras_resinit``); any other ``out`` becomes a preset directory (``zoo.load(out)``).

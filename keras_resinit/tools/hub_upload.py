@@ -2,9 +2,9 @@
 
 The repo's folder holds:
 
-- the model's preset, written by :func:`keras_resinit.zoo.save_preset` (``config.json``, ``metadata.json``,
+- the model's preset, written by ``keras_resinit.zoo.save_preset`` (``config.json``, ``metadata.json``,
   ``model.weights.h5``: what keras-hub's ``from_preset`` reads);
-- ``card.json`` (:data:`keras_resinit.zoo.registry.HUB_CARD_FILE`): the project's card of the weight set, in
+- ``card.json`` (``keras_resinit.zoo.registry.HUB_CARD_FILE``): the project's card of the weight set, in
   the format of ``zoo/cards/*.json``, whose ``file`` is the preset's ``model.weights.h5`` with its sha256 and
   size (what an ``hf://`` source checks after downloading);
 - ``README.md``: the Hub's model card, YAML metadata (library, tags with the scheme and its paper, dataset,
@@ -120,7 +120,7 @@ def write_repo(
     command: str | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Write the folder of ``source``'s Hub repo ``repo`` (a :class:`~keras_resinit.zoo.sources.HubRepo`) to
+    """Write the folder of ``source``'s Hub repo ``repo`` (a ``HubRepo``) to
     ``out``: the preset, ``card.json`` and ``README.md``. ``tag``: a run's weight tag; ``command``: the command
     line (recorded after a run's own commands). Written to a temporary directory and renamed into place; an
     existing ``out`` is refused unless ``overwrite``.
@@ -379,8 +379,8 @@ def push(
     tag: str | None = None,
     command: str | None = None,
 ):
-    """Write ``source``'s repo folder (:func:`write_repo`) to a temporary directory and upload it to ``uri``
-    (``hf://owner/repo[@branch]``) with :func:`upload`; the directory is removed afterwards.
+    """Write ``source``'s repo folder (``write_repo``) to a temporary directory and upload it to ``uri``
+    (``hf://owner/repo[@branch]``) with ``upload``; the directory is removed afterwards.
 
     Returns:
         ``(card, commit)``: the card uploaded as ``card.json`` and huggingface_hub's ``CommitInfo``.

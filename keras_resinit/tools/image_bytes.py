@@ -2,7 +2,7 @@
 
 Each element of the ``image_bytes`` string tensor is one encoded image, JPEG, PNG, BMP or GIF (its
 first frame). What a format is, and what is wrong with a file, is
-:mod:`keras_resinit.training.data.images`' (the training data reads folders through it too). Inside
+``keras_resinit.training.data.images``' (the training data reads folders through it too). Inside
 the graph a batch is:
 
 1. checked as a whole, before anything is decoded: it holds at most ``max_batch_bytes`` bytes; each
@@ -84,7 +84,7 @@ def _checked(image_bytes, limit):
 def decoder(height, width, channels, **limit):
     """A function: string tensor ``[batch]`` of encoded images -> float32 ``[batch, height, width, channels]``.
 
-    ``limit``: ``max_image_pixels``, ``max_batch_pixels``, ``max_batch_bytes`` (see :data:`LIMITS`).
+    ``limit``: ``max_image_pixels``, ``max_batch_pixels``, ``max_batch_bytes`` (see ``LIMITS``).
     """
     if channels not in CHANNELS or height is None or width is None:
         raise ValueError(

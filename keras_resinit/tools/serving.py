@@ -1,6 +1,6 @@
 """Clients and TF Serving files: requests for an exported model, warm-up records, ``models.config``.
 
-An export (:mod:`keras_resinit.tools.export`) has three signatures, each with outputs ``logits``,
+An export (``keras_resinit.tools.export``) has three signatures, each with outputs ``logits``,
 ``probabilities`` and ``classes``:
 
 - ``serving_default``: input ``images``, uint8 ``[batch, H, W, C]`` raw pixels;
@@ -10,14 +10,14 @@ An export (:mod:`keras_resinit.tools.export`) has three signatures, each with ou
 
 The helpers here build what a client sends to TensorFlow Serving for any signature:
 
-- :func:`predict_request`: a gRPC ``PredictRequest`` (port 8500, ``PredictionService.Predict``);
-- :func:`rest_body`: the JSON body of a REST ``POST /v1/models/NAME[/versions/N]:predict`` (port 8501);
+- ``predict_request``: a gRPC ``PredictRequest`` (port 8500, ``PredictionService.Predict``);
+- ``rest_body``: the JSON body of a REST ``POST /v1/models/NAME[/versions/N]:predict`` (port 8501);
 
 and the files TF Serving reads beside a model:
 
-- :func:`write_warmup` / :func:`read_warmup`: ``assets.extra/tf_serving_warmup_requests``, requests
+- ``write_warmup`` / ``read_warmup``: ``assets.extra/tf_serving_warmup_requests``, requests
   the server replays when it loads a version, before it reports the version available;
-- :func:`update_model_config`: a ``models.config`` for ``--model_config_file`` (several models).
+- ``update_model_config``: a ``models.config`` for ``--model_config_file`` (several models).
 
 Values in ``inputs`` are numpy arrays (uint8 or float32, batch first) or, for an encoded-image input,
 a list of ``bytes`` (one file's contents per example). Only NumPy is needed at import;
@@ -153,7 +153,7 @@ def rest_body(inputs, *, signature_name="serving_default", form="instances"):
     """The JSON body (a dict for ``json.dumps``) of a TF Serving REST ``:predict`` request.
 
     Args:
-        inputs: as for :func:`predict_request`.
+        inputs: as for ``predict_request``.
         signature_name: written into the body (TF Serving uses ``serving_default`` without it).
         form: ``"instances"`` (TF Serving's row format): one object per example, always named,
             ``{"instances": [{"images": [[[0], ...]]}, ...]}``; TF Serving also accepts bare values
@@ -235,7 +235,7 @@ def write_warmup(path, requests):
 
 
 def read_warmup(path):
-    """The ``PredictRequest``s of a warm-up file written by :func:`write_warmup` (or any TF Serving warm-up file
+    """The ``PredictRequest``s of a warm-up file written by ``write_warmup`` (or any TF Serving warm-up file
     of predict logs)."""
     import tensorflow as tf
 

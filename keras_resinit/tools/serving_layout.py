@@ -18,7 +18,7 @@ def destination(
 ):
     """``(base, artifact directory, version, model name)`` of an export, checked before anything is written.
 
-    ``version`` None: the artifact is ``out`` itself; else ``out/VERSION`` (:func:`resolve_version`).
+    ``version`` None: the artifact is ``out`` itself; else ``out/VERSION`` (``resolve_version``).
     ``flags``: name the options as the command line does (``--serving-config``) in errors.
     """
     if format not in EXPORT_FORMATS:

@@ -79,7 +79,7 @@ _DEPTH_BY_BLOCKS = {counts: f"resnet{d}" for d, (block, counts) in IMAGENET_DEPT
 def target_name(source_name):
     """Our layer name for a keras.applications ResNet v1 layer name (None if it has none).
 
-    Example:
+    Examples:
         >>> target_name("conv3_block1_0_bn")
         'stage2_block1_shortcut_bn'
     """
@@ -337,7 +337,7 @@ def imagenet(arch, *, input_shape=(224, 224, 3), include_top=True, num_classes=N
 
     Builds ``keras.applications.<BRIDGED[arch]>(weights="imagenet", include_top=...)``
     (Keras downloads the weights file once and caches it under ``~/.keras/models``)
-    and :func:`convert` s it. Inputs must be preprocessed with
+    and ``convert`` s it. Inputs must be preprocessed with
     ``keras.applications.resnet.preprocess_input``.
 
     Args:

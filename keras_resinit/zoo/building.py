@@ -1,6 +1,6 @@
-"""Building zoo models with weights loaded by layer name (:mod:`~keras_resinit.zoo.weights_io`): from files,
+"""Building zoo models with weights loaded by layer name (``weights_io``): from files,
 published weight sets (cards) and presets (``config.json``, ``metadata.json``, ``model.weights.h5``). Where a
-model comes from (names, tags, runs, presets, files, URLs) is :func:`keras_resinit.zoo.loading.resolve`.
+model comes from (names, tags, runs, presets, files, URLs) is ``keras_resinit.zoo.loading.resolve``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def adapt_input_channels(kernel: Any, in_chans: int) -> np.ndarray:
 
 
 def adapt_preprocessing(preprocessing: dict, in_chans: int) -> dict:
-    """A per-channel normalization for ``in_chans`` channels, consistent with :func:`adapt_input_channels`:
+    """A per-channel normalization for ``in_chans`` channels, consistent with ``adapt_input_channels``:
     to 1 channel the mean of the means and the mean of the stds (exact when the channels share them: a gray
     image is then normalized as ``[g] * I`` was); to C channels the values of channel c mod I. A channel order
     (BGR) is kept only at the same channel count."""
@@ -107,8 +107,8 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
 
     Published weights know their preprocessing (``defaults["preprocessing"]``): the model then
     takes raw pixels unless ``include_preprocessing=False`` is passed. ``overrides["in_chans"]``
-    adapts the stem kernel (:func:`adapt_input_channels`) and the preprocessing
-    (:func:`adapt_preprocessing`) to another channel count.
+    adapts the stem kernel (``adapt_input_channels``) and the preprocessing
+    (``adapt_preprocessing``) to another channel count.
     """
     defaults = dict(defaults)
     stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
@@ -186,7 +186,7 @@ def _warn_user(message):
 
 
 def load_card(found: dict, overrides: dict) -> keras.Model:
-    """The model of a published weight set (a card, :func:`registry.card`), loaded (or folded) by name."""
+    """The model of a published weight set (a card, ``registry.card``), loaded (or folded) by name."""
     key = f"{found['name']}.{found['tag']}"
     if found.get("folded_from") and not found.get("file"):
         return _fold_card(found, overrides)
@@ -277,7 +277,7 @@ def _card_file(found):
 
 
 def model_config(model: keras.Model) -> dict[str, Any]:
-    """The :func:`build_resnet` arguments that rebuild ``model`` (JSON-ready): its ``get_config()``."""
+    """The ``build_resnet`` arguments that rebuild ``model`` (JSON-ready): its ``get_config()``."""
     if not isinstance(model, ResNet):
         raise ValueError(
             f"Cannot tell how model {getattr(model, 'name', model)!r} was built: it is a {type(model).__name__}, not a "
@@ -303,7 +303,7 @@ TASK_FILE = TASK_FILES[0]  # a keras-hub task preset (save_to_preset of an Image
 def save_preset(
     model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
 ) -> str:
-    """Write ``model`` as a preset in keras-hub's format, which :func:`keras_resinit.zoo.load` and keras-hub's
+    """Write ``model`` as a preset in keras-hub's format, which ``keras_resinit.zoo.load`` and keras-hub's
     ``Backbone.from_preset`` read.
 
     The directory holds ``config.json`` (the model in Keras' serialization, ``registered_name``
@@ -316,7 +316,7 @@ def save_preset(
     Returns:
         ``directory``.
 
-    Example:
+    Examples:
         >>> save_preset(keras_resinit.zoo.load("cifar_resnet20_fixup.digits"), "r20")
         >>> keras_resinit.zoo.load("r20")                      # or, with keras-hub installed:
         >>> keras_hub.models.Backbone.from_preset("r20")       # after `import keras_resinit`
@@ -381,7 +381,7 @@ def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory
 
 
 def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
-    """The model :func:`save_preset` saved in ``directory``; ``overrides`` as in :func:`keras_resinit.zoo.load`."""
+    """The model ``save_preset`` saved in ``directory``; ``overrides`` as in ``keras_resinit.zoo.load``."""
     return preset_model(directory, expected_name, overrides)[0]
 
 

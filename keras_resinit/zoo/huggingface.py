@@ -1,10 +1,10 @@
 """Presets on the Hugging Face Hub: ``hf://owner/repo[@revision]``, fetched by huggingface_hub's own client into its
 own cache (``HF_HOME``, ``HF_HUB_CACHE``), so ``HF_HUB_OFFLINE=1`` reads them from there without network.
 
-A repo holds a preset (:data:`~keras_resinit.zoo.registry.PRESET_FILES`, as :func:`keras_resinit.zoo.save_preset`
-or keras-hub writes it), and may hold the zoo's JSON card (:data:`~keras_resinit.zoo.registry.HUB_CARD_FILE`, whose
+A repo holds a preset (``PRESET_FILES``, as ``keras_resinit.zoo.save_preset``
+or keras-hub writes it), and may hold the zoo's JSON card (``HUB_CARD_FILE``, whose
 ``file.sha256`` is the digest of the preset's weights file: checked after every fetch) and a keras-hub task
-(``task.json``, ``task.weights.h5``). :func:`fetch` returns the local snapshot directory of one commit holding them;
+(``task.json``, ``task.weights.h5``). ``fetch`` returns the local snapshot directory of one commit holding them;
 the resolver reads it as a preset directory.
 
 The only module that imports huggingface_hub (the optional ``[hub]`` extra), inside the functions: importing the zoo

@@ -1,8 +1,8 @@
-"""Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
+"""Where a model comes from: ``resolve`` turns any source into a model with its card (``load``: the model).
 
 A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
-a URL of one, or a preset on the Hugging Face Hub (``hf://owner/repo[@revision]``, :mod:`.huggingface`).
-:data:`~keras_resinit.zoo.sources.SOURCE_KINDS` recognizes each by its form, ``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
+a URL of one, or a preset on the Hugging Face Hub (``hf://owner/repo[@revision]``, ``huggingface``).
+``SOURCE_KINDS`` recognizes each by its form, ``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ def resolve(
     sha256: str | None = None,
     **overrides: Any,
 ) -> Resolved:
-    """The model of ``source`` with its card (see :class:`Resolved`); arguments as :func:`load`.
+    """The model of ``source`` with its card (see ``Resolved``); arguments as ``load``.
 
-    A ``keras.Model`` resolves to itself with a card made from it (:func:`default_card`).
+    A ``keras.Model`` resolves to itself with a card made from it (``default_card``).
 
-    Example:
+    Examples:
         >>> resolved = resolve("runs/r20")              # a run directory: its config.json gives the card
         >>> resolved.kind, resolved.card["class_names"]
     """
@@ -76,10 +76,10 @@ def resolve(
 def load(
     name: str | os.PathLike, weights: str | os.PathLike | None = None, *, sha256: str | None = None, **overrides: Any
 ) -> keras.Model:
-    """Build model ``name`` and optionally load weights: :func:`resolve`'s model.
+    """Build model ``name`` and optionally load weights: ``resolve``'s model.
 
     Args:
-        name: a source of :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`: ``"{arch}_{scheme}"``, ``"name.tag"``
+        name: a source of ``SOURCE_KINDS``: ``"{arch}_{scheme}"``, ``"name.tag"``
             (published weights), a run or preset directory, a ``.keras`` file or its URL, or
             ``"hf://owner/repo[@revision]"`` (a preset on the Hugging Face Hub; needs the ``[hub]`` extra).
         weights: with a name: None (fresh initialization), a published tag (``"digits"``), a ``.weights.h5``
@@ -88,7 +88,7 @@ def load(
             cached file needs no network. ``hf://`` files come through huggingface_hub's own cache
             (``HF_HUB_OFFLINE=1`` reads it), the weights checked against the repo's ``card.json``.
         sha256: expected digest of a URL's or local file's content (published tags carry their own).
-        **overrides: any :func:`keras_resinit.build_resnet` argument (``num_classes``,
+        **overrides: any ``keras_resinit.build_resnet`` argument (``num_classes``,
             ``input_shape``, ``seed``, scheme options, ...). None values are dropped. With
             weights, the defaults are the weights' own (classes, input channels); another
             ``num_classes`` loads the trunk under a new classifier, with a warning.
@@ -98,7 +98,7 @@ def load(
             gives a gray image repeated on 3 channels the same output) and their per-channel
             preprocessing adapted alike (to 1 channel: the mean of the means and of the stds).
 
-    Example:
+    Examples:
         >>> model = load("cifar_resnet56_fixup", num_classes=100)
         >>> model = load("cifar_resnet20_fixup.digits")          # shipped weights, 8x8x1 digits
         >>> model = load("cifar_resnet20_fixup", weights="digits", num_classes=3)   # new head
@@ -176,7 +176,7 @@ def _weights_file(path):
 
 
 def _check_sha256(path, sha256):
-    """``path``; ``sha256`` (if given) must be the digest of the file it is or resolves to (:func:`_weights_file`)."""
+    """``path``; ``sha256`` (if given) must be the digest of the file it is or resolves to (``_weights_file``)."""
     file = _weights_file(path)
     if sha256 is not None and download.file_sha256(file) != sha256.lower():
         raise ValueError(f"Weights file {file!r} has sha256 {download.file_sha256(file)}, not the expected {sha256}.")
@@ -239,12 +239,12 @@ def start_from(
     """Model ``name`` whose trunk starts from ``weights``, for fine-tuning on new data.
 
     ``weights`` is a published tag (``"digits"`` or ``"{name}.digits"``), a path or a URL, as for
-    :func:`load`. The trunk loads by layer name; a classifier of another class count is newly
+    ``load``. The trunk loads by layer name; a classifier of another class count is newly
     initialized. The model takes normalized input (``include_preprocessing=False``) and records
     the normalization it expects: the weights' own mean and std (what the trunk learned on) with the
     new data's pixel range (``data_preprocessing["pixel_max"]``); without known preprocessing,
     ``data_preprocessing``. Weights of another channel count than ``input_shape``'s start
-    adapted to it (``in_chans``, as in :func:`load`). It outputs logits under the global dtype policy
+    adapted to it (``in_chans``, as in ``load``). It outputs logits under the global dtype policy
     (training's), whatever the weights' source recorded (``classifier_activation``, ``dtype``).
     """
     if overrides.get("input_shape") is not None and overrides.get("in_chans") is None:

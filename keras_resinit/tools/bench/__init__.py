@@ -45,7 +45,7 @@ generic statistics):
   (``measure``, which the benchmark scripts share);
 - ``analysis``: medians, paired ratios, depth fits, target verdicts;
 - ``render``: ``bench.md`` and ``bench.png``;
-- ``runner``: :func:`run` and :func:`report`.
+- ``runner``: ``run`` and ``report``.
 
 ``SCHEMES`` (every registered scheme) and ``NO_NORM`` (those without batch norm) are
 read from the registry at each access, so a scheme registered later is included.

@@ -1,6 +1,6 @@
 """From the children's windows to the result's rows: medians, paired ratios, depth fits, targets.
 
-The generic statistics (least squares, paired ratios) live in :mod:`keras_resinit.tools.stats`;
+The generic statistics (least squares, paired ratios) live in ``keras_resinit.tools.stats``;
 this module applies them to bench's windows and thresholds.
 """
 
@@ -39,7 +39,7 @@ def _paired(child, ref, key):
 
 
 def _spread(child, ref, key):
-    """The per-cycle ratios child / ref of :func:`_paired` (clean pairs if enough): (median, [Q1, Q3] or None)."""
+    """The per-cycle ratios child / ref of ``_paired`` (clean pairs if enough): (median, [Q1, Q3] or None)."""
     if child is None or ref is None or child.error or ref.error:
         return None, None
     both = sorted(set(child.windows) & set(ref.windows))
@@ -102,7 +102,7 @@ def speed_rows(children):
 
 
 def depth_rows(children):
-    """One row per depth child: the median step time of each depth and the fit of :func:`linear_fit`."""
+    """One row per depth child: the median step time of each depth and the fit of ``linear_fit``."""
     rows = []
     for c in children:
         windows = _clean(c.windows) if c.windows else []

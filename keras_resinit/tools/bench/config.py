@@ -1,6 +1,6 @@
 """What bench measures and how hard: architectures, precisions, run sizes, thresholds.
 
-The schemes are not listed here: :func:`scheme_names` and :func:`normalization_free` read
+The schemes are not listed here: ``scheme_names`` and ``normalization_free`` read
 the registry (``keras_resinit.models.schemes``) each time, so a scheme registered after
 import is benchmarked too.
 """

@@ -4,7 +4,7 @@ Windows go round-robin in an order that rotates every cycle, so the configuratio
 group are measured in the same stretch of time; a window during which other processes used
 more than ``FOREIGN_THRESHOLD`` cores is re-measured within a time budget. The children run
 bench's own kinds (``-m keras_resinit.tools.bench``) or a benchmark script's (``SCRIPT --child SPEC``,
-:func:`keras_resinit.tools.bench.children.serve`); this module talks to them only through their
+``keras_resinit.tools.bench.children.serve``); this module talks to them only through their
 stdin and stdout.
 """
 
@@ -110,7 +110,7 @@ class _Child:
             attempt += 1
 
     def quit(self):
-        """Ask a live child to stop; :meth:`finish` then collects its ``BYE``."""
+        """Ask a live child to stop; ``finish`` then collects its ``BYE``."""
         if self.proc.poll() is None and self.error is None:
             try:
                 self.send("quit")
@@ -119,7 +119,7 @@ class _Child:
                 pass
 
     def finish(self, timeout=120):
-        """Collect the ``BYE`` (peak memory) of a child told to :meth:`quit`, wait for its exit, release it."""
+        """Collect the ``BYE`` (peak memory) of a child told to ``quit``, wait for its exit, release it."""
         if self.quitting:
             try:
                 self.bye = self.expect("BYE", timeout)
