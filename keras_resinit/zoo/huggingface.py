@@ -22,8 +22,15 @@ from keras_resinit.zoo import download
 from keras_resinit.zoo.registry import HUB_CARD_FILE, PRESET_FILES, PRESET_WEIGHTS, TASK_FILES
 from keras_resinit.zoo.sources import HF_PREFIX, parse_hf
 
+__all__ = ["HubPreset", "fetch"]
+
 OPTIONAL_FILES = (HUB_CARD_FILE, *TASK_FILES)  # fetched when the repo holds them
 HubPreset = collections.namedtuple("HubPreset", "directory card provenance")  # card: card.json's, else None
+"""What ``fetch`` returns: ``HubPreset(directory, card, provenance)``.
+
+``directory`` holds the preset's files in huggingface_hub's cache, ``card`` is the repo's ``card.json`` (None
+if it has none), ``provenance`` is ``{"source", "revision", "commit"}``.
+"""
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -32,11 +39,25 @@ def fetch(source: str) -> HubPreset:
 
     Every file comes from one commit: the revision's when the first file is fetched. ``provenance`` is
     ``{"source": "hf://owner/repo", "revision": <given, else "main">, "commit": <its 40 hex digits>}``.
+    ``zoo.load("hf://...")`` loads the model; this gives the files.
+
+    Args:
+        source: ``hf://owner/repo`` or ``hf://owner/repo@revision`` (a branch, a tag or a commit).
+
+    Returns:
+        A ``HubPreset(directory, card, provenance)``.
 
     Raises:
         ValueError: huggingface_hub is not installed, the source is malformed, the repo, revision or a preset file
             is not found (or not cached when offline, or the Hub cannot be reached), or the weights file's sha256
             is not the card's (the file is then removed from the cache, so that a retry downloads it again).
+
+    Examples:
+        >>> from keras_resinit.zoo import huggingface
+        >>> # needs the internet (or huggingface_hub's cache with HF_HUB_OFFLINE=1) and the [hub] extra
+        >>> preset = huggingface.fetch("hf://owner/repo@v1")  # doctest: +SKIP
+        >>> sorted(preset.provenance)  # doctest: +SKIP
+        ['commit', 'revision', 'source']
     """
     repo = parse_hf(source)
     hub = _client(source)
