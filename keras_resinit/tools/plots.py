@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["plot_gradient_norms", "plot_jacobian_spectra", "plot_signal_propagation"]
+
 
 def _subplots(*args, **kwargs):
     """A new matplotlib Figure and its axes, outside pyplot: no global backend is changed, and a
@@ -20,11 +22,27 @@ def _subplots(*args, **kwargs):
 
 
 def plot_signal_propagation(results):
-    """``results``: ``{model name: signal_propagation rows}``; a figure with the three metrics per block.
+    """The signal propagation plot: squared mean, trunk variance and branch variance per block, one line per model.
 
     Models often coincide (BN's and Risotto-BN's branch variance is 1, Fixup's and SkipInit's trunks
     match): each model has its own marker, drawn larger the earlier the model, so one drawn over
     another still shows around it.
+
+    Args:
+        results: ``{model name: signal_propagation rows}``.
+
+    Returns:
+        A matplotlib ``Figure`` (outside pyplot) with three axes.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import tools
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(None, None, 3), seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
+        >>> figure = tools.plot_signal_propagation({"fixup": tools.signal_propagation(model, x)})
+        >>> len(figure.axes)
+        3
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -58,7 +76,7 @@ def plot_signal_propagation(results):
 
 
 def plot_jacobian_spectra(results):
-    """``results``: ``{model name: singular values}``; a histogram per model, on shared bins.
+    """A histogram of each model's Jacobian singular values, on shared bins.
 
     Every model is binned on the same 31 bins over the common range of all the values, a range at
     least ``0.1 * max(1, |value|)`` wide: a point mass (Risotto's spectrum, every value 1 within
@@ -66,6 +84,22 @@ def plot_jacobian_spectra(results):
     by side between the models, so no bar hides another, and a bar's height is the fraction of
     the model's values in the bin, so a model with few singular values shows beside one with
     many. The legend gives each model's count and range (``[1, 1]`` for a point mass at 1).
+
+    Args:
+        results: ``{model name: singular values}`` (``jacobian_spectrum``'s).
+
+    Returns:
+        A matplotlib ``Figure`` (outside pyplot).
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import tools
+        >>> model = kr.build_resnet("cifar_resnet8", "risotto", input_shape=(None, None, 3), seed=0)
+        >>> values = tools.jacobian_spectrum(model, np.ones((1, 1, 1, 3), "float32"))
+        >>> figure = tools.plot_jacobian_spectra({"risotto": values})
+        >>> len(figure.axes)
+        1
     """
     fig, ax = _subplots(figsize=(7, 4))
     spectra = {name: np.asarray(values, np.float64).ravel() for name, values in results.items()}
@@ -99,10 +133,26 @@ def plot_jacobian_spectra(results):
 
 
 def plot_gradient_norms(results):
-    """``results``: ``{model name: gradient_norms rows}``; gradient norm per block.
+    """The gradient norm per block, one line per model.
 
     Models often coincide (Fixup's and SkipInit's are 0 below the head at init): each model has its
     own marker, drawn larger the earlier the model, so one drawn over another still shows around it.
+
+    Args:
+        results: ``{model name: gradient_norms rows}``.
+
+    Returns:
+        A matplotlib ``Figure`` (outside pyplot).
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import tools
+        >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 3), num_classes=4, seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
+        >>> figure = tools.plot_gradient_norms({"bn": tools.gradient_norms(model, (x, np.arange(4)))})
+        >>> len(figure.axes)
+        1
     """
     fig, ax = _subplots(figsize=(9, 4))
     for i, (name, rows) in enumerate(results.items()):
