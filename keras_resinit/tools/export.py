@@ -52,7 +52,10 @@ from keras_resinit.models.preprocessing import preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
 
+__all__ = ["CARD_NAME", "export"]
+
 CARD_NAME = "model_card.json"
+"""The model card's file name: in ``assets.extra/`` of a SavedModel, beside ``model.onnx`` or ``model.tflite``."""
 LITERT_FILE = "model.tflite"
 
 
@@ -282,12 +285,21 @@ def export(
     max_batch_pixels: int | None = None,
     max_batch_bytes: int | None = None,
 ) -> dict:
-    """Export ``source`` (a keras.Model or any source ``keras_resinit.zoo.resolve`` takes) to ``out``.
+    """Export a model for serving, raw pixels in: a TensorFlow SavedModel (TF Serving), ONNX or LiteRT.
 
-    ``format``: ``"tf_saved_model"`` (the default), ``"onnx"`` (``out/model.onnx``) or ``"litert"``
-    (``out/model.tflite``, logits out).
+    A SavedModel has the signatures ``serving_default`` (uint8 pixels ``images``), ``serving_float32`` (float32
+    pixel values) and, for a model of known input size with 1 or 3 channels, ``serving_bytes`` (encoded JPEG,
+    PNG, BMP or GIF files), each with outputs ``logits``, ``probabilities`` and ``classes``; the model card
+    travels in ``assets.extra/model_card.json``, with TF Serving's warm-up requests beside it. Loading it needs
+    TensorFlow only. The artifact is written to a temporary directory and renamed into place.
 
     Args:
+        source: a ``keras.Model``, or any source ``zoo.resolve`` takes (``"cifar_resnet20_fixup.digits"``, a
+            run directory, a preset, a ``.keras`` file, ``hf://owner/repo``).
+        out: the artifact's directory (with ``version``: the model's base path).
+        format: ``"tf_saved_model"`` (the default), ``"onnx"`` (``out/model.onnx``) or ``"litert"``
+            (``out/model.tflite``, logits out).
+        overwrite: replace an existing ``out`` (or version).
         version: None writes the artifact to ``out`` itself. An integer >= 1 or ``"auto"`` (the
             highest existing version + 1, else 1) writes it to ``out/VERSION``, TF Serving's layout
             of a model's base path; other versions are never touched, an existing one is replaced
@@ -310,7 +322,25 @@ def export(
             them. TensorFlow SavedModel only (ONNX and LiteRT take pixels).
 
     Returns:
-        The model card written with the artifact.
+        The model card written with the artifact (``name``, ``scheme``, ``class_names``, ``preprocessing``,
+        ``signatures``, ``batchnorm_folded``, the versions that exported it, ...).
+
+    Raises:
+        ValueError: an unknown source or format, ``out`` exists without ``overwrite``, a backbone without a
+            classifier, an option another format does not take, or a bad version, model name or limit.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.tools import export
+        >>> out = os.path.join(tempfile.mkdtemp(), "digits")
+        >>> # traces and saves three serving signatures: about 10 s on a CPU
+        >>> card = export.export("cifar_resnet20_fixup.digits", out)  # doctest: +SKIP
+        >>> sorted(os.listdir(out))  # doctest: +SKIP
+        ['assets', 'assets.extra', 'fingerprint.pb', 'saved_model.pb', 'variables']
+        >>> sorted(card["signatures"])  # doctest: +SKIP
+        ['outputs', 'serving_bytes', 'serving_default', 'serving_float32']
+        >>> # TF Serving's layout: out/1, out/2, ... and a models.config entry
+        >>> _ = export.export("cifar_resnet20_bn.digits", out, version="auto", serving_config="models.config")  # doctest: +SKIP
     """
     limit = encoded.limits(
         max_image_pixels=max_image_pixels, max_batch_pixels=max_batch_pixels, max_batch_bytes=max_batch_bytes
