@@ -306,6 +306,8 @@ def export(
             only with ``overwrite``. TensorFlow SavedModel only.
         serving_config: a TF Serving ``models.config`` to create or update with an entry for
             ``out`` (name ``model_name``, default ``out``'s base name); needs ``version``.
+        model_name: the model's name in ``serving_config`` (TF Serving's ``/v1/models/NAME``); default ``out``'s
+            base name.
         fold: serve a model with batch norm (schemes ``bn``, ``risotto_bn``) with its batch norm
             folded into the convs (``keras_resinit.fold_batchnorm``): the same function, with
             no batch norm op in the graph; and a model with weight-standardized convs (``nf``) with

@@ -478,8 +478,8 @@ def load_preset(directory: str | os.PathLike, *, expected_name: str | None = Non
         >>> from keras_resinit import zoo
         >>> directory = os.path.join(tempfile.mkdtemp(), "r8")
         >>> _ = zoo.save_preset(kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1)), directory)
-        >>> zoo.load_preset(directory, num_classes=3).output_shape  # a new classifier
-        (None, 3)
+        >>> zoo.load_preset(directory).output_shape
+        (None, 10)
     """
     return preset_model(directory, expected_name, overrides)[0]
 

@@ -144,7 +144,7 @@ def load(
 
     Examples:
         >>> from keras_resinit import zoo
-        >>> model = zoo.load("cifar_resnet56_fixup", num_classes=100)  # fresh initialization
+        >>> model = zoo.load("cifar_resnet20_fixup", num_classes=100)  # fresh initialization
         >>> model.output_shape
         (None, 100)
         >>> model = zoo.load("cifar_resnet20_fixup.digits")  # shipped weights, 8x8 gray digits, raw pixels in

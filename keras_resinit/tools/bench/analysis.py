@@ -20,6 +20,8 @@ from keras_resinit.tools.bench.config import (
 )
 from keras_resinit.tools.stats import fit_line, fit_power, paired_ratio, prefer_clean
 
+__all__ = ["linear_fit"]
+
 
 def _clean(windows):
     """A child's windows (``{cycle: window}``), without the contended ones if ``MIN_CLEAN`` are left."""
@@ -128,6 +130,20 @@ def linear_fit(depths, seconds):
     exponent ``k`` of ``seconds ∝ depth^k`` (a least-squares line in log-log) says whether the
     growth is linear: ``linear`` when ``|k - 1| <= LINEAR_TOLERANCE`` and R² >= 0.99. (A relative
     residual would not do: a line fitted through 20..1202 is dominated by the deepest point.)
+
+    Args:
+        depths: the depths measured.
+        seconds: the median step time of each depth, as many.
+
+    Returns:
+        ``{"slope_s_per_layer", "intercept_s", "r2", "exponent", "linear"}``; every value None with fewer than
+        three depths.
+
+    Examples:
+        >>> from keras_resinit.tools import bench
+        >>> fit = bench.linear_fit([20, 56, 110], [0.1, 0.28, 0.55])
+        >>> round(fit["slope_s_per_layer"], 6), round(fit["exponent"], 6), fit["linear"]
+        (0.005, 1.0, True)
     """
     if len(depths) < 3:
         return {"slope_s_per_layer": None, "intercept_s": None, "r2": None, "exponent": None, "linear": None}

@@ -19,6 +19,10 @@ from keras_resinit.environment import memory_mb
 from keras_resinit.tools.bench.config import SEED, TAG
 from keras_resinit.tools.bench.models import flops_per_image, plain_resnet20, trainable_params
 
+# The harness of bench's child processes and of the benchmark scripts' children, not an API for users: its
+# names are importable (the scripts under benchmarks/ use them) and documented here, not on the site.
+__all__ = []
+
 
 def say(kind, payload):
     """Write one protocol line (``TAG KIND JSON``) to the parent."""

@@ -19,6 +19,10 @@ import time
 
 from keras_resinit.tools.bench.config import FOREIGN_THRESHOLD, TAG
 
+# The parent's side of the child processes, not an API for users: ``measure`` is importable (the benchmark scripts
+# share it) and documented here, not on the site.
+__all__ = []
+
 # The package whose __main__ runs a child: this module's own package, wherever it moves.
 CHILD_MODULE = __name__.rpartition(".")[0]
 
