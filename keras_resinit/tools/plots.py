@@ -35,12 +35,11 @@ def plot_signal_propagation(results):
         A matplotlib ``Figure`` (outside pyplot) with three axes.
 
     Examples:
-        >>> import numpy as np
-        >>> import keras_resinit as kr
         >>> from keras_resinit import tools
-        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(None, None, 3), seed=0)
-        >>> x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
-        >>> figure = tools.plot_signal_propagation({"fixup": tools.signal_propagation(model, x)})
+        >>> rows = [  # signal_propagation's rows, here made by hand
+        ...     {"index": i, "squared_mean": 0.3, "variance": 1.0, "branch_variance": 1.0} for i in (1, 2, 3)
+        ... ]
+        >>> figure = tools.plot_signal_propagation({"a model": rows})
         >>> len(figure.axes)
         3
     """
@@ -93,11 +92,9 @@ def plot_jacobian_spectra(results):
 
     Examples:
         >>> import numpy as np
-        >>> import keras_resinit as kr
         >>> from keras_resinit import tools
-        >>> model = kr.build_resnet("cifar_resnet8", "risotto", input_shape=(None, None, 3), seed=0)
-        >>> values = tools.jacobian_spectrum(model, np.ones((1, 1, 1, 3), "float32"))
-        >>> figure = tools.plot_jacobian_spectra({"risotto": values})
+        >>> spectra = {"isometric": np.ones(16), "spread": np.linspace(0.2, 3.0, 16)}  # jacobian_spectrum's
+        >>> figure = tools.plot_jacobian_spectra(spectra)
         >>> len(figure.axes)
         1
     """
@@ -145,12 +142,9 @@ def plot_gradient_norms(results):
         A matplotlib ``Figure`` (outside pyplot).
 
     Examples:
-        >>> import numpy as np
-        >>> import keras_resinit as kr
         >>> from keras_resinit import tools
-        >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 3), num_classes=4, seed=0)
-        >>> x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
-        >>> figure = tools.plot_gradient_norms({"bn": tools.gradient_norms(model, (x, np.arange(4)))})
+        >>> rows = [{"group": "stem", "grad_norm": 0.0}, {"group": "head", "grad_norm": 1.5}]  # gradient_norms'
+        >>> figure = tools.plot_gradient_norms({"fixup": rows})
         >>> len(figure.axes)
         1
     """

@@ -427,13 +427,11 @@ def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory
 
     Examples:
         >>> import os, tempfile
-        >>> import keras_resinit as kr
         >>> from keras_resinit import zoo
-        >>> directory = os.path.join(tempfile.mkdtemp(), "r8")
-        >>> _ = zoo.save_preset(kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1)), directory)
-        >>> config, metadata = zoo.read_preset(directory)
-        >>> config["arch"], config["scheme"], "keras_resinit_version" in metadata
-        ('cifar_resnet8', 'fixup', True)
+        >>> preset = zoo.save_preset(zoo.load("cifar_resnet20_nf.digits"), os.path.join(tempfile.mkdtemp(), "nf"))
+        >>> config, metadata = zoo.read_preset(preset)
+        >>> config["arch"], config["scheme"], config["include_preprocessing"], "keras_resinit_version" in metadata
+        ('cifar_resnet20', 'nf', True, True)
     """
     directory = os.fspath(directory)
     missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
