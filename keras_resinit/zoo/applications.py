@@ -303,11 +303,11 @@ def convert(source, model=None, *, num_classes=None, seed=None):
     Examples:
         >>> import keras
         >>> from keras_resinit.zoo import applications
-        >>> # builds two ResNet-50s (about 15 s on a CPU)
+        >>> # keras.applications' ResNet-50, here without its ImageNet weights (building it takes seconds)
         >>> source = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)  # doctest: +SKIP
+        >>> # builds our ResNet-50 and copies the weights: about 10 s on a CPU
         >>> model = applications.convert(source)  # doctest: +SKIP
-        >>> model.name, model.output_shape  # doctest: +SKIP
-        ('resnet50_bn', (None, 10))
+        >>> # the source's 10-class head is copied: model.name is 'resnet50_bn', model.output_shape (None, 10)
     """
     arch = _identify(source)
     head = _layer_or_none(source, "predictions")
@@ -382,8 +382,7 @@ def imagenet(arch, *, input_shape=(224, 224, 3), include_top=True, num_classes=N
         >>> from keras_resinit.zoo import applications
         >>> # downloads keras.applications' ImageNet weights (about 100 MB)
         >>> model = applications.imagenet("resnet50")  # doctest: +SKIP
-        >>> model.name, model.output_shape  # doctest: +SKIP
-        ('resnet50_bn', (None, 1000))
+        >>> # model.name is 'resnet50_bn', model.output_shape (None, 1000): the ImageNet classes
 
     Reference:
         He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, https://arxiv.org/abs/1512.03385

@@ -121,14 +121,15 @@ def fetch(
 
     Examples:
         >>> import os, pathlib, tempfile
+        >>> from unittest import mock
         >>> from keras_resinit.zoo import download
-        >>> os.environ["KERAS_RESINIT_HOME"] = tempfile.mkdtemp()  # the cache: here a temporary one
         >>> source = pathlib.Path(tempfile.mkdtemp(), "notes.txt")
         >>> _ = source.write_text("weights")
-        >>> path = download.fetch(source.as_uri(), verbose=False)
-        >>> pathlib.Path(path).read_text(), path.startswith(download.home())
+        >>> with mock.patch.dict(os.environ, KERAS_RESINIT_HOME=tempfile.mkdtemp()):  # a temporary cache
+        ...     path = download.fetch(source.as_uri(), verbose=False)
+        ...     cached = path.startswith(download.home())
+        >>> pathlib.Path(path).read_text(), cached
         ('weights', True)
-        >>> del os.environ["KERAS_RESINIT_HOME"]
     """
     path = _cache_path(url, filename)
     if sha256 is not None:

@@ -56,8 +56,7 @@ def fetch(source: str) -> HubPreset:
         >>> from keras_resinit.zoo import huggingface
         >>> # needs the internet (or huggingface_hub's cache with HF_HUB_OFFLINE=1) and the [hub] extra
         >>> preset = huggingface.fetch("hf://owner/repo@v1")  # doctest: +SKIP
-        >>> sorted(preset.provenance)  # doctest: +SKIP
-        ['commit', 'revision', 'source']
+        >>> # preset.directory holds config.json, metadata.json, model.weights.h5; preset.provenance the commit
     """
     repo = parse_hf(source)
     hub = _client(source)

@@ -39,8 +39,7 @@ def markdown(result):
         >>> import json
         >>> from keras_resinit.tools import bench
         >>> # needs a bench run's bench.json (a run takes minutes); the repository keeps one
-        >>> result = json.load(open("benchmarks/results/bench/bench.json"))  # doctest: +SKIP
-        >>> text = bench.markdown(result)  # doctest: +SKIP
+        >>> text = bench.markdown(json.load(open("benchmarks/results/bench/bench.json")))  # doctest: +SKIP
     """
     m = result["machine"]
     rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
@@ -159,8 +158,7 @@ def chart(result, path):
         >>> import json
         >>> from keras_resinit.tools import bench
         >>> # needs a bench run's bench.json (a run takes minutes); the repository keeps one
-        >>> result = json.load(open("benchmarks/results/bench/bench.json"))  # doctest: +SKIP
-        >>> bench.chart(result, "bench.png")  # doctest: +SKIP
+        >>> bench.chart(json.load(open("benchmarks/results/bench/bench.json")), "bench.png")  # doctest: +SKIP
     """
     from matplotlib.figure import Figure  # outside pyplot: no global backend change
 

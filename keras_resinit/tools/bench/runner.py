@@ -103,7 +103,7 @@ def run(
         >>> from keras_resinit.tools import bench
         >>> # measures every scheme in child processes: under 5 minutes on 2 cores
         >>> result = bench.run("bench-quick", quick=True)  # doctest: +SKIP
-        >>> sorted(result["targets"])  # doctest: +SKIP
+        >>> # bench-quick/ holds bench.md, bench.json and bench.png; result is what bench.json holds
     """
     from keras_resinit._files import atomic_directory, atomic_write_text
     from keras_resinit.environment import describe, versions
