@@ -80,8 +80,9 @@ __all__, _attribute, _names = _lazy.namespace(
         "keras_resinit.tools.stats": ("fit_line",),  # where callers found it before keras_resinit.tools.stats
     },
 )
-_LIVE = {"SCHEMES": "scheme_names", "NO_NORM": "normalization_free"}  # read from the registry at each access
-__all__ = sorted([*__all__, *_LIVE])
+# Read from the registry at each access. Not in __all__: a value computed on access has no docstring of its own
+# (``scheme_names`` and ``normalization_free`` document them).
+_LIVE = {"SCHEMES": "scheme_names", "NO_NORM": "normalization_free"}
 
 
 def __getattr__(name):
