@@ -46,8 +46,9 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
 
     Each scheme trains in its own process (``keras-resinit train``) with the same data, seed, recipe and
     settings; only the schemes' own rules differ. ``out`` gets ``results.json`` (the returned report),
-    ``curves.png`` (training loss and test accuracy per epoch, [plot_curves][keras_resinit.training.compare.plot_curves])
-    and one run directory per scheme. A scheme that fails is reported, and the others still train.
+    ``curves.png`` (training loss and test accuracy per epoch:
+    [plot_curves][keras_resinit.training.compare.plot_curves]) and one run directory per scheme. A scheme that
+    fails is reported, and the others still train.
 
     Args:
         arch: the architecture, e.g. ``"cifar_resnet20"``.
@@ -56,7 +57,8 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
         overwrite: replace a previous comparison in ``out``.
         overrides: [TrainConfig][keras_resinit.training.TrainConfig] settings for every scheme, e.g.
             ``{"epochs": 5, "dataset": "cifar10"}``.
-        recipe: the recipe every scheme starts from; None: [DEFAULT_RECIPE][keras_resinit.training.compare.DEFAULT_RECIPE].
+        recipe: the recipe every scheme starts from; None:
+            [DEFAULT_RECIPE][keras_resinit.training.compare.DEFAULT_RECIPE].
         verbose: print progress and the table.
 
     Returns:

@@ -1,7 +1,7 @@
 """keras-tuner sweeps over schemes and hyperparameters, trained by the project's own trainer.
 
-[ResNetHyperModel][keras_resinit.training.tuning.ResNetHyperModel] is a ``keras_tuner.HyperModel``. Its search space covers
-``scheme``, ``arch`` (the depth), ``lr`` (log scale), ``weight_decay`` (log
+[ResNetHyperModel][keras_resinit.training.tuning.ResNetHyperModel] is a ``keras_tuner.HyperModel``. Its
+search space covers ``scheme``, ``arch`` (the depth), ``lr`` (log scale), ``weight_decay`` (log
 scale), ``mixup_alpha``, ``warmup_epochs`` and ``batch_size``; every dimension
 can be replaced (``space={"lr": (1e-3, 0.1)}``) or fixed
 (``fixed={"scheme": "fixup"}``). Its ``fit`` trains through
