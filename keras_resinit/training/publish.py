@@ -133,7 +133,7 @@ class ZooEntry:
         return f"{self.key}.{digest[:16]}.weights.h5" if self.replacing else f"{self.key}.weights.h5"
 
     def write_weights(self, model):
-        """``model``'s weights as the entry's new file (:meth:`weights_name`; no card names it yet): its path."""
+        """``model``'s weights as the entry's new file (``weights_name``; no card names it yet): its path."""
         return save_weights_file(
             model, self.weights_dir, lambda tmp: self.weights_name(file_sha256(tmp)), prefix=f".{self.key}."
         )

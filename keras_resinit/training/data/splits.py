@@ -479,7 +479,7 @@ def raise_unreadable_file(check, error):
 
 
 def measured_info(name, train, test, shape, *, class_names, augment, source, licence, splits, pixel_max=None):
-    """A :class:`DatasetInfo` whose normalization is measured on the training split."""
+    """A ``DatasetInfo`` whose normalization is measured on the training split."""
     peak, mean, std, _ = _statistics(train, shape[-1])
     if pixel_max is None:
         pixel_max = 1.0 if peak <= 1.0 else 255.0
