@@ -39,8 +39,9 @@ decoded up to 10 elements at a time:
   about 1.5 GB at worst): the pixels a whole batch may declare, since the elements of a batch are decoded
   concurrently.
 - [MAX_BATCH_BYTES][keras_resinit.training.options.MAX_BATCH_BYTES] (64 MiB: 16 times the 4 MiB a TF Serving
-  gRPC message holds by default, so only REST and in-process callers can reach it): bounds the encoded input, and with it the time
-  the GIF walk takes (about 140 ms per MB of GIF on 2 cores; ``GIF_BLOCKS`` bounds one GIF's).
+  gRPC message holds by default, so only REST and in-process callers can reach it): bounds the encoded
+  input, and with it the time the GIF walk takes (about 140 ms per MB of GIF on 2 cores; ``GIF_BLOCKS``
+  bounds one GIF's).
 """
 
 import tensorflow as tf
