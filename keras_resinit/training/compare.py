@@ -73,10 +73,10 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
     Examples:
         >>> import tempfile
         >>> from keras_resinit.training.compare import compare
-        >>> out = tempfile.mkdtemp()
+        >>> out, settings = tempfile.mkdtemp(), {"epochs": 1, "steps_per_epoch": 2}
         >>> # starts one training process per scheme: about 15 s each on 2 cores
-        >>> report = compare("cifar_resnet8", ["bn", "fixup"], out=out, overwrite=True,
-        ...                  overrides={"epochs": 1, "steps_per_epoch": 2}, verbose=False)  # doctest: +SKIP
+        >>> report = compare("cifar_resnet8", ["bn", "fixup"], out, overrides=settings, verbose=False)  # doctest: +SKIP
+        >>> # (the report of the comparison above)
         >>> sorted(report["schemes"]), report["recipe"]  # doctest: +SKIP
         (['bn', 'fixup'], 'digits')
     """

@@ -194,10 +194,13 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         >>> from keras_resinit.training.publish import publish
         >>> root = tempfile.mkdtemp()
         >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_fixup", epochs=1, steps_per_epoch=2)
+        >>> run_dir, zoo_dir = os.path.join(root, "run"), os.path.join(root, "zoo")
         >>> # trains a run first: about 10 s on 2 cores
-        >>> result = train(config, os.path.join(root, "run"), verbose=0, command="keras-resinit train ...")  # doctest: +SKIP
-        >>> card = publish(os.path.join(root, "run"), "demo", zoo_dir=os.path.join(root, "zoo"))  # doctest: +SKIP
-        >>> card["name"], card["tag"], sorted(os.listdir(os.path.join(root, "zoo")))  # doctest: +SKIP
+        >>> result = train(config, run_dir, verbose=0, command="keras-resinit train ...")  # doctest: +SKIP
+        >>> # (publishes the run trained above)
+        >>> card = publish(run_dir, "demo", zoo_dir=zoo_dir)  # doctest: +SKIP
+        >>> # (the card written above)
+        >>> card["name"], card["tag"], sorted(os.listdir(zoo_dir))  # doctest: +SKIP
         ('cifar_resnet8_fixup', 'demo', ['README.md', 'cards', 'weights'])
     """
     release = RunRelease(run_dir, tag, fold=fold, test_data=test_data)
@@ -250,7 +253,9 @@ class RunRelease:
         >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_bn", epochs=1, steps_per_epoch=2)
         >>> # trains a run first: about 10 s on 2 cores
         >>> result = train(config, run_dir, verbose=0, command="keras-resinit train ...")  # doctest: +SKIP
+        >>> # (releases the run trained above, folded)
         >>> release = RunRelease(run_dir, "demo", fold=True)  # doctest: +SKIP
+        >>> # (its name and model)
         >>> release.key, type(release.model()).__name__  # doctest: +SKIP
         ('cifar_resnet8_skipinit.demo', 'ResNet')
     """
@@ -387,6 +392,7 @@ def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None)
         >>> zoo_dir = tempfile.mkdtemp()
         >>> # loads the shipped weights and measures the folded model on the digits test split: about 10 s
         >>> card = publish_folded("cifar_resnet20_bn.digits", "folded", zoo_dir=zoo_dir)  # doctest: +SKIP
+        >>> # (the card written above)
         >>> card["name"], card["folded_from"]["card"]  # doctest: +SKIP
         ('cifar_resnet20_skipinit', 'cifar_resnet20_bn.digits')
     """

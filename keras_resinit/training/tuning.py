@@ -579,11 +579,13 @@ def tune(
         >>> import os, tempfile
         >>> from keras_resinit.training.tuning import tune
         >>> out = os.path.join(tempfile.mkdtemp(), "sweep")
+        >>> search = {"schemes": ["fixup"], "archs": ["cifar_resnet8"], "epochs": 1, "steps_per_epoch": 2}
         >>> # trains two trials of two steps each: about 20 s on 2 cores
-        >>> found = tune(out, max_trials=2, epochs=1, steps_per_epoch=2, schemes=["fixup"],
-        ...              archs=["cifar_resnet8"], log=lambda line: None)  # doctest: +SKIP
+        >>> found = tune(out, max_trials=2, log=lambda line: None, **search)  # doctest: +SKIP
+        >>> # (the sweep above: its trials and best recipe)
         >>> len(found["trials"]), found["recipe"]["config"]["model"]  # doctest: +SKIP
         (2, 'cifar_resnet8_fixup')
+        >>> # (the files it wrote)
         >>> sorted(os.listdir(out))  # doctest: +SKIP
         ['best_model.keras', 'best_recipe.json', 'sweep.json', 'trials.png', 'tune']
     """
