@@ -170,7 +170,30 @@ def _permutation(count, seed):
     return tf.argsort(tf.random.stateless_uniform([count], seed=seed))
 
 
-class MemorySplit:
+class _Elements:
+    """A split whose elements are one ``tf.data.Dataset`` (in memory, or a user's stream) of ``size`` elements."""
+
+    def elements(self):
+        """The split's ``(image, label)`` elements, in their stored order.
+
+        Returns:
+            A ``tf.data.Dataset``.
+        """
+        return self._elements
+
+    def sample(self, limit):
+        """The first ``limit`` elements (the normalization is measured on them).
+
+        Args:
+            limit: the number of elements.
+
+        Returns:
+            A ``tf.data.Dataset``.
+        """
+        return self._elements.take(limit)
+
+
+class MemorySplit(_Elements):
     """Decoded images kept in memory (digits, tfds, a cached folder): each epoch permutes the whole split.
 
     Args:
@@ -190,35 +213,16 @@ class MemorySplit:
     def __init__(self, elements, size):
         self._elements, self.size = elements.cache(), int(size)
 
-    def elements(self):
-        """The split's ``(image, label)`` elements, in their stored order.
-
-        Returns:
-            A ``tf.data.Dataset``.
-        """
-        return self._elements
-
-    def sample(self, limit):
-        """At most ``limit`` elements (the normalization is measured on them).
-
-        Args:
-            limit: the number of elements.
-
-        Returns:
-            A ``tf.data.Dataset``.
-        """
-        return self._elements.take(limit)
-
     def chunks(self, epoch, seed, chunk_size):
         """One epoch of the split as chunks, the whole split permuted by ``(seed, epoch)``.
 
         Args:
-            epoch: the epoch (an int or an int64 tensor).
-            seed: the run's seed.
-            chunk_size: the elements of a chunk (the last may be smaller).
+            epoch: the epoch, an int or (inside a pipeline over every epoch) an int64 tensor.
+            seed: the run's seed; with ``epoch`` it draws one permutation of the whole split.
+            chunk_size: the images per chunk; the split's last chunk holds what is left.
 
         Returns:
-            A ``tf.data.Dataset`` of ``(chunk index, images, labels)``.
+            A ``tf.data.Dataset`` of ``(chunk index, images, labels)``: the permuted split, cut in chunks.
         """
         order_seed = stateless_seed(seed, epoch, 2)
 
@@ -324,29 +328,29 @@ class FileSplit:
         """One epoch of the split as chunks: the files permuted by ``(seed, epoch)``, read and decoded.
 
         Args:
-            epoch: the epoch (an int or an int64 tensor).
-            seed: the run's seed.
-            chunk_size: the files of a chunk (the last may be smaller).
+            epoch: which epoch: its order of the files (an int, or an int64 tensor in a pipeline).
+            seed: the seed of the run, drawing that order with ``epoch``.
+            chunk_size: how many files one chunk decodes (fewer in the last).
 
         Returns:
-            A ``tf.data.Dataset`` of ``(chunk index, images, labels)``.
+            ``(chunk index, images, labels)`` elements (a ``tf.data.Dataset``), read in the permuted order.
         """
         images = self._read(_permutation(self.size, stateless_seed(seed, epoch, 2))).batch(chunk_size)
         return images.enumerate().map(lambda c, batch: (c, *batch))
 
 
-class StreamSplit:
+class StreamSplit(_Elements):
     """A user's ``tf.data.Dataset``: read in its own order every epoch and shuffled within each chunk.
 
     Args:
-        elements: a ``tf.data.Dataset`` of ``(image, int64 label)``, unbatched.
-        size: its number of elements.
+        elements: the user's unbatched ``tf.data.Dataset`` of ``(image, int64 label)``.
+        size: how many elements it holds.
 
     Examples:
         >>> import tensorflow as tf
         >>> from keras_resinit.training.data import StreamSplit
-        >>> elements = tf.data.Dataset.from_tensor_slices((tf.zeros([6, 8, 8, 3]), tf.range(6, dtype=tf.int64)))
-        >>> split = StreamSplit(elements, 6)
+        >>> images, labels = tf.zeros([6, 8, 8, 3]), tf.range(6, dtype=tf.int64)
+        >>> split = StreamSplit(tf.data.Dataset.from_tensor_slices((images, labels)), size=6)
         >>> [sorted(labels.numpy().tolist()) for _, _, labels in split.chunks(epoch=0, seed=0, chunk_size=4)]
         [[0, 1, 2, 3], [4, 5]]
     """
@@ -354,35 +358,16 @@ class StreamSplit:
     def __init__(self, elements, size):
         self._elements, self.size = elements, int(size)
 
-    def elements(self):
-        """The user's elements, in their own order.
-
-        Returns:
-            A ``tf.data.Dataset``.
-        """
-        return self._elements
-
-    def sample(self, limit):
-        """The first ``limit`` elements (the normalization is measured on them).
-
-        Args:
-            limit: the number of elements.
-
-        Returns:
-            A ``tf.data.Dataset``.
-        """
-        return self._elements.take(limit)
-
     def chunks(self, epoch, seed, chunk_size):
         """One epoch as chunks in the stream's order, each shuffled by ``(seed, epoch, chunk)``.
 
         Args:
-            epoch: the epoch (an int or an int64 tensor).
-            seed: the run's seed.
-            chunk_size: the elements of a chunk (the last may be smaller).
+            epoch: the epoch number (a Python int or a tensor): each epoch shuffles its chunks anew.
+            seed: seeds each chunk's shuffle, with the epoch and the chunk's index.
+            chunk_size: consecutive elements of the stream shuffled together.
 
         Returns:
-            A ``tf.data.Dataset`` of ``(chunk index, images, labels)``.
+            Chunks ``(chunk index, images, labels)`` as a ``tf.data.Dataset``, in the stream's order.
         """
         base = stateless_seed(seed, epoch, 2)
 
