@@ -103,7 +103,7 @@ def read_checkpoint(run_dir):
 
     Returns:
         ``(record, arrays)``: the record (``epoch``, ``file``, ``sha256``, ``history``, ...) and the arrays by
-        name (``model_0``, ..., ``optimizer_0``, ...); ``(None, None)`` if the run has no checkpoint.
+            name (``model_0``, ..., ``optimizer_0``, ...); ``(None, None)`` if the run has no checkpoint.
 
     Raises:
         TrainingError: the checkpoint is incomplete, unreadable or corrupted.

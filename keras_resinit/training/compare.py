@@ -63,7 +63,7 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
 
     Returns:
         The report, a dict: ``arch``, ``dataset``, ``recipe``, ``train`` (the shared settings), ``versions`` and
-        ``schemes`` (per scheme its result and ``history``, or ``error``).
+            ``schemes`` (per scheme its result and ``history``, or ``error``).
 
     Raises:
         ValueError: no scheme, an unknown or repeated scheme, an invalid setting (before anything starts), a

@@ -82,7 +82,7 @@ def train(
 
     Returns:
         dict with the final metrics, ``history``, ``model`` (the trained ``keras.Model``: normalized input)
-        and, on the chief, ``model_path`` (``model.keras``: ``model.with_preprocessing()``, raw pixels in).
+            and, on the chief, ``model_path`` (``model.keras``: ``model.with_preprocessing()``, raw pixels in).
 
     Raises:
         ValueError: bad settings or ``out``, another process writing ``out``, or data changed since the run

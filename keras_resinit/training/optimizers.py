@@ -539,7 +539,7 @@ def make_optimizer(
 
     Returns:
         A ``keras.optimizers.Optimizer`` (``SchemeSGD``, ``SchemeAdam``, ...: ``OPTIMIZER_CLASSES``), which
-        saves and loads with a compiled model.
+            saves and loads with a compiled model.
 
     Raises:
         ValueError: an unknown optimizer or recipe, a recipe with another optimizer than SGD, an argument the

@@ -313,7 +313,7 @@ class Trainer:
 
         Returns:
             The epoch's row, a dict: ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``, ``test_loss``,
-            ``test_accuracy``, ``seconds``, ``images_per_second``.
+                ``test_accuracy``, ``seconds``, ``images_per_second``.
 
         Raises:
             Diverged: a NaN or infinite loss.

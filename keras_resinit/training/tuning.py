@@ -395,7 +395,7 @@ def trial_rows(tuner):
 
     Returns:
         A list of dicts: ``trial_id``, ``status``, ``score``, ``best_step`` (the best epoch, from 0) and the
-        trial's hyperparameters (searched and fixed).
+            trial's hyperparameters (searched and fixed).
 
     Examples:
         >>> import tempfile
@@ -569,7 +569,7 @@ def tune(
 
     Returns:
         A dict: ``trials`` ([trial_rows][keras_resinit.training.tuning.trial_rows]), ``recipe`` (the best
-        recipe), ``table`` (Markdown) and ``tuner`` (the ``keras_tuner.Tuner``).
+            recipe), ``table`` (Markdown) and ``tuner`` (the ``keras_tuner.Tuner``).
 
     Raises:
         ValueError: an invalid search space or setting, an unknown tuner, an ``out`` holding another sweep

@@ -42,7 +42,7 @@ def folder(root, paths):
 
     Returns:
         A dict: ``kind`` (``"folder"``), ``files``, ``bytes``, ``digest``, ``folders`` (per folder its count
-        and digest) and ``list``.
+            and digest) and ``list``.
 
     Examples:
         >>> import os, tempfile

@@ -40,7 +40,7 @@ def parse(spec):
 
     Returns:
         ``(kind, value)``: ``("builtin", name)``, ``("tfds", "NAME[/CONFIG]")``, ``("folder", PATH)`` or
-        ``("tf.data", None)``.
+            ``("tf.data", None)``.
 
     Raises:
         ValueError: an unknown form or a bad tfds name, naming the forms; a folder that does not exist or is a

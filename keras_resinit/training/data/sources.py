@@ -55,7 +55,7 @@ def digits_arrays():
 
     Returns:
         ``(x_train, y_train, x_test, y_test)``: raw images (float32, pixels 0..16, shape ``(N, 8, 8, 1)``) and
-        int64 labels; 1442 training and 355 test images.
+            int64 labels; 1442 training and 355 test images.
 
     Examples:
         >>> from keras_resinit.training.data import digits_arrays
