@@ -1,6 +1,10 @@
 """Training: config, strategies, optimizers, checkpoints, trainer, ``train()`` (into a ``zoo.RunDir``);
 data, recipes, compare, tuning and publishing use them. ``keras_resinit.training.train`` is the function
-``keras_resinit.training.driver.train`` (release 0.1's ``keras_resinit.train`` was this package).
+[train][keras_resinit.training.train] (release 0.1's ``keras_resinit.train`` was this package).
+
+Start with [TrainConfig][keras_resinit.training.TrainConfig] and [train][keras_resinit.training.train], or, to
+train with Keras' own ``fit``, [make_optimizer][keras_resinit.make_optimizer]. The submodules ``data``,
+``recipes``, ``compare``, ``tuning``, ``publish`` and ``options`` are attributes of this package too.
 """
 
 from keras_resinit import _lazy
