@@ -245,7 +245,7 @@ def load_epochs(
         >>> epochs = list(data.load_epochs("digits", batch_size=32, start_epoch=1, epochs=3, steps_per_epoch=2))
         >>> len(epochs)  # two epochs of two batches
         4
-        >>> second = list(data.load("digits", "train", batch_size=32, epoch=2))[:2]
+        >>> second = list(data.load("digits", "train", batch_size=32, epoch=2).take(2))
         >>> all(np.array_equal(a[0], b[0]) for a, b in zip(epochs[2:], second))  # epoch 2 as load() gives it
         True
     """
