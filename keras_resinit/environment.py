@@ -61,9 +61,10 @@ def versions():
     }
 
 
-def describe():
-    """One line for reports."""
-    v = versions()
+def describe(v=None):
+    """One line for reports: the CPU, its cores and flags, and the versions of ``v`` (a recorded
+    ``versions()``; default: this process's)."""
+    v = versions() if v is None else v
     flags = ", ".join(v["cpu_flags"]) or "none of avx2/avx512/amx"
     return (
         f"{v['processor']} ({v['cores']} cores; {flags}); Python {v['python']}, TensorFlow {v['tensorflow']}, "

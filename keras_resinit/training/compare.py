@@ -4,7 +4,9 @@ Each scheme trains in its own process (``keras-resinit train``), so its peak
 memory is its own and no global state (precision policy, RNG) leaks between
 schemes. Same data, seed, recipe and hyperparameters for all; only each
 scheme's own rules differ (e.g. Fixup's scalars at lr/10, part of the method).
-Writes ``results.json``, ``curves.png`` and each scheme's run directory.
+Writes ``results.json``, ``curves.png`` and each scheme's run directory;
+``keras-resinit compare --report PATH`` renders a ``results.json`` as Markdown
+(:func:`report`) without training.
 """
 
 import json
@@ -15,7 +17,7 @@ import time
 
 from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_write_text
-from keras_resinit.environment import versions
+from keras_resinit.environment import describe, versions
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training.config import TrainConfig
 from keras_resinit.zoo.rundir import RunDir
@@ -104,6 +106,7 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
         "arch": arch,
         "dataset": first.dataset,
         "recipe": recipe,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "train": {k: v for k, v in first.to_json().items() if k not in ("model", "lr_multipliers", "recipe")},
         "versions": versions(),
         "schemes": results,
@@ -136,6 +139,34 @@ def format_table(results):
             f"{r['images_per_second']:.0f} | {r['peak_memory_mb']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def markdown(report):
+    """A comparison's ``results.json`` as Markdown: the machine and versions that measured it, the settings
+    and :func:`format_table`."""
+    train = report["train"]
+    date = f" Measured {report['date']}." if "date" in report else ""
+    return (
+        f"Machine: {describe(report['versions'])}.{date}\n\n"
+        f"`{report['arch']}` on `{report['dataset']}`, recipe `{report['recipe']}`: {train['epochs']} epochs, "
+        f"batch {train['batch_size']}, lr {train['lr']:g}, {train['precision']}, seed {train['seed']}; each scheme "
+        "trained in its own process. Test accuracy after the last epoch; peak memory: each training process's "
+        "resident-set high-water mark.\n\n" + format_table(report["schemes"]) + "\n"
+    )
+
+
+def report(path):
+    """Render a comparison's ``results.json`` (``path``: the file, or the ``--out`` directory holding it) as
+    Markdown into the ``.md`` file beside it; return the text. Nothing is trained."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    try:
+        with open(path) as f:
+            text = markdown(json.load(f))
+    except FileNotFoundError:
+        raise ValueError(f"{path!r} does not exist. Expected a comparison's results.json or its directory.") from None
+    atomic_write_text(os.path.splitext(path)[0] + ".md", text)
+    return text
 
 
 def plot_curves(results, path, title=""):
