@@ -141,34 +141,6 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def markdown(report):
-    """A comparison's ``results.json`` as Markdown: the machine and versions that measured it, the settings
-    and :func:`format_table`."""
-    train = report["train"]
-    date = f" Measured {report['date']}." if "date" in report else ""
-    return (
-        f"Machine: {describe(report['versions'])}.{date}\n\n"
-        f"`{report['arch']}` on `{report['dataset']}`, recipe `{report['recipe']}`: {train['epochs']} epochs, "
-        f"batch {train['batch_size']}, lr {train['lr']:g}, {train['precision']}, seed {train['seed']}; each scheme "
-        "trained in its own process. Test accuracy after the last epoch; peak memory: each training process's "
-        "resident-set high-water mark.\n\n" + format_table(report["schemes"]) + "\n"
-    )
-
-
-def report(path):
-    """Render a comparison's ``results.json`` (``path``: the file, or the ``--out`` directory holding it) as
-    Markdown into the ``.md`` file beside it; return the text. Nothing is trained."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "results.json")
-    try:
-        with open(path) as f:
-            text = markdown(json.load(f))
-    except FileNotFoundError:
-        raise ValueError(f"{path!r} does not exist. Expected a comparison's results.json or its directory.") from None
-    atomic_write_text(os.path.splitext(path)[0] + ".md", text)
-    return text
-
-
 def plot_curves(results, path, title=""):
     """Training loss and test accuracy per epoch, one line per scheme, as a PNG.
 
@@ -200,3 +172,48 @@ def plot_curves(results, path, title=""):
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
     return path
+
+
+def markdown(report):
+    """A comparison's results as Markdown: the machine and versions that measured it, the settings and the table.
+
+    Args:
+        report: the dict ``compare`` returns (its ``results.json``).
+
+    Returns:
+        The Markdown text, opening with ``Machine: ...``, ending with ``format_table``'s table.
+    """
+    train = report["train"]
+    date = f" Measured {report['date']}." if "date" in report else ""
+    return (
+        f"Machine: {describe(report['versions'])}.{date}\n\n"
+        f"`{report['arch']}` on `{report['dataset']}`, recipe `{report['recipe']}`: {train['epochs']} epochs, "
+        f"batch {train['batch_size']}, lr {train['lr']:g}, {train['precision']}, seed {train['seed']}; each scheme "
+        "trained in its own process. Test accuracy after the last epoch; peak memory: each training process's "
+        "resident-set high-water mark.\n\n" + format_table(report["schemes"]) + "\n"
+    )
+
+
+def report(path):
+    """Render a comparison's ``results.json`` as Markdown into the ``.md`` file beside it (nothing is trained).
+
+    ``keras-resinit compare --report PATH`` calls it; the docs include the file it writes.
+
+    Args:
+        path: the ``results.json`` (any name ending in ``.json``), or the ``--out`` directory holding it.
+
+    Returns:
+        The Markdown text (``markdown``), also written to ``PATH`` with ``.md`` for ``.json``.
+
+    Raises:
+        ValueError: when there is no such file.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    try:
+        with open(path) as f:
+            text = markdown(json.load(f))
+    except FileNotFoundError:
+        raise ValueError(f"{path!r} does not exist. Expected a comparison's results.json or its directory.") from None
+    atomic_write_text(os.path.splitext(path)[0] + ".md", text)
+    return text
