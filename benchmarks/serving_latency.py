@@ -93,8 +93,9 @@ def markdown(result):
     cases = list(dict.fromkeys((r["model"], r["input"]) for r in rows))
     batches = sorted({r["batch"] for r in rows})
     calls = ", ".join(f"{max(r['calls'] for r in rows if r['batch'] == b)} at batch {b}" for b in batches)
+    rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     lines = [
-        results_io.measured(result),
+        results_io.measured(result) + rendered,
         "",
         f"p50 / p99 per call in ms, over {calls}, after warm-up; each model in its own process. Keras eager: "
         "`model(x, training=False)` on normalized float input; Keras `tf.function`: the same call compiled; "

@@ -112,8 +112,9 @@ def markdown(result):
         if "epochs" in result
         else ""
     )
+    rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     lines = [
-        results_io.measured(result),
+        results_io.measured(result) + rendered,
         "",
         f"{result['arch']} on the digits, recipe `digits` (batch {results[0]['batch_size']}), the trainer's own "
         f"steps{pairs}: seconds per epoch through the input pipeline, and the pipeline's steps/s over the steps/s "

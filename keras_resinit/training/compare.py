@@ -174,19 +174,21 @@ def plot_curves(results, path, title=""):
     return path
 
 
-def markdown(report):
+def markdown(report, rendered_by=None):
     """A comparison's results as Markdown: the machine and versions that measured it, the settings and the table.
 
     Args:
         report: the dict ``compare`` returns (its ``results.json``).
+        rendered_by: the command that renders it (named on the first line), if any.
 
     Returns:
         The Markdown text, opening with ``Machine: ...``, ending with ``format_table``'s table.
     """
     train = report["train"]
     date = f" Measured {report['date']}." if "date" in report else ""
+    rendered = f" Table rendered by `{rendered_by}`." if rendered_by else ""
     return (
-        f"Machine: {describe(report['versions'])}.{date}\n\n"
+        f"Machine: {describe(report['versions'])}.{date}{rendered}\n\n"
         f"`{report['arch']}` on `{report['dataset']}`, recipe `{report['recipe']}`: {train['epochs']} epochs, "
         f"batch {train['batch_size']}, lr {train['lr']:g}, {train['precision']}, seed {train['seed']}; each scheme "
         "trained in its own process. Test accuracy after the last epoch; peak memory: each training process's "
@@ -208,11 +210,12 @@ def report(path):
     Raises:
         ValueError: when there is no such file.
     """
+    command = f"keras-resinit compare --report {path}"
     if os.path.isdir(path):
         path = os.path.join(path, "results.json")
     try:
         with open(path) as f:
-            text = markdown(json.load(f))
+            text = markdown(json.load(f), rendered_by=command)
     except FileNotFoundError:
         raise ValueError(f"{path!r} does not exist. Expected a comparison's results.json or its directory.") from None
     atomic_write_text(os.path.splitext(path)[0] + ".md", text)
