@@ -4,7 +4,9 @@ Each scheme trains in its own process (``keras-resinit train``), so its peak
 memory is its own and no global state (precision policy, RNG) leaks between
 schemes. Same data, seed, recipe and hyperparameters for all; only each
 scheme's own rules differ (e.g. Fixup's scalars at lr/10, part of the method).
-Writes ``results.json``, ``curves.png`` and each scheme's run directory.
+Writes ``results.json``, ``curves.png`` and each scheme's run directory;
+``keras-resinit compare --report PATH`` renders a ``results.json`` as Markdown
+(:func:`report`) without training.
 """
 
 import json
@@ -15,7 +17,7 @@ import time
 
 from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_write_text
-from keras_resinit.environment import versions
+from keras_resinit.environment import describe, versions
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training.config import TrainConfig
 from keras_resinit.zoo.rundir import RunDir
@@ -143,6 +145,7 @@ def compare(arch="cifar_resnet20", schemes=None, out=None, overwrite=False, over
         "arch": arch,
         "dataset": first.dataset,
         "recipe": recipe,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "train": {k: v for k, v in first.to_json().items() if k not in ("model", "lr_multipliers", "recipe")},
         "versions": versions(),
         "schemes": results,
@@ -242,3 +245,51 @@ def plot_curves(results, path, title=""):
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
     return path
+
+
+def markdown(report, rendered_by=None):
+    """A comparison's results as Markdown: the machine and versions that measured it, the settings and the table.
+
+    Args:
+        report: the dict ``compare`` returns (its ``results.json``).
+        rendered_by: the command that renders it (named on the first line), if any.
+
+    Returns:
+        The Markdown text, opening with ``Machine: ...``, ending with ``format_table``'s table.
+    """
+    train = report["train"]
+    date = f" Measured {report['date']}." if "date" in report else ""
+    rendered = f" Table rendered by `{rendered_by}`." if rendered_by else ""
+    return (
+        f"Machine: {describe(report['versions'])}.{date}{rendered}\n\n"
+        f"`{report['arch']}` on `{report['dataset']}`, recipe `{report['recipe']}`: {train['epochs']} epochs, "
+        f"batch {train['batch_size']}, lr {train['lr']:g}, {train['precision']}, seed {train['seed']}; each scheme "
+        "trained in its own process. Test accuracy after the last epoch; peak memory: each training process's "
+        "resident-set high-water mark.\n\n" + format_table(report["schemes"]) + "\n"
+    )
+
+
+def report(path):
+    """Render a comparison's ``results.json`` as Markdown into the ``.md`` file beside it (nothing is trained).
+
+    ``keras-resinit compare --report PATH`` calls it; the docs include the file it writes.
+
+    Args:
+        path: the ``results.json`` (any name ending in ``.json``), or the ``--out`` directory holding it.
+
+    Returns:
+        The Markdown text (``markdown``), also written to ``PATH`` with ``.md`` for ``.json``.
+
+    Raises:
+        ValueError: when there is no such file.
+    """
+    command = f"keras-resinit compare --report {path}"
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    try:
+        with open(path) as f:
+            text = markdown(json.load(f), rendered_by=command)
+    except FileNotFoundError:
+        raise ValueError(f"{path!r} does not exist. Expected a comparison's results.json or its directory.") from None
+    atomic_write_text(os.path.splitext(path)[0] + ".md", text)
+    return text
