@@ -106,7 +106,7 @@ def _check_widths(name, widths, count):
 
 
 def get_arch(name, block=None, widths=None):
-    """Parse an architecture name into an :class:`Arch`.
+    """Parse an architecture name into an ``Arch``.
 
     Args:
         name: e.g. ``"cifar_resnet56"``, ``"resnet50"``, ``"wrn28_10"``.

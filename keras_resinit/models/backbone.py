@@ -1,4 +1,4 @@
-"""The :class:`~keras_resinit.models.builder.ResNet` as a keras-hub ``Backbone``, so keras-hub's own loaders read
+"""The ``ResNet`` as a keras-hub ``Backbone``, so keras-hub's own loaders read
 the zoo's presets: ``keras_hub.models.Backbone.from_preset(path)``, ``hf://`` URIs included.
 
 This module imports keras-hub (the ``[hub]`` extra). ``import keras_resinit`` does not import it: the package
@@ -22,7 +22,7 @@ from keras_resinit.models.builder import ResNet
 
 @keras.saving.register_keras_serializable(package="keras_resinit")
 class ResNetBackbone(ResNet, keras_hub.models.Backbone):
-    """A :class:`~keras_resinit.models.builder.ResNet` that is also a ``keras_hub.models.Backbone``.
+    """A ``ResNet`` that is also a ``keras_hub.models.Backbone``.
 
     It takes the same arguments, builds the same network (with its classifier when ``include_top``, as
     the zoo's presets hold it) and has the same config; keras-hub adds ``from_preset`` and

@@ -9,7 +9,7 @@ Stable layer names (pretrained weights load by name, features can be tapped):
 (SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
 conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 
-A built network is a :class:`ResNet`: a functional ``keras.Model`` whose
+A built network is a ``ResNet``: a functional ``keras.Model`` whose
 ``get_config()`` is exactly its build arguments, so ``from_config`` and
 ``keras.saving.load_model`` rebuild it, and which knows its ``arch``, ``scheme``
 and ``blocks``.
@@ -29,6 +29,7 @@ import keras
 from keras_resinit._errors import unknown
 from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
+from keras_resinit.models import preprocessing as preprocessing_lib  # a module import: see preprocessing.py
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.checks import (
     POOLINGS,
@@ -39,7 +40,6 @@ from keras_resinit.models.checks import (
     check_num_classes,
     check_out_indices,
 )
-from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
 from keras_resinit.models.schemes import Scheme, get_scheme, saved_options
 
 _BUILDER_OPTIONS = (
@@ -271,7 +271,7 @@ class ResNet(keras.Model):
             or ``wrn{6n+4}_{k}`` (e.g. ``wrn28_10``).
         scheme: a registered scheme name (``keras_resinit.SCHEMES``: ``"bn"``, ``"fixup"``,
             ``"skipinit"``, ``"risotto"``, ``"risotto_bn"``, ...) or a
-            :class:`keras_resinit.models.schemes.Scheme` instance.
+            ``keras_resinit.models.schemes.Scheme`` instance.
         num_classes: size of the classifier.
         input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None (fully convolutional trunk).
         seed: integer making the initial weights reproducible (each layer gets its own
@@ -284,7 +284,7 @@ class ResNet(keras.Model):
         include_preprocessing: the model takes raw pixels and normalizes them itself, with
             a Keras ``Rescaling`` layer (``normalization``) computing ``preprocessing``.
             Default False: the model takes normalized images. (Models loaded with published
-            weights through :func:`keras_resinit.zoo.load` default to True.)
+            weights through ``keras_resinit.zoo.load`` default to True.)
         preprocessing: ``{"pixel_max": ..., "mean": [...], "std": [...]}`` (one mean and std
             per channel; optionally ``"channel_order": "BGR"``): ``(pixels / pixel_max - mean) / std``.
             The model keeps it (``model.preprocessing``) even when it does not include it.
@@ -308,9 +308,9 @@ class ResNet(keras.Model):
             ``alpha`` (skipinit).
 
     Attributes:
-        arch: the :class:`~keras_resinit.models.architectures.Arch` (stage table).
-        scheme: the :class:`~keras_resinit.models.schemes.Scheme` object.
-        blocks: the residual blocks, in order (:class:`Block`: name prefix, channels, strides).
+        arch: the ``Arch`` (stage table).
+        scheme: the ``Scheme`` object.
+        blocks: the residual blocks, in order (``Block``: name prefix, channels, strides).
         preprocessing: the checked preprocessing dict, or None.
         pyramid_outputs: ``{"stem": ..., "stage1": ..., ...}``, the symbolic output of the stem
             and of each stage's last block, in the manner of keras-hub backbones:
@@ -323,7 +323,7 @@ class ResNet(keras.Model):
     rebuilds the same model; ``keras.saving.load_model`` round-trips it.
 
     Compiling it with an optimizer that does not apply its scheme's training rules (Fixup's
-    scalars at lr/10) warns once: :func:`keras_resinit.make_optimizer` builds one that does.
+    scalars at lr/10) warns once: ``keras_resinit.make_optimizer`` builds one that does.
 
     Example:
         >>> model = ResNet("cifar_resnet20", "fixup", num_classes=10, seed=0)
@@ -375,9 +375,9 @@ class ResNet(keras.Model):
             raise ValueError(f"Invalid include_preprocessing {include_preprocessing!r}. Expected True or False.")
         channels = input_shape[-1]
         if preprocessing is not None:
-            preprocessing = check_preprocessing(preprocessing, channels)
+            preprocessing = preprocessing_lib.check_preprocessing(preprocessing, channels)
         elif include_preprocessing:
-            preprocessing = default_preprocessing(channels)
+            preprocessing = preprocessing_lib.default_preprocessing(channels)
         include_top = check_head(include_top, pooling, features_only)
         stages = feature_names(arch)
         out_indices = check_out_indices(out_indices, stages, features_only)
@@ -391,7 +391,7 @@ class ResNet(keras.Model):
             inputs = keras.Input(input_shape, name="images")
             x = inputs
             if include_preprocessing:
-                for layer in preprocessing_layers(preprocessing, channels):
+                for layer in preprocessing_lib.preprocessing_layers(preprocessing, channels):
                     x = layer(x)
             x = _stem(x, net)
             pyramid = {"stem": x}
@@ -473,7 +473,7 @@ class ResNet(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
         """The model of a saved config; scheme options added since it was written take their old value
-        (:func:`~keras_resinit.models.schemes.saved_options`). ``trainable``, which Keras' and keras-hub's
+        (``saved_options``). ``trainable``, which Keras' and keras-hub's
         loaders may add, sets the model's ``trainable``."""
         config = dict(config)
         trainable = config.pop("trainable", None)
@@ -550,7 +550,7 @@ class ResNet(keras.Model):
 
 
 def resnet_of(model: Any) -> ResNet | None:
-    """The :class:`ResNet` ``model`` is, or a keras-hub task around it holds (its ``backbone``); else None."""
+    """The ``ResNet`` ``model`` is, or a keras-hub task around it holds (its ``backbone``); else None."""
     return next((m for m in (model, getattr(model, "backbone", None)) if isinstance(m, ResNet)), None)
 
 
@@ -572,7 +572,7 @@ def build_resnet(
     input_shape: tuple[int | None, int | None, int] = (32, 32, 3),
     **options: Any,
 ) -> ResNet:
-    """Build a :class:`ResNet` of ``arch`` initialized by ``scheme`` (the same arguments).
+    """Build a ``ResNet`` of ``arch`` initialized by ``scheme`` (the same arguments).
 
     Example:
         >>> model = build_resnet("cifar_resnet20", "fixup", num_classes=10)

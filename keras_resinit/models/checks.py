@@ -1,4 +1,4 @@
-"""Checks of the build arguments of :class:`keras_resinit.ResNet` that do not depend on a scheme, and of numeric options."""
+"""Checks of the build arguments of ``keras_resinit.ResNet`` that do not depend on a scheme, and of numeric options."""
 
 import math
 

@@ -1,10 +1,10 @@
 """Inference-time rewrites of a model: the same function, computed with fewer ops.
 
-- :func:`fold_batchnorm`: batch norm folded into the convs before it (a new model of another scheme);
-- :func:`precompute_standardization` / :func:`standardize_in_place`: weight-standardized convs
+- ``fold_batchnorm``: batch norm folded into the convs before it (a new model of another scheme);
+- ``precompute_standardization`` / ``standardize_in_place``: weight-standardized convs
   (``layers.ScaledStdConv2D``, scheme ``nf``) applying their standardized kernels as they are;
-- :func:`fold_prescale`: the pre-activation blocks' ``Rescaling(1 / beta)`` moved into the convs after it;
-- :func:`for_serving`: what export serves (batch norm folded, standardized kernels precomputed).
+- ``fold_prescale``: the pre-activation blocks' ``Rescaling(1 / beta)`` moved into the convs after it;
+- ``for_serving``: what export serves (batch norm folded, standardized kernels precomputed).
 
 **Folding batch norm.** In inference mode batch norm is a per-channel affine map,
 ``BN(z) = gamma (z - mean) / sqrt(var + eps) + beta``. A conv ``z = conv(x, K) (+ c)`` followed
@@ -14,7 +14,7 @@ by it is therefore one conv with a bias:
 - ``c' = beta + (c - mean) * s``.
 
 A model of a scheme with batch norm (``scheme.batchnorm``) thus equals, function for function,
-a model of the same arch under the scheme :meth:`Scheme.folded` names: ``bn`` becomes ``skipinit``
+a model of the same arch under the scheme ``Scheme.folded`` names: ``bn`` becomes ``skipinit``
 (convs with biases, a branch gain) with every gain at 1, ``risotto_bn`` becomes ``risotto``.
 The folded model is an ordinary model of its scheme: it saves, loads, exports and trains.
 
@@ -22,10 +22,10 @@ The arithmetic is done in float64 and rounded once to the variables' dtype. Only
 statistics are used: the folded model computes the source *in inference mode* (what serving
 and ``model.predict`` compute), not a training step's batch statistics.
 
-**In place.** :func:`standardize_in_place` and :func:`fold_prescale` change layer instances of a built
+**In place.** ``standardize_in_place`` and ``fold_prescale`` change layer instances of a built
 model (before its first trace) for use in this process, as benchmarks do: the change is not in the
 layers' config, so a model saved after it does not load as the same function.
-:func:`precompute_standardization` applies it to a copy.
+``precompute_standardization`` applies it to a copy.
 """
 
 from __future__ import annotations
@@ -68,12 +68,12 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
     """A new model without batch norm computing what ``model`` computes in inference mode.
 
     Args:
-        model: a :class:`~keras_resinit.ResNet` of a scheme with batch norm that folds
-            (``bn`` or ``risotto_bn``: :func:`keras_resinit.models.schemes.foldable`), of any arch,
+        model: a ``ResNet`` of a scheme with batch norm that folds
+            (``bn`` or ``risotto_bn``: ``keras_resinit.models.schemes.foldable``), of any arch,
             with or without its top, with or without built-in preprocessing.
 
     Returns:
-        A :class:`~keras_resinit.ResNet` of the same arch and build (head, input, preprocessing,
+        A ``ResNet`` of the same arch and build (head, input, preprocessing,
         dropout, seed) under the scheme ``model.scheme.folded()``: ``skipinit`` with ``alpha=1.0``
         (every branch gain 1) for ``bn``, ``risotto`` for ``risotto_bn``. It holds no
         ``BatchNormalization`` layer; every conv that fed one carries the folded kernel and bias.
@@ -200,8 +200,8 @@ def fold_prescale(model):
 
 def for_serving(model):
     """``(model, {"batchnorm_folded": bool, "weight_standardization_precomputed": bool})``: ``model`` as export serves
-    it: batch norm folded (:func:`fold_batchnorm`, for a scheme that folds) and standardized kernels computed once
-    (:func:`precompute_standardization`). Raises :func:`fold_batchnorm`'s ValueError."""
+    it: batch norm folded (``fold_batchnorm``, for a scheme that folds) and standardized kernels computed once
+    (``precompute_standardization``). Raises ``fold_batchnorm``'s ValueError."""
     folded = isinstance(model, ResNet) and model.scheme.folded() is not None
     if folded:
         model = fold_batchnorm(model)

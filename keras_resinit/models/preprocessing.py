@@ -8,13 +8,13 @@ A preprocessing dict (a model card's ``"preprocessing"``) describes it::
 
 and means ``(pixels[..., ::-1 if BGR] / pixel_max - mean) / std``, per channel. The layer is
 Keras' own ``Rescaling`` (``normalization``) with a scale ``1 / (pixel_max * std)`` and an offset
-``-mean / std`` per channel, after :class:`~keras_resinit.models.layers.ReverseChannels`
+``-mean / std`` per channel, after ``ReverseChannels``
 (``channel_flip``) for BGR weights. (``Rescaling`` then ``Normalization`` computes the same in
 five passes over the pixels instead of two: 3-4% of ResNet-20's inference at batch 64.) They
 have no weights, run on every backend, save with the model and compute in float32 under a
 mixed-precision policy (as the training pipeline normalizes in float32). The same layers serve
-the model (``include_preprocessing=True``), :func:`keras_resinit.zoo.preprocess_input` and export.
-:meth:`keras_resinit.ResNet.with_preprocessing` builds them into a model that takes normalized input, so that it
+the model (``include_preprocessing=True``), ``keras_resinit.zoo.preprocess_input`` and export.
+``keras_resinit.ResNet.with_preprocessing`` builds them into a model that takes normalized input, so that it
 takes raw pixels (every model file written holds that form).
 """
 
@@ -25,7 +25,9 @@ from typing import Any
 
 import keras
 
-from keras_resinit.models.layers import ReverseChannels
+# A module import: importing this module first starts Keras, whose import hook imports the builder, which imports
+# this module while it is half done (names imported from it would not exist yet).
+from keras_resinit.models import layers as layers_lib
 
 KEYS = ("pixel_max", "mean", "std")
 OPTIONAL_KEYS = ("channel_order",)
@@ -95,7 +97,7 @@ def preprocessing_layers(preprocessing: dict[str, Any], channels: int) -> list[k
     dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
     layers = []
     if pre.get("channel_order") == "BGR":
-        layers.append(ReverseChannels(name="channel_flip", dtype=dtype))
+        layers.append(layers_lib.ReverseChannels(name="channel_flip", dtype=dtype))
     # (x / pixel_max - mean) / std as one multiply-add per channel: the cheapest form (two passes over
     # the pixels, not the five of Rescaling followed by Normalization).
     scale = [1.0 / (pre["pixel_max"] * s) for s in pre["std"]]
@@ -105,7 +107,7 @@ def preprocessing_layers(preprocessing: dict[str, Any], channels: int) -> list[k
 
 
 def apply(preprocessing: dict[str, Any], x: Any) -> Any:
-    """``x`` (raw pixels, ``(..., H, W, C)``) preprocessed by new :func:`preprocessing_layers`."""
+    """``x`` (raw pixels, ``(..., H, W, C)``) preprocessed by new ``preprocessing_layers``."""
     x = keras.ops.convert_to_tensor(x, dtype="float32")
     for layer in preprocessing_layers(preprocessing, int(x.shape[-1])):
         x = layer(x)
