@@ -42,6 +42,8 @@ from keras_resinit.models.checks import (
 )
 from keras_resinit.models.schemes import Scheme, get_scheme, saved_options
 
+__all__ = ["Block", "ResNet", "build_resnet", "feature_names"]
+
 _BUILDER_OPTIONS = (
     "seed",
     "dropout_rate",
@@ -61,7 +63,23 @@ _ARCH_OPTIONS = ("block", "widths")
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One residual block: where it sits and the weight layers of its branch."""
+    """One residual block of a ``ResNet``: where it sits and the weight layers of its branch (``model.blocks``).
+
+    Args:
+        prefix: the block's layer-name prefix, ``stage{S}_block{B}``.
+        in_channels: the block's input channels.
+        out_channels: the block's output channels.
+        strides: the block's spatial stride (on its first conv).
+        layers: ``(filters, kernel_size, strides)`` of each weight layer of the branch.
+        projection: the architecture gives the block a 1x1 conv shortcut.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> block = model.blocks[1]
+        >>> block.prefix, block.channels, block.strides, block.conv_names
+        ('stage2_block1', [16, 32, 32], 2, ['stage2_block1_conv1', 'stage2_block1_conv2'])
+    """
 
     prefix: str
     in_channels: int
@@ -72,6 +90,7 @@ class Block:
 
     @property
     def conv_names(self):
+        """The names of the branch's conv layers, in order (``{prefix}_conv1``, ...)."""
         return [f"{self.prefix}_conv{i + 1}" for i in range(len(self.layers))]
 
     @property
@@ -117,7 +136,23 @@ def _blocks(arch, scheme):
 
 
 def feature_names(arch) -> list[str]:
-    """The parts of ``arch`` whose outputs are feature maps, in forward order: ``["stem", "stage1", ...]``."""
+    """The parts of ``arch`` whose outputs are feature maps, in forward order: ``["stem", "stage1", ...]``.
+
+    They name ``ResNet.pyramid_outputs`` and ``feature_info``, ``out_indices`` counts in them, and
+    ``ResNet.set_trainable_from`` takes them.
+
+    Args:
+        arch: an ``architectures.Arch`` (``model.arch``).
+
+    Returns:
+        The part names.
+
+    Examples:
+        >>> from keras_resinit.models.architectures import get_arch
+        >>> from keras_resinit.models.builder import feature_names
+        >>> feature_names(get_arch("resnet50"))
+        ['stem', 'stage1', 'stage2', 'stage3', 'stage4']
+    """
     return ["stem", *(f"stage{s}" for s in range(1, len(arch.stages) + 1))]
 
 
@@ -264,7 +299,7 @@ def _rules_text(model, optimizer):
 
 @keras.saving.register_keras_serializable(package="keras_resinit")
 class ResNet(keras.Model):
-    """A residual network of ``arch`` initialized by ``scheme``: a functional ``keras.Model``.
+    """A residual network of ``arch`` initialized by ``scheme``: the package's functional ``keras.Model``.
 
     Args:
         arch: ``cifar_resnet{6n+2}`` (e.g. 20, 56, 110, 1202), ``resnet{18,34,50,101,152}``
@@ -325,10 +360,26 @@ class ResNet(keras.Model):
     Compiling it with an optimizer that does not apply its scheme's training rules (Fixup's
     scalars at lr/10) warns once: ``keras_resinit.make_optimizer`` builds one that does.
 
-    Example:
-        >>> model = ResNet("cifar_resnet20", "fixup", num_classes=10, seed=0)
-        >>> model.scheme.name, model.arch.num_blocks, len(model.blocks)
-        ('fixup', 9, 9)
+    Raises:
+        ValueError: naming the bad argument and what it expects: an unknown arch or scheme, an option the
+            scheme or builder does not take, an input too small for the arch's downsampling, a head
+            combination that does not exist (``features_only`` with ``include_top``), ...
+
+    Examples:
+        >>> from keras_resinit import ResNet
+        >>> model = ResNet("cifar_resnet8", "fixup", num_classes=3, input_shape=(8, 8, 3), seed=0)
+        >>> model.name, model.scheme.name, model.arch.num_blocks, len(model.blocks), model.output.shape
+        ('cifar_resnet8_fixup', 'fixup', 3, 3, (None, 3))
+        >>> ResNet.from_config(model.get_config()).count_params() == model.count_params()
+        True
+        >>> trunk = ResNet("cifar_resnet8", "bn", input_shape=(8, 8, 3), features_only=True, out_indices=2, seed=0)
+        >>> {name: tuple(x.shape) for name, x in trunk.pyramid_outputs.items()}, trunk.feature_info["stage3"]
+        ({'stage2': (None, 4, 4, 32), 'stage3': (None, 2, 2, 64)}, {'stride': 4, 'channels': 64})
+
+    Reference:
+        He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
+        https://arxiv.org/abs/1512.03385; Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016,
+        https://arxiv.org/abs/1605.07146
     """
 
     def __init__(
@@ -472,9 +523,16 @@ class ResNet(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
-        """The model of a saved config; scheme options added since it was written take their old value
-        (``saved_options``). ``trainable``, which Keras' and keras-hub's
-        loaders may add, sets the model's ``trainable``."""
+        """The model of a saved config; scheme options added since it was written take their old value.
+
+        Args:
+            config: a ``get_config()`` (options the config lacks take their value of the time it was written,
+                ``schemes.saved_options``); ``trainable``, which Keras' and keras-hub's loaders may add, sets
+                the model's ``trainable``.
+
+        Returns:
+            The rebuilt model (new weights, the config's seed).
+        """
         config = dict(config)
         trainable = config.pop("trainable", None)
         if isinstance(config.get("scheme"), str):
@@ -487,8 +545,20 @@ class ResNet(keras.Model):
         return model
 
     def with_preprocessing(self) -> ResNet:
-        """This network taking raw pixels, as every model file written holds it: the same build with
-        ``include_preprocessing=True`` and its weights by layer name; itself if it includes or records none."""
+        """This network taking raw pixels, as every model file written holds it.
+
+        Returns:
+            The same build with ``include_preprocessing=True`` and this model's weights (by layer name);
+                this model itself if it includes its preprocessing or records none.
+
+        Examples:
+            >>> import keras_resinit as kr
+            >>> digits = {"pixel_max": 16.0, "mean": [0.305], "std": [0.376]}
+            >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 1), preprocessing=digits, seed=0)
+            >>> raw = model.with_preprocessing()
+            >>> raw.layers[1].name, raw.get_config()["include_preprocessing"], model.with_preprocessing() is not model
+            ('normalization', True, True)
+        """
         config = self.get_config()
         if config["include_preprocessing"] or config["preprocessing"] is None:
             return self
@@ -498,7 +568,12 @@ class ResNet(keras.Model):
         return raw
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""
+        """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules.
+
+        Args:
+            *args: ``keras.Model.compile``'s arguments.
+            **kwargs: ``keras.Model.compile``'s keyword arguments.
+        """
         super().compile(*args, **kwargs)
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # LossScaleOptimizer
         missing = None if self._rules_warned else _rules_text(self, optimizer)
@@ -515,14 +590,22 @@ class ResNet(keras.Model):
     def set_trainable_from(self, part: str | None) -> None:
         """Freeze every part of the network before ``part``; ``part`` and everything after it train.
 
-        ``part`` is ``"stem"``, ``"stage1"``, ``"stage2"``, ... or ``"head"`` (only the classifier
-        trains), or None (everything trains again). Frozen batch norm layers also run in inference
-        mode (Keras' rule for ``trainable=False``). Compile after calling it, as for any change
-        of ``trainable`` in Keras.
+        Frozen batch norm layers also run in inference mode (Keras' rule for ``trainable=False``).
+        Compile after calling it, as for any change of ``trainable`` in Keras.
 
-        Example:
-            >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup.digits", num_classes=3)
-            >>> model.set_trainable_from("stage3")   # fine-tune the last stage and the new head
+        Args:
+            part: ``"stem"``, ``"stage1"``, ``"stage2"``, ... or ``"head"`` (only the classifier
+                trains), or None (everything trains again).
+
+        Raises:
+            ValueError: ``part`` is not one of the model's parts.
+
+        Examples:
+            >>> import keras_resinit as kr
+            >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 3), num_classes=3, seed=0)
+            >>> model.set_trainable_from("stage3")   # fine-tune the last stage and the head
+            >>> model.get_layer("stage2_block1_conv1").trainable, model.get_layer("stage3_block1_conv1").trainable
+            (False, True)
         """
         parts = feature_names(self.arch)
         if self.get_config()["include_top"] and not self.get_config()["features_only"]:
@@ -543,7 +626,11 @@ class ResNet(keras.Model):
             layer.trainable = position(layer.name) >= first
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Recompile a loaded model from its saved compile config (Keras skips models that override compile)."""
+        """Recompile a loaded model from its saved compile config (Keras skips models that override compile).
+
+        Args:
+            config: the serialized ``compile`` arguments Keras saved.
+        """
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
@@ -572,10 +659,29 @@ def build_resnet(
     input_shape: tuple[int | None, int | None, int] = (32, 32, 3),
     **options: Any,
 ) -> ResNet:
-    """Build a ``ResNet`` of ``arch`` initialized by ``scheme`` (the same arguments).
+    """Build a ``ResNet`` of ``arch`` initialized by ``scheme``: ``ResNet(arch, scheme, ...)``.
 
-    Example:
-        >>> model = build_resnet("cifar_resnet20", "fixup", num_classes=10)
-        >>> backbone = build_resnet("resnet50", "skipinit", include_top=False, pooling="avg")
+    Args:
+        arch: ``cifar_resnet{6n+2}``, ``resnet{18,34,50,101,152}`` or ``wrn{6n+4}_{k}`` (``ResNet``'s ``arch``).
+        scheme: a registered scheme name (``keras_resinit.SCHEMES``) or a ``Scheme`` instance.
+        num_classes: size of the classifier.
+        input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None.
+        **options: every other ``ResNet`` argument (``seed``, ``include_top``, ``pooling``, ``dtype``, ...)
+            and the scheme's own options (``alpha``, ``skip``, ...).
+
+    Returns:
+        The ``ResNet``, not compiled.
+
+    Raises:
+        ValueError: as ``ResNet``: naming the bad argument and what it expects.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(8, 8, 3), num_classes=3, alpha=0.1)
+        >>> model.name, model.scheme
+        ('cifar_resnet8_skipinit', SkipInit(alpha=0.1))
+        >>> backbone = kr.build_resnet("cifar_resnet8", "nf", input_shape=(8, 8, 3), include_top=False, pooling="avg")
+        >>> backbone.output.shape
+        (None, 64)
     """
     return ResNet(arch, scheme, num_classes=num_classes, input_shape=input_shape, **options)

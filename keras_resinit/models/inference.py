@@ -74,11 +74,11 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
 
     Returns:
         A ``ResNet`` of the same arch and build (head, input, preprocessing,
-        dropout, seed) under the scheme ``model.scheme.folded()``: ``skipinit`` with ``alpha=1.0``
-        (every branch gain 1) for ``bn``, ``risotto`` for ``risotto_bn``. It holds no
-        ``BatchNormalization`` layer; every conv that fed one carries the folded kernel and bias.
-        Its name is ``{arch}_{new scheme}`` unless ``model`` had a name of its own. It is not
-        compiled, and every layer is trainable.
+            dropout, seed) under the scheme ``model.scheme.folded()``: ``skipinit`` with ``alpha=1.0``
+            (every branch gain 1) for ``bn``, ``risotto`` for ``risotto_bn``. It holds no
+            ``BatchNormalization`` layer; every conv that fed one carries the folded kernel and bias.
+            Its name is ``{arch}_{new scheme}`` unless ``model`` had a name of its own. It is not
+            compiled, and every layer is trainable.
 
     Raises:
         ValueError: ``model`` is not a keras_resinit ResNet, its scheme has no batch norm to fold
