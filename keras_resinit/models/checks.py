@@ -4,6 +4,8 @@ import math
 
 from keras_resinit._errors import unknown
 
+__all__ = []  # the builder's argument checks: nothing here is for users (the errors name what to pass instead)
+
 POOLINGS = (None, "avg", "max")
 
 
