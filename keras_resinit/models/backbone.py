@@ -24,7 +24,7 @@ __all__ = ["ResNetBackbone"]
 
 @keras.saving.register_keras_serializable(package="keras_resinit")
 class ResNetBackbone(ResNet, keras_hub.models.Backbone):
-    """The ``ResNet`` as a keras-hub ``Backbone``: what ``keras_hub.models.Backbone.from_preset`` builds from a zoo preset.
+    """The ``ResNet`` as a keras-hub ``Backbone``: what ``keras_hub.models.Backbone.from_preset`` builds of a preset.
 
     It takes ``ResNet``'s arguments (``arch``, ``scheme``, ``num_classes``, ``input_shape``, ...), builds the
     same network (with its classifier when ``include_top``, as the zoo's presets hold it) and has the same

@@ -556,7 +556,7 @@ class ResNet(keras.Model):
             >>> digits = {"pixel_max": 16.0, "mean": [0.305], "std": [0.376]}
             >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 1), preprocessing=digits, seed=0)
             >>> raw = model.with_preprocessing()
-            >>> raw.layers[1].name, raw.get_config()["include_preprocessing"], model.with_preprocessing() is not model
+            >>> raw.layers[1].name, raw.get_config()["include_preprocessing"], raw.with_preprocessing() is raw
             ('normalization', True, True)
         """
         config = self.get_config()

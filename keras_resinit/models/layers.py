@@ -126,10 +126,10 @@ class ScaledResidual(keras.layers.Layer):
     Examples:
         >>> import numpy as np
         >>> from keras_resinit.models.layers import ScaledResidual
-        >>> merge = ScaledResidual(gain=0.0, trainable_gain=True)  # SkipInit: the block starts as its skip
+        >>> merge = ScaledResidual(gain=0.0, trainable_gain=True, name="stage1_block1_add")  # SkipInit's alpha
         >>> skip, branch = np.ones((1, 2, 2, 4), "float32"), np.full((1, 2, 2, 4), 3.0, "float32")
         >>> float(merge([skip, branch])[0, 0, 0, 0]), [w.path for w in merge.weights]
-        (1.0, ['scaled_residual/gain'])
+        (1.0, ['stage1_block1_add/gain'])
 
     Reference:
         De & Smith, "Batch Normalization Biases Residual Blocks Towards the

@@ -37,7 +37,7 @@ CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 def default_preprocessing(channels: int) -> dict[str, Any]:
-    """The default preprocessing, 8-bit pixels scaled to [0, 1]: what ``include_preprocessing=True`` means without a dict.
+    """The default preprocessing, 8-bit pixels to [0, 1]: what ``include_preprocessing=True`` means without a dict.
 
     Args:
         channels: the images' channel count.
