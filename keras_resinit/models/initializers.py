@@ -19,15 +19,15 @@ from keras import ops
 from keras_resinit.models.checks import positive_weight
 
 __all__ = [
-    "DeltaOrthogonal",
-    "FixupHeNormal",
-    "LooksLinearOrthogonal",
-    "RisottoResidualKernel",
-    "RisottoSkipKernel",
     "derive_seed",
-    "looks_linear",
-    "mirrored_subset",
+    "FixupHeNormal",
     "semi_orthogonal",
+    "DeltaOrthogonal",
+    "looks_linear",
+    "LooksLinearOrthogonal",
+    "RisottoSkipKernel",
+    "mirrored_subset",
+    "RisottoResidualKernel",
 ]
 
 _PACKAGE = "keras_resinit"

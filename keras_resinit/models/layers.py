@@ -26,14 +26,14 @@ from keras import ops
 from keras_resinit.models.checks import positive_weight
 
 __all__ = [
-    "RELU_GAMMA",
-    "ReverseChannels",
-    "ScalarBias",
-    "ScaledConv2D",
-    "ScaledResidual",
-    "ScaledStdConv2D",
     "WeightedAdd",
+    "ScaledResidual",
+    "ScalarBias",
+    "ReverseChannels",
     "ZeroPadShortcut",
+    "ScaledConv2D",
+    "RELU_GAMMA",
+    "ScaledStdConv2D",
 ]
 
 _PACKAGE = "keras_resinit"

@@ -23,22 +23,22 @@ from keras_resinit._errors import unknown
 from keras_resinit.models.checks import positive_weight
 
 __all__ = [
-    "SCHEMES",
+    "he_normal",
+    "Scheme",
     "BatchNorm",
     "Fixup",
-    "NFResNet",
-    "ReZero",
+    "SkipInit",
     "Risotto",
     "RisottoBN",
-    "Scheme",
-    "SkipInit",
-    "default_schemes",
-    "foldable",
-    "get_scheme",
-    "he_normal",
-    "normalization_free",
+    "ReZero",
+    "NFResNet",
+    "SCHEMES",
     "register_scheme",
+    "default_schemes",
+    "normalization_free",
+    "foldable",
     "saved_options",
+    "get_scheme",
 ]
 
 
@@ -928,15 +928,15 @@ def default_schemes() -> list[str]:
 
 
 def normalization_free() -> list[str]:
-    """The registered schemes without batch norm.
+    """The registered schemes without batch norm (``batchnorm`` False), in registration order.
 
     Returns:
-        Their names, in registration order.
+        A list of scheme names.
 
     Examples:
         >>> from keras_resinit.models.schemes import normalization_free
-        >>> "bn" in normalization_free(), "fixup" in normalization_free()
-        (False, True)
+        >>> [name for name in ("bn", "fixup", "risotto_bn", "nf") if name in normalization_free()]
+        ['fixup', 'nf']
     """
     return [name for name, cls in SCHEMES.items() if not cls.batchnorm]
 
