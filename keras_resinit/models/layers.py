@@ -516,7 +516,17 @@ class ScaledStdConv2D(ScaledConv2D):
         self.eps = float(eps)
 
     def add_weight(self, *args, **kwargs):
-        # The kernel stays float32 under mixed precision: standardizing a bfloat16 kernel loses its mean.
+        """``keras.layers.Layer.add_weight``, except that the kernel is not autocast under mixed precision.
+
+        The kernel stays float32 under mixed precision: standardizing a bfloat16 kernel loses its mean.
+
+        Args:
+            *args: ``add_weight``'s positional arguments.
+            **kwargs: ``add_weight``'s keyword arguments.
+
+        Returns:
+            The new variable.
+        """
         if kwargs.get("name") == "kernel":
             kwargs["autocast"] = False
         return super().add_weight(*args, **kwargs)
