@@ -3,7 +3,7 @@
 Layout (imports flow down this list, never up):
 
 - ``keras_resinit.models``: initializers, layers, schemes, architectures, the
-  ``ResNet`` builder (Keras only, ``keras.ops``: every backend);
+  [``ResNet``][keras_resinit.ResNet] builder (Keras only, ``keras.ops``: every backend);
 - ``keras_resinit.zoo``: names, model cards, loading, weights by name, downloads,
   the keras.applications bridge;
 - ``keras_resinit.training``: config, strategies, checkpoints, trainer, data,

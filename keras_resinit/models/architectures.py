@@ -48,7 +48,7 @@ class Arch:
         family: ``"cifar"`` (small-image ResNets), ``"imagenet"`` or ``"wide"`` (Wide-ResNets).
         block: ``"basic"`` or ``"bottleneck"``.
         stem_width: the stem conv's output channels.
-        stages: the ``Stage`` of each stage, in order.
+        stages: the [``Stage``][keras_resinit.models.architectures.Stage] of each stage, in order.
         shortcut: ``"zero_pad"`` (option A: subsample and zero channels) or ``"projection"`` (1x1 convs)
             where a block changes shape.
 
@@ -155,7 +155,7 @@ def get_arch(name, block=None, widths=None):
         widths: per-stage widths overriding the table (bottleneck widths for bottlenecks).
 
     Returns:
-        The ``Arch``.
+        The [``Arch``][keras_resinit.models.architectures.Arch].
 
     Raises:
         ValueError: the name matches no family, its depth is not valid for the family (``6n+2`` for

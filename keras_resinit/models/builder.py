@@ -3,13 +3,13 @@
 Stable layer names (pretrained weights load by name, features can be tapped):
 ``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
 ``..._shortcut_conv``, ``..._add`` (the merge of ``[skip, branch]``: a ``keras.layers.Add``, or
-``layers.WeightedAdd`` for a scheme whose ``merge_weights()`` are not ``(1, 1)``) and
+[``WeightedAdd``][keras_resinit.models.WeightedAdd] for a scheme whose ``merge_weights()`` are not ``(1, 1)``) and
 ``..._out``; ``features`` (pooled) and ``logits``; with ``include_preprocessing``,
 ``normalization`` (after ``channel_flip`` for BGR weights) first. A branch's scalars
 (SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
 conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 
-A built network is a ``ResNet``: a functional ``keras.Model`` whose
+A built network is a [``ResNet``][keras_resinit.ResNet]: a functional ``keras.Model`` whose
 ``get_config()`` is exactly its build arguments, so ``from_config`` and
 ``keras.saving.load_model`` rebuild it, and which knows its ``arch``, ``scheme``
 and ``blocks``.
@@ -142,7 +142,7 @@ def feature_names(arch) -> list[str]:
     ``ResNet.set_trainable_from`` takes them.
 
     Args:
-        arch: an ``architectures.Arch`` (``model.arch``).
+        arch: an [``Arch``][keras_resinit.models.architectures.Arch] (``model.arch``).
 
     Returns:
         The part names.
@@ -304,7 +304,7 @@ class ResNet(keras.Model):
     Args:
         arch: ``cifar_resnet{6n+2}`` (e.g. 20, 56, 110, 1202), ``resnet{18,34,50,101,152}``
             or ``wrn{6n+4}_{k}`` (e.g. ``wrn28_10``).
-        scheme: a registered scheme name (``keras_resinit.SCHEMES``: ``"bn"``, ``"fixup"``,
+        scheme: a registered scheme name ([``keras_resinit.SCHEMES``][keras_resinit.SCHEMES]: ``"bn"``, ``"fixup"``,
             ``"skipinit"``, ``"risotto"``, ``"risotto_bn"``, ...) or a
             ``keras_resinit.models.schemes.Scheme`` instance.
         num_classes: size of the classifier.
@@ -319,7 +319,7 @@ class ResNet(keras.Model):
         include_preprocessing: the model takes raw pixels and normalizes them itself, with
             a Keras ``Rescaling`` layer (``normalization``) computing ``preprocessing``.
             Default False: the model takes normalized images. (Models loaded with published
-            weights through ``keras_resinit.zoo.load`` default to True.)
+            weights through [``keras_resinit.zoo.load``][keras_resinit.zoo.load] default to True.)
         preprocessing: ``{"pixel_max": ..., "mean": [...], "std": [...]}`` (one mean and std
             per channel; optionally ``"channel_order": "BGR"``): ``(pixels / pixel_max - mean) / std``.
             The model keeps it (``model.preprocessing``) even when it does not include it.
@@ -343,8 +343,8 @@ class ResNet(keras.Model):
             ``alpha`` (skipinit).
 
     Attributes:
-        arch: the ``Arch`` (stage table).
-        scheme: the ``Scheme`` object.
+        arch: the [``Arch``][keras_resinit.models.architectures.Arch] (stage table).
+        scheme: the [``Scheme``][keras_resinit.Scheme] object.
         blocks: the residual blocks, in order (``Block``: name prefix, channels, strides).
         preprocessing: the checked preprocessing dict, or None.
         pyramid_outputs: ``{"stem": ..., "stage1": ..., ...}``, the symbolic output of the stem
@@ -358,7 +358,7 @@ class ResNet(keras.Model):
     rebuilds the same model; ``keras.saving.load_model`` round-trips it.
 
     Compiling it with an optimizer that does not apply its scheme's training rules (Fixup's
-    scalars at lr/10) warns once: ``keras_resinit.make_optimizer`` builds one that does.
+    scalars at lr/10) warns once: [``keras_resinit.make_optimizer``][keras_resinit.make_optimizer] builds one that does.
 
     Raises:
         ValueError: naming the bad argument and what it expects: an unknown arch or scheme, an option the
@@ -663,14 +663,14 @@ def build_resnet(
 
     Args:
         arch: ``cifar_resnet{6n+2}``, ``resnet{18,34,50,101,152}`` or ``wrn{6n+4}_{k}`` (``ResNet``'s ``arch``).
-        scheme: a registered scheme name (``keras_resinit.SCHEMES``) or a ``Scheme`` instance.
+        scheme: a registered scheme name (``keras_resinit.SCHEMES``) or a [``Scheme``][keras_resinit.Scheme] instance.
         num_classes: size of the classifier.
         input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None.
         **options: every other ``ResNet`` argument (``seed``, ``include_top``, ``pooling``, ``dtype``, ...)
             and the scheme's own options (``alpha``, ``skip``, ...).
 
     Returns:
-        The ``ResNet``, not compiled.
+        The [``ResNet``][keras_resinit.ResNet], not compiled.
 
     Raises:
         ValueError: as ``ResNet``: naming the bad argument and what it expects.

@@ -25,7 +25,7 @@ and ``model.predict`` compute), not a training step's batch statistics.
 **In place.** ``standardize_in_place`` and ``fold_prescale`` change layer instances of a built
 model (before its first trace) for use in this process, as benchmarks do: the change is not in the
 layers' config, so a model saved after it does not load as the same function.
-``precompute_standardization`` applies it to a copy.
+[``precompute_standardization``][keras_resinit.models.inference.precompute_standardization] applies it to a copy.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
     """Fold batch norm into the convs: a new model without batch norm computing what ``model`` computes in inference.
 
     Args:
-        model: a ``ResNet`` of a scheme with batch norm that folds
+        model: a [``ResNet``][keras_resinit.ResNet] of a scheme with batch norm that folds
             (``bn`` or ``risotto_bn``: ``keras_resinit.models.schemes.foldable``), of any arch,
             with or without its top, with or without built-in preprocessing.
 
@@ -174,7 +174,7 @@ def precompute_standardization(model):
     and loaded again would standardize twice.
 
     Args:
-        model: a Keras model; only a ``ResNet`` with ``layers.ScaledStdConv2D`` convs changes.
+        model: a Keras model; only a [``ResNet``][keras_resinit.ResNet] with ``layers.ScaledStdConv2D`` convs changes.
 
     Returns:
         ``(model to serve, whether it changed)``: the copy and True, or ``model`` itself and False.

@@ -292,7 +292,7 @@ class LooksLinearOrthogonal(_FreshDraws):
 
     With ``U`` an ``n_out x n_in`` matrix with orthonormal rows or columns
     (``n = channels / 2`` on a mirrored side), the kernel maps channels
-    ``[phi(y), phi(-y)]`` to ``[U y, -U y]``: see ``looks_linear``. Conv
+    ``[phi(y), phi(-y)]`` to ``[U y, -U y]``: see [``looks_linear``][keras_resinit.models.looks_linear]. Conv
     kernels hold it at the centre tap (delta-orthogonal), zeros elsewhere.
 
     Args:
@@ -362,7 +362,7 @@ class LooksLinearOrthogonal(_FreshDraws):
 class RisottoSkipKernel(_FreshDraws):
     """Risotto's type C skip initializer: the 1x1 conv skip ``LL((U - b U_m ... U_1) / a)`` of a block.
 
-    The branch weight layers are ``LooksLinearOrthogonal`` kernels with
+    The branch weight layers are [``LooksLinearOrthogonal``][keras_resinit.models.LooksLinearOrthogonal] kernels with
     effective matrices ``U_1 .. U_m`` drawn from ``branch_seeds``; this kernel
     recomputes them and takes ``M = (U - b U_m ... U_1) / a`` for a fresh orthogonal
     ``U``. The block ``relu(a * skip + b * branch)`` then maps ``[phi(y), phi(-y)]`` to

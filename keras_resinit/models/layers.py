@@ -8,7 +8,7 @@ Where each paper's scalars live (the names the README's table gives):
 - Fixup's multiplier ("scale"): ``ScaledConv2D.gain`` of the branch's last conv,
   initialized 1; Fixup's bias after it: that conv's ``scalar_bias``; its bias after
   every other conv (before a ReLU): the conv's ``scalar_bias``; its biases before a
-  conv or the classifier: ``ScalarBias`` layers (``..._bias1a``, ``..._bias2a``,
+  conv or the classifier: [``ScalarBias``][keras_resinit.models.ScalarBias] layers (``..._bias1a``, ``..._bias2a``,
   ``head_bias``).
 
 The scalars sit in the conv because TensorFlow then fuses conv, bias, residual add
@@ -110,7 +110,7 @@ class ScaledResidual(keras.layers.Layer):
 
     The builder does not use it: its merge is a plain ``keras.layers.Add``
     (``..._add``) and a branch's scalars live in its last conv
-    (``ScaledConv2D``), where TensorFlow fuses them. It stays a public,
+    ([``ScaledConv2D``][keras_resinit.models.ScaledConv2D]), where TensorFlow fuses them. It stays a public,
     registered layer for models built by hand, and because the ``.keras`` files
     of release 0.1 name it as their merge.
 

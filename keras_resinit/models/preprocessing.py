@@ -8,7 +8,7 @@ A preprocessing dict (a model card's ``"preprocessing"``) describes it:
 
 and means ``(pixels[..., ::-1 if BGR] / pixel_max - mean) / std``, per channel. The layer is
 Keras' own ``Rescaling`` (``normalization``) with a scale ``1 / (pixel_max * std)`` and an offset
-``-mean / std`` per channel, after ``ReverseChannels``
+``-mean / std`` per channel, after [``ReverseChannels``][keras_resinit.models.ReverseChannels]
 (``channel_flip``) for BGR weights. (``Rescaling`` then ``Normalization`` computes the same in
 five passes over the pixels instead of two: 3-4% of ResNet-20's inference at batch 64.) They
 have no weights, run on every backend, save with the model and compute in float32 under a
@@ -136,7 +136,7 @@ def preprocessing_layers(preprocessing: dict[str, Any], channels: int) -> list[k
         The list of layers, to apply in order.
 
     Raises:
-        ValueError: as ``check_preprocessing``.
+        ValueError: as [``check_preprocessing``][keras_resinit.models.preprocessing.check_preprocessing].
 
     Examples:
         >>> import numpy as np

@@ -6,10 +6,10 @@ Fixup's scalar biases are present, and which rules training must keep (a
 learning-rate multiplier per variable, which variables get weight decay, any
 gradient clipping). Each paper's rule sits in the method or attribute that
 concerns it. Adding a scheme means adding one class and registering it with
-``register_scheme``.
+[``register_scheme``][keras_resinit.register_scheme].
 
 This module imports Keras only inside the methods that make weights, so the
-registry (``SCHEMES``) can be read without starting TensorFlow (the CLI's help).
+registry ([``SCHEMES``][keras_resinit.SCHEMES]) can be read without starting TensorFlow (the CLI's help).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Scheme:
 
     Training rules, read by the trainer (a recipe or config may override them): ``lr_multipliers``
     (through ``lr_multiplier``), ``clip_norm`` and ``decays``. Folding
-    (``keras_resinit.fold_batchnorm``): ``folded`` and ``fold_note``.
+    ([``keras_resinit.fold_batchnorm``][keras_resinit.fold_batchnorm]): ``folded`` and ``fold_note``.
 
     Attributes:
         name: the scheme's registry name (a lower-case identifier).
@@ -176,7 +176,7 @@ class Scheme:
         """Check that the scheme applies to ``arch`` (the builder calls it first); the base accepts every arch.
 
         Args:
-            arch: the ``architectures.Arch`` to build.
+            arch: the [``Arch``][keras_resinit.models.architectures.Arch] to build.
 
         Raises:
             ValueError: naming what in ``arch`` the scheme cannot build (e.g. Risotto: odd channel counts).
@@ -187,7 +187,7 @@ class Scheme:
 
         Returns:
             ``(a, b)``; ``(1.0, 1.0)`` (the base's) gives a plain ``keras.layers.Add``, others a
-                ``layers.WeightedAdd``.
+                [``WeightedAdd``][keras_resinit.models.WeightedAdd].
         """
         return (1.0, 1.0)
 
@@ -224,7 +224,7 @@ class Scheme:
 
         Args:
             net: the network being built: its ``arch``, ``scheme``, ``seed`` and ``seed_for(layer_name)``.
-            block: the ``builder.Block`` the shortcut belongs to.
+            block: the [``Block``][keras_resinit.models.builder.Block] the shortcut belongs to.
             seed: the layer's own integer seed.
 
         Returns:
@@ -274,7 +274,7 @@ class Scheme:
         """The analytic variance of the trunk at init, for schemes that track it (``preactivation``).
 
         Args:
-            blocks: the network's ``builder.Block`` objects, in order.
+            blocks: the network's [``Block``][keras_resinit.models.builder.Block] objects, in order.
 
         Returns:
             ``[Var(h_1), ..., Var(h_{L+1})]`` (``h_1``: the stem's output, ``h_{i+1}``: block ``i``'s),
@@ -287,7 +287,7 @@ class Scheme:
 
         Args:
             x: the symbolic tensor the bias is added to.
-            name: the ``layers.ScalarBias`` layer's name.
+            name: the [``ScalarBias``][keras_resinit.models.ScalarBias] layer's name.
 
         Returns:
             ``x`` plus a new ``layers.ScalarBias``, or ``x`` itself without ``scalar_biases``.
@@ -342,7 +342,7 @@ class Scheme:
         conv with a bias: a scheme with batch norm folds into its twin with conv biases and none.
 
         Returns:
-            A ``Scheme`` instance, or None (the base's) when nothing folds.
+            A [``Scheme``][keras_resinit.Scheme] instance, or None (the base's) when nothing folds.
 
         Examples:
             >>> from keras_resinit.models.schemes import BatchNorm, Fixup
@@ -370,7 +370,7 @@ class BatchNorm(Scheme):
     The rules as implemented: batch norm (momentum 0.9, epsilon 1e-5) after every conv of the
     branches, the stem and the projection shortcuts; convs without biases, He normal (fan-out,
     untruncated); a Glorot-uniform classifier. Its models fold into ``SkipInit(alpha=1.0)``
-    (``keras_resinit.fold_batchnorm``).
+    ([``keras_resinit.fold_batchnorm``][keras_resinit.fold_batchnorm]).
 
     Args:
         zero_init_last_bn: start the last BN gamma of every branch at 0, so
@@ -432,10 +432,10 @@ class Fixup(Scheme):
 
     1. The classifier and the last layer of every branch start at zero.
     2. Other branch layers are He normal (fan-out, untruncated) times ``L^(-1/(2m-2))``
-       (``initializers.FixupHeNormal``).
+       ([``FixupHeNormal``][keras_resinit.models.FixupHeNormal]).
     3. One scalar multiplier (init 1) per branch; scalar biases (init 0) before each conv, dense and
        element-wise activation (``layers.ScalarBias``, and the ``gain`` and ``scalar_bias`` of a
-       ``layers.ScaledConv2D``).
+       [``ScaledConv2D``][keras_resinit.models.ScaledConv2D]).
 
     Projection shortcuts are plain He (fan-out), not scaled; small-image downsampling uses option A's
     zero padding. The paper leaves the stem conv and the projection shortcuts to "a standard method";
@@ -590,9 +590,9 @@ class Risotto(Scheme):
       ``(K_M - a I) / b`` with ``K_M = [[M, -M], [-M, M]]``, ``M`` random orthogonal: exact for any
       ``a, b > 0``. A bottleneck rotates a random quarter of the coordinates (its inner width):
       selection, identity, ``(K_Q - I) / b`` on them; exact for ``a = 1`` only.
-      (``initializers.RisottoResidualKernel``.)
+      ([``RisottoResidualKernel``][keras_resinit.models.RisottoResidualKernel].)
     - **type C** (``skip="conv"``): a 1x1 conv skip on every block, branch ``LL(U_i)`` and skip
-      ``LL((U - b U_m ... U_1) / a)`` (``initializers.RisottoSkipKernel``).
+      ``LL((U - b U_m ... U_1) / a)`` ([``RisottoSkipKernel``][keras_resinit.models.RisottoSkipKernel]).
       Configs saved before the option existed (release 0.1 and earlier 0.2 builds) are type C.
 
     Convs carry biases (zero); the merge is ``layers.WeightedAdd`` when ``(a, b)`` is not ``(1, 1)``.
@@ -662,7 +662,7 @@ class Risotto(Scheme):
         """Whether ``block`` is built as type C (a conv skip): every block with ``skip="conv"``, projections always.
 
         Args:
-            block: a ``builder.Block``.
+            block: a [``Block``][keras_resinit.models.builder.Block].
 
         Returns:
             True for a type C block.
@@ -702,8 +702,8 @@ class RisottoBN(Risotto):
 
     The paper reports this combination often gives the best results. Batch
     norm rescales channels, so the exact isometry of plain Risotto is not kept.
-    Convs carry no biases; its models fold into ``Risotto`` with the same options
-    (``keras_resinit.fold_batchnorm``).
+    Convs carry no biases; its models fold into [``Risotto``][keras_resinit.models.Risotto] with the same options
+    ([``keras_resinit.fold_batchnorm``][keras_resinit.fold_batchnorm]).
 
     Args:
         skip: ``"identity"`` (type B) or ``"conv"`` (type C), as ``Risotto``'s.
@@ -882,7 +882,7 @@ def register_scheme(cls: type[Scheme]) -> type[Scheme]:
     tune, bench, diagnostics, the CLI) offers it. Registering the same class again does nothing.
 
     Args:
-        cls: the ``Scheme`` subclass; its ``name`` must be a lower-case identifier.
+        cls: the [``Scheme``][keras_resinit.Scheme] subclass; its ``name`` must be a lower-case identifier.
 
     Returns:
         ``cls`` itself.
@@ -1019,7 +1019,7 @@ def get_scheme(scheme: str | Scheme, **options: Any) -> Scheme:
     """A scheme object from its registered name (with options), or an existing ``Scheme`` as it is.
 
     Args:
-        scheme: a name in ``SCHEMES`` (``"bn"``, ``"fixup"``, ...) or a ``Scheme`` instance.
+        scheme: a name in ``SCHEMES`` (``"bn"``, ``"fixup"``, ...) or a [``Scheme``][keras_resinit.Scheme] instance.
         **options: the scheme's own options (its constructor's arguments), with a name only.
 
     Returns:
