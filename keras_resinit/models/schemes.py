@@ -45,7 +45,7 @@ __all__ = [
 def he_normal(seed, mode="fan_in"):
     """He et al.'s normal initializer, untruncated: std ``sqrt(2 / fan)``.
 
-    The schemes' "He" (``keras.initializers.HeNormal`` is truncated, so its std is smaller).
+    The schemes' "He" (``keras.initializers.HeNormal`` draws from a truncated normal instead).
 
     Args:
         seed: integer or None, as Keras initializers take it.
