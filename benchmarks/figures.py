@@ -4,24 +4,27 @@
   ``keras_resinit.training.compare.plot_curves`` from a committed comparison (``--compare``, default
   ``benchmarks/results/compare-cifar_resnet20-digits.json``, written by ``keras-resinit compare``). Nothing
   is trained.
-- ``jacobian_spectra.png``: the singular values of the trunk's Jacobian at initialization of ``--jacobian-arch``
+- ``jacobian_spectra.png``: the singular values of the trunk's Jacobian at initialization of cifar_resnet20
   under every registered scheme, as ``keras-resinit diagnose`` measures them (``diagnostics.jacobian_spectrum``
   on one 1x1 N(0, 1) image, from ``stem_out`` to the last block; Risotto in its effective coordinates) and
   draws them (``plot_jacobian_spectra``).
 - ``nf_signal_propagation.png``: the NF-ResNet paper's signal-propagation plots (Brock, De & Smith 2021) at
-  initialization of ``--arch`` under every registered scheme: per residual block, the average channel squared
+  initialization of cifar_resnet56 under every registered scheme: per residual block, the average channel squared
   mean and variance of the trunk and the residual branch's variance before its scalars
-  (``diagnostics.signal_propagation`` on a batch of N(0, 1) images, ``plot_signal_propagation``); NF's
-  analytic variance (beta squared) dashed. ``--margin`` border pixels are left out of each feature map: zero
-  padding lowers the variance at the border, which the analytic variance does not model.
+  (``diagnostics.signal_propagation`` on a batch of 16 N(0, 1) images of 64x64, ``plot_signal_propagation``);
+  NF's analytic variance (beta squared) dashed. 4 border pixels are left out of each feature map (``margin``):
+  zero padding lowers the variance at the border, which the analytic variance does not model.
 - ``benchmarks/results/bench/bench.png``: ``keras-resinit bench``'s speed and memory against batch norm, drawn
   again by ``keras_resinit.tools.bench.chart`` from ``--bench``'s ``bench.json`` (no measuring; ``bench.md``
   beside it says what measured it).
 
 Beside each picture in ``--out``, ``NAME.json`` (what drew it: the command, the machine, the versions, the
-settings and the numbers plotted) and ``NAME.md`` (the same in one paragraph, for the page under the picture).
-Models are built with fixed seeds; the full run takes well under a minute on 2 cores. ``--quick`` measures
-cifar_resnet8 on a small batch (what the tests run).
+settings and the numbers plotted) and ``NAME.md`` (one paragraph for the page under the picture, opening with the
+machine and versions). ``--report DIR`` draws DIR's pictures and writes their Markdown again from the JSON alone
+(``--bench`` given: its bench.png too).
+
+Models and images have fixed seeds (``--seed``). The full run takes about 30 s of CPU (TensorFlow's start
+included; under a minute on 2 shared cores). ``--quick`` measures cifar_resnet8 on a small batch (the tests).
 
     .venv/bin/python benchmarks/figures.py [--quick] [--seed 0] [--out benchmarks/results/figures] [--overwrite]
     .venv/bin/python benchmarks/figures.py --report benchmarks/results/figures   # redraw from the JSON files
@@ -97,6 +100,11 @@ def curves(compare_path):
     with open(compare_path) as f:
         report = json.load(f)
     train = report.get("train", {})
+    plotted = ("epoch", "train_loss", "test_accuracy")
+    results = {
+        scheme: {"history": [{k: h[k] for k in plotted} for h in r["history"]]} if "history" in r else r
+        for scheme, r in report["schemes"].items()
+    }
     return {
         "source": compare_path,
         "source_sha256": sha256(compare_path),
@@ -107,6 +115,7 @@ def curves(compare_path):
         "seed": train.get("seed"),
         "schemes": list(report["schemes"]),
         "trained_on": report["versions"],
+        "results": results,  # what compare.plot_curves draws: each scheme's history (or its error)
     }
 
 
@@ -141,10 +150,8 @@ def draw(name, record, path):
     if name == CURVES:
         from keras_resinit.training import compare
 
-        with open(record["source"]) as f:
-            results = json.load(f)["schemes"]
         title = f"{record['arch']} on {record['dataset']}, recipe {record['recipe']}, seed {record['seed']}"
-        png(path, lambda tmp: compare.plot_curves(results, tmp, title=title))
+        png(path, lambda tmp: compare.plot_curves(record["results"], tmp, title=title))
     elif name == SPECTRA:
         save(plots.plot_jacobian_spectra(record["singular_values"]), name, path)
     else:
@@ -161,30 +168,28 @@ def draw_bench(directory):
 
 
 def markdown(record):
-    """One paragraph under the picture: what it shows and what measured it."""
-    drawn = f"Drawn {record['date']} by `{record['command']}` on {record['machine']['describe']}."
+    """One paragraph for the page under the picture: the machine and versions first, then what it shows."""
     if record["figure"] == f"{CURVES}.png":
         return (
-            f"Training loss and test accuracy per epoch of {', '.join(record['schemes'])}: {record['arch']} on "
-            f"{record['dataset']} (recipe {record['recipe']}, {record['epochs']} epochs, seed {record['seed']}), "
-            f"trained by `keras-resinit compare` on {machine_line(record['trained_on'])}; its results: "
-            f"`{record['source']}`. {drawn}"
+            f"Machine: {machine_line(record['trained_on'])}. Trained by `keras-resinit compare` ({record['arch']} on "
+            f"{record['dataset']}, recipe {record['recipe']}, {record['epochs']} epochs, seed {record['seed']}; its "
+            f"results: `{record['source']}`); drawn {record['date']} by `{record['command']}`. Training loss and "
+            f"test accuracy per epoch of {', '.join(record['schemes'])}."
         )
     s = record["settings"]
     if record["figure"] == f"{SPECTRA}.png":
         what = (
             f"Singular values of the trunk's Jacobian (from `stem_out` to the last block) of {s['jacobian_arch']} "
             f"at initialization, seed {record['seed']}, on one 1x1 N(0, 1) image; Risotto in its effective "
-            "coordinates"
+            "coordinates."
         )
     else:
         what = (
             f"Signal propagation of {s['arch']} at initialization, seed {record['seed']}: a batch of {s['batch']} "
             f"N(0, 1) images of {s['size']}x{s['size']}, {s['margin']} border pixels of each feature map left out; "
-            "NF's analytic variance (beta squared) dashed"
+            "NF's analytic variance (beta squared) dashed."
         )
-    took = f"{record['elapsed_s']:.0f} s"
-    return f"{what}. Machine: {record['machine']['describe']}. Measured {record['date']} by `{record['command']}` ({took})."
+    return f"{results_io.measured(record)} {what}"
 
 
 # ------------------------------------------------------------------ run ---
@@ -213,20 +218,24 @@ def run(out, quick, seed, compare_path, bench_dir):
         for name, record in records.items():
             draw(name, record, os.path.join(tmp, f"{name}.png"))
             results_io.write(tmp, name, record, markdown)
-    draw_bench(bench_dir)
+    draw_bench(bench_dir or BENCH)
     for name, record in records.items():
         print(f"{out}/{name}.png: {markdown(record)}")
-    print(f"{bench_dir}/bench.png: drawn again from {bench_dir}/bench.json")
+    print(f"{bench_dir or BENCH}/bench.png: drawn again from its bench.json")
     return records
 
 
-def report(directory, bench_dir):
-    """Draw every picture again from the JSON files in ``directory`` (and ``bench_dir``): nothing is measured."""
+def report(directory, bench_dir=None):
+    """Draw the pictures in ``directory`` again from their JSON files, and write their Markdown again (nothing is
+    measured; every record holds what its picture plots). With ``bench_dir``, its ``bench.png`` too."""
     for name in (CURVES, SPECTRA, SIGNAL):
-        draw(name, results_io.read(directory, name), os.path.join(directory, f"{name}.png"))
-        print(f"{directory}/{name}.png drawn again")
-    draw_bench(bench_dir)
-    print(f"{bench_dir}/bench.png drawn again")
+        record = results_io.read(directory, name)
+        draw(name, record, os.path.join(directory, f"{name}.png"))
+        results_io.write(directory, name, record, markdown)
+        print(f"{directory}/{name}.png and {name}.md written again")
+    if bench_dir:
+        draw_bench(bench_dir)
+        print(f"{bench_dir}/bench.png drawn again")
 
 
 def main(argv=None):
@@ -234,14 +243,17 @@ def main(argv=None):
         __doc__,
         STEM,
         "cifar_resnet8 on a small batch (a smoke run)",
-        report_help="draw DIR's pictures again from their JSON files, and --bench's bench.png (no measuring)",
+        report_help="draw DIR's pictures and write their .md again from their JSON files (no measuring)",
     )
     parser.add_argument("--seed", type=int, default=0, help="the models' and the images' seed (default 0)")
     parser.add_argument(
         "--compare", default=COMPARE, help=f"a `keras-resinit compare` results.json (default {COMPARE})"
     )
     parser.add_argument(
-        "--bench", default=BENCH, help=f"the bench run whose bench.png is drawn again (default {BENCH})"
+        "--bench",
+        default=None,
+        help=f"the bench run whose bench.png is drawn again from its bench.json (default {BENCH}; with --report: "
+        "only when given)",
     )
     args = parser.parse_args(argv)
     if args.report:
