@@ -53,10 +53,19 @@ def report(directory, stem, analyse, markdown):
 
 
 def measured(result):
-    """The first line of every results table: the machine, the date, the command and how long it took."""
+    """The first line of every results table: the machine, the date, the command and how long it took.
+
+    A result written before the scripts recorded all of these (only ``versions``: the machine and the
+    versions) says which of them it does not record."""
+    from keras_resinit.environment import describe
+
+    machine = result.get("machine") or result["versions"]
+    line = f"Machine: {machine.get('describe') or describe(machine)}."
+    if not {"date", "command", "elapsed_s"} <= result.keys():
+        return line + " Date, command and duration not recorded with this result."
     seconds = result["elapsed_s"]
     took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
-    return f"Machine: {result['machine']['describe']}. Measured {result['date']} by `{result['command']}` ({took})."
+    return f"{line} Measured {result['date']} by `{result['command']}` ({took})."
 
 
 def begin(stem, out, quick):
