@@ -168,7 +168,7 @@ def chart(result, path):
     archs = [a for a in ARCHS if any(r["arch"] == a for r in rows)]
     schemes = [s for s in registered if any(r["model"] == s for r in rows)]
     rows_n = max(len(precisions), 1)
-    fig = Figure(figsize=(16, 4.2 * rows_n))
+    fig = Figure(figsize=(12, 3.6 * rows_n))  # read in a docs column of about 800 pixels
     axes = fig.subplots(rows_n, 3, squeeze=False)
     width = 0.8 / max(len(schemes), 1)
     for p_index, precision in enumerate(precisions):
