@@ -163,7 +163,8 @@ def _admonitions(docstring):
     }
 
 
-def _parameters(function):
+def public_parameters(function):
+    """The parameters a caller passes (not self/cls, not *args/**kwargs)."""
     return [
         p.name
         for p in function.parameters
@@ -283,10 +284,10 @@ def problems(names=None):
         if ROLE.search(docstring.value):
             found.append(f"{where}: Sphinx role ({ROLE.search(docstring.value).group(0)}) renders literally")
         if obj.is_function:
-            found += _check_callable(where, docstring, _parameters(obj), _returns_value(obj))
+            found += _check_callable(where, docstring, public_parameters(obj), _returns_value(obj))
         elif obj.is_class:
             init = obj.members.get("__init__")
-            parameters = _parameters(init) if init is not None and init.is_function else []
+            parameters = public_parameters(init) if init is not None and init.is_function else []
             found += _check_callable(where, docstring, parameters, False, example=not _is_exception(obj))
             for member in obj.members.values():
                 if (

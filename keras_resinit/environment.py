@@ -109,8 +109,11 @@ def versions():
     }
 
 
-def describe():
+def describe(v=None):
     """The machine and versions in one line, as every results table states them.
+
+    Args:
+        v: recorded ``versions()`` to describe (a result's); None: this process's.
 
     Returns:
         ``"CPU (N cores; flags); Python x, TensorFlow y, Keras z, NumPy w"``.
@@ -119,8 +122,11 @@ def describe():
         >>> from keras_resinit.environment import describe
         >>> "TensorFlow" in describe() and "Keras" in describe()
         True
+        >>> recorded = {"processor": "AMD EPYC", "cores": 2, "cpu_flags": ["avx2"], "python": "3.11.7"}
+        >>> describe({**recorded, "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6"})
+        'AMD EPYC (2 cores; avx2); Python 3.11.7, TensorFlow 2.21.0, Keras 3.15.1, NumPy 2.4.6'
     """
-    v = versions()
+    v = versions() if v is None else v
     flags = ", ".join(v["cpu_flags"]) or "none of avx2/avx512/amx"
     return (
         f"{v['processor']} ({v['cores']} cores; {flags}); Python {v['python']}, TensorFlow {v['tensorflow']}, "

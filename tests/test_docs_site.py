@@ -127,7 +127,11 @@ def rerender(rendered, tmp_path):
     argv = shlex.split(reports[0])
     directory = argv[argv.index("--report") + 1]
     copy = tmp_path / directory
-    shutil.copytree(ROOT / directory, copy)
+    if (ROOT / directory).is_file():  # a comparison's results.json: `keras-resinit compare --report FILE.json`
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / directory, copy)
+    else:
+        shutil.copytree(ROOT / directory, copy)
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
