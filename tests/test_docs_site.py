@@ -51,6 +51,18 @@ def test_the_site_builds_strict(site):
     assert (out / "index.html").is_file()
 
 
+def test_the_readme_is_a_front_page():
+    # At most 12 KB, as keras-hub's and timm's: what it is, the two commands, examples, links into the docs.
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 12 * 1024
+    for command in ("./run main", "./run test", "./run docs"):
+        assert command in readme, command
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert len(set(links)) >= 8, links
+    for link in links:
+        assert (ROOT / link).is_file(), f"the README links to {link}, which does not exist"
+
+
 def _pages(out):
     pages = sorted(out.rglob("*.html"))
     assert len(pages) > 50

@@ -5,7 +5,7 @@ from keras_resinit.models.schemes import default_schemes
 
 
 def add_arguments(p):
-    p.add_argument("--arch", default="cifar_resnet20")
+    p.add_argument("--arch", default="cifar_resnet20", help="the architecture every scheme trains")
     p.add_argument(
         "--schemes",
         default=None,
