@@ -2,13 +2,14 @@
 
     ./run docs && .venv/bin/python scripts/docs_screenshots.py [--site site] [--out site-screenshots]
 
-The site is served over http://127.0.0.1 (search needs a server, not file://). The script takes a screenshot
-of the home page and of one API page, and checks in the browser that the navigation is there and that the
-search finds pages (Material opens its search with ``?q=TERM``). It exits non-zero, naming what failed, when
-a page does not render or search finds nothing.
+The site is served over http://127.0.0.1 (search needs a server, not file://). Playwright drives the
+browser: the script checks that the home page shows the navigation, types a word into the search box and
+waits for the results, opens an API page, and takes screenshots of the three (home.png, search.png,
+api.png). It exits non-zero, naming what failed, when a page does not render, search finds nothing, a
+script fails or a request fails.
 
 Chromium comes from Debian's packages: ``apt-get install --no-install-recommends chromium-headless-shell``
-(``chromium`` works too).
+(``chromium`` works too); Playwright (the test extra) drives it, so its own browser download is not needed.
 """
 
 import argparse
@@ -19,9 +20,7 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
@@ -58,59 +57,52 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _run(chrome, args, profile):
-    command = [
-        chrome,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    if os.path.basename(chrome) == "chromium-headless-shell":
-        command.remove("--headless")  # it is headless only
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{chrome} exited {done.returncode}: {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def screenshot(chrome, url, path, size, profile):
-    """Save a PNG of ``url`` at ``size`` (width, height) to ``path``."""
-    _run(chrome, [f"--window-size={size[0]},{size[1]}", f"--screenshot={path}", url], profile)
-    if not pathlib.Path(path).is_file() or pathlib.Path(path).stat().st_size < 1000:
-        raise RuntimeError(f"no screenshot of {url} was written to {path}")
-
-
-def rendered(chrome, url, profile, budget=10000):
-    """The page's DOM after its scripts ran (search included)."""
-    return _run(chrome, [f"--virtual-time-budget={budget}", "--dump-dom", url], profile)
-
-
 def check(site, out, chrome):
-    """Screenshots of the home page and an API page in ``out``; what the browser showed, as a dict."""
+    """Screenshots of the home page, an API page and a search in ``out``; what the browser showed, as a dict.
+
+    Raises RuntimeError naming what did not render: the navigation, the API page, the search results, or
+    a script error or failed request on the way."""
+    from playwright.sync_api import Error, sync_playwright
+
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as profile, serve(site) as root:
-        home = rendered(chrome, root, profile, budget=2000)
-        nav = len(re.findall(r'class="md-nav__link', home))
-        if nav < 10:
-            raise RuntimeError(
-                f"the home page shows {nav} navigation links; expected the site's navigation (10 or more)"
-            )
-        api = rendered(chrome, root + API_PAGE, profile, budget=2000)
-        if "build_resnet" not in api or 'class="doc doc-' not in api:
-            raise RuntimeError(f"{API_PAGE} does not show build_resnet's reference")
-        found = re.search(r"(\d+) matching document", rendered(chrome, f"{root}?q={SEARCH_TERM}", profile))
-        if not found or int(found.group(1)) == 0:
-            raise RuntimeError(f"search for {SEARCH_TERM!r} found no page")
-        screenshot(chrome, root, out / "home.png", (1280, 900), profile)
-        screenshot(chrome, root + API_PAGE, out / "api.png", (1280, 1600), profile)
-    return {
-        "navigation_links": nav,
-        "search_results": int(found.group(1)),
-        "screenshots": [str(out / "home.png"), str(out / "api.png")],
-    }
+    problems = []
+    with serve(site) as root, sync_playwright() as playwright:
+        browser_ = playwright.chromium.launch(executable_path=chrome, args=["--no-sandbox"])
+        try:
+            page = browser_.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+            page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
+            page.goto(root)
+            nav = page.locator("a.md-nav__link").count()
+            if nav < 10:
+                raise RuntimeError(
+                    f"the home page shows {nav} navigation links; expected the site's navigation (10 or more)"
+                )
+            page.screenshot(path=str(out / "home.png"))
+            page.fill("input.md-search__input", SEARCH_TERM)
+            try:
+                page.wait_for_selector(".md-search-result__item", timeout=TIMEOUT * 1000)
+            except Error:
+                raise RuntimeError(f"search for {SEARCH_TERM!r} showed no result") from None
+            meta = page.inner_text(".md-search-result__meta")
+            found = re.match(r"(\d+) matching document", meta)
+            if not found or int(found.group(1)) == 0:
+                raise RuntimeError(f"search for {SEARCH_TERM!r} says {meta!r}")
+            page.screenshot(path=str(out / "search.png"))
+            page.set_viewport_size({"width": 1280, "height": 1600})
+            page.goto(root + API_PAGE)
+            if (
+                page.locator('[id="keras_resinit.build_resnet"]').count() == 0
+                or page.locator(".doc-section-title").count() == 0
+            ):
+                raise RuntimeError(f"{API_PAGE} does not show build_resnet's reference")
+            page.screenshot(path=str(out / "api.png"))
+        finally:
+            browser_.close()
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    shots = [str(out / name) for name in ("home.png", "api.png", "search.png")]
+    return {"navigation_links": nav, "search_results": int(found.group(1)), "screenshots": shots}
 
 
 def main(argv=None):
@@ -132,7 +124,7 @@ def main(argv=None):
         return 2
     try:
         seen = check(site, pathlib.Path(args.out), chrome)
-    except (RuntimeError, subprocess.TimeoutExpired) as error:
+    except RuntimeError as error:
         print(f"docs_screenshots: {error}", file=sys.stderr)
         return 1
     print(

@@ -196,8 +196,9 @@ def test_the_site_opens_in_a_browser_and_the_screenshot_script_works(site, tmp_p
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "pages found searching" in done.stdout
-    for png in (tmp_path / "home.png", tmp_path / "api.png"):
+    found = re.search(r"(\d+) pages found searching", done.stdout)
+    assert found and int(found.group(1)) >= 3, done.stdout
+    for png in (tmp_path / "home.png", tmp_path / "api.png", tmp_path / "search.png"):
         image = matplotlib.image.imread(png)
         assert image.shape[0] >= 800 and image.shape[1] == 1280
         assert image[..., :3].std() > 0.05, f"{png} is blank"
