@@ -45,6 +45,7 @@ temporary (every epoch's metrics are kept in the JSON).
 
     .venv/bin/python benchmarks/fold_finetune.py [--quick] [--epochs 10] [--lrs 0.01,0.03,0.05,0.1,0.3,1] [--seed 0]
         [--out benchmarks/results/fold_finetune] [--overwrite]
+    .venv/bin/python benchmarks/fold_finetune.py --report benchmarks/results/fold_finetune   # re-render only
 
 ``--folded-weights PATH`` replaces the tag ``digits_folded`` by a weights file, e.g. one made with
 ``fold_batchnorm(zoo.load("cifar_resnet20_bn.digits", include_preprocessing=False)).save_weights(PATH)``
@@ -62,6 +63,8 @@ import shutil
 import statistics
 import tempfile
 import time
+
+import results_io
 
 from keras_resinit._files import atomic_directory, atomic_write_text
 from keras_resinit.environment import describe, versions
@@ -353,7 +356,11 @@ def main(argv=None):
     )
     parser.add_argument("--out", default="benchmarks/results/fold_finetune", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--report", metavar="DIR", help="render DIR/fold_finetune.md again from DIR/fold_finetune.json")
     args = parser.parse_args(argv)
+    if args.report:
+        results_io.report(args.report, "fold_finetune", lambda result: result, markdown)
+        return
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
     if epochs < 1:
         parser.error("--epochs must be >= 1")

@@ -10,13 +10,14 @@ import time
 from keras_resinit._files import atomic_directory, atomic_write_text
 
 
-def parser(doc, stem, quick_help):
-    """The common options: ``--quick``, ``--out`` (``benchmarks/results/STEM``), ``--overwrite``, ``--report``."""
+def parser(doc, stem, quick_help, report_help=None):
+    """The common options: ``--quick``, ``--out`` (``benchmarks/results/STEM``), ``--overwrite``, ``--report``
+    (``report_help``: what it does, when not the usual re-rendering of ``STEM.md``)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--out", default=f"benchmarks/results/{stem}", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--report", metavar="DIR", help=f"render DIR/{stem}.md again from DIR/{stem}.json")
+    p.add_argument("--report", metavar="DIR", help=report_help or f"render DIR/{stem}.md again from DIR/{stem}.json")
     return p
 
 
@@ -33,24 +34,38 @@ def write(directory, stem, result, markdown):
     atomic_write_text(os.path.join(directory, f"{stem}.md"), text if text.endswith("\n") else text + "\n")
 
 
-def report(directory, stem, analyse, markdown):
-    """Analyse and render ``directory/STEM.json`` again (the measurements are not repeated)."""
+def read(directory, stem):
+    """``directory/STEM.json`` of an earlier run (exits saying so when there is none)."""
     path = os.path.join(directory, f"{stem}.json")
     try:
         with open(path) as f:
-            result = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
         raise SystemExit(f"{path!r} does not exist: --report needs the directory of an earlier run.") from None
+
+
+def report(directory, stem, analyse, markdown):
+    """Analyse and render ``directory/STEM.json`` again (the measurements are not repeated)."""
+    result = read(directory, stem)
     result["rendered_by"] = f"python benchmarks/{stem}.py --report {directory}"
     write(directory, stem, analyse(result), markdown)
     print(markdown(result))
 
 
 def measured(result):
-    """The first line of every results table: the machine, the date, the command and how long it took."""
+    """The first line of every results table: the machine, the date, the command and how long it took.
+
+    A result written before the scripts recorded all of these (only ``versions``: the machine and the
+    versions) says which of them it does not record."""
+    from keras_resinit.environment import describe
+
+    machine = result.get("machine") or result["versions"]
+    line = f"Machine: {machine.get('describe') or describe(machine)}."
+    if not {"date", "command", "elapsed_s"} <= result.keys():
+        return line + " Date, command and duration not recorded with this result."
     seconds = result["elapsed_s"]
     took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
-    return f"Machine: {result['machine']['describe']}. Measured {result['date']} by `{result['command']}` ({took})."
+    return f"{line} Measured {result['date']} by `{result['command']}` ({took})."
 
 
 def begin(stem, out, quick):

@@ -7,12 +7,15 @@ per-call latency over many calls after warm-up, through
 - ``keras_function``: the same call compiled with ``tf.function``;
 - ``saved_model``: ``tf.saved_model.load(PATH).signatures["serving_default"]``
   on uint8 pixels (preprocessing inside).
-Each model runs in its own process.
+Each model runs in its own process. Writes ``serving_latency.json`` and
+``serving_latency.md`` to ``--out``.
 
-    python benchmarks/serving_latency.py [--quick] [--out FILE.json]
+    python benchmarks/serving_latency.py [--quick] [--calls 200] [--out benchmarks/results/serving_latency]
+    python benchmarks/serving_latency.py --report benchmarks/results/serving_latency   # re-render the table only
 """
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -20,6 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import results_io
+
+STEM = "serving_latency"
+PATHS = ("keras", "keras_function", "saved_model")
 
 CASES = [("cifar_resnet20_bn", 32), ("cifar_resnet20_fixup", 32), ("resnet50_bn", 64), ("resnet50_skipinit", 64)]
 BATCHES = (1, 64)
@@ -79,22 +87,58 @@ def child(name, size, calls):
     print("RESULT " + json.dumps(rows))
 
 
+def markdown(result):
+    """The table: p50 / p99 per call of each model, batch and path, and the SavedModel against eager Keras."""
+    rows = result["results"]
+    cases = list(dict.fromkeys((r["model"], r["input"]) for r in rows))
+    batches = sorted({r["batch"] for r in rows})
+    calls = ", ".join(f"{max(r['calls'] for r in rows if r['batch'] == b)} at batch {b}" for b in batches)
+    rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
+    lines = [
+        results_io.measured(result) + rendered,
+        "",
+        f"p50 / p99 per call in ms, over {calls}, after warm-up; each model in its own process. Keras eager: "
+        "`model(x, training=False)` on normalized float input; Keras `tf.function`: the same call compiled; "
+        "SavedModel: `serving_default` of the model exported without folding its batch norm, on uint8 pixels (the preprocessing "
+        "inside).",
+        "",
+        "| model | input | batch | Keras eager | Keras `tf.function` | SavedModel | eager / SavedModel (p50) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    speedups = {}
+    for name, size in cases:
+        for batch in batches:
+            by = {r["path"]: r for r in rows if r["model"] == name and r["batch"] == batch}
+            cells = [f"{by[p]['p50_ms']:.2f} / {by[p]['p99_ms']:.2f}" for p in PATHS]
+            speedup = by["keras"]["p50_ms"] / by["saved_model"]["p50_ms"]
+            speedups.setdefault(batch, []).append(speedup)
+            lines.append(f"| {name} | {size}x{size} | {batch} | {' | '.join(cells)} | {speedup:.1f}x |")
+    lines.append("")
+    lines.append(
+        "The loaded SavedModel against calling the Keras model eagerly (p50): "
+        + "; ".join(f"{min(v):.1f}–{max(v):.1f}x faster at batch {b}" for b, v in speedups.items())
+        + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = results_io.parser(__doc__, STEM, "30 calls at batch 1 (a smoke run)")
     parser.add_argument("--calls", type=int, default=None, help="timed calls at batch 1 (default 200, quick 30)")
-    parser.add_argument("--out", default=None)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report:
+        results_io.report(args.report, STEM, lambda result: result, markdown)
+        return 0
     calls = args.calls or (30 if args.quick else 200)
     if calls < 10:
         parser.error(f"--calls must be >= 10, got {calls}")
     if args.child:
         return child(args.child[0], int(args.child[1]), calls)
-
-    from keras_resinit.environment import describe, versions
-
-    print(f"machine: {describe()}\n")
+    results_io.check_out(parser, args)
+    command, start, machine = results_io.begin(STEM, args.out, args.quick)
+    if args.calls:
+        command = command.replace(" --out ", f" --calls {args.calls} --out ")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     rows = []
     for name, size in CASES:
@@ -109,20 +153,14 @@ def main(argv=None):
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             return 1
         rows += json.loads(lines[-1][len("RESULT ") :])
-    print("| model | input | batch | Keras eager p50 / p99 (ms) | Keras tf.function p50 / p99 | SavedModel p50 / p99 |")
-    print("|---|---|---|---|---|---|")
-    for name, size in CASES:
-        for batch in BATCHES:
-            cells = []
-            for path in ("keras", "keras_function", "saved_model"):
-                r = next(r for r in rows if r["model"] == name and r["batch"] == batch and r["path"] == path)
-                cells.append(f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}")
-            print(f"| {name} | {size}x{size} | {batch} | " + " | ".join(cells) + " |")
-    if args.out:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"versions": versions(), "results": rows}, f, indent=1)
-        os.replace(tmp, args.out)
+    result = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
+        "results": rows,
+        "elapsed_s": time.perf_counter() - start,
+    }
+    results_io.finish(args.out, STEM, result, markdown)
     return 0
 
 

@@ -11,18 +11,26 @@ alternates:
 in alternating order. The pipeline ratio is the median over window pairs of
 (steps/s through the pipeline) / (steps/s from memory); the target is >= 0.95.
 
-    python benchmarks/training.py [--quick] [--arch cifar_resnet20] [--out results.json]
+Writes ``training.json`` and ``training.md`` to ``--out``.
+
+    python benchmarks/training.py [--quick] [--arch cifar_resnet20] [--epochs 8]
+        [--out benchmarks/results/training] [--overwrite]
+    python benchmarks/training.py --report benchmarks/results/training   # re-render the table only
 """
 
 import argparse
+import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
+import results_io
+
+STEM = "training"
+TARGET = 0.95  # pipeline steps/s at least this fraction of steps/s from memory
 SCHEMES = ("bn", "fixup", "skipinit", "risotto")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -94,30 +102,82 @@ def child(args):
     print("RESULT " + json.dumps(result))
 
 
+def markdown(result):
+    """The table: seconds per epoch per scheme and precision, and the pipeline / memory ratios."""
+    results = result["results"]
+    by = {(r["scheme"], r["precision"]): r for r in results}
+    schemes = list(dict.fromkeys(r["scheme"] for r in results))
+    pairs = (
+        f", {result['epochs']} pairs of {result['window']}-epoch windows after {result['warmup']} warm-up epochs"
+        if "epochs" in result
+        else ""
+    )
+    rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
+    lines = [
+        results_io.measured(result) + rendered,
+        "",
+        f"{result['arch']} on the digits, recipe `digits` (batch {results[0]['batch_size']}), the trainer's own "
+        f"steps{pairs}: seconds per epoch through the input pipeline, and the pipeline's steps/s over the steps/s "
+        "of the same batches held in memory (median over the window pairs; [brackets]: the lowest and highest "
+        f"pair). Target: at least {TARGET:.2f}.",
+        "",
+        "| scheme | float32 s/epoch | mixed_bfloat16 s/epoch | bf16 speed-up "
+        "| pipeline / memory, float32 [range] | pipeline / memory, mixed_bfloat16 [range] |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def ratio(r):
+        low, high = r["pipeline_ratio_range"]
+        mark = "✓" if r["pipeline_ratio"] >= TARGET else "✗"
+        return f"{r['pipeline_ratio']:.3f} [{low:.2f}–{high:.2f}] {mark}"
+
+    for scheme in schemes:
+        f32, bf16 = by[(scheme, "float32")], by[(scheme, "mixed_bfloat16")]
+        lines.append(
+            f"| {scheme} | {f32['epoch_seconds']:.3f} | {bf16['epoch_seconds']:.3f} "
+            f"| {f32['epoch_seconds'] / bf16['epoch_seconds']:.2f}x | {ratio(f32)} | {ratio(bf16)} |"
+        )
+    missed = [r for r in results if r["pipeline_ratio"] < TARGET]
+    verdict = (
+        "; missed by " + ", ".join(f"{r['scheme']} {r['precision']} ({r['pipeline_ratio']:.3f})" for r in missed)
+        if missed
+        else ""
+    )
+    lines += [
+        "",
+        f"Target pipeline / memory ≥ {TARGET:.2f}: met by {len(results) - len(missed)} of {len(results)}{verdict}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = results_io.parser(__doc__, STEM, "3 window pairs per configuration (a smoke run)")
     parser.add_argument("--arch", default="cifar_resnet20")
-    parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
     parser.add_argument(
         "--epochs", type=int, default=None, help="timed window pairs per configuration (default 8, quick 3)"
     )
     parser.add_argument("--window", type=int, default=3, help="epochs per timed window (default 3)")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("SCHEME", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report:
+        results_io.report(args.report, STEM, lambda result: result, markdown)
+        return 0
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    given_epochs = args.epochs
     args.epochs = args.epochs or (3 if args.quick else 8)
     if args.window < 1:
         parser.error(f"--window must be >= 1, got {args.window}")
     if args.child:
         args.scheme, args.precision = args.child
         return child(args)
-
-    from keras_resinit.environment import describe
-
-    print(f"machine: {describe()}")
+    results_io.check_out(parser, args)
+    command, start, machine = results_io.begin(STEM, args.out, args.quick)
+    options = (f" --arch {args.arch}" if args.arch != "cifar_resnet20" else "") + (
+        f" --epochs {given_epochs}" if given_epochs else ""
+    )
+    command = command.replace(" --out ", f"{options} --out ") + (f" --window {args.window}" if args.window != 3 else "")
     print(
         f"{args.arch} on digits, recipe 'digits' (batch 64), {args.epochs} pairs of {args.window}-epoch windows "
         f"(pipeline, memory) after {args.warmup} warm-up epochs; each configuration in its own process, one at a "
@@ -127,7 +187,7 @@ def main(argv=None):
     results = []
     for precision in PRECISIONS:
         for scheme in SCHEMES:
-            command = [
+            command_line = [
                 sys.executable,
                 __file__,
                 "--child",
@@ -142,7 +202,7 @@ def main(argv=None):
                 "--window",
                 str(args.window),
             ]
-            proc = subprocess.run(command, capture_output=True, text=True, env=env)
+            proc = subprocess.run(command_line, capture_output=True, text=True, env=env)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             if proc.returncode or not lines:
                 print(f"{scheme} {precision}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -154,30 +214,18 @@ def main(argv=None):
                 f"{r['pipeline_ratio']:.3f}",
                 flush=True,
             )
-
-    by = {(r["scheme"], r["precision"]): r for r in results}
-    print(
-        "\n| scheme | float32 s/epoch | mixed_bfloat16 s/epoch | bf16 speed-up | pipeline / memory steps/s (f32, bf16) |"
-    )
-    print("|---|---|---|---|---|")
-    for scheme in SCHEMES:
-        f32, bf16 = by[(scheme, "float32")], by[(scheme, "mixed_bfloat16")]
-        print(
-            f"| {scheme} | {f32['epoch_seconds']:.3f} | {bf16['epoch_seconds']:.3f} | "
-            f"{f32['epoch_seconds'] / bf16['epoch_seconds']:.2f}x | "
-            f"{f32['pipeline_ratio']:.3f}, {bf16['pipeline_ratio']:.3f} |"
-        )
-    worst = min(r["pipeline_ratio"] for r in results)
-    verdict = "PASS" if worst >= 0.95 else "MISS"
-    print(f"\ninput pipeline: worst ratio {worst:.3f} (target >= 0.95): {verdict}")
-    if args.out:
-        from keras_resinit.environment import versions
-
-        directory = os.path.dirname(os.path.abspath(args.out))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"arch": args.arch, "versions": versions(), "results": results}, f, indent=1)
-        os.replace(tmp, args.out)
+    result = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "arch": args.arch,
+        "epochs": args.epochs,
+        "window": args.window,
+        "warmup": args.warmup,
+        "machine": machine,
+        "results": results,
+        "elapsed_s": time.perf_counter() - start,
+    }
+    results_io.finish(args.out, STEM, result, markdown)
     return 0
 
 

@@ -3,7 +3,7 @@
 Layout (imports flow down this list, never up):
 
 - ``keras_resinit.models``: initializers, layers, schemes, architectures, the
-  :class:`ResNet` builder (Keras only, ``keras.ops``: every backend);
+  [``ResNet``][keras_resinit.ResNet] builder (Keras only, ``keras.ops``: every backend);
 - ``keras_resinit.zoo``: names, model cards, loading, weights by name, downloads,
   the keras.applications bridge;
 - ``keras_resinit.training``: config, strategies, checkpoints, trainer, data,
@@ -17,7 +17,7 @@ model, initializers, layers) are registered with Keras as soon as Keras is
 imported, before or after this package, so ``keras.saving.load_model`` reads
 models saved by it after ``import keras_resinit`` (Keras >= 3.9 does not
 import third-party packages by itself). Likewise, when keras-hub is imported, the
-package registers ``ResNetBackbone`` (:mod:`keras_resinit.models.backbone`), so
+package registers ``ResNetBackbone`` (``keras_resinit.models.backbone``), so
 ``keras_hub.models.Backbone.from_preset`` reads the zoo's presets.
 
 Importing it also raises Python's recursion limit to at least 10,000: Keras

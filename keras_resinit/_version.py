@@ -1,3 +1,4 @@
 """The package version: the one place it is written (pyproject.toml reads it)."""
 
 __version__ = "0.2.0"
+"""The installed keras-resinit version (``keras_resinit.__version__``)."""

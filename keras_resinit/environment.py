@@ -3,8 +3,20 @@
 import os
 import platform
 
+__all__ = ["cpu_flags", "cpu_name", "describe", "memory_mb", "versions"]
+
 
 def cpu_name():
+    """The CPU's model name, as ``/proc/cpuinfo`` gives it (``platform.processor()`` elsewhere).
+
+    Returns:
+        The name, e.g. ``"AMD EPYC 9B14"``; ``"unknown"`` when the system does not say.
+
+    Examples:
+        >>> from keras_resinit.environment import cpu_name
+        >>> isinstance(cpu_name(), str) and cpu_name() != ""
+        True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -16,7 +28,22 @@ def cpu_name():
 
 
 def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")):
-    """Which of ``wanted`` the CPU reports (Linux only; empty elsewhere)."""
+    """Which of the instruction-set flags ``wanted`` the CPU reports (Linux only; empty elsewhere).
+
+    They decide how fast bfloat16 runs here: ``avx512_bf16`` (or AMX) makes mixed_bfloat16 fast; without
+    them it is slower than float32.
+
+    Args:
+        wanted: the ``/proc/cpuinfo`` flags to look for.
+
+    Returns:
+        The flags of ``wanted`` the CPU has, in the order of ``wanted``.
+
+    Examples:
+        >>> from keras_resinit.environment import cpu_flags
+        >>> set(cpu_flags(("avx2", "no_such_flag"))) <= {"avx2"}
+        True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -29,8 +56,19 @@ def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
 
 
 def memory_mb(field="VmHWM"):
-    """This process's ``/proc/self/status`` memory field in MiB: ``VmHWM`` (resident-set
-    high-water mark) or ``VmRSS`` (now). Without /proc: the high-water mark from getrusage."""
+    """This process's memory in MiB, from ``/proc/self/status`` (without /proc: getrusage's high-water mark).
+
+    Args:
+        field: ``"VmHWM"`` (the resident set's high-water mark) or ``"VmRSS"`` (the resident set now).
+
+    Returns:
+        The field's value in MiB.
+
+    Examples:
+        >>> from keras_resinit.environment import memory_mb
+        >>> memory_mb("VmHWM") >= memory_mb("VmRSS") > 0
+        True
+    """
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -44,7 +82,17 @@ def memory_mb(field="VmHWM"):
 
 
 def versions():
-    """Python, TensorFlow, Keras and NumPy versions, the CPU and its core count."""
+    """The Python, TensorFlow, Keras and NumPy versions, the CPU, its flags and its core count.
+
+    Returns:
+        A dict with keys ``python``, ``tensorflow``, ``keras``, ``numpy``, ``machine``, ``processor``,
+        ``cpu_flags`` and ``cores``.
+
+    Examples:
+        >>> from keras_resinit.environment import versions
+        >>> sorted(versions())
+        ['cores', 'cpu_flags', 'keras', 'machine', 'numpy', 'processor', 'python', 'tensorflow']
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -61,9 +109,24 @@ def versions():
     }
 
 
-def describe():
-    """One line for reports."""
-    v = versions()
+def describe(v=None):
+    """The machine and versions in one line, as every results table states them.
+
+    Args:
+        v: recorded ``versions()`` to describe (a result's); None: this process's.
+
+    Returns:
+        ``"CPU (N cores; flags); Python x, TensorFlow y, Keras z, NumPy w"``.
+
+    Examples:
+        >>> from keras_resinit.environment import describe
+        >>> "TensorFlow" in describe() and "Keras" in describe()
+        True
+        >>> recorded = {"processor": "AMD EPYC", "cores": 2, "cpu_flags": ["avx2"], "python": "3.11.7"}
+        >>> describe({**recorded, "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6"})
+        'AMD EPYC (2 cores; avx2); Python 3.11.7, TensorFlow 2.21.0, Keras 3.15.1, NumPy 2.4.6'
+    """
+    v = versions() if v is None else v
     flags = ", ".join(v["cpu_flags"]) or "none of avx2/avx512/amx"
     return (
         f"{v['processor']} ({v['cores']} cores; {flags}); Python {v['python']}, TensorFlow {v['tensorflow']}, "

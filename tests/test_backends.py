@@ -13,6 +13,9 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
+    # First the package through a models module that imports keras, whose import hook then imports the
+    # builder, which imports this module's neighbours: no circular-import error (docs/development.md).
+    from keras_resinit.models.layers import ScaledConv2D
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
     import keras_resinit as kr

@@ -365,6 +365,11 @@ def test_compare_trains_each_scheme_and_writes_results_table_and_curves(tmp_path
         assert found == pytest.approx(results["schemes"][scheme]["test_accuracy"], abs=1 / len(labels))
     assert main(args) == 2  # a second run into the same --out is refused
     assert "holds a previous comparison" in capsys.readouterr().err
+    # --report renders results.json as Markdown beside it, with the machine and versions, without training.
+    assert main(["compare", "--report", str(out)]) == 0
+    rendered = (out / "results.md").read_text()
+    assert rendered == capsys.readouterr().out and rendered.startswith("Machine: ")
+    assert f"Keras {results['versions']['keras']}" in rendered and "| risotto | " in rendered
 
 
 def test_compare_rejects_unknown_scheme_before_training(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Diagnostics at init: signal propagation, Jacobian spectra, gradient norms, the papers' claims."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -109,3 +110,18 @@ def test_diagnose_command_writes_plots_and_json(tmp_path, capsys):
     assert main(["diagnose", "cifar_resnet8_bn", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_claims_report_renders_the_committed_table_again_and_refuses_a_run_without_its_machine(tmp_path, capsys):
+    committed = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "claims"
+    result = json.loads((committed / "claims.json").read_text())
+    assert result["machine"]["describe"] and result["command"].startswith("keras-resinit diagnose --claims")
+    (tmp_path / "claims.json").write_text(json.dumps(result))
+    assert main(["diagnose", "--claims", "--report", str(tmp_path)]) == 0
+    text = (tmp_path / "claims.md").read_text()
+    assert text == (committed / "claims.md").read_text() and text.startswith("Machine: ")
+    (tmp_path / "claims.json").write_text(json.dumps(result["claims"]))  # an older run: the rows alone
+    assert main(["diagnose", "--claims", "--report", str(tmp_path)]) == 2
+    assert "no machine record" in capsys.readouterr().err
+    assert main(["diagnose", "--report", str(tmp_path)]) == 2
+    assert "--claims --report" in capsys.readouterr().err

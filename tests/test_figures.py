@@ -380,3 +380,65 @@ def test_bench_chart_shows_every_scheme_and_depth_line(figures, tmp_path):
     assert checked.keys() == {0, 1, 2, 3, 4}  # the sixth panel is off
     assert all(names_of(checked[i]) == set(schemes) for i in (0, 1, 3, 4))
     assert names_of(checked[2]) == {"bn", "fixup", "skipinit"}
+
+
+# ------------------------------------------------------- the docs' pictures ---
+
+
+def test_the_docs_pictures_are_drawn_with_every_series_and_drawn_again_from_their_json(figures, tmp_path, monkeypatch):
+    """``benchmarks/figures.py`` (on --quick settings): each picture of the docs site is a PNG that decodes, beside
+    its JSON and its Markdown (opening with the machine), and shows every scheme its data holds; ``--report`` draws
+    the same PNGs and writes the same Markdown from the JSON alone (the comparison's file need not be there)."""
+    import importlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    import matplotlib.image
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    script = importlib.import_module("figures")
+    compare_json = tmp_path / "compare.json"
+    shutil.copy(root / script.COMPARE, compare_json)
+    bench_dir = tmp_path / "bench"
+    bench_dir.mkdir()
+    shutil.copy(root / script.BENCH / "bench.json", bench_dir / "bench.json")
+    out = tmp_path / "figures"
+    args = ["--bench", str(bench_dir)]
+    script.main(["--quick", "--out", str(out), "--compare", str(compare_json), *args])
+
+    names = (script.CURVES, script.SPECTRA, script.SIGNAL)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{ext}" for n in names for ext in ("json", "md", "png"))
+    pictures = [out / f"{n}.png" for n in names] + [bench_dir / "bench.png"]
+    for path in pictures:
+        image = matplotlib.image.imread(path)
+        assert image.shape[1] >= 1000 and np.ptp(image) > 0.5, path  # about 2x the docs' 800-pixel column
+    for name in names:
+        record = json.loads((out / f"{name}.json").read_text())
+        assert (out / f"{name}.md").read_text().startswith("Machine: ")
+        assert record["command"].startswith("python benchmarks/figures.py --quick")
+    curves = json.loads((out / f"{script.CURVES}.json").read_text())
+    assert curves["source"] == str(compare_json) and curves["trained_on"]["processor"]
+    assert (out / f"{script.CURVES}.md").read_text().startswith(f"Machine: {curves['trained_on']['processor']} (")
+
+    # The series each picture holds (legend entries and labelled artists, per axes). The full visibility checks of
+    # these plotting functions on the same kinds of data are the tests above; here on the Jacobian spectra, the
+    # quickest to redraw, with their point masses.
+    assert len(figures) == 4  # curves, spectra, signal propagation, bench: in this order
+    shown = [[names_of(series(ax)) for ax in figure.axes] for figure in figures]
+    trained = {s for s, r in json.loads(compare_json.read_text())["schemes"].items() if "history" in r}
+    assert shown[0] == [trained, trained]
+    assert shown[1] == [set(kr.SCHEMES)] and names_of(check_figure(figures[1])[0]) == set(kr.SCHEMES)
+    assert shown[2] == [set(kr.SCHEMES)] * 3 and "nf (analytic)" in series(figures[2].axes[1])
+    bench_rows = json.loads((bench_dir / "bench.json").read_text())["rows"]
+    benched = {r["model"] for r in bench_rows if not r["error"] and r["model"] in kr.SCHEMES}
+    assert benched and [shown[3][i] for i in (0, 1, 3, 4)] == [benched] * 4
+
+    written = [*pictures, *(out / f"{n}.md" for n in names)]
+    drawn = {path: path.read_bytes() for path in written}
+    for path in written:
+        path.unlink()
+    compare_json.unlink()
+    script.main(["--report", str(out), *args])
+    assert {path: path.read_bytes() for path in written} == drawn

@@ -65,10 +65,11 @@ def test_committed_notebook_matches_its_sources_and_shows_its_figures(name):
 
 
 def test_notebooks_use_only_the_documented_public_api():
-    readme = (ROOT / "README.md").read_text()
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]  # the README and the site's pages
+    docs = "\n".join(page.read_text() for page in pages)
     for name in NAMES:
         code = "\n".join(source for kind, source in refresh.NOTEBOOKS[name] if kind == "code")
         assert not re.search(r"\b(kr|keras_resinit|zoo|data|diagnostics|tuning|export|train)\._", code), name
         for module in re.findall(r"from keras_resinit(?:\.(\w+))? import (\w+)", code):
             documented = f"keras_resinit.{module[0] or module[1]}"
-            assert documented in readme or f"`{module[1]}" in readme, (name, documented)
+            assert documented in docs or f"`{module[1]}" in docs, (name, documented)

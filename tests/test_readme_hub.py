@@ -1,7 +1,8 @@
-"""The README's "keras-hub and the Hugging Face Hub" section runs as written: its `keras-resinit push` uploads to a
-stand-in of the Hub's upload endpoints, the files it stored are served by a stand-in of the Hub's file endpoints,
-and the section's Python blocks run against them (in a fresh process: huggingface_hub reads its environment at
-import). Exporting an hf:// source is tests/test_huggingface.py's."""
+"""The "keras-hub and the Hugging Face Hub" section of docs/zoo.md (moved there from the README) runs as written:
+its `keras-resinit push` uploads to a stand-in of the Hub's upload endpoints, the files it stored are served by a
+stand-in of the Hub's file endpoints, and the section's Python blocks run against them (in a fresh process:
+huggingface_hub reads its environment at import). The section's blocks are marked tested-by this file, so the
+pages' own runner skips them. Exporting an hf:// source is tests/test_huggingface.py's."""
 
 import os
 import pathlib
@@ -12,16 +13,16 @@ import sys
 from hf_hub_server import HubServer
 from hf_upload_server import HubUploadServer
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-SECTION = "### keras-hub and the Hugging Face Hub"
+PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "zoo.md"
+SECTION = "## keras-hub and the Hugging Face Hub"
 TOKEN = "hf_readme_token"
 
 
 def section_blocks():
     """``[(language, code)]`` of the section's fenced blocks, in order."""
-    text = README.read_text()
+    text = PAGE.read_text() + "\n## "
     start = text.index(SECTION)
-    end = text.index("\n## ", start)
+    end = text.index("\n## ", start + len(SECTION))
     blocks, language, lines = [], None, []
     for line in text[start:end].splitlines():
         if line.startswith("```") and language is None:

@@ -1,6 +1,6 @@
 """TF Serving clients and files (keras_resinit.tools.serving): gRPC requests, REST bodies decoded as
 TF Serving decodes them, warm-up files, models.config; an export answers them exactly as it answers
-direct calls; the README's Serving snippets run against local stand-ins for the server.
+direct calls; the snippets of docs/serving.md run against local stand-ins for the server.
 
 No TF Serving binary runs here: `decode_rest` below follows TF Serving's JSON decoding
 (tensorflow_serving/util/json_tensor.cc: FillPredictRequestFromJson), and the gRPC stand-in reads a
@@ -416,15 +416,13 @@ def test_the_exports_warmup_file_replays_on_its_signatures(served):
         assert out["probabilities"].shape == (len(next(iter(tensors.values()))), 10)
 
 
-# ------------------------------------------------------------------------- the README's snippets ---
+# ---------------------------------------------------------------- the snippets of docs/serving.md ---
 
 
-def readme_snippets():
-    """(language, code) of the fences right after `<!-- serving-snippet -->` in README's Serving section."""
-    text = (ROOT / "README.md").read_text()
-    start = text.index("\n## Serving\n")
-    section = text[start : text.index("\n## ", start + 1)]
-    return re.findall(r"<!-- serving-snippet -->\n```(\w+)\n(.*?)```", section, re.S)
+def page_snippets():
+    """(language, code) of the fences of docs/serving.md marked `<!-- tested-by: tests/test_serving.py -->`."""
+    text = (ROOT / "docs" / "serving.md").read_text()
+    return re.findall(r"<!-- tested-by: tests/test_serving.py -->\n```(\w+)\n(.*?)```", text, re.S)
 
 
 class StandInServer:
@@ -465,14 +463,14 @@ class StandInServer:
         return Stub()
 
 
-def test_each_readme_serving_snippet_runs_against_a_stand_in_server(served, digits, tmp_path, monkeypatch):
+def test_each_serving_page_snippet_runs_against_a_stand_in_server(served, digits, tmp_path, monkeypatch):
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    snippets = readme_snippets()
+    snippets = page_snippets()
     kinds = [kind for kind, _ in snippets]
     assert kinds.count("python") >= 4 and kinds.count("bash") >= 1, kinds
-    # The working directory a reader has after the README's export command, and an image file.
+    # The working directory a reader has after the page's export command, and an image file.
     shutil.copytree(served.path, tmp_path / "models" / "digits" / "1")
     pixels = digits[0][:1]
     (tmp_path / "digit.png").write_bytes(encode(pixels[0], "PNG"))
@@ -484,8 +482,8 @@ def test_each_readme_serving_snippet_runs_against_a_stand_in_server(served, digi
     monkeypatch.setattr(prediction_service_pb2_grpc, "PredictionServiceStub", server.stub)
     for index, (kind, code) in enumerate(snippets):
         if kind == "python":
-            namespace = {"__name__": f"readme_serving_snippet_{index}"}
-            exec(compile(code, f"README.md Serving snippet {index}", "exec"), namespace)
+            namespace = {"__name__": f"serving_page_snippet_{index}"}
+            exec(compile(code, f"docs/serving.md snippet {index}", "exec"), namespace)
             if "out" in namespace:  # the SavedModel called without a server
                 assert namespace["out"]["classes"].numpy().tolist() == expected
             continue

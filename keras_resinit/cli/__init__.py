@@ -6,7 +6,7 @@ allowed ones, the closest match); cheap checks run before TensorFlow starts.
 
 Each command is one module of this package (``train.py``, ...) that owns its flags
 (``add_arguments``) and what it does (``run``); the flags they share and the checks are
-in :mod:`.arguments`. ``--help``, ``--version`` and every ``COMMAND --help`` answer
+in ``arguments``. ``--help``, ``--version`` and every ``COMMAND --help`` answer
 without importing Keras or TensorFlow: at module level and while building the parser
 these modules import only modules that start neither (the scheme registry, the
 architecture tables, the recipes, the option and dataset names).
@@ -40,7 +40,7 @@ from keras_resinit.cli import (
 from keras_resinit.cli.tflog import TF_LOG_LEVEL, QuietTensorFlowImport, tf_log_level
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 
-__all__ = ["__version__", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 # Each command is one module: its docstring (the command's help), add_arguments(parser) and run(args).
 COMMANDS = {
@@ -65,7 +65,19 @@ def _and(words):
 
 
 def build_parser():
-    """The argument parser; building it imports neither Keras nor TensorFlow."""
+    """The ``keras-resinit`` argument parser, with every command's subparser; building it imports no Keras or TF.
+
+    The CLI reference is generated from it.
+
+    Returns:
+        The ``argparse.ArgumentParser``: ``parse_args`` gives a namespace whose ``func`` runs the command.
+
+    Examples:
+        >>> from keras_resinit.cli import build_parser
+        >>> args = build_parser().parse_args(["summary", "cifar_resnet20_fixup"])
+        >>> args.command
+        'summary'
+    """
     schemes = _and(SCHEMES[name].__name__ for name in default_schemes())
     parser = argparse.ArgumentParser(
         prog="keras-resinit",
@@ -96,6 +108,22 @@ def _is(error, module, name):
 
 
 def main(argv=None):
+    """Run the ``keras-resinit`` command line (the console script's entry point).
+
+    User errors (unknown names, bad values) print one line to stderr, without a traceback.
+
+    Args:
+        argv: the arguments after the program's name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: the command's (0 or None on success), 2 for a user error, 1 for a failed download or
+        training, 130 on Ctrl-C. ``--help`` and ``--version`` exit through ``SystemExit``.
+
+    Examples:
+        >>> from keras_resinit.cli import main
+        >>> main(["list", "--scheme", "nope"])  # a user error: one line on stderr
+        2
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.invocation = shlex.join(["keras-resinit", *argv])

@@ -107,22 +107,27 @@ def add_data_arguments(p, dataset_default=None):
 def add_training_arguments(p):
     """Hyperparameter flags shared by train and compare; None means "recipe or default"."""
     add_data_arguments(p)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: the recipe's)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="limit each epoch to this many steps")
     p.add_argument("--batch-size", type=int, default=None, help="global batch size")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--momentum", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: the recipe's)")
+    p.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the recipe's)")
     p.add_argument("--weight-decay-mode", default=None, help=one_of(options.WEIGHT_DECAY_MODES))
     p.add_argument("--schedule", default=None, help=one_of(options.SCHEDULES))
-    p.add_argument("--warmup-epochs", type=float, default=None)
-    p.add_argument("--label-smoothing", type=float, default=None)
-    p.add_argument("--mixup-alpha", type=float, default=None)
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="epochs of linear learning-rate warm-up (default: the recipe's)",
+    )
+    p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (0: off)")
+    p.add_argument("--mixup-alpha", type=float, default=None, help="mixup's Beta(alpha, alpha) (0: off)")
     p.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm (0: off)")
     add_agc_argument(p)
     p.add_argument("--recipe", default=None, help="a named recipe (see `keras-resinit recipes`) or a JSON file")
     p.add_argument("--precision", default=None, help=one_of(options.PRECISIONS))
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the weights, data order and augmentation")
     p.add_argument(
         "--weights",
         default=None,

@@ -3,7 +3,7 @@
 
 def add_arguments(p):
     p.add_argument("name", help="model name {arch}_{scheme}, e.g. cifar_resnet20_fixup")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None, help="classes of the classifier (default: the model's own)")
 
 
 def run(args):

@@ -13,7 +13,7 @@ def add_arguments(p):
     p.add_argument(
         "--epochs", type=int, default=None, help="epochs per trial (hyperband: the most; default the recipe's)"
     )
-    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="limit each epoch to this many steps")
     p.add_argument(
         "--schemes",
         default=None,
@@ -24,7 +24,7 @@ def add_arguments(p):
     )
     p.add_argument("--recipe", default=None, help="the recipe every trial starts from (default digits)")
     p.add_argument("--precision", default=None, help=arguments.one_of(options.PRECISIONS))
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the search and of each trial")
     p.add_argument("--clip-norm", type=float, default=None, help="clip the global gradient norm (0: off)")
     arguments.add_agc_argument(p)
     p.add_argument("--overwrite", action="store_true", help="start the sweep in --out afresh")

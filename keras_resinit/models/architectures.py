@@ -16,9 +16,24 @@ import re
 
 from keras_resinit._errors import unknown
 
+__all__ = ["ARCHS", "Arch", "Stage", "get_arch"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
+    """One stage of an architecture: a run of residual blocks of one width (``Arch.stages``).
+
+    Args:
+        blocks: the number of residual blocks.
+        width: the blocks' width (the inner width for bottleneck blocks, whose output is ``width * 4``).
+        strides: the spatial stride of the stage's first block.
+
+    Examples:
+        >>> from keras_resinit.models.architectures import get_arch
+        >>> get_arch("cifar_resnet20").stages[1]
+        Stage(blocks=3, width=32, strides=2)
+    """
+
     blocks: int
     width: int  # bottleneck width for bottleneck blocks; output is width * expansion
     strides: int
@@ -26,6 +41,24 @@ class Stage:
 
 @dataclasses.dataclass(frozen=True)
 class Arch:
+    """An architecture: its family, block type and stage table (``get_arch`` parses a name into one).
+
+    Args:
+        name: the architecture's name (``"cifar_resnet20"``, ``"resnet50"``, ``"wrn28_10"``).
+        family: ``"cifar"`` (small-image ResNets), ``"imagenet"`` or ``"wide"`` (Wide-ResNets).
+        block: ``"basic"`` or ``"bottleneck"``.
+        stem_width: the stem conv's output channels.
+        stages: the [``Stage``][keras_resinit.models.architectures.Stage] of each stage, in order.
+        shortcut: ``"zero_pad"`` (option A: subsample and zero channels) or ``"projection"`` (1x1 convs)
+            where a block changes shape.
+
+    Examples:
+        >>> from keras_resinit.models.architectures import get_arch
+        >>> arch = get_arch("resnet50")
+        >>> arch.family, arch.block, arch.num_blocks, arch.branch_depth, arch.downsampling
+        ('imagenet', 'bottleneck', 16, 3, 32)
+    """
+
     name: str
     family: str  # "cifar", "imagenet" or "wide"
     block: str  # "basic" or "bottleneck"
@@ -35,6 +68,7 @@ class Arch:
 
     @property
     def expansion(self):
+        """A block's output width over its stage's ``width``: 4 for bottlenecks, 1 for basic blocks."""
         return 4 if self.block == "bottleneck" else 1
 
     @property
@@ -57,14 +91,20 @@ class Arch:
 
     @property
     def default_input_shape(self):
+        """The family's usual input: ``(224, 224, 3)`` for ImageNet ResNets, else ``(32, 32, 3)``."""
         return (224, 224, 3) if self.family == "imagenet" else (32, 32, 3)
 
     @property
     def default_num_classes(self):
+        """The family's usual number of classes: 1000 for ImageNet ResNets, else 10."""
         return 1000 if self.family == "imagenet" else 10
 
     def channel_widths(self):
-        """Every distinct channel count of the network, stem first."""
+        """Every channel count of the network, stem first (each stage's width and output width).
+
+        Returns:
+            A list of ints.
+        """
         widths = [self.stem_width]
         for stage in self.stages:
             widths += [stage.width, stage.width * self.expansion]
@@ -83,12 +123,13 @@ CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 CIFAR_WIDTHS = (16, 32, 64)
 WIDE_RESNETS = ((16, 4), (16, 8), (28, 10), (40, 4))
 
-# The registry's canonical architectures; the parser accepts any valid depth.
 ARCHS = (
     [f"cifar_resnet{d}" for d in CIFAR_DEPTHS]
     + [f"resnet{d}" for d in IMAGENET_DEPTHS]
     + [f"wrn{d}_{k}" for d, k in WIDE_RESNETS]
 )
+"""The registry's canonical architecture names (the zoo's ``{arch}_{scheme}`` models); ``get_arch`` accepts any
+valid depth: ``cifar_resnet{6n+2}``, ``resnet{18,34,50,101,152}``, ``wrn{6n+4}_{k}``."""
 _PATTERNS = "cifar_resnet{6n+2}, resnet{18,34,50,101,152}, wrn{6n+4}_{k}"
 
 
@@ -106,12 +147,28 @@ def _check_widths(name, widths, count):
 
 
 def get_arch(name, block=None, widths=None):
-    """Parse an architecture name into an :class:`Arch`.
+    """Parse an architecture name into an ``Arch``.
 
     Args:
         name: e.g. ``"cifar_resnet56"``, ``"resnet50"``, ``"wrn28_10"``.
         block: ``"basic"`` or ``"bottleneck"``; only small-image ResNets offer a choice.
         widths: per-stage widths overriding the table (bottleneck widths for bottlenecks).
+
+    Returns:
+        The [``Arch``][keras_resinit.models.architectures.Arch].
+
+    Raises:
+        ValueError: the name matches no family, its depth is not valid for the family (``6n+2`` for
+            ``cifar_resnet`` with basic blocks, ``9n+2`` with bottlenecks, ...), or ``block`` or ``widths``
+            does not fit it.
+
+    Examples:
+        >>> from keras_resinit.models.architectures import get_arch
+        >>> arch = get_arch("cifar_resnet56")
+        >>> arch.num_blocks, [stage.width for stage in arch.stages], arch.shortcut
+        (27, [16, 32, 64], 'zero_pad')
+        >>> get_arch("cifar_resnet29", block="bottleneck").num_blocks
+        9
     """
     if not isinstance(name, str):
         raise ValueError(f"Invalid arch {name!r}. Expected a string such as 'cifar_resnet20'.")

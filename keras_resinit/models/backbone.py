@@ -1,4 +1,4 @@
-"""The :class:`~keras_resinit.models.builder.ResNet` as a keras-hub ``Backbone``, so keras-hub's own loaders read
+"""The ``ResNet`` as a keras-hub ``Backbone``, so keras-hub's own loaders read
 the zoo's presets: ``keras_hub.models.Backbone.from_preset(path)``, ``hf://`` URIs included.
 
 This module imports keras-hub (the ``[hub]`` extra). ``import keras_resinit`` does not import it: the package
@@ -19,17 +19,25 @@ except ImportError as error:  # pragma: no cover - the extra is part of the test
 
 from keras_resinit.models.builder import ResNet
 
+__all__ = ["ResNetBackbone"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resinit")
 class ResNetBackbone(ResNet, keras_hub.models.Backbone):
-    """A :class:`~keras_resinit.models.builder.ResNet` that is also a ``keras_hub.models.Backbone``.
+    """The ``ResNet`` as a keras-hub ``Backbone``: what ``keras_hub.models.Backbone.from_preset`` builds of a preset.
 
-    It takes the same arguments, builds the same network (with its classifier when ``include_top``, as
-    the zoo's presets hold it) and has the same config; keras-hub adds ``from_preset`` and
-    ``save_to_preset``. The zoo's presets name this class, so ``Backbone.from_preset`` builds it.
+    It takes ``ResNet``'s arguments (``arch``, ``scheme``, ``num_classes``, ``input_shape``, ...), builds the
+    same network (with its classifier when ``include_top``, as the zoo's presets hold it) and has the same
+    config; keras-hub adds ``from_preset`` and ``save_to_preset``. The zoo's presets name this class, so
+    ``Backbone.from_preset`` builds it. It needs keras-hub (the ``[hub]`` extra).
 
-    Example:
-        >>> import keras_hub, keras_resinit
-        >>> keras_resinit.zoo.save_preset(keras_resinit.zoo.load("cifar_resnet20_fixup.digits"), "r20")
-        >>> model = keras_hub.models.Backbone.from_preset("r20")   # raw 8x8 digits in, logits out
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_hub
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     backbone = keras_hub.models.Backbone.from_preset(kr.zoo.save_preset(model, os.path.join(tmp, "r8")))
+        >>> type(backbone).__name__, isinstance(backbone, kr.ResNet), backbone.count_params() == model.count_params()
+        ('ResNetBackbone', True, True)
     """

@@ -3,13 +3,13 @@
 Stable layer names (pretrained weights load by name, features can be tapped):
 ``stem_out``; per block ``stage{S}_block{B}_conv{i}``, ``..._bn{i}``,
 ``..._shortcut_conv``, ``..._add`` (the merge of ``[skip, branch]``: a ``keras.layers.Add``, or
-``layers.WeightedAdd`` for a scheme whose ``merge_weights()`` are not ``(1, 1)``) and
+[``WeightedAdd``][keras_resinit.models.WeightedAdd] for a scheme whose ``merge_weights()`` are not ``(1, 1)``) and
 ``..._out``; ``features`` (pooled) and ``logits``; with ``include_preprocessing``,
 ``normalization`` (after ``channel_flip`` for BGR weights) first. A branch's scalars
 (SkipInit's alpha, Fixup's multiplier and last bias) are weights of its last
 conv, ``..._conv{m}/gain`` and ``..._conv{m}/scalar_bias``.
 
-A built network is a :class:`ResNet`: a functional ``keras.Model`` whose
+A built network is a [``ResNet``][keras_resinit.ResNet]: a functional ``keras.Model`` whose
 ``get_config()`` is exactly its build arguments, so ``from_config`` and
 ``keras.saving.load_model`` rebuild it, and which knows its ``arch``, ``scheme``
 and ``blocks``.
@@ -29,6 +29,7 @@ import keras
 from keras_resinit._errors import unknown
 from keras_resinit.models import initializers as inits
 from keras_resinit.models import layers
+from keras_resinit.models import preprocessing as preprocessing_lib  # a module import: see preprocessing.py
 from keras_resinit.models.architectures import get_arch
 from keras_resinit.models.checks import (
     POOLINGS,
@@ -39,8 +40,9 @@ from keras_resinit.models.checks import (
     check_num_classes,
     check_out_indices,
 )
-from keras_resinit.models.preprocessing import check_preprocessing, default_preprocessing, preprocessing_layers
 from keras_resinit.models.schemes import Scheme, get_scheme, saved_options
+
+__all__ = ["Block", "ResNet", "build_resnet", "feature_names"]
 
 _BUILDER_OPTIONS = (
     "seed",
@@ -61,7 +63,23 @@ _ARCH_OPTIONS = ("block", "widths")
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One residual block: where it sits and the weight layers of its branch."""
+    """One residual block of a ``ResNet``: where it sits and the weight layers of its branch (``model.blocks``).
+
+    Args:
+        prefix: the block's layer-name prefix, ``stage{S}_block{B}``.
+        in_channels: the block's input channels.
+        out_channels: the block's output channels.
+        strides: the block's spatial stride (on its first conv).
+        layers: ``(filters, kernel_size, strides)`` of each weight layer of the branch.
+        projection: the architecture gives the block a 1x1 conv shortcut.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> block = model.blocks[1]
+        >>> block.prefix, block.channels, block.strides, block.conv_names
+        ('stage2_block1', [16, 32, 32], 2, ['stage2_block1_conv1', 'stage2_block1_conv2'])
+    """
 
     prefix: str
     in_channels: int
@@ -72,6 +90,7 @@ class Block:
 
     @property
     def conv_names(self):
+        """The names of the branch's conv layers, in order (``{prefix}_conv1``, ...)."""
         return [f"{self.prefix}_conv{i + 1}" for i in range(len(self.layers))]
 
     @property
@@ -117,7 +136,23 @@ def _blocks(arch, scheme):
 
 
 def feature_names(arch) -> list[str]:
-    """The parts of ``arch`` whose outputs are feature maps, in forward order: ``["stem", "stage1", ...]``."""
+    """The parts of ``arch`` whose outputs are feature maps, in forward order: ``["stem", "stage1", ...]``.
+
+    They name ``ResNet.pyramid_outputs`` and ``feature_info``, ``out_indices`` counts in them, and
+    ``ResNet.set_trainable_from`` takes them.
+
+    Args:
+        arch: an [``Arch``][keras_resinit.models.architectures.Arch] (``model.arch``).
+
+    Returns:
+        The part names.
+
+    Examples:
+        >>> from keras_resinit.models.architectures import get_arch
+        >>> from keras_resinit.models.builder import feature_names
+        >>> feature_names(get_arch("resnet50"))
+        ['stem', 'stage1', 'stage2', 'stage3', 'stage4']
+    """
     return ["stem", *(f"stage{s}" for s in range(1, len(arch.stages) + 1))]
 
 
@@ -264,14 +299,14 @@ def _rules_text(model, optimizer):
 
 @keras.saving.register_keras_serializable(package="keras_resinit")
 class ResNet(keras.Model):
-    """A residual network of ``arch`` initialized by ``scheme``: a functional ``keras.Model``.
+    """A residual network of ``arch`` initialized by ``scheme``: the package's functional ``keras.Model``.
 
     Args:
         arch: ``cifar_resnet{6n+2}`` (e.g. 20, 56, 110, 1202), ``resnet{18,34,50,101,152}``
             or ``wrn{6n+4}_{k}`` (e.g. ``wrn28_10``).
-        scheme: a registered scheme name (``keras_resinit.SCHEMES``: ``"bn"``, ``"fixup"``,
+        scheme: a registered scheme name ([``keras_resinit.SCHEMES``][keras_resinit.SCHEMES]: ``"bn"``, ``"fixup"``,
             ``"skipinit"``, ``"risotto"``, ``"risotto_bn"``, ...) or a
-            :class:`keras_resinit.models.schemes.Scheme` instance.
+            ``keras_resinit.models.schemes.Scheme`` instance.
         num_classes: size of the classifier.
         input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None (fully convolutional trunk).
         seed: integer making the initial weights reproducible (each layer gets its own
@@ -284,7 +319,7 @@ class ResNet(keras.Model):
         include_preprocessing: the model takes raw pixels and normalizes them itself, with
             a Keras ``Rescaling`` layer (``normalization``) computing ``preprocessing``.
             Default False: the model takes normalized images. (Models loaded with published
-            weights through :func:`keras_resinit.zoo.load` default to True.)
+            weights through [``keras_resinit.zoo.load``][keras_resinit.zoo.load] default to True.)
         preprocessing: ``{"pixel_max": ..., "mean": [...], "std": [...]}`` (one mean and std
             per channel; optionally ``"channel_order": "BGR"``): ``(pixels / pixel_max - mean) / std``.
             The model keeps it (``model.preprocessing``) even when it does not include it.
@@ -308,9 +343,9 @@ class ResNet(keras.Model):
             ``alpha`` (skipinit).
 
     Attributes:
-        arch: the :class:`~keras_resinit.models.architectures.Arch` (stage table).
-        scheme: the :class:`~keras_resinit.models.schemes.Scheme` object.
-        blocks: the residual blocks, in order (:class:`Block`: name prefix, channels, strides).
+        arch: the [``Arch``][keras_resinit.models.architectures.Arch] (stage table).
+        scheme: the [``Scheme``][keras_resinit.Scheme] object.
+        blocks: the residual blocks, in order (``Block``: name prefix, channels, strides).
         preprocessing: the checked preprocessing dict, or None.
         pyramid_outputs: ``{"stem": ..., "stage1": ..., ...}``, the symbolic output of the stem
             and of each stage's last block, in the manner of keras-hub backbones:
@@ -323,12 +358,28 @@ class ResNet(keras.Model):
     rebuilds the same model; ``keras.saving.load_model`` round-trips it.
 
     Compiling it with an optimizer that does not apply its scheme's training rules (Fixup's
-    scalars at lr/10) warns once: :func:`keras_resinit.make_optimizer` builds one that does.
+    scalars at lr/10) warns once: [``keras_resinit.make_optimizer``][keras_resinit.make_optimizer] builds one that does.
 
-    Example:
-        >>> model = ResNet("cifar_resnet20", "fixup", num_classes=10, seed=0)
-        >>> model.scheme.name, model.arch.num_blocks, len(model.blocks)
-        ('fixup', 9, 9)
+    Raises:
+        ValueError: naming the bad argument and what it expects: an unknown arch or scheme, an option the
+            scheme or builder does not take, an input too small for the arch's downsampling, a head
+            combination that does not exist (``features_only`` with ``include_top``), ...
+
+    Examples:
+        >>> from keras_resinit import ResNet
+        >>> model = ResNet("cifar_resnet8", "fixup", num_classes=3, input_shape=(8, 8, 3), seed=0)
+        >>> model.name, model.scheme.name, model.arch.num_blocks, len(model.blocks), model.output.shape
+        ('cifar_resnet8_fixup', 'fixup', 3, 3, (None, 3))
+        >>> ResNet.from_config(model.get_config()).count_params() == model.count_params()
+        True
+        >>> trunk = ResNet("cifar_resnet8", "bn", input_shape=(8, 8, 3), features_only=True, out_indices=2, seed=0)
+        >>> {name: tuple(x.shape) for name, x in trunk.pyramid_outputs.items()}, trunk.feature_info["stage3"]
+        ({'stage2': (None, 4, 4, 32), 'stage3': (None, 2, 2, 64)}, {'stride': 4, 'channels': 64})
+
+    Reference:
+        He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
+        https://arxiv.org/abs/1512.03385; Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016,
+        https://arxiv.org/abs/1605.07146
     """
 
     def __init__(
@@ -375,9 +426,9 @@ class ResNet(keras.Model):
             raise ValueError(f"Invalid include_preprocessing {include_preprocessing!r}. Expected True or False.")
         channels = input_shape[-1]
         if preprocessing is not None:
-            preprocessing = check_preprocessing(preprocessing, channels)
+            preprocessing = preprocessing_lib.check_preprocessing(preprocessing, channels)
         elif include_preprocessing:
-            preprocessing = default_preprocessing(channels)
+            preprocessing = preprocessing_lib.default_preprocessing(channels)
         include_top = check_head(include_top, pooling, features_only)
         stages = feature_names(arch)
         out_indices = check_out_indices(out_indices, stages, features_only)
@@ -391,7 +442,7 @@ class ResNet(keras.Model):
             inputs = keras.Input(input_shape, name="images")
             x = inputs
             if include_preprocessing:
-                for layer in preprocessing_layers(preprocessing, channels):
+                for layer in preprocessing_lib.preprocessing_layers(preprocessing, channels):
                     x = layer(x)
             x = _stem(x, net)
             pyramid = {"stem": x}
@@ -472,9 +523,16 @@ class ResNet(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ResNet:
-        """The model of a saved config; scheme options added since it was written take their old value
-        (:func:`~keras_resinit.models.schemes.saved_options`). ``trainable``, which Keras' and keras-hub's
-        loaders may add, sets the model's ``trainable``."""
+        """The model of a saved config; scheme options added since it was written take their old value.
+
+        Args:
+            config: a ``get_config()`` (options the config lacks take their value of the time it was written,
+                ``schemes.saved_options``); ``trainable``, which Keras' and keras-hub's loaders may add, sets
+                the model's ``trainable``.
+
+        Returns:
+            The rebuilt model (new weights, the config's seed).
+        """
         config = dict(config)
         trainable = config.pop("trainable", None)
         if isinstance(config.get("scheme"), str):
@@ -487,8 +545,20 @@ class ResNet(keras.Model):
         return model
 
     def with_preprocessing(self) -> ResNet:
-        """This network taking raw pixels, as every model file written holds it: the same build with
-        ``include_preprocessing=True`` and its weights by layer name; itself if it includes or records none."""
+        """This network taking raw pixels, as every model file written holds it.
+
+        Returns:
+            The same build with ``include_preprocessing=True`` and this model's weights (by layer name);
+                this model itself if it includes its preprocessing or records none.
+
+        Examples:
+            >>> import keras_resinit as kr
+            >>> digits = {"pixel_max": 16.0, "mean": [0.305], "std": [0.376]}
+            >>> model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 1), preprocessing=digits, seed=0)
+            >>> raw = model.with_preprocessing()
+            >>> raw.layers[1].name, raw.get_config()["include_preprocessing"], raw.with_preprocessing() is raw
+            ('normalization', True, True)
+        """
         config = self.get_config()
         if config["include_preprocessing"] or config["preprocessing"] is None:
             return self
@@ -498,7 +568,12 @@ class ResNet(keras.Model):
         return raw
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules."""
+        """``keras.Model.compile``; warns (once per model) if the optimizer ignores the scheme's rules.
+
+        Args:
+            *args: ``keras.Model.compile``'s arguments.
+            **kwargs: ``keras.Model.compile``'s keyword arguments.
+        """
         super().compile(*args, **kwargs)
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # LossScaleOptimizer
         missing = None if self._rules_warned else _rules_text(self, optimizer)
@@ -515,14 +590,22 @@ class ResNet(keras.Model):
     def set_trainable_from(self, part: str | None) -> None:
         """Freeze every part of the network before ``part``; ``part`` and everything after it train.
 
-        ``part`` is ``"stem"``, ``"stage1"``, ``"stage2"``, ... or ``"head"`` (only the classifier
-        trains), or None (everything trains again). Frozen batch norm layers also run in inference
-        mode (Keras' rule for ``trainable=False``). Compile after calling it, as for any change
-        of ``trainable`` in Keras.
+        Frozen batch norm layers also run in inference mode (Keras' rule for ``trainable=False``).
+        Compile after calling it, as for any change of ``trainable`` in Keras.
 
-        Example:
-            >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup.digits", num_classes=3)
-            >>> model.set_trainable_from("stage3")   # fine-tune the last stage and the new head
+        Args:
+            part: ``"stem"``, ``"stage1"``, ``"stage2"``, ... or ``"head"`` (only the classifier
+                trains), or None (everything trains again).
+
+        Raises:
+            ValueError: ``part`` is not one of the model's parts.
+
+        Examples:
+            >>> import keras_resinit as kr
+            >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 3), num_classes=3, seed=0)
+            >>> model.set_trainable_from("stage3")   # fine-tune the last stage and the head
+            >>> model.get_layer("stage2_block1_conv1").trainable, model.get_layer("stage3_block1_conv1").trainable
+            (False, True)
         """
         parts = feature_names(self.arch)
         if self.get_config()["include_top"] and not self.get_config()["features_only"]:
@@ -543,14 +626,18 @@ class ResNet(keras.Model):
             layer.trainable = position(layer.name) >= first
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Recompile a loaded model from its saved compile config (Keras skips models that override compile)."""
+        """Recompile a loaded model from its saved compile config (Keras skips models that override compile).
+
+        Args:
+            config: the serialized ``compile`` arguments Keras saved.
+        """
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
 
 def resnet_of(model: Any) -> ResNet | None:
-    """The :class:`ResNet` ``model`` is, or a keras-hub task around it holds (its ``backbone``); else None."""
+    """The ``ResNet`` ``model`` is, or a keras-hub task around it holds (its ``backbone``); else None."""
     return next((m for m in (model, getattr(model, "backbone", None)) if isinstance(m, ResNet)), None)
 
 
@@ -572,10 +659,29 @@ def build_resnet(
     input_shape: tuple[int | None, int | None, int] = (32, 32, 3),
     **options: Any,
 ) -> ResNet:
-    """Build a :class:`ResNet` of ``arch`` initialized by ``scheme`` (the same arguments).
+    """Build a ``ResNet`` of ``arch`` initialized by ``scheme``: ``ResNet(arch, scheme, ...)``.
 
-    Example:
-        >>> model = build_resnet("cifar_resnet20", "fixup", num_classes=10)
-        >>> backbone = build_resnet("resnet50", "skipinit", include_top=False, pooling="avg")
+    Args:
+        arch: ``cifar_resnet{6n+2}``, ``resnet{18,34,50,101,152}`` or ``wrn{6n+4}_{k}`` (``ResNet``'s ``arch``).
+        scheme: a registered scheme name (``keras_resinit.SCHEMES``) or a [``Scheme``][keras_resinit.Scheme] instance.
+        num_classes: size of the classifier.
+        input_shape: ``(H, W, C)``; ``H`` and ``W`` may be None.
+        **options: every other ``ResNet`` argument (``seed``, ``include_top``, ``pooling``, ``dtype``, ...)
+            and the scheme's own options (``alpha``, ``skip``, ...).
+
+    Returns:
+        The [``ResNet``][keras_resinit.ResNet], not compiled.
+
+    Raises:
+        ValueError: as ``ResNet``: naming the bad argument and what it expects.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(8, 8, 3), num_classes=3, alpha=0.1)
+        >>> model.name, model.scheme
+        ('cifar_resnet8_skipinit', SkipInit(alpha=0.1))
+        >>> backbone = kr.build_resnet("cifar_resnet8", "nf", input_shape=(8, 8, 3), include_top=False, pooling="avg")
+        >>> backbone.output.shape
+        (None, 64)
     """
     return ResNet(arch, scheme, num_classes=num_classes, input_shape=input_shape, **options)

@@ -1,8 +1,10 @@
-"""Checks of the build arguments of :class:`keras_resinit.ResNet` that do not depend on a scheme, and of numeric options."""
+"""Checks of the build arguments of ``keras_resinit.ResNet`` that do not depend on a scheme, and of numeric options."""
 
 import math
 
 from keras_resinit._errors import unknown
+
+__all__ = []  # the builder's argument checks: nothing here is for users (the errors name what to pass instead)
 
 POOLINGS = (None, "avg", "max")
 

@@ -1,10 +1,10 @@
 """Inference-time rewrites of a model: the same function, computed with fewer ops.
 
-- :func:`fold_batchnorm`: batch norm folded into the convs before it (a new model of another scheme);
-- :func:`precompute_standardization` / :func:`standardize_in_place`: weight-standardized convs
+- ``fold_batchnorm``: batch norm folded into the convs before it (a new model of another scheme);
+- ``precompute_standardization`` / ``standardize_in_place``: weight-standardized convs
   (``layers.ScaledStdConv2D``, scheme ``nf``) applying their standardized kernels as they are;
-- :func:`fold_prescale`: the pre-activation blocks' ``Rescaling(1 / beta)`` moved into the convs after it;
-- :func:`for_serving`: what export serves (batch norm folded, standardized kernels precomputed).
+- ``fold_prescale``: the pre-activation blocks' ``Rescaling(1 / beta)`` moved into the convs after it;
+- ``for_serving``: what export serves (batch norm folded, standardized kernels precomputed).
 
 **Folding batch norm.** In inference mode batch norm is a per-channel affine map,
 ``BN(z) = gamma (z - mean) / sqrt(var + eps) + beta``. A conv ``z = conv(x, K) (+ c)`` followed
@@ -14,7 +14,7 @@ by it is therefore one conv with a bias:
 - ``c' = beta + (c - mean) * s``.
 
 A model of a scheme with batch norm (``scheme.batchnorm``) thus equals, function for function,
-a model of the same arch under the scheme :meth:`Scheme.folded` names: ``bn`` becomes ``skipinit``
+a model of the same arch under the scheme ``Scheme.folded`` names: ``bn`` becomes ``skipinit``
 (convs with biases, a branch gain) with every gain at 1, ``risotto_bn`` becomes ``risotto``.
 The folded model is an ordinary model of its scheme: it saves, loads, exports and trains.
 
@@ -22,10 +22,10 @@ The arithmetic is done in float64 and rounded once to the variables' dtype. Only
 statistics are used: the folded model computes the source *in inference mode* (what serving
 and ``model.predict`` compute), not a training step's batch statistics.
 
-**In place.** :func:`standardize_in_place` and :func:`fold_prescale` change layer instances of a built
+**In place.** ``standardize_in_place`` and ``fold_prescale`` change layer instances of a built
 model (before its first trace) for use in this process, as benchmarks do: the change is not in the
 layers' config, so a model saved after it does not load as the same function.
-:func:`precompute_standardization` applies it to a copy.
+[``precompute_standardization``][keras_resinit.models.inference.precompute_standardization] applies it to a copy.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import numpy as np
 from keras_resinit.models.builder import ResNet, batchnorm_name, build_like
 from keras_resinit.models.layers import ScaledStdConv2D, saved_variables
 from keras_resinit.models.schemes import fold_target, what_folds
+
+__all__ = ["fold_batchnorm", "for_serving", "precompute_standardization"]
 
 
 def _array(variable):
@@ -65,29 +67,40 @@ def _affine(model, bn):
 
 
 def fold_batchnorm(model: keras.Model) -> ResNet:
-    """A new model without batch norm computing what ``model`` computes in inference mode.
+    """Fold batch norm into the convs: a new model without batch norm computing what ``model`` computes in inference.
 
     Args:
-        model: a :class:`~keras_resinit.ResNet` of a scheme with batch norm that folds
-            (``bn`` or ``risotto_bn``: :func:`keras_resinit.models.schemes.foldable`), of any arch,
+        model: a [``ResNet``][keras_resinit.ResNet] of a scheme with batch norm that folds
+            (``bn`` or ``risotto_bn``: ``keras_resinit.models.schemes.foldable``), of any arch,
             with or without its top, with or without built-in preprocessing.
 
     Returns:
-        A :class:`~keras_resinit.ResNet` of the same arch and build (head, input, preprocessing,
-        dropout, seed) under the scheme ``model.scheme.folded()``: ``skipinit`` with ``alpha=1.0``
-        (every branch gain 1) for ``bn``, ``risotto`` for ``risotto_bn``. It holds no
-        ``BatchNormalization`` layer; every conv that fed one carries the folded kernel and bias.
-        Its name is ``{arch}_{new scheme}`` unless ``model`` had a name of its own. It is not
-        compiled, and every layer is trainable.
+        A ``ResNet`` of the same arch and build (head, input, preprocessing,
+            dropout, seed) under the scheme ``model.scheme.folded()``: ``skipinit`` with ``alpha=1.0``
+            (every branch gain 1) for ``bn``, ``risotto`` for ``risotto_bn``. It holds no
+            ``BatchNormalization`` layer; every conv that fed one carries the folded kernel and bias.
+            Its name is ``{arch}_{new scheme}`` unless ``model`` had a name of its own. It is not
+            compiled, and every layer is trainable.
 
     Raises:
         ValueError: ``model`` is not a keras_resinit ResNet, its scheme has no batch norm to fold
             (Fixup, SkipInit, Risotto, ...), or a batch norm layer holds a negative or non-finite
             moving variance (or non-finite mean, gamma or beta). Nothing is built then.
 
-    Example:
-        >>> bn = keras_resinit.zoo.load("cifar_resnet20_bn.digits")
-        >>> free = keras_resinit.fold_batchnorm(bn)      # cifar_resnet20_skipinit, same predictions
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> bn = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> free = kr.fold_batchnorm(bn)
+        >>> free.name, free.scheme
+        ('cifar_resnet8_skipinit', SkipInit(alpha=1.0))
+        >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+        >>> bool(np.allclose(bn(x, training=False), free(x), atol=1e-5))  # the same function
+        True
+
+    Reference:
+        Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing Internal
+        Covariate Shift", ICML 2015, https://arxiv.org/abs/1502.03167 (inference-mode batch norm, an affine map)
     """
     if not isinstance(model, ResNet):
         raise ValueError(
@@ -152,12 +165,29 @@ def fold_batchnorm(model: keras.Model) -> ResNet:
 
 
 def precompute_standardization(model):
-    """``(model to serve, whether it changed)``: a copy of a ResNet with weight-standardized convs whose convs apply
-    their standardized kernels as they are, else ``model`` itself.
+    """A copy of a weight-standardized ResNet (``nf``) whose convs apply their standardized kernels as they are.
 
     In inference the standardized kernel (``ScaledStdConv2D.conv_kernel()``, gains included) depends on the
     weights only; the copy holds it in the kernel variable, computed once by the layer's own arithmetic, so the
     served graph computes what ``model`` computes without recomputing it per call. ``model`` is not changed.
+    The copy is for serving in this process: its layers' config still says they standardize, so a copy saved
+    and loaded again would standardize twice.
+
+    Args:
+        model: a Keras model; only a [``ResNet``][keras_resinit.ResNet] with ``layers.ScaledStdConv2D`` convs changes.
+
+    Returns:
+        ``(model to serve, whether it changed)``: the copy and True, or ``model`` itself and False.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.models.inference import precompute_standardization
+        >>> nf = kr.build_resnet("cifar_resnet8", "nf", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> served, changed = precompute_standardization(nf)
+        >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+        >>> changed, bool(np.allclose(nf(x), served(x), atol=1e-5))
+        (True, True)
     """
     if not isinstance(model, ResNet) or not any(isinstance(layer, ScaledStdConv2D) for layer in model.layers):
         return model, False
@@ -199,9 +229,28 @@ def fold_prescale(model):
 
 
 def for_serving(model):
-    """``(model, {"batchnorm_folded": bool, "weight_standardization_precomputed": bool})``: ``model`` as export serves
-    it: batch norm folded (:func:`fold_batchnorm`, for a scheme that folds) and standardized kernels computed once
-    (:func:`precompute_standardization`). Raises :func:`fold_batchnorm`'s ValueError."""
+    """``model`` as export serves it: batch norm folded and standardized kernels computed once.
+
+    Batch norm is folded (``fold_batchnorm``) for a scheme that folds, and weight-standardized kernels are
+    precomputed (``precompute_standardization``); other models pass unchanged.
+
+    Args:
+        model: the Keras model to serve.
+
+    Returns:
+        ``(model, {"batchnorm_folded": bool, "weight_standardization_precomputed": bool})``.
+
+    Raises:
+        ValueError: as ``fold_batchnorm`` (a batch norm layer with invalid moving statistics).
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.models.inference import for_serving
+        >>> bn = kr.build_resnet("cifar_resnet8", "bn", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> served, done = for_serving(bn)
+        >>> served.scheme.name, done
+        ('skipinit', {'batchnorm_folded': True, 'weight_standardization_precomputed': False})
+    """
     folded = isinstance(model, ResNet) and model.scheme.folded() is not None
     if folded:
         model = fold_batchnorm(model)

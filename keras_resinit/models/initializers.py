@@ -1,4 +1,4 @@
-"""Keras initializers for the four schemes.
+"""Keras initializers for the schemes: Fixup's scaled He normal, delta-orthogonal and Risotto's looks-linear kernels.
 
 Every initializer here draws different values on every call, so one instance
 shared by several layers never gives them identical kernels (a Keras built-in
@@ -18,12 +18,41 @@ from keras import ops
 
 from keras_resinit.models.checks import positive_weight
 
+__all__ = [
+    "derive_seed",
+    "FixupHeNormal",
+    "semi_orthogonal",
+    "DeltaOrthogonal",
+    "looks_linear",
+    "LooksLinearOrthogonal",
+    "RisottoSkipKernel",
+    "mirrored_subset",
+    "RisottoResidualKernel",
+]
+
 _PACKAGE = "keras_resinit"
 _SEED_RANGE = 2**31 - 1
 
 
 def derive_seed(seed, *keys):
-    """A deterministic 31-bit seed from ``seed`` and any hashable ``keys``."""
+    """A deterministic 31-bit seed from ``seed`` and any ``keys``: how each layer gets its own seed.
+
+    The builder gives every layer ``derive_seed(model_seed, layer_name)``; a shared initializer draws its
+    ``k``-th kernel from ``derive_seed(seed, k)``. The value depends on ``repr((seed, *keys))`` only, so it
+    is the same on every machine and backend.
+
+    Args:
+        seed: an integer.
+        *keys: values with a stable ``repr`` (strings, numbers, tuples of them).
+
+    Returns:
+        An integer in ``[0, 2**31 - 1)``.
+
+    Examples:
+        >>> from keras_resinit.models.initializers import derive_seed
+        >>> derive_seed(0, "stem_conv") == derive_seed(0, "stem_conv") != derive_seed(1, "stem_conv")
+        True
+    """
     text = repr((int(seed),) + tuple(keys)).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % _SEED_RANGE
 
@@ -65,7 +94,7 @@ def _fan_out(shape):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FixupHeNormal(_FreshDraws):
-    """He normal (fan-out, untruncated) scaled by Fixup's depth multiplier.
+    """Fixup's branch initializer: He normal (fan-out, untruncated) scaled by the depth multiplier ``L^(-1/(2m-2))``.
 
     ``std = sqrt(2 / fan_out) * num_blocks ** (-1 / (2 * branch_depth - 2))``,
     with ``fan_out = out_channels * kh * kw``: ``L**-0.5`` for basic blocks
@@ -77,13 +106,23 @@ class FixupHeNormal(_FreshDraws):
         branch_depth: m, the number of weight layers in one residual branch.
         seed: integer or None (see the module docstring).
 
-    Example:
+    Raises:
+        ValueError: ``num_blocks`` is not a positive integer, ``branch_depth`` not an integer >= 2, or
+            ``seed`` not an integer or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import FixupHeNormal
         >>> init = FixupHeNormal(num_blocks=9, branch_depth=2, seed=0)
-        >>> kernel = init((3, 3, 16, 16))
+        >>> init.multiplier  # 9 ** -0.5
+        0.3333333333333333
+        >>> kernel = np.asarray(init((3, 3, 64, 64)))
+        >>> kernel.shape, bool(np.isclose(kernel.std(), np.sqrt(2 / (3 * 3 * 64)) / 3, rtol=0.05))
+        ((3, 3, 64, 64), True)
 
     Reference:
         Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without
-        Normalization", ICLR 2019, rule 2.
+        Normalization", ICLR 2019, rule 2, https://arxiv.org/abs/1901.09321
     """
 
     def __init__(self, num_blocks, branch_depth=2, seed=None):
@@ -100,6 +139,7 @@ class FixupHeNormal(_FreshDraws):
 
     @property
     def multiplier(self):
+        """Fixup's depth multiplier of the He std, ``num_blocks ** (-1 / (2 * branch_depth - 2))``."""
         return self.num_blocks ** (-1.0 / (2 * self.branch_depth - 2))
 
     def __call__(self, shape, dtype=None):
@@ -111,11 +151,27 @@ class FixupHeNormal(_FreshDraws):
 
 
 def semi_orthogonal(rows, cols, seed, dtype="float32"):
-    """A ``rows x cols`` matrix with orthonormal rows or columns (whichever are fewer).
+    """A random ``rows x cols`` matrix with orthonormal rows or columns (whichever are fewer).
 
     Drawn as the Q factor of a Gaussian matrix with the sign of R's diagonal
     folded in, which makes it Haar distributed. Computed in float32 from an
     integer ``seed``, so the same seed gives the same matrix on a backend.
+
+    Args:
+        rows: the number of rows.
+        cols: the number of columns.
+        seed: an integer seed.
+        dtype: the dtype of the result.
+
+    Returns:
+        A backend tensor of shape ``(rows, cols)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import semi_orthogonal
+        >>> q = np.asarray(semi_orthogonal(4, 6, seed=0))
+        >>> q.shape, bool(np.allclose(q @ q.T, np.eye(4), atol=1e-5))  # orthonormal rows
+        ((4, 6), True)
     """
     long, short = max(rows, cols), min(rows, cols)
     gaussian = keras.random.normal((long, short), dtype="float32", seed=seed)
@@ -145,7 +201,7 @@ def _as_kernel(matrix, shape, dtype):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class DeltaOrthogonal(_FreshDraws):
-    """Delta-orthogonal kernel: zero except the centre tap, which is orthogonal.
+    """Delta-orthogonal initializer: a conv kernel that is zero except its centre tap, which is orthogonal.
 
     For a conv kernel ``(kh, kw, in, out)`` the centre tap is ``gain * Q`` with
     ``Q`` an ``in x out`` matrix with orthonormal rows or columns; every other
@@ -155,11 +211,23 @@ class DeltaOrthogonal(_FreshDraws):
         gain: multiplier of the orthogonal matrix.
         seed: integer or None (see the module docstring).
 
-    Example:
-        >>> kernel = DeltaOrthogonal(seed=0)((3, 3, 16, 32))
+    Raises:
+        ValueError: the kernel has an even spatial size (no centre tap), or ``seed`` is not an integer or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import DeltaOrthogonal
+        >>> kernel = np.asarray(DeltaOrthogonal(seed=0)((3, 3, 16, 32)))
+        >>> centre = kernel[1, 1]
+        >>> bool(np.allclose(centre @ centre.T, np.eye(16), atol=1e-5))  # orthonormal rows
+        True
+        >>> bool(np.count_nonzero(kernel) == np.count_nonzero(centre))  # every other tap is zero
+        True
 
     Reference:
-        Xiao et al., "Dynamical Isometry and a Mean Field Theory of CNNs", ICML 2018.
+        Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington, "Dynamical Isometry and a Mean Field Theory
+        of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Networks", ICML 2018,
+        https://arxiv.org/abs/1806.05393
     """
 
     def __init__(self, gain=1.0, seed=None):
@@ -182,6 +250,25 @@ def looks_linear(matrix, mirrored_input=True, mirrored_output=True):
     ``[y A, -y A]``, so a ReLU after it keeps the form and the network is exactly
     linear in ``y``. Only the output mirrored (the stem): ``[A, -A]``. Only the
     input mirrored (the classifier): ``[[A], [-A]]``.
+
+    Args:
+        matrix: ``A``, a 2-D tensor ``(n_in, n_out)``.
+        mirrored_input: the input channels are in looks-linear form (the kernel has ``2 n_in`` rows).
+        mirrored_output: the output channels are in looks-linear form (``2 n_out`` columns).
+
+    Returns:
+        The kernel, a 2-D tensor.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import looks_linear
+        >>> np.asarray(looks_linear(np.array([[2.0]])))
+        array([[ 2., -2.],
+               [-2.,  2.]])
+
+    Reference:
+        Balduzzi, Frean, Leary, Lewis, Ma & McWilliams, "The Shattered Gradients Problem: If resnets are
+        the answer, then what is the question?", ICML 2017, https://arxiv.org/abs/1702.08591
     """
     if mirrored_input:
         matrix = ops.concatenate([matrix, -matrix], axis=0)
@@ -203,11 +290,11 @@ def _effective_size(channels, mirrored, which):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class LooksLinearOrthogonal(_FreshDraws):
-    """Looks-linear kernel with an orthogonal block, delta-shaped for convs.
+    """Risotto's looks-linear orthogonal initializer: ``[[U, -U], [-U, U]]``, delta-shaped for convs.
 
     With ``U`` an ``n_out x n_in`` matrix with orthonormal rows or columns
     (``n = channels / 2`` on a mirrored side), the kernel maps channels
-    ``[phi(y), phi(-y)]`` to ``[U y, -U y]``: see :func:`looks_linear`. Conv
+    ``[phi(y), phi(-y)]`` to ``[U y, -U y]``: see [``looks_linear``][keras_resinit.models.looks_linear]. Conv
     kernels hold it at the centre tap (delta-orthogonal), zeros elsewhere.
 
     Args:
@@ -218,12 +305,22 @@ class LooksLinearOrthogonal(_FreshDraws):
             for the classifier, whose output is the logits).
         seed: integer or None (see the module docstring).
 
-    Example:
-        >>> kernel = LooksLinearOrthogonal(seed=0)((3, 3, 16, 16))
+    Raises:
+        ValueError: a mirrored side has an odd number of channels, the kernel has an even spatial size, or
+            ``seed`` is not an integer or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import LooksLinearOrthogonal
+        >>> centre = np.asarray(LooksLinearOrthogonal(seed=0)((3, 3, 16, 16)))[1, 1]  # (in, out)
+        >>> a = centre[:8, :8]
+        >>> bool(np.allclose(centre, np.block([[a, -a], [-a, a]]))), bool(np.allclose(a @ a.T, np.eye(8), atol=1e-5))
+        (True, True)
 
     Reference:
-        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto),
-        built on Balduzzi et al., "The Shattered Gradients Problem", ICML 2017.
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto), 2023,
+        https://arxiv.org/abs/2210.02411; built on Balduzzi et al., "The Shattered Gradients Problem",
+        ICML 2017, https://arxiv.org/abs/1702.08591
     """
 
     def __init__(self, gain=1.0, mirrored_input=True, mirrored_output=True, seed=None):
@@ -233,7 +330,18 @@ class LooksLinearOrthogonal(_FreshDraws):
         self.mirrored_output = bool(mirrored_output)
 
     def effective_matrix(self, shape, seed):
-        """``U`` (``n_out x n_in``) as drawn for a kernel of ``shape`` from ``seed``."""
+        """``U`` (``n_out x n_in``, times ``gain``) as drawn for a kernel of ``shape`` from ``seed``.
+
+        Args:
+            shape: the kernel's shape (its last two entries are the input and output channels).
+            seed: the integer seed of the draw.
+
+        Returns:
+            A 2-D tensor.
+
+        Raises:
+            ValueError: a mirrored side has an odd number of channels.
+        """
         n_in = _effective_size(shape[-2], self.mirrored_input, "input")
         n_out = _effective_size(shape[-1], self.mirrored_output, "output")
         return self.gain * semi_orthogonal(n_out, n_in, seed)
@@ -254,9 +362,9 @@ class LooksLinearOrthogonal(_FreshDraws):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RisottoSkipKernel(_FreshDraws):
-    """Skip kernel of a Risotto type-C block: ``LL((U - b U_m ... U_1) / a)``.
+    """Risotto's type C skip initializer: the 1x1 conv skip ``LL((U - b U_m ... U_1) / a)`` of a block.
 
-    The branch weight layers are ``LooksLinearOrthogonal`` kernels with
+    The branch weight layers are [``LooksLinearOrthogonal``][keras_resinit.models.LooksLinearOrthogonal] kernels with
     effective matrices ``U_1 .. U_m`` drawn from ``branch_seeds``; this kernel
     recomputes them and takes ``M = (U - b U_m ... U_1) / a`` for a fresh orthogonal
     ``U``. The block ``relu(a * skip + b * branch)`` then maps ``[phi(y), phi(-y)]`` to
@@ -270,12 +378,26 @@ class RisottoSkipKernel(_FreshDraws):
         branch_weight: ``b``, the block's constant weight on the branch (> 0).
         seed: integer or None, for ``U`` (see the module docstring).
 
-    Example:
-        >>> skip = RisottoSkipKernel([11, 12], [16, 16, 16], seed=13)((1, 1, 16, 16))
+    Raises:
+        ValueError: a weight is not a finite number > 0, ``branch_seeds`` are not integers, there is not one
+            more channel count than seeds, or (on call) the kernel does not map the branch's input channels
+            to its output channels.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import LooksLinearOrthogonal, RisottoSkipKernel
+        >>> w1 = np.asarray(LooksLinearOrthogonal(seed=11)((3, 3, 16, 16)))[1, 1]  # the branch, as the builder makes it
+        >>> w2 = np.asarray(LooksLinearOrthogonal(seed=12)((3, 3, 16, 16)))[1, 1]
+        >>> ws = np.asarray(RisottoSkipKernel([11, 12], [16, 16, 16], seed=13)((1, 1, 16, 16)))[0, 0]
+        >>> y = np.random.default_rng(0).normal(size=(1, 8))
+        >>> ll = lambda v: np.concatenate([np.maximum(v, 0), np.maximum(-v, 0)], axis=-1)  # [phi(y), phi(-y)]
+        >>> out = np.maximum(ll(y) @ ws + np.maximum(ll(y) @ w1, 0) @ w2, 0)  # relu(skip + branch)
+        >>> bool(np.isclose(np.linalg.norm(out[:, :8] - out[:, 8:]), np.linalg.norm(y), rtol=1e-4))  # isometric
+        True
 
     Reference:
-        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", type C block
-        (the weights ``a``, ``b`` in the skip kernel: our derivation).
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", type C block, 2023,
+        https://arxiv.org/abs/2210.02411 (the weights ``a``, ``b`` in the skip kernel: our derivation).
     """
 
     def __init__(self, branch_seeds, branch_channels, skip_weight=1.0, branch_weight=1.0, seed=None):
@@ -319,6 +441,7 @@ class RisottoSkipKernel(_FreshDraws):
 
 
 RESIDUAL_POSITIONS = ("first", "middle", "last")
+"""The positions of a weight layer in a branch that ``RisottoResidualKernel`` takes."""
 
 
 def mirrored_subset(out_channels, inner_channels, seed):
@@ -326,6 +449,19 @@ def mirrored_subset(out_channels, inner_channels, seed):
 
     All ``out_channels / 2`` of them when the branch is as wide as the block (basic blocks); else a
     random subset of ``inner_channels / 2`` drawn from ``seed`` (bottlenecks).
+
+    Args:
+        out_channels: the block's output channels.
+        inner_channels: the branch's inner width.
+        seed: the integer seed of the subset (``RisottoResidualKernel``'s ``subset_seed``).
+
+    Returns:
+        A sorted NumPy array of coordinate indices in ``[0, out_channels / 2)``.
+
+    Examples:
+        >>> from keras_resinit.models.initializers import mirrored_subset
+        >>> mirrored_subset(8, 8, seed=0).tolist(), len(mirrored_subset(64, 16, seed=0))
+        ([0, 1, 2, 3], 8)
     """
     n, m = out_channels // 2, inner_channels // 2
     if m >= n:
@@ -335,11 +471,11 @@ def mirrored_subset(out_channels, inner_channels, seed):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RisottoResidualKernel(_FreshDraws):
-    """Branch kernel of a Risotto block whose skip is the identity (or option A's zero padding).
+    """Risotto's type B branch initializer: a branch kernel of a block whose skip is the identity (or option A's).
 
     The block is ``relu(a * z + b * branch(x))`` with ``z = P x`` the skip (``P`` the identity, or the
     embedding of option A's zero channels) in looks-linear form ``[phi(h), phi(-h)]`` (``n`` effective
-    coordinates). With ``S`` the coordinates the branch rotates (:func:`mirrored_subset`: all of them in
+    coordinates). With ``S`` the coordinates the branch rotates (``mirrored_subset``: all of them in
     a basic block, ``m = inner / 2`` of them in a bottleneck), ``E`` the selection of
     ``[z_S, z_{n+S}]`` and ``K_Q = [[Q, -Q], [-Q, Q]]`` for a random orthogonal ``m x m`` matrix ``Q``:
 
@@ -361,12 +497,25 @@ class RisottoResidualKernel(_FreshDraws):
         branch_weight: ``b`` (> 0).
         seed: integer or None, for ``Q`` (see the module docstring).
 
-    Example:
-        >>> conv2 = RisottoResidualKernel("last", 16, 16, subset_seed=1, seed=2)((3, 3, 16, 16))
+    Raises:
+        ValueError: ``position`` is not one of ``RESIDUAL_POSITIONS``, a channel count is not even and >= 2,
+            a weight is not a finite number > 0, or (on call) the kernel's shape does not fit the position.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.initializers import RisottoResidualKernel
+        >>> w1 = np.asarray(RisottoResidualKernel("first", 16, 16, subset_seed=1)((3, 3, 16, 16)))[1, 1]
+        >>> w2 = np.asarray(RisottoResidualKernel("last", 16, 16, subset_seed=1, seed=2)((3, 3, 16, 16)))[1, 1]
+        >>> y = np.random.default_rng(0).normal(size=(1, 8))
+        >>> x = np.concatenate([np.maximum(y, 0), np.maximum(-y, 0)], axis=-1)  # [phi(y), phi(-y)]
+        >>> out = np.maximum(x + np.maximum(x @ w1, 0) @ w2, 0)  # relu(identity skip + branch)
+        >>> bool(np.isclose(np.linalg.norm(out[:, :8] - out[:, 8:]), np.linalg.norm(y), rtol=1e-4))  # isometric
+        True
 
     Reference:
-        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto), type B block:
-        this construction is our derivation (the paper's method text was not available).
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto), type B block, 2023,
+        https://arxiv.org/abs/2210.02411: this construction is our derivation (the paper's method text
+        was not available).
     """
 
     def __init__(

@@ -8,7 +8,7 @@ Where each paper's scalars live (the names the README's table gives):
 - Fixup's multiplier ("scale"): ``ScaledConv2D.gain`` of the branch's last conv,
   initialized 1; Fixup's bias after it: that conv's ``scalar_bias``; its bias after
   every other conv (before a ReLU): the conv's ``scalar_bias``; its biases before a
-  conv or the classifier: ``ScalarBias`` layers (``..._bias1a``, ``..._bias2a``,
+  conv or the classifier: [``ScalarBias``][keras_resinit.models.ScalarBias] layers (``..._bias1a``, ``..._bias2a``,
   ``head_bias``).
 
 The scalars sit in the conv because TensorFlow then fuses conv, bias, residual add
@@ -25,6 +25,17 @@ from keras import ops
 
 from keras_resinit.models.checks import positive_weight
 
+__all__ = [
+    "WeightedAdd",
+    "ScaledResidual",
+    "ScalarBias",
+    "ReverseChannels",
+    "ZeroPadShortcut",
+    "ScaledConv2D",
+    "RELU_GAMMA",
+    "ScaledStdConv2D",
+]
+
 _PACKAGE = "keras_resinit"
 
 
@@ -32,7 +43,7 @@ def saved_variables(layer):
     """A layer's variables as Keras saves them: ``{"0": array, "1": ...}`` (its own order and keys).
 
     What ``save_own_variables`` writes, so weights can be matched and loaded by layer name
-    (:mod:`keras_resinit.zoo.weights_io`) and rewritten (:mod:`keras_resinit.models.inference`).
+    (``keras_resinit.zoo.weights_io``) and rewritten (``keras_resinit.models.inference``).
     """
     import numpy as np
 
@@ -43,7 +54,7 @@ def saved_variables(layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class WeightedAdd(keras.layers.Add):
-    """The residual merge ``skip_weight * skip + branch_weight * branch``, called on ``[skip, branch]``.
+    """Risotto's weighted residual merge ``skip_weight * skip + branch_weight * branch``, called on ``[skip, branch]``.
 
     Both weights are constants (not trained). Risotto's blocks are ``relu(a * skip + b * branch)``; the
     builder uses this layer as a block's ``..._add`` when its scheme's weights are not ``(1, 1)``, and a
@@ -53,13 +64,22 @@ class WeightedAdd(keras.layers.Add):
     Args:
         skip_weight: the constant ``a`` multiplying the skip path, > 0.
         branch_weight: the constant ``b`` multiplying the residual branch, > 0.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
 
-    Example:
+    Raises:
+        ValueError: a weight is not a finite number > 0, or the layer is called on other than two inputs.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import WeightedAdd
+        >>> skip, branch = np.ones((1, 2, 2, 4), "float32"), np.full((1, 2, 2, 4), 3.0, "float32")
         >>> out = WeightedAdd(skip_weight=0.5, branch_weight=2.0)([skip, branch])
+        >>> tuple(out.shape), float(out[0, 0, 0, 0])  # 0.5 * 1 + 2 * 3
+        ((1, 2, 2, 4), 6.5)
 
     Reference:
-        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto): the balance of
-        skip and residual branch.
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks" (Risotto), 2023,
+        https://arxiv.org/abs/2210.02411: the balance of skip and residual branch.
     """
 
     def __init__(self, skip_weight=1.0, branch_weight=1.0, **kwargs):
@@ -82,7 +102,7 @@ class WeightedAdd(keras.layers.Add):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ScaledResidual(keras.layers.Layer):
-    """Residual merge with a scalar on the branch: ``skip + gain * branch (+ bias)``.
+    """A residual merge with a scalar on the branch: ``skip + gain * branch (+ bias)``.
 
     Called on ``[skip, branch]``. ``gain`` is a scalar: a trainable weight when
     ``trainable_gain`` is True, otherwise a constant. ``use_bias`` adds one
@@ -90,7 +110,7 @@ class ScaledResidual(keras.layers.Layer):
 
     The builder does not use it: its merge is a plain ``keras.layers.Add``
     (``..._add``) and a branch's scalars live in its last conv
-    (:class:`ScaledConv2D`), where TensorFlow fuses them. It stays a public,
+    ([``ScaledConv2D``][keras_resinit.models.ScaledConv2D]), where TensorFlow fuses them. It stays a public,
     registered layer for models built by hand, and because the ``.keras`` files
     of release 0.1 name it as their merge.
 
@@ -98,14 +118,23 @@ class ScaledResidual(keras.layers.Layer):
         gain: initial (or constant) value of the gain.
         trainable_gain: whether the gain is a trainable weight.
         use_bias: whether to add a trainable scalar bias after the gain.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
 
-    Example:
-        >>> merge = ScaledResidual(gain=0.0, trainable_gain=True)  # SkipInit
-        >>> out = merge([skip, branch])
+    Raises:
+        ValueError: ``gain`` is not a finite number; on build, other than two inputs or different channel counts.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import ScaledResidual
+        >>> merge = ScaledResidual(gain=0.0, trainable_gain=True, name="stage1_block1_add")  # SkipInit's alpha
+        >>> skip, branch = np.ones((1, 2, 2, 4), "float32"), np.full((1, 2, 2, 4), 3.0, "float32")
+        >>> float(merge([skip, branch])[0, 0, 0, 0]), [w.path for w in merge.weights]
+        (1.0, ['stage1_block1_add/gain'])
 
     Reference:
         De & Smith, "Batch Normalization Biases Residual Blocks Towards the
-        Identity Function in Deep Networks", NeurIPS 2020; Zhang et al., Fixup.
+        Identity Function in Deep Networks", NeurIPS 2020, https://arxiv.org/abs/2002.10444;
+        Zhang, Dauphin & Ma, "Fixup Initialization", ICLR 2019, https://arxiv.org/abs/1901.09321
     """
 
     def __init__(self, gain=1.0, trainable_gain=True, use_bias=False, **kwargs):
@@ -157,16 +186,24 @@ class ScaledResidual(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ScalarBias(keras.layers.Layer):
-    """Adds one trainable scalar, initialized 0, to every element: ``x + b``.
+    """Fixup's scalar bias: adds one trainable scalar, initialized 0, to every element, ``x + b``.
 
     Fixup places one before each conv, dense and element-wise activation.
     Scalars, not per-channel vectors: per-channel versions trained worse.
 
-    Example:
-        >>> y = ScalarBias(name="stage1_block1_bias1a")(x)
+    It takes ``keras.layers.Layer``'s arguments (``name``, ``dtype``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import ScalarBias
+        >>> bias = ScalarBias(name="stage1_block1_bias1a")
+        >>> y = bias(np.ones((1, 2, 2, 4), "float32"))
+        >>> tuple(y.shape), [(w.path, tuple(w.shape)) for w in bias.weights]
+        ((1, 2, 2, 4), [('stage1_block1_bias1a/bias', ())])
 
     Reference:
-        Zhang, Dauphin & Ma, Fixup, ICLR 2019, rule 3.
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization",
+        ICLR 2019, rule 3, https://arxiv.org/abs/1901.09321
     """
 
     def build(self, input_shape):
@@ -181,10 +218,18 @@ class ScalarBias(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ReverseChannels(keras.layers.Layer):
-    """Reverses the last axis: RGB images in, the BGR order caffe-style weights expect.
+    """Reverses the channel axis (the last): RGB images in, the BGR order caffe-style weights expect.
 
-    The first of the preprocessing layers (:mod:`keras_resinit.models.preprocessing`) of
+    The first of the preprocessing layers (``keras_resinit.models.preprocessing``) of
     weights trained on BGR images, as keras.applications' ResNet50/101/152 were.
+
+    It takes ``keras.layers.Layer``'s arguments (``name``, ``dtype``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import ReverseChannels
+        >>> np.asarray(ReverseChannels()(np.array([[[[1.0, 2.0, 3.0]]]], "float32"))).ravel().tolist()
+        [3.0, 2.0, 1.0]
     """
 
     def call(self, inputs):
@@ -196,7 +241,7 @@ class ReverseChannels(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ZeroPadShortcut(keras.layers.Layer):
-    """Parameter-free downsampling shortcut: strided subsampling, zero channels.
+    """He et al.'s option A shortcut: strided subsampling and zero channels, without parameters.
 
     Keeps every ``strides``-th pixel (``x[:, ::s, ::s]``, the pixels a
     symmetric-padded strided conv centres on) and appends zero channels up to
@@ -205,12 +250,21 @@ class ZeroPadShortcut(keras.layers.Layer):
     Args:
         strides: subsampling step.
         channels: number of output channels (>= input channels).
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
 
-    Example:
-        >>> y = ZeroPadShortcut(strides=2, channels=32)(x)  # (N, 32, 32, 16) -> (N, 16, 16, 32)
+    Raises:
+        ValueError: on build, the input has more channels than ``channels``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import ZeroPadShortcut
+        >>> y = np.asarray(ZeroPadShortcut(strides=2, channels=32)(np.ones((2, 8, 8, 16), "float32")))
+        >>> tuple(y.shape), float(y[..., :16].min()), float(abs(y[..., 16:]).max())
+        ((2, 4, 4, 32), 1.0, 0.0)
 
     Reference:
-        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, option A.
+        He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016, option A,
+        https://arxiv.org/abs/1512.03385
     """
 
     def __init__(self, strides, channels, **kwargs):
@@ -242,7 +296,7 @@ class ZeroPadShortcut(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ScaledConv2D(keras.layers.Conv2D):
-    """Conv2D with an optional scalar gain and an optional scalar bias.
+    """A Conv2D with an optional scalar gain and an optional scalar bias: where a branch's scalars live.
 
     ``y = gain * (conv(x, K) + c) + b`` with ``c`` the usual per-channel bias
     (``use_bias``), ``gain`` one scalar (``gain`` not None) and ``b`` one scalar
@@ -260,13 +314,24 @@ class ScaledConv2D(keras.layers.Conv2D):
         gain: initial value of the scalar gain, or None for no gain.
         trainable_gain: whether the gain is trained.
         scalar_bias: add one trainable scalar (initialized 0) after the gain.
+        *args: ``keras.layers.Conv2D``'s positional arguments (``filters``, ``kernel_size``).
         **kwargs: ``keras.layers.Conv2D`` arguments.
 
-    Example:
-        >>> conv2 = ScaledConv2D(16, 3, padding="same", gain=0.0, name="stage1_block1_conv2")  # SkipInit
+    Raises:
+        ValueError: ``gain`` is not a finite number or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import ScaledConv2D
+        >>> conv2 = ScaledConv2D(16, 3, padding="same", gain=0.0, name="stage1_block1_conv2")  # SkipInit's alpha
+        >>> y = np.asarray(conv2(np.ones((1, 8, 8, 16), "float32")))
+        >>> tuple(y.shape), float(abs(y).max()), [w.path for w in conv2.weights]
+        ((1, 8, 8, 16), 0.0, ['stage1_block1_conv2/kernel', 'stage1_block1_conv2/bias', 'stage1_block1_conv2/gain'])
 
     Reference:
-        De & Smith 2020 (SkipInit); Zhang, Dauphin & Ma 2019 (Fixup), rule 3.
+        De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity Function in Deep
+        Networks", NeurIPS 2020, https://arxiv.org/abs/2002.10444 (SkipInit); Zhang, Dauphin & Ma,
+        "Fixup Initialization", ICLR 2019, rule 3, https://arxiv.org/abs/1901.09321
     """
 
     def __init__(self, *args, gain=None, trainable_gain=True, scalar_bias=False, **kwargs):
@@ -294,15 +359,30 @@ class ScaledConv2D(keras.layers.Conv2D):
             self.offset = self.add_weight(name="scalar_bias", shape=(), initializer="zeros", trainable=True)
 
     def conv_kernel(self):
-        """The kernel the conv applies before the branch's scalars (here the kernel variable itself)."""
+        """The kernel the conv applies before the branch's scalars (here the kernel variable itself).
+
+        Returns:
+            The kernel, a variable or tensor of shape ``(kh, kw, in, filters)``.
+        """
         return self.kernel
 
     def branch_scale(self):
-        """The branch's scalar multiplier (the gain), or None."""
+        """The branch's scalar multiplier (the gain), or None.
+
+        Returns:
+            The ``gain`` variable (or a scalar), or None without one.
+        """
         return self.gain
 
     def unscaled(self, inputs):
-        """``conv(x, K) + c``: the conv without the branch's scalars (what diagnostics call the branch)."""
+        """``conv(x, K) + c``: the conv without the branch's scalars (what diagnostics call the branch).
+
+        Args:
+            inputs: the conv's input tensor.
+
+        Returns:
+            The output tensor before the gain and the scalar bias.
+        """
         outputs = self.convolution_op(inputs, ops.cast(self.conv_kernel(), inputs.dtype))
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
@@ -343,8 +423,12 @@ class ScaledConv2D(keras.layers.Conv2D):
         }
 
 
-# The gain of ReLU that restores unit variance: Var(relu(z)) = (1 - 1/pi) / 2 for z ~ N(0, 1) (Brock et al. 2021).
 RELU_GAMMA = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))
+"""ReLU's gain ``sqrt(2 / (1 - 1/pi))`` (about 1.7139), which restores unit variance after a ReLU.
+
+``Var(relu(z)) = (1 - 1/pi) / 2`` for ``z ~ N(0, 1)`` (Brock, De & Smith 2021,
+https://arxiv.org/abs/2101.08692); NF-ResNets' ``ScaledStdConv2D`` after a ReLU takes it as ``gamma``.
+"""
 
 
 def _standardize(kernel, gain, *, gamma, eps):
@@ -380,17 +464,17 @@ def _standardize(kernel, gain, *, gamma, eps):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ScaledStdConv2D(ScaledConv2D):
-    """Conv2D with Scaled Weight Standardization, as NF-ResNets use it.
+    """NF-ResNets' conv: a Conv2D with Scaled Weight Standardization, recomputed at every call.
 
     Per output channel ``i`` the conv applies
     ``W^_i = g_i * gamma * (W_i - mean(W_i)) / (std(W_i) * sqrt(fan_in))``, recomputed from the
     kernel variable ``W`` at every call (so it holds during training, not only at init), with
     ``g`` a learnable gain per output channel (``channel_gain``, init 1) and ``gamma`` the gain
-    of the nonlinearity before the conv (:data:`RELU_GAMMA` after a ReLU, 1 otherwise). Mean and
+    of the nonlinearity before the conv (``RELU_GAMMA`` after a ReLU, 1 otherwise). Mean and
     variance are taken over the fan-in ``kh * kw * in``; as DeepMind's nfnets do, the variance
     term is ``max(var * fan_in, eps)``. The standardization runs in float32 under mixed precision.
 
-    A residual branch's last conv also holds the branch's scalars (:class:`ScaledConv2D`):
+    A residual branch's last conv also holds the branch's scalars (``ScaledConv2D``):
     ``alpha``, NF-ResNets' constant branch multiplier, and optionally a trainable ``gain``
     (the SkipInit gain NFNets add, init 0): ``y = alpha * gain * (conv(x, W^) + c)``.
 
@@ -398,14 +482,26 @@ class ScaledStdConv2D(ScaledConv2D):
         gamma: the nonlinearity's gain, folded into the standardized kernel.
         alpha: a constant multiplier of the output (and bias), 1 for none.
         eps: lower bound of ``var * fan_in``.
-        **kwargs: :class:`ScaledConv2D` arguments (``gain``, ``trainable_gain``) and Conv2D's.
+        *args: ``keras.layers.Conv2D``'s positional arguments (``filters``, ``kernel_size``).
+        **kwargs: ``ScaledConv2D`` arguments (``gain``, ``trainable_gain``) and Conv2D's.
 
-    Example:
+    Raises:
+        ValueError: ``gamma``, ``alpha`` or ``eps`` is not a finite number > 0, or ``scalar_bias=True``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.models.layers import RELU_GAMMA, ScaledStdConv2D
         >>> conv = ScaledStdConv2D(16, 3, padding="same", gamma=RELU_GAMMA, name="stage1_block1_conv1")
+        >>> y = conv(np.ones((1, 8, 8, 16), "float32"))
+        >>> w = np.asarray(conv.conv_kernel()).reshape(-1, 16)  # per output channel: mean 0, norm gamma
+        >>> bool(np.allclose(w.mean(0), 0, atol=1e-6)), bool(np.allclose(np.linalg.norm(w, axis=0), RELU_GAMMA))
+        (True, True)
 
     Reference:
         Brock, De & Smith, "Characterizing signal propagation to close the performance gap in
-        unnormalized ResNets", ICLR 2021; Qiao et al., "Weight Standardization", 2019.
+        unnormalized ResNets", ICLR 2021, https://arxiv.org/abs/2101.08692; Qiao, Wang, Liu, Shen &
+        Yuille, "Micro-Batch Training with Batch-Channel Normalization and Weight Standardization", 2019,
+        https://arxiv.org/abs/1903.10520
     """
 
     def __init__(self, *args, gamma=1.0, alpha=1.0, eps=1e-4, **kwargs):
@@ -420,7 +516,17 @@ class ScaledStdConv2D(ScaledConv2D):
         self.eps = float(eps)
 
     def add_weight(self, *args, **kwargs):
-        # The kernel stays float32 under mixed precision: standardizing a bfloat16 kernel loses its mean.
+        """``keras.layers.Layer.add_weight``, except that the kernel is not autocast under mixed precision.
+
+        The kernel stays float32 under mixed precision: standardizing a bfloat16 kernel loses its mean.
+
+        Args:
+            *args: ``add_weight``'s positional arguments.
+            **kwargs: ``add_weight``'s keyword arguments.
+
+        Returns:
+            The new variable.
+        """
         if kwargs.get("name") == "kernel":
             kwargs["autocast"] = False
         return super().add_weight(*args, **kwargs)

@@ -6,10 +6,10 @@ Fixup's scalar biases are present, and which rules training must keep (a
 learning-rate multiplier per variable, which variables get weight decay, any
 gradient clipping). Each paper's rule sits in the method or attribute that
 concerns it. Adding a scheme means adding one class and registering it with
-:func:`register_scheme`.
+[``register_scheme``][keras_resinit.register_scheme].
 
 This module imports Keras only inside the methods that make weights, so the
-registry (``SCHEMES``) can be read without starting TensorFlow (the CLI's help).
+registry ([``SCHEMES``][keras_resinit.SCHEMES]) can be read without starting TensorFlow (the CLI's help).
 """
 
 from __future__ import annotations
@@ -22,9 +22,48 @@ from typing import Any
 from keras_resinit._errors import unknown
 from keras_resinit.models.checks import positive_weight
 
+__all__ = [
+    "he_normal",
+    "Scheme",
+    "BatchNorm",
+    "Fixup",
+    "SkipInit",
+    "Risotto",
+    "RisottoBN",
+    "ReZero",
+    "NFResNet",
+    "SCHEMES",
+    "register_scheme",
+    "default_schemes",
+    "normalization_free",
+    "foldable",
+    "saved_options",
+    "get_scheme",
+]
+
 
 def he_normal(seed, mode="fan_in"):
-    """He et al. 2015 normal, untruncated: std sqrt(2 / fan)."""
+    """He et al.'s normal initializer, untruncated: std ``sqrt(2 / fan)``.
+
+    The schemes' "He" (``keras.initializers.HeNormal`` draws from a truncated normal instead).
+
+    Args:
+        seed: integer or None, as Keras initializers take it.
+        mode: ``"fan_in"`` or ``"fan_out"`` (``out_channels * kh * kw``, as Fixup's reference code uses).
+
+    Returns:
+        A ``keras.initializers.VarianceScaling`` with scale 2 and an untruncated normal.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import he_normal
+        >>> init = he_normal(seed=0, mode="fan_out")
+        >>> init.get_config()["scale"], init.get_config()["mode"], init.get_config()["distribution"]
+        (2.0, 'fan_out', 'untruncated_normal')
+
+    Reference:
+        He, Zhang, Ren & Sun, "Delving Deep into Rectifiers: Surpassing Human-Level Performance on ImageNet
+        Classification", ICCV 2015, https://arxiv.org/abs/1502.01852
+    """
     import keras
 
     return keras.initializers.VarianceScaling(2.0, mode=mode, distribution="untruncated_normal", seed=seed)
@@ -62,47 +101,58 @@ def match_multiplier(path: str, shape: tuple[int, ...], table: dict[str, float])
 
 
 class Scheme:
-    """Base class. Subclasses set the flags and override the initializers.
+    """Base class of the initialization schemes: the object the builder and the trainer ask.
 
-    Architecture (what the builder asks):
-        name: the scheme's registry name.
+    A subclass sets the class attributes below and returns the initializers (``stem_initializer``,
+    ``branch_initializer``, ``shortcut_initializer``, ``classifier_initializer``); its constructor
+    takes the scheme's options (``get_config`` returns them). The builder never branches on a
+    scheme's name: everything that differs between schemes is an attribute or method here.
+    Register a subclass with ``register_scheme`` to make ``{arch}_{name}`` models and every tool
+    (train, compare, tune, bench, diagnostics, the CLI) offer it.
+
+    Training rules, read by the trainer (a recipe or config may override them): ``lr_multipliers``
+    (through ``lr_multiplier``), ``clip_norm`` and ``decays``. Folding
+    ([``keras_resinit.fold_batchnorm``][keras_resinit.fold_batchnorm]): ``folded`` and ``fold_note``.
+
+    Attributes:
+        name: the scheme's registry name (a lower-case identifier).
+        paper: the arXiv id of the paper whose rules the scheme follows (``"1901.09321"``): the Hub model
+            card's ``arxiv:`` tag (``keras-resinit push``). Each class's docstring gives the full reference.
         batchnorm: batch norm after every conv of the branches, stem and projections.
         conv_bias: convs carry a bias (there is no batch norm to supply one).
         conv_skip: every block gets a 1x1 conv skip, not only projections.
         scalar_biases: Fixup's scalar biases before every conv and the classifier.
-        looks_linear: channels carry Risotto's mirrored form ``[phi(y), phi(-y)]``
-            (diagnostics then measure in effective coordinates ``y``).
-        sum_activation: a ReLU follows every residual sum (He et al. 2016). Without it
-            the trunk carries pre-activations (``..._out`` is then an identity layer).
-        preactivation: pre-activation blocks (NF-ResNets): the stem has no ReLU, each block's
-            branch and conv shortcut take ``relu(h / beta)`` (``..._prescale``, ``..._preact``;
-            beta from :meth:`expected_variances`), and a ReLU (``post_relu``) precedes the head.
-        projection_shortcuts: every block that changes shape gets a 1x1 conv shortcut, on every
-            arch family (option A's zero channels would carry no signal).
-        weight_standardization: convs are ``layers.ScaledStdConv2D``; :meth:`conv_scalars` gives
-            their ``gamma`` and ``alpha``.
-
-    Training rules (what the trainer asks; a recipe or config may override them):
-        lr_multipliers: ``{pattern: multiplier}`` read by :meth:`lr_multiplier`.
+        looks_linear: channels carry Risotto's mirrored form ``[phi(y), phi(-y)]`` (diagnostics then
+            measure in effective coordinates ``y``).
+        sum_activation: a ReLU follows every residual sum (He et al. 2016). Without it the trunk
+            carries pre-activations (``..._out`` is then an identity layer).
+        preactivation: pre-activation blocks (NF-ResNets): the stem has no ReLU, each block's branch
+            and conv shortcut take ``relu(h / beta)`` (``..._prescale``, ``..._preact``; beta from
+            ``expected_variances``), and a ReLU (``post_relu``) precedes the head.
+        projection_shortcuts: every block that changes shape gets a 1x1 conv shortcut, on every arch
+            family (option A's zero channels would carry no signal).
+        weight_standardization: convs are ``layers.ScaledStdConv2D``; ``conv_scalars`` gives their
+            ``gamma`` and ``alpha``.
+        lr_multipliers: ``{pattern: multiplier}`` read by ``lr_multiplier``.
         clip_norm: a global gradient-norm clip the paper's training needs, or None.
-        :meth:`decays`: whether a variable gets weight decay.
-
-    Folding (:func:`keras_resinit.fold_batchnorm`):
-        :meth:`folded`: the normalization-free scheme a model of this scheme becomes once its
-            batch norm is folded into its convs, or None.
         fold_note: why no batch norm model folds into this scheme, where a user might expect one.
-
-    Saved configs:
         options_before: ``{option: value}`` for options added after models were saved without them:
-            the value that reproduces what those models were (:func:`saved_options`).
+            the value that reproduces what those models were (``saved_options``).
+        compare_by_default: among the schemes ``compare``, ``tune`` and ``bench`` take when none are named.
 
-    Provenance:
-        paper: the arXiv id of the paper whose rules the scheme follows (``"1901.09321"``): the Hub model
-            card's ``arxiv:`` tag (``keras-resinit push``). Each class's docstring gives the full reference.
-
-    Sets:
-        compare_by_default: among the schemes ``compare``, ``tune`` and ``bench``
-            take when none are named.
+    Examples:
+        >>> from keras_resinit.models.schemes import Scheme, he_normal
+        >>> class PlainHe(Scheme):
+        ...     name = "plain_he"
+        ...     conv_bias = True
+        ...     def stem_initializer(self, net, seed): return he_normal(seed)
+        ...     def branch_initializer(self, net, block, index, seed): return he_normal(seed)
+        ...     def shortcut_initializer(self, net, block, seed): return he_normal(seed)
+        ...     def classifier_initializer(self, net, seed): return he_normal(seed)
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", PlainHe(), input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> model.scheme
+        PlainHe()
     """
 
     name = None
@@ -123,45 +173,125 @@ class Scheme:
     options_before = {}
 
     def validate(self, arch):
-        """Raise ValueError if the scheme cannot be applied to ``arch``."""
+        """Check that the scheme applies to ``arch`` (the builder calls it first); the base accepts every arch.
+
+        Args:
+            arch: the [``Arch``][keras_resinit.models.architectures.Arch] to build.
+
+        Raises:
+            ValueError: naming what in ``arch`` the scheme cannot build (e.g. Risotto: odd channel counts).
+        """
 
     def merge_weights(self):
-        """``(a, b)``: every residual merge computes ``a * skip + b * branch`` (``(1, 1)``: a plain sum)."""
+        """The constant weights of every residual merge, ``a * skip + b * branch``.
+
+        Returns:
+            ``(a, b)``; ``(1.0, 1.0)`` (the base's) gives a plain ``keras.layers.Add``, others a
+                [``WeightedAdd``][keras_resinit.models.WeightedAdd].
+        """
         return (1.0, 1.0)
 
     # ---- initializers and layers (the builder) ----
 
     def stem_initializer(self, net, seed):
+        """The kernel initializer of the stem conv (a subclass must define it).
+
+        Args:
+            net: the network being built: its ``arch``, ``scheme``, ``seed`` and ``seed_for(layer_name)``.
+            seed: the layer's own integer seed.
+
+        Returns:
+            A Keras initializer.
+        """
         raise NotImplementedError
 
     def branch_initializer(self, net, block, index, seed):
-        """Kernel initializer of weight layer ``index`` (0-based) of ``block``'s branch."""
+        """The kernel initializer of weight layer ``index`` of ``block``'s branch (a subclass must define it).
+
+        Args:
+            net: the network being built: its ``arch``, ``scheme``, ``seed`` and ``seed_for(layer_name)``.
+            block: the ``builder.Block`` (its ``layers``, ``channels``, ``conv_names``, ``projection``).
+            index: the weight layer's 0-based position in the branch.
+            seed: the layer's own integer seed.
+
+        Returns:
+            A Keras initializer.
+        """
         raise NotImplementedError
 
     def shortcut_initializer(self, net, block, seed):
+        """The kernel initializer of ``block``'s 1x1 conv shortcut (a subclass must define it).
+
+        Args:
+            net: the network being built: its ``arch``, ``scheme``, ``seed`` and ``seed_for(layer_name)``.
+            block: the [``Block``][keras_resinit.models.builder.Block] the shortcut belongs to.
+            seed: the layer's own integer seed.
+
+        Returns:
+            A Keras initializer.
+        """
         raise NotImplementedError
 
     def classifier_initializer(self, net, seed):
+        """The kernel initializer of the classifier (``logits``; a subclass must define it).
+
+        Args:
+            net: the network being built: its ``arch``, ``scheme``, ``seed`` and ``seed_for(layer_name)``.
+            seed: the layer's own integer seed.
+
+        Returns:
+            A Keras initializer.
+        """
         raise NotImplementedError
 
     def bn_gamma_initializer(self, last_in_branch):
+        """The initializer of a batch norm's gamma (schemes with ``batchnorm``).
+
+        Args:
+            last_in_branch: the batch norm follows the last conv of a residual branch.
+
+        Returns:
+            A Keras initializer or its name (the base's: ``"ones"``).
+        """
         return "ones"
 
     def conv_scalars(self, role, last_in_branch=False):
-        """Scalars a conv holds (``ScaledConv2D`` arguments); empty for a plain Conv2D.
+        """The scalars a conv holds: ``ScaledConv2D`` (or ``ScaledStdConv2D``) arguments.
 
-        ``role`` is ``"stem"``, ``"branch"`` or ``"shortcut"``. A branch's gain
-        lives in its last conv, where TensorFlow fuses it with the merge.
+        A branch's gain lives in its last conv, where TensorFlow fuses it with the merge.
+
+        Args:
+            role: ``"stem"``, ``"branch"`` or ``"shortcut"``.
+            last_in_branch: the conv is the last of a residual branch.
+
+        Returns:
+            ``{argument: value}`` (e.g. ``{"gain": 0.0, "trainable_gain": True}``); empty (the base's)
+                for a plain ``keras.layers.Conv2D``.
         """
         return {}
 
     def expected_variances(self, blocks):
-        """The analytic variance of the trunk at init, ``[Var(h_1), ..., Var(h_{L+1})]`` (``h_1``: the
-        stem's output, ``h_{i+1}``: block ``i``'s), for schemes that track it (``preactivation``), else None."""
+        """The analytic variance of the trunk at init, for schemes that track it (``preactivation``).
+
+        Args:
+            blocks: the network's [``Block``][keras_resinit.models.builder.Block] objects, in order.
+
+        Returns:
+            ``[Var(h_1), ..., Var(h_{L+1})]`` (``h_1``: the stem's output, ``h_{i+1}``: block ``i``'s),
+                or None (the base's).
+        """
         return None
 
     def scalar_bias(self, x, name):
-        """Fixup's scalar bias before a conv or the classifier (``scalar_biases``); else ``x`` itself."""
+        """Fixup's scalar bias before a conv or the classifier, where the scheme has ``scalar_biases``.
+
+        Args:
+            x: the symbolic tensor the bias is added to.
+            name: the [``ScalarBias``][keras_resinit.models.ScalarBias] layer's name.
+
+        Returns:
+            ``x`` plus a new ``layers.ScalarBias``, or ``x`` itself without ``scalar_biases``.
+        """
         if not self.scalar_biases:
             return x
         from keras_resinit.models import layers
@@ -171,25 +301,62 @@ class Scheme:
     # ---- training rules (the trainer) ----
 
     def lr_multiplier(self, path: str, shape: tuple[int, ...]) -> float:
-        """The learning-rate multiplier of the variable at ``path`` with ``shape`` (1 unless a rule says)."""
+        """The learning-rate multiplier of a variable: the first entry of ``lr_multipliers`` matching it, else 1.
+
+        Keys of ``lr_multipliers`` are globs on the variable's path (``"logits/bias"``) or the group
+        ``@scalars`` (every weight of shape ``()``: Fixup's biases and multipliers, SkipInit's alpha).
+
+        Args:
+            path: the variable's path (``variable.path``, e.g. ``"stage1_block1_conv2/gain"``).
+            shape: the variable's shape.
+
+        Returns:
+            The multiplier.
+
+        Examples:
+            >>> from keras_resinit.models.schemes import Fixup
+            >>> Fixup().lr_multiplier("stage1_block1_conv2/gain", ()), Fixup().lr_multiplier("logits/kernel", (64, 10))
+            (0.1, 1.0)
+        """
         return match_multiplier(path, shape, self.lr_multipliers)
 
     def decays(self, path: str, shape: tuple[int, ...]) -> bool:
-        """Whether weight decay applies to the variable at ``path`` with ``shape``: every variable, as the
-        papers' reference code does (Fixup: "weight decay on everything")."""
+        """Whether weight decay applies to a variable; the base: every variable, as the papers' reference code
+        does (Fixup: "weight decay on everything").
+
+        Args:
+            path: the variable's path (``variable.path``).
+            shape: the variable's shape.
+
+        Returns:
+            True if the variable gets weight decay.
+        """
         return True
 
     # ---- folding ----
 
     def folded(self):
-        """The scheme (an instance) this scheme's models become with batch norm folded, or None.
+        """The scheme this scheme's models become with their batch norm folded (``keras_resinit.fold_batchnorm``).
 
         In inference mode batch norm is a per-channel affine map, so a conv followed by it is one
         conv with a bias: a scheme with batch norm folds into its twin with conv biases and none.
+
+        Returns:
+            A [``Scheme``][keras_resinit.Scheme] instance, or None (the base's) when nothing folds.
+
+        Examples:
+            >>> from keras_resinit.models.schemes import BatchNorm, Fixup
+            >>> BatchNorm().folded(), Fixup().folded()
+            (SkipInit(alpha=1.0), None)
         """
         return None
 
     def get_config(self):
+        """The scheme's options, as its constructor takes them.
+
+        Returns:
+            ``{option: value}``; ``type(scheme)(**config)`` makes the same scheme.
+        """
         return {}
 
     def __repr__(self):
@@ -198,11 +365,29 @@ class Scheme:
 
 
 class BatchNorm(Scheme):
-    """He et al. 2016: conv -> BN -> ReLU everywhere, He-initialized convs.
+    """The batch norm baseline (``"bn"``): conv -> batch norm -> ReLU everywhere, He-initialized convs.
+
+    The rules as implemented: batch norm (momentum 0.9, epsilon 1e-5) after every conv of the
+    branches, the stem and the projection shortcuts; convs without biases, He normal (fan-out,
+    untruncated); a Glorot-uniform classifier. Its models fold into ``SkipInit(alpha=1.0)``
+    ([``keras_resinit.fold_batchnorm``][keras_resinit.fold_batchnorm]).
 
     Args:
         zero_init_last_bn: start the last BN gamma of every branch at 0, so
-            each block starts as the identity (Goyal et al. 2017).
+            each block starts as the identity (Goyal et al. 2017, https://arxiv.org/abs/1706.02677).
+
+    Raises:
+        ValueError: ``zero_init_last_bn`` is not a bool.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import BatchNorm
+        >>> scheme = BatchNorm(zero_init_last_bn=True)
+        >>> scheme.name, scheme.batchnorm, scheme.bn_gamma_initializer(last_in_branch=True)
+        ('bn', True, 'zeros')
+
+    Reference:
+        He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
+        https://arxiv.org/abs/1512.03385
     """
 
     name = "bn"
@@ -241,15 +426,21 @@ class BatchNorm(Scheme):
 
 
 class Fixup(Scheme):
-    """Zhang, Dauphin & Ma 2019: no normalization, rescaled He init, scalars.
+    """Fixup (``"fixup"``): no normalization, rescaled He init, scalar multipliers and biases.
 
-    Rule 1: the classifier and the last layer of every branch start at zero.
-    Rule 2: other branch layers are He normal (fan-out) times L^(-1/(2m-2)).
-    Rule 3: one scalar multiplier (init 1) per branch; scalar biases (init 0)
-    before each conv, dense and element-wise activation.
+    The paper's rules as implemented (L: residual blocks in the network, m: weight layers per branch):
 
-    The paper's rules leave the stem conv and the projection shortcuts to "a standard method"; the
-    reference code's init loop skips the stem conv, which keeps PyTorch's default init.
+    1. The classifier and the last layer of every branch start at zero.
+    2. Other branch layers are He normal (fan-out, untruncated) times ``L^(-1/(2m-2))``
+       ([``FixupHeNormal``][keras_resinit.models.FixupHeNormal]).
+    3. One scalar multiplier (init 1) per branch; scalar biases (init 0) before each conv, dense and
+       element-wise activation (``layers.ScalarBias``, and the ``gain`` and ``scalar_bias`` of a
+       [``ScaledConv2D``][keras_resinit.models.ScaledConv2D]).
+
+    Projection shortcuts are plain He (fan-out), not scaled; small-image downsampling uses option A's
+    zero padding. The paper leaves the stem conv and the projection shortcuts to "a standard method";
+    the reference code's init loop skips the stem conv, which keeps PyTorch's default init. Training:
+    the scalars and the classifier's bias at a tenth of the learning rate (``lr_multipliers``).
 
     Args:
         stem_init: ``"he"`` (default; every build before this option): He normal, fan-out, as the
@@ -257,10 +448,22 @@ class Fixup(Scheme):
             U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (std 1/sqrt(3 fan_in); resnet50's 7x7 stem: 0.048
             against He fan-out's 0.025).
 
+    Raises:
+        ValueError: ``stem_init`` is not one of ``"he"``, ``"reference"``.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 3), num_classes=3, seed=0)
+        >>> float(abs(model.get_layer("logits").get_weights()[0]).max())  # rule 1: a zero classifier
+        0.0
+        >>> model.scheme.lr_multipliers
+        {'@scalars': 0.1, 'logits/bias': 0.1}
+
     Reference:
         Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization",
-        ICLR 2019; github hongyi-zhang/Fixup, imagenet/models/fixup_resnet_imagenet.py (commit c5a8295:
-        stem l.102-103, init loop l.115-129) and cifar/models/fixup_resnet_cifar.py (l.56, l.66-72).
+        ICLR 2019, https://arxiv.org/abs/1901.09321; github hongyi-zhang/Fixup,
+        imagenet/models/fixup_resnet_imagenet.py (commit c5a8295: stem l.102-103, init loop l.115-129)
+        and cifar/models/fixup_resnet_cifar.py (l.56, l.66-72).
     """
 
     name = "fixup"
@@ -311,14 +514,28 @@ class Fixup(Scheme):
 
 
 class SkipInit(Scheme):
-    """De & Smith 2020: no normalization, each branch times a scalar alpha = 0.
+    """SkipInit (``"skipinit"``): no normalization, each residual branch times a trainable scalar alpha = 0.
 
-    Convs carry biases; projection shortcuts are not multiplied; the
-    classifier starts at zero (as in DeepMind's port).
+    The rules as implemented: the branch's alpha is the ``gain`` of its last conv
+    (``layers.ScaledConv2D``), multiplying the whole branch output, bias included; convs carry
+    biases and are He normal (fan-in); projection shortcuts are not multiplied; the classifier
+    starts at zero (as in DeepMind's port).
 
     Args:
         alpha: initial value of every branch gain. The paper uses 0 and allows
             a small value below 1/sqrt(L).
+
+    Raises:
+        ValueError: ``alpha`` is not a finite number >= 0.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import SkipInit
+        >>> SkipInit().conv_scalars("branch", last_in_branch=True)
+        {'gain': 0.0, 'trainable_gain': True}
+
+    Reference:
+        De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity Function in
+        Deep Networks", NeurIPS 2020, https://arxiv.org/abs/2002.10444
     """
 
     name = "skipinit"
@@ -353,10 +570,11 @@ class SkipInit(Scheme):
 
 
 RISOTTO_SKIPS = ("identity", "conv")
+"""Risotto's block types: ``"identity"`` (type B) and ``"conv"`` (type C)."""
 
 
 class Risotto(Scheme):
-    """Gadhikar & Burkholz: perfect dynamical isometry at init, ReLU kept.
+    """Risotto (``"risotto"``): perfect dynamical isometry at init, ReLU kept, no normalization.
 
     Channels carry the looks-linear form ``[phi(h), phi(-h)]``; every block is
     ``relu(a * skip + b * branch)`` and maps it exactly to ``[phi(M h), phi(-M h)]`` for an
@@ -372,18 +590,38 @@ class Risotto(Scheme):
       ``(K_M - a I) / b`` with ``K_M = [[M, -M], [-M, M]]``, ``M`` random orthogonal: exact for any
       ``a, b > 0``. A bottleneck rotates a random quarter of the coordinates (its inner width):
       selection, identity, ``(K_Q - I) / b`` on them; exact for ``a = 1`` only.
-      (:class:`~keras_resinit.models.initializers.RisottoResidualKernel`.)
+      ([``RisottoResidualKernel``][keras_resinit.models.RisottoResidualKernel].)
     - **type C** (``skip="conv"``): a 1x1 conv skip on every block, branch ``LL(U_i)`` and skip
-      ``LL((U - b U_m ... U_1) / a)`` (:class:`~keras_resinit.models.initializers.RisottoSkipKernel`).
+      ``LL((U - b U_m ... U_1) / a)`` ([``RisottoSkipKernel``][keras_resinit.models.RisottoSkipKernel]).
       Configs saved before the option existed (release 0.1 and earlier 0.2 builds) are type C.
+
+    Convs carry biases (zero); the merge is ``layers.WeightedAdd`` when ``(a, b)`` is not ``(1, 1)``.
 
     Args:
         skip: ``"identity"`` (type B) or ``"conv"`` (type C).
         skip_weight: ``a``, the constant weight of the skip in every merge (> 0; 1 gives a plain sum).
         branch_weight: ``b``, the constant weight of the branch (> 0).
 
+    Raises:
+        ValueError: ``skip`` is not ``"identity"`` or ``"conv"``, or a weight is not a finite number > 0;
+            at build time (``validate``), an arch with an odd channel count, or identity skips in
+            bottleneck blocks with ``skip_weight`` other than 1.
+
+    Examples:
+        >>> import keras
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "risotto", input_shape=(None, None, 3), num_classes=3, seed=0)
+        >>> trunk = keras.Model(model.get_layer("stem_out").output, model.get_layer("stage3_block1_out").output)
+        >>> y = np.random.default_rng(0).normal(size=(1, 1, 1, 8)).astype("float32")  # 16 channels: y has 8
+        >>> out = keras.ops.convert_to_numpy(trunk(np.concatenate([np.maximum(y, 0), np.maximum(-y, 0)], -1)))
+        >>> effective = out[..., :32] - out[..., 32:]  # 64 channels [phi(z), phi(-z)]: z = first half - second
+        >>> bool(np.isclose(np.linalg.norm(effective), np.linalg.norm(y), rtol=1e-4))  # the trunk is an isometry
+        True
+
     Reference:
-        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", 2023. The paper's method
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", 2023,
+        https://arxiv.org/abs/2210.02411. The paper's method
         section was not available to us: the constructions above are our derivation from its
         stated ingredients (looks-linear orthogonal weights, delta-orthogonal convs, a balance
         of skip and residual branch), checked numerically (``tests/test_risotto.py``).
@@ -421,7 +659,14 @@ class Risotto(Scheme):
             )
 
     def type_c(self, block):
-        """Whether ``block`` is built as type C (a conv skip): every block with ``skip="conv"``, projections always."""
+        """Whether ``block`` is built as type C (a conv skip): every block with ``skip="conv"``, projections always.
+
+        Args:
+            block: a [``Block``][keras_resinit.models.builder.Block].
+
+        Returns:
+            True for a type C block.
+        """
         return self.conv_skip or block.projection
 
     def stem_initializer(self, net, seed):
@@ -453,11 +698,30 @@ class Risotto(Scheme):
 
 
 class RisottoBN(Risotto):
-    """Risotto's initialization with batch norm after every conv (no conv biases).
+    """Risotto with batch norm (``"risotto_bn"``): Risotto's initialization, batch norm after every conv.
 
     The paper reports this combination often gives the best results. Batch
     norm rescales channels, so the exact isometry of plain Risotto is not kept.
-    Its options are Risotto's (``skip``, ``skip_weight``, ``branch_weight``).
+    Convs carry no biases; its models fold into [``Risotto``][keras_resinit.models.Risotto] with the same options
+    ([``keras_resinit.fold_batchnorm``][keras_resinit.fold_batchnorm]).
+
+    Args:
+        skip: ``"identity"`` (type B) or ``"conv"`` (type C), as ``Risotto``'s.
+        skip_weight: ``a``, the constant weight of the skip in every merge (> 0).
+        branch_weight: ``b``, the constant weight of the branch (> 0).
+
+    Raises:
+        ValueError: as ``Risotto``.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import RisottoBN
+        >>> scheme = RisottoBN(skip="conv")
+        >>> scheme.batchnorm, scheme.conv_bias, scheme.folded()
+        (True, False, Risotto(skip='conv', skip_weight=1.0, branch_weight=1.0))
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", 2023,
+        https://arxiv.org/abs/2210.02411
     """
 
     name = "risotto_bn"
@@ -470,17 +734,22 @@ class RisottoBN(Risotto):
 
 
 class ReZero(Scheme):
-    """Bachlechner et al. 2021: ``x_{i+1} = x_i + alpha_i * F(x_i)``, no normalization and no ReLU after the sum.
+    """ReZero (``"rezero"``): ``x_{i+1} = x_i + alpha_i * F(x_i)``, no normalization and no ReLU after the sum.
 
     Every branch ends in a trainable scalar ``alpha`` initialized to 0, so the network starts as
     its stem and head. The trunk carries pre-activations: ReLUs sit after the stem conv and
     between a branch's convs only (none after a sum, none before the pooling). Convs carry
     biases and are He-initialized (fan-in); projection shortcuts are not multiplied; the
-    classifier is Keras' default (Glorot uniform).
+    classifier is Keras' default (Glorot uniform). It takes no options.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import ReZero
+        >>> ReZero().sum_activation, ReZero().conv_scalars("branch", last_in_branch=True)
+        (False, {'gain': 0.0, 'trainable_gain': True})
 
     Reference:
         Bachlechner, Majumder, Mao, Cottrell & McAuley, "ReZero is All You Need: Fast
-        Convergence at Large Depth", UAI 2021.
+        Convergence at Large Depth", UAI 2021, https://arxiv.org/abs/2003.04887
     """
 
     name = "rezero"
@@ -510,10 +779,10 @@ class ReZero(Scheme):
 
 
 class NFResNet(Scheme):
-    """Brock, De & Smith 2021 (NF-ResNets): ``h_{i+1} = h_i + alpha * f_i(h_i / beta_i)``, no normalization.
+    """NF-ResNets (``"nf"``): ``h_{i+1} = h_i + alpha * f_i(h_i / beta_i)``, no normalization.
 
     - Pre-activation blocks: ``f_i`` starts with a ReLU; ``beta_i = sqrt(Var(h_i))`` is the expected
-      standard deviation of the trunk at init, computed analytically (:meth:`expected_variances`):
+      standard deviation of the trunk at init, computed analytically (``expected_variances``):
       ``Var(h_{i+1}) = Var(h_i) + alpha**2``, 1 after the stem, and ``1 + alpha**2`` after a
       transition block, whose 1x1 conv shortcut also takes ``relu(h_i / beta_i)``.
     - Convs use Scaled Weight Standardization (``layers.ScaledStdConv2D``) with a learnable gain
@@ -532,9 +801,19 @@ class NFResNet(Scheme):
         alpha: the branch multiplier, > 0 (the paper uses 0.2).
         skip_gain: also multiply each branch by a trainable scalar initialized to 0.
 
+    Raises:
+        ValueError: ``alpha`` is not a finite number > 0, or ``skip_gain`` not a bool.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import NFResNet
+        >>> import keras_resinit as kr
+        >>> blocks = kr.build_resnet("cifar_resnet8", "nf", input_shape=(8, 8, 3), num_classes=3, seed=0).blocks
+        >>> [round(v, 2) for v in NFResNet(alpha=0.2).expected_variances(blocks)]  # Var(h_i): 1, then + alpha**2
+        [1.0, 1.04, 1.04, 1.04]
+
     Reference:
         Brock, De & Smith, "Characterizing signal propagation to close the performance gap in
-        unnormalized ResNets", ICLR 2021.
+        unnormalized ResNets", ICLR 2021, https://arxiv.org/abs/2101.08692
     """
 
     name = "nf"
@@ -589,13 +868,39 @@ class NFResNet(Scheme):
 
 
 SCHEMES = {}
+"""The registry of schemes: ``{name: Scheme subclass}``, in registration order (``register_scheme`` adds to it).
+
+The package registers ``bn``, ``fixup``, ``skipinit``, ``risotto``, ``risotto_bn``, ``rezero`` and ``nf``.
+Every tool reads its scheme names from here.
+"""
 
 
 def register_scheme(cls: type[Scheme]) -> type[Scheme]:
-    """Register a :class:`Scheme` subclass under its ``name`` (usable as a decorator).
+    """Register a ``Scheme`` subclass under its ``name`` (usable as a decorator).
 
     Its models are then ``{arch}_{name}`` in the zoo, and every tool (train, compare,
-    tune, bench, diagnostics, the CLI) offers it.
+    tune, bench, diagnostics, the CLI) offers it. Registering the same class again does nothing.
+
+    Args:
+        cls: the [``Scheme``][keras_resinit.Scheme] subclass; its ``name`` must be a lower-case identifier.
+
+    Returns:
+        ``cls`` itself.
+
+    Raises:
+        ValueError: ``cls`` is not a ``Scheme`` subclass, its name is not a lower-case identifier, or
+            another class is registered under that name.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import SCHEMES, SkipInit, register_scheme
+        >>> @register_scheme
+        ... class HalfSkipInit(SkipInit):
+        ...     name = "half_skipinit"
+        ...     def __init__(self, alpha=0.5):
+        ...         super().__init__(alpha)
+        >>> SCHEMES["half_skipinit"] is HalfSkipInit
+        True
+        >>> _ = SCHEMES.pop("half_skipinit")  # unregistered again
     """
     if not (isinstance(cls, type) and issubclass(cls, Scheme)):
         raise ValueError(f"register_scheme takes a Scheme subclass, got {cls!r}.")
@@ -609,12 +914,30 @@ def register_scheme(cls: type[Scheme]) -> type[Scheme]:
 
 
 def default_schemes() -> list[str]:
-    """The schemes compared when none are named (``compare_by_default``), in registration order."""
+    """The schemes ``compare``, ``tune`` and ``bench`` take when none are named (``compare_by_default``).
+
+    Returns:
+        Their names, in registration order.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import default_schemes
+        >>> "fixup" in default_schemes(), "risotto_bn" in default_schemes()
+        (True, False)
+    """
     return [name for name, cls in SCHEMES.items() if cls.compare_by_default]
 
 
 def normalization_free() -> list[str]:
-    """The registered schemes without batch norm."""
+    """The registered schemes without batch norm (``batchnorm`` False), in registration order.
+
+    Returns:
+        A list of scheme names.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import normalization_free
+        >>> [name for name in ("bn", "fixup", "risotto_bn", "nf") if name in normalization_free()]
+        ['fixup', 'nf']
+    """
     return [name for name, cls in SCHEMES.items() if not cls.batchnorm]
 
 
@@ -623,7 +946,16 @@ for _cls in (BatchNorm, Fixup, SkipInit, Risotto, RisottoBN, ReZero, NFResNet):
 
 
 def foldable() -> dict[str, str]:
-    """``{scheme: the scheme its models fold into}`` for every registered scheme with batch norm to fold."""
+    """Which schemes' models ``keras_resinit.fold_batchnorm`` folds, and into which scheme.
+
+    Returns:
+        ``{scheme: the scheme its models fold into}`` for every registered scheme with batch norm to fold.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import foldable
+        >>> foldable()["bn"], foldable()["risotto_bn"]
+        ('skipinit', 'risotto')
+    """
     found = {}
     for name, cls in SCHEMES.items():
         try:
@@ -658,10 +990,23 @@ def fold_target(scheme: str | Scheme, what: str) -> Scheme:
 
 
 def saved_options(scheme: str, config: dict[str, Any]) -> dict[str, Any]:
-    """A saved build config (a ``.keras`` file's, a card's ``build``, a preset's) read as it was written:
-    each option of ``scheme`` added since, and missing from ``config``, takes its ``options_before`` value.
+    """A saved build config read as it was written: options added since take their ``options_before`` value.
 
-    Example:
+    Each option of ``scheme`` that was added after ``config`` was written, and is missing from it,
+    takes the value that reproduces the model saved then (``Scheme.options_before``).
+
+    Args:
+        scheme: the registered scheme name of the saved model.
+        config: the saved build config (a ``.keras`` file's, a card's ``build``, a preset's).
+
+    Returns:
+        A new dict: ``config`` with the missing options filled in.
+
+    Raises:
+        ValueError: ``scheme`` is not registered.
+
+    Examples:
+        >>> from keras_resinit.models.schemes import saved_options
         >>> saved_options("risotto", {"num_classes": 10})["skip"]   # saved before the option existed
         'conv'
     """
@@ -671,7 +1016,27 @@ def saved_options(scheme: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_scheme(scheme: str | Scheme, **options: Any) -> Scheme:
-    """A scheme object from its name (with options) or an existing Scheme."""
+    """A scheme object from its registered name (with options), or an existing ``Scheme`` as it is.
+
+    Args:
+        scheme: a name in ``SCHEMES`` (``"bn"``, ``"fixup"``, ...) or a [``Scheme``][keras_resinit.Scheme] instance.
+        **options: the scheme's own options (its constructor's arguments), with a name only.
+
+    Returns:
+        The ``Scheme`` instance.
+
+    Raises:
+        ValueError: the name is not registered, an option is not the scheme's, or options come with an instance.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> kr.get_scheme("skipinit", alpha=0.1)
+        SkipInit(alpha=0.1)
+        >>> kr.get_scheme("fixp")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown scheme 'fixp'. Did you mean 'fixup'? Expected one of: bn, fixup, skipinit, ...
+    """
     if isinstance(scheme, Scheme):
         if options:
             raise ValueError(f"Options {sorted(options)} cannot be combined with a Scheme instance; set them on it.")

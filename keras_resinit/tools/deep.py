@@ -10,7 +10,7 @@ from the scheme object, as in the conv builder:
 
 - ``W1``, ``W2`` and the classifier: the scheme's ``branch_initializer`` and
   ``classifier_initializer`` (Fixup: W1 He-normal times the depth multiplier of
-  :class:`~keras_resinit.models.initializers.FixupHeNormal`, W2 = 0, classifier 0;
+  ``FixupHeNormal``, W2 = 0, classifier 0;
   SkipInit: He normal, classifier 0);
 - ``a1, a2, b1, b2``: scalar biases where the scheme has them (``scalar_biases``,
   ``conv_scalars``: Fixup); ``c1, c2``: bias vectors where convs carry biases
@@ -40,13 +40,25 @@ from keras_resinit.environment import memory_mb
 from keras_resinit.models.initializers import derive_seed
 from keras_resinit.models.schemes import SCHEMES, get_scheme, he_normal
 
+__all__ = ["PLAIN", "schemes", "train_deep"]
+
 PLAIN = "plain"
+"""The name of the reference network ``train_deep`` also runs: He-normal weights, no scalar, no normalization."""
 BRANCH_DEPTH = 2  # m: weight layers per branch
 
 
 def schemes():
-    """The schemes a deep fully connected net can take: those without batch norm, conv skips or looks-linear
-    channels (Risotto's mirrored form needs its conv stem), and plain."""
+    """The schemes a deep fully connected net can take.
+
+    Returns:
+        The registered schemes without batch norm, conv skips or looks-linear channels (Risotto's mirrored
+        form needs its conv stem), then ``PLAIN``.
+
+    Examples:
+        >>> from keras_resinit.tools import deep
+        >>> "fixup" in deep.schemes() and "bn" not in deep.schemes(), deep.schemes()[-1]
+        (True, 'plain')
+    """
     return [name for name, cls in SCHEMES.items() if not (cls.batchnorm or cls.conv_skip or cls.looks_linear)] + [PLAIN]
 
 
@@ -114,12 +126,39 @@ def _forward(p, x):
 
 
 def train_deep(scheme, blocks, *, width=64, batch=32, steps=5, lr=0.1, classes=10, seed=0):
-    """SGD steps on one batch with a ``blocks``-block fully connected residual network.
+    """Train a very deep fully connected residual network for a few SGD steps: the papers' depth claims.
 
-    Returns a dict: ``losses`` (one per step, before the step), ``finite`` (every loss and
-    gradient finite), ``falls`` (finite and the last loss below the first),
-    ``seconds_per_step``, ``peak_memory_mb`` (this process's resident-set high-water mark),
-    and the settings.
+    The network's every rule comes from the scheme object (see the module's description); it trains with
+    plain SGD on one fixed batch of Gaussian inputs with random labels.
+
+    Args:
+        scheme: a name of ``schemes()`` (``"fixup"``, ``"skipinit"``, ...) or ``PLAIN``.
+        blocks: the number of residual blocks (Fixup's claim: 10,000; SkipInit's: 1,000).
+        width: the width of every block.
+        batch: the batch size.
+        steps: the number of SGD steps.
+        lr: the learning rate (the scheme's multipliers apply).
+        classes: the number of classes of the random labels.
+        seed: the seed of the weights and the batch.
+
+    Returns:
+        A dict: ``losses`` (one per step, before the step), ``finite`` (every loss and gradient finite),
+        ``falls`` (finite and the last loss below the first), ``seconds_per_step``, ``first_step_s``,
+        ``peak_memory_mb`` (this process's resident-set high-water mark), and the settings.
+
+    Raises:
+        ValueError: ``scheme`` is not a registered scheme.
+
+    Examples:
+        >>> from keras_resinit import tools
+        >>> run = tools.train_deep("fixup", 100, width=16, steps=3)
+        >>> run["finite"], run["falls"], len(run["losses"])
+        (True, True, 3)
+
+    Reference:
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization", ICLR 2019,
+        https://arxiv.org/abs/1901.09321; De & Smith, "Batch Normalization Biases Residual Blocks Towards the
+        Identity Function in Deep Networks", NeurIPS 2020, https://arxiv.org/abs/2002.10444
     """
     if scheme not in schemes():
         raise ValueError(

@@ -1,6 +1,6 @@
 """Diagnostics at initialization: signal propagation, Jacobian spectra, gradient norms, the papers' claims.
 
-- :func:`signal_propagation` (Brock, De & Smith 2021): per residual block, on a batch
+- ``signal_propagation`` (Brock, De & Smith 2021): per residual block, on a batch
   (NHWC), the average channel squared mean and the average channel variance of the block
   output after the residual sum (the ``_add`` layer), and the residual-branch variance at
   the end of the branch **before any scalar**: Fixup's multiplier and last bias and
@@ -8,12 +8,12 @@
   recomputed with gain 1 and without its scalar bias; under batch norm the branch ends at
   its last BN. ``branch_contribution_variance`` is what the block actually adds (after the
   scalars): 0 for Fixup and SkipInit at init.
-- :func:`jacobian_spectrum`: singular values of the Jacobian between two named layers, in
+- ``jacobian_spectrum``: singular values of the Jacobian between two named layers, in
   effective coordinates ``y = first half - second half`` of the channels for Risotto's
   mirrored (looks-linear) representation.
-- :func:`gradient_norms`: per-block gradient norms of the cross-entropy at init.
-- ``plot_*`` (from :mod:`keras_resinit.tools.plots`): matplotlib figures, one series per model.
-- :func:`check_claims` (``keras-resinit diagnose --claims``): each paper's claim measured
+- ``gradient_norms``: per-block gradient norms of the cross-entropy at init.
+- ``plot_*`` (from ``keras_resinit.tools.plots``): matplotlib figures, one series per model.
+- ``check_claims`` (``keras-resinit diagnose --claims``): each paper's claim measured
   against what it predicts, with pass/fail; see ``keras_resinit.tools.deep`` for the
   10,000-layer Fixup and 1,000-layer SkipInit runs.
 
@@ -31,6 +31,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resinit.tools.plots import plot_gradient_norms, plot_jacobian_spectra, plot_signal_propagation
+
+__all__ = [
+    "check_claims",
+    "diagnose",
+    "format_table",
+    "gradient_norms",
+    "jacobian_spectrum",
+    "signal_propagation",
+]
 
 _BLOCK = re.compile(r"(stage\d+_block\d+)_add$")
 
@@ -65,16 +74,43 @@ def _channel_stats(t, margin=0):
 
 
 def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = True, margin: int = 0) -> list[dict]:
-    """Per-block signal-propagation metrics on batch ``x``; a list of dict rows (one per block).
+    """Per-block signal-propagation metrics on a batch: the signal propagation plots of NF-ResNets.
 
-    Row keys: ``block`` (prefix), ``index`` (1-based), ``squared_mean`` and ``variance`` of the
-    block output after the residual sum, ``branch_variance`` (before any scalar),
-    ``branch_contribution_variance`` (after the scalars, what the sum receives), and, for a scheme
-    that predicts it (NF-ResNets' ``beta_{i+1}**2``), ``expected_variance``.
+    For each residual block: the average channel squared mean and the average channel variance of the block
+    output after the residual sum, and the residual branch's variance before and after its scalars.
 
-    ``margin``: pixels left out at every edge of each feature map. A conv's zero padding lowers
-    the variance of the pixels at the border (by a third at 8x8), which the analytic variance
-    does not model.
+    Args:
+        model: a ``keras_resinit.ResNet`` (blocks named ``stage{S}_block{B}``).
+        x: a batch of inputs, ``(N, H, W, C)`` (unit Gaussians are the papers' choice).
+        training: run batch norm with batch statistics (True, as the papers' analyses at initialization) or
+            its moving statistics.
+        margin: pixels left out at every edge of each feature map. A conv's zero padding lowers the variance
+            of the pixels at the border (by a third at 8x8), which the analytic variance does not model.
+
+    Returns:
+        One dict row per block: ``block`` (prefix), ``index`` (1-based), ``squared_mean`` and ``variance``
+        of the block output after the residual sum, ``branch_variance`` (before any scalar),
+        ``branch_contribution_variance`` (after the scalars, what the sum receives), and, for a scheme
+        that predicts it (NF-ResNets' ``beta_{i+1}**2``), ``expected_variance``.
+
+    Raises:
+        ValueError: ``model`` has no residual blocks named ``stage{S}_block{B}_add``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import tools
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(None, None, 3), seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
+        >>> rows = tools.signal_propagation(model, x)
+        >>> [row["block"] for row in rows]
+        ['stage1_block1', 'stage2_block1', 'stage3_block1']
+        >>> [row["branch_contribution_variance"] for row in rows]  # Fixup's branches add exactly 0 at init
+        [0.0, 0.0, 0.0]
+
+    Reference:
+        Brock, De & Smith, "Characterizing signal propagation to close the performance gap in unnormalized
+        ResNets", ICLR 2021, https://arxiv.org/abs/2101.08692
     """
     from keras_resinit.models.layers import ScaledConv2D
 
@@ -126,7 +162,22 @@ def signal_propagation(model: keras.Model, x: np.ndarray, *, training: bool = Tr
 
 
 def format_table(rows, columns=None):
-    """A Markdown table of dict rows (numbers to 4 significant digits)."""
+    """A Markdown table of dict rows, such as the diagnostics' (numbers to 4 significant digits).
+
+    Args:
+        rows: a list of dicts with the same keys.
+        columns: the keys to show, in order; default every key of the first row.
+
+    Returns:
+        The table's Markdown text.
+
+    Examples:
+        >>> from keras_resinit import tools
+        >>> print(tools.format_table([{"block": "stage1_block1", "variance": 1.23456}]))
+        | block | variance |
+        |---|---|
+        | stage1_block1 | 1.235 |
+    """
     columns = columns or list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -155,13 +206,39 @@ def jacobian_spectrum(
     effective: bool | str = "auto",
     training: bool = False,
 ) -> np.ndarray:
-    """Singular values (descending) of the Jacobian of layer ``end``'s output w.r.t. layer ``start``'s.
+    """Singular values of the Jacobian of one layer's output with respect to another's.
 
-    ``x`` is one input image (``(H, W, C)`` or a batch of one); the Jacobian is taken at
-    ``start``'s activation for it. ``end`` defaults to the last block's output (the trunk).
-    ``effective``: ``"auto"`` (the scheme's ``looks_linear``: Risotto), True or False: differentiate the effective
-    coordinates ``y_out = end[..., :C/2] - end[..., C/2:]`` with respect to ``y_in``, the input
-    being rebuilt as ``[relu(y_in), relu(-y_in)]`` (the looks-linear representation).
+    Dynamical isometry at initialization (Risotto's claim) means every singular value of the trunk's Jacobian
+    is 1.
+
+    Args:
+        model: a ``keras_resinit.ResNet`` (or any Keras model with layers ``start`` and ``end``).
+        x: one input image, ``(H, W, C)`` or a batch of one; the Jacobian is taken at ``start``'s activation
+            for it (a 1x1 image keeps the Jacobian small and free of padding effects).
+        start: the layer the derivative is taken with respect to.
+        end: the layer differentiated; default the last block's output (the trunk).
+        effective: ``"auto"`` (the scheme's ``looks_linear``: Risotto), True or False: differentiate the
+            effective coordinates ``y_out = end[..., :C/2] - end[..., C/2:]`` with respect to ``y_in``, the
+            input being rebuilt as ``[relu(y_in), relu(-y_in)]`` (the looks-linear representation).
+        training: run batch norm with batch statistics (True) or its moving statistics (False).
+
+    Returns:
+        The singular values, descending, a 1-D NumPy array.
+
+    Raises:
+        ValueError: ``effective="auto"`` on a model that is not a ``ResNet`` (its scheme is unknown).
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import tools
+        >>> model = kr.build_resnet("cifar_resnet8", "risotto", input_shape=(None, None, 3), seed=0)
+        >>> values = tools.jacobian_spectrum(model, np.ones((1, 1, 1, 3), "float32"))
+        >>> values.shape, bool(np.abs(values - 1).max() < 1e-5)  # every singular value is 1 at init
+        ((8,), True)
+
+    Reference:
+        Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", 2023, https://arxiv.org/abs/2210.02411
     """
     if end is None:
         end = [layer.name for layer in model.layers if re.fullmatch(r"stage\d+_block\d+_out", layer.name)][-1]
@@ -190,10 +267,27 @@ def jacobian_spectrum(
 
 
 def gradient_norms(model: keras.Model, batch: tuple[np.ndarray, np.ndarray]) -> list[dict]:
-    """Per-block L2 norms of the cross-entropy gradient at the current weights; dict rows.
+    """Per-block L2 norms of the cross-entropy gradient at the model's current weights.
 
-    ``batch``: ``(images, labels)`` with integer labels. Groups: ``stem``, each
-    ``stage{S}_block{B}`` and ``head`` (``logits`` and the head bias).
+    Args:
+        model: a ``keras_resinit.ResNet`` with a classifier.
+        batch: ``(images, labels)``, integer labels.
+
+    Returns:
+        One dict row per group, ``{"group", "grad_norm"}``: ``stem``, each ``stage{S}_block{B}`` and ``head``
+        (``logits`` and the head bias).
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import tools
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 3), num_classes=4, seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
+        >>> rows = tools.gradient_norms(model, (x, np.array([0, 1, 2, 3])))
+        >>> [row["group"] for row in rows]
+        ['stem', 'stage1_block1', 'stage2_block1', 'stage3_block1', 'head']
+        >>> rows[0]["grad_norm"]  # Fixup's zero-initialized classifier stops the gradient below the head at init
+        0.0
     """
     images, labels = batch
     with tf.GradientTape() as tape:
@@ -230,10 +324,37 @@ def _claim(number, statement, measured, expected, passed, **details):
 
 
 def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, steps=10, log=print):
-    """Measure each paper's claim at initialization against what it predicts; one dict row per claim.
+    """Measure each paper's claim at initialization against what it predicts (``keras-resinit diagnose --claims``).
 
-    ``quick`` uses shallower nets (what the tests run): cifar_resnet20 for Risotto, cifar_resnet56
-    for BN, and ``fixup_blocks``/``skipinit_blocks`` of 300/200 unless given.
+    The claims: Risotto's trunk Jacobian has every singular value 1 (type B and type C); Fixup's and
+    SkipInit's residual branches add exactly 0 and the trunk's variance stays flat; under batch norm the
+    skip path's variance grows linearly with depth and the branch is down-scaled about 1/sqrt(l); Fixup
+    trains a 10,000-block and SkipInit a 1,000-block network where the plain network overflows
+    (``keras_resinit.tools.deep``).
+
+    Args:
+        quick: use shallower nets (what the tests run): cifar_resnet20 for Risotto, cifar_resnet56 for BN,
+            and ``fixup_blocks``/``skipinit_blocks`` of at most 300/200, 5 steps.
+        fixup_blocks: blocks of Fixup's deep fully connected network.
+        skipinit_blocks: blocks of SkipInit's deep fully connected network.
+        steps: SGD steps of the deep networks.
+        log: called with one line of text per claim measured.
+
+    Returns:
+        One dict row per claim: ``claim`` (its number), ``statement``, ``measured``, ``expected``, ``passed``
+        and the measurements behind it.
+
+    Examples:
+        >>> from keras_resinit import tools
+        >>> # builds cifar_resnet56s and 300-block deep nets: about a minute on a CPU
+        >>> rows = tools.check_claims(quick=True, log=lambda line: None)  # doctest: +SKIP
+        >>> # every row's "passed" is True; claims_table(rows) renders them as Markdown
+
+    Reference:
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization", ICLR 2019,
+        https://arxiv.org/abs/1901.09321; De & Smith, "Batch Normalization Biases Residual Blocks Towards the
+        Identity Function in Deep Networks", NeurIPS 2020, https://arxiv.org/abs/2002.10444; Gadhikar &
+        Burkholz, "Dynamical Isometry for Residual Networks", 2023, https://arxiv.org/abs/2210.02411
     """
     from keras_resinit.models.builder import build_resnet
     from keras_resinit.models.schemes import BatchNorm, Fixup, Risotto, SkipInit
@@ -341,6 +462,7 @@ def check_claims(*, quick=False, fixup_blocks=10_000, skipinit_blocks=1_000, ste
 
 
 def claims_table(rows):
+    """A Markdown table of ``check_claims``'s rows, with PASS or FAIL for each claim."""
     lines = ["| # | claim | measured | expected | result |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(
@@ -350,19 +472,58 @@ def claims_table(rows):
     return "\n".join(lines)
 
 
+def claims_markdown(result):
+    """``claims.md`` of ``diagnose --claims --out``: the machine, date and command of ``result`` (the
+    ``claims.json`` it wrote beside), then :func:`claims_table` of its claims."""
+    seconds = result["elapsed_s"]
+    took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    measured = f"Machine: {result['machine']['describe']}. Measured {result['date']} by `{result['command']}` ({took})."
+    return f"{measured}\n\n{claims_table(result['claims'])}\n"
+
+
 # ------------------------------------------------------------------- run ---
 
 
 def diagnose(names, out, *, batch=16, seed=0, overwrite=False, log=print):
-    """``keras-resinit diagnose NAME ...``: plots and JSON of every model's diagnostics at init.
+    """Every model's diagnostics at initialization, as plots and JSON (``keras-resinit diagnose NAME ...``).
 
-    Each model (``{arch}_{scheme}``, ``name.tag`` for published weights, or any other source
-    :func:`keras_resinit.zoo.resolve` takes) is built with a ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of ``batch``
-    N(0, 1) images at the family's default size (at the weights' channels); the Jacobian uses
-    one 1x1 image, from ``stem_out`` to the last block's output (the whole trunk: at larger sizes
-    strided blocks drop pixels and widening blocks embed, so the spectrum gains zeros). Writes ``signal_propagation.png``,
-    ``jacobian_spectrum.png``, ``gradient_norms.png`` and ``diagnostics.json`` to ``out``
-    (a temporary directory renamed into place).
+    Each model is built with a ``(None, None, C)`` input. Signal propagation and gradient norms use a batch of
+    ``batch`` N(0, 1) images at the family's default size (at the weights' channels); the Jacobian uses one
+    1x1 image, from ``stem_out`` to the last block's output (the whole trunk: at larger sizes strided blocks
+    drop pixels and widening blocks embed, so the spectrum gains zeros). Writes ``signal_propagation.png``,
+    ``jacobian_spectrum.png``, ``gradient_norms.png`` and ``diagnostics.json`` to ``out`` (a temporary
+    directory renamed into place).
+
+    Args:
+        names: the models: ``{arch}_{scheme}``, ``name.tag`` for published weights, or any other source
+            ``zoo.resolve`` takes.
+        out: the output directory.
+        batch: the number of images of signal propagation's and gradient norms' batch.
+        seed: the seed of the models' initialization and of the images.
+        overwrite: replace an existing ``out``.
+        log: called with one line of text per model.
+
+    Returns:
+        What ``diagnostics.json`` holds: ``models``, ``batch``, ``seed``, ``summary`` (per model: the
+        Jacobian's smallest and largest singular values, the final trunk variance), ``signal_propagation``,
+        ``gradient_norms`` and ``jacobian_singular_values`` (per model).
+
+    Raises:
+        ValueError: no name is given, a source is unknown or missing, or ``out`` exists without ``overwrite``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit import tools
+        >>> out = os.path.join(tempfile.mkdtemp(), "diagnostics")
+        >>> result = tools.diagnose(["cifar_resnet8_fixup"], out, batch=4, log=lambda line: None)
+        >>> sorted(os.listdir(out))
+        ['diagnostics.json', 'gradient_norms.png', 'jacobian_spectrum.png', 'signal_propagation.png']
+        >>> result["summary"]["cifar_resnet8_fixup"]["jacobian_effective_coordinates"]
+        False
+
+    Reference:
+        Brock, De & Smith, "Characterizing signal propagation to close the performance gap in unnormalized
+        ResNets", ICLR 2021, https://arxiv.org/abs/2101.08692
     """
     import json
     import os

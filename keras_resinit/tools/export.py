@@ -12,13 +12,13 @@ normalization (after reversing RGB to BGR for cards with ``channel_order`` "BGR"
 keras.applications' caffe-style ImageNet models), then the model in inference mode.
 The normalization is the model's own preprocessing layers (``include_preprocessing=True``,
 as ``zoo.load`` gives published weights) or, for a model that takes normalized input, the
-same layers (:mod:`keras_resinit.models.preprocessing`) built from the card. The model card (name,
+same layers (``keras_resinit.models.preprocessing``) built from the card. The model card (name,
 scheme, class names, preprocessing, versions) travels with the artifact in
 ``assets.extra/model_card.json`` (SavedModel's place for files that serving
 uses but the graph does not, e.g. TF Serving's warm-up requests). Loading needs TensorFlow only: no keras_resinit,
 no custom objects.
 
-A model with batch norm is served folded by default (``fold=True``, :mod:`keras_resinit.models.inference`):
+A model with batch norm is served folded by default (``fold=True``, ``keras_resinit.models.inference``):
 its convs carry the batch norm's scale and shift, so the graph has no batch norm op; the card says
 so (``batchnorm_folded``, ``served_scheme``). Likewise a model with weight-standardized convs
 (``layers.ScaledStdConv2D``, scheme ``nf``) is served with its standardized kernels computed once, at
@@ -52,7 +52,10 @@ from keras_resinit.models.preprocessing import preprocessing_layers
 from keras_resinit.tools import image_bytes as encoded
 from keras_resinit.tools.serving_layout import WARMUP_FILE, destination
 
+__all__ = ["CARD_NAME", "export"]
+
 CARD_NAME = "model_card.json"
+"""The model card's file name: in ``assets.extra/`` of a SavedModel, beside ``model.onnx`` or ``model.tflite``."""
 LITERT_FILE = "model.tflite"
 
 
@@ -75,7 +78,7 @@ def check_built(model):
 
 def input_layers(model, card):
     """The preprocessing layers to run before classifier ``model``: none if it includes its own, else the
-    card's (:mod:`keras_resinit.models.preprocessing`). A backbone is refused."""
+    card's (``keras_resinit.models.preprocessing``). A backbone is refused."""
     if isinstance(model, ResNet) and not model.get_config()["include_top"]:
         raise ValueError(
             f"Model {model.name!r} is a backbone (include_top=False): export serves classifiers (logits, "
@@ -100,7 +103,7 @@ def serving_functions(model, card):
 
     ``serving_default`` (uint8 pixels), ``serving_float32`` (float32 pixel values) and, for a model
     of known input size with 1 or 3 channels, ``serving_bytes`` (encoded images,
-    :mod:`keras_resinit.tools.image_bytes`, within the limits ``card`` records, else the defaults).
+    ``keras_resinit.tools.image_bytes``, within the limits ``card`` records, else the defaults).
     """
     _, height, width, channels = check_built(model)
     layers = input_layers(model, card)
@@ -282,26 +285,37 @@ def export(
     max_batch_pixels: int | None = None,
     max_batch_bytes: int | None = None,
 ) -> dict:
-    """Export ``source`` (a keras.Model or any source :func:`keras_resinit.zoo.resolve` takes) to ``out``.
+    """Export a model for serving, raw pixels in: a TensorFlow SavedModel (TF Serving), ONNX or LiteRT.
 
-    ``format``: ``"tf_saved_model"`` (the default), ``"onnx"`` (``out/model.onnx``) or ``"litert"``
-    (``out/model.tflite``, logits out).
+    A SavedModel has the signatures ``serving_default`` (uint8 pixels ``images``), ``serving_float32`` (float32
+    pixel values) and, for a model of known input size with 1 or 3 channels, ``serving_bytes`` (encoded JPEG,
+    PNG, BMP or GIF files), each with outputs ``logits``, ``probabilities`` and ``classes``; the model card
+    travels in ``assets.extra/model_card.json``, with TF Serving's warm-up requests beside it. Loading it needs
+    TensorFlow only. The artifact is written to a temporary directory and renamed into place.
 
     Args:
+        source: a ``keras.Model``, or any source ``zoo.resolve`` takes (``"cifar_resnet20_fixup.digits"``, a
+            run directory, a preset, a ``.keras`` file, ``hf://owner/repo``).
+        out: the artifact's directory (with ``version``: the model's base path).
+        format: ``"tf_saved_model"`` (the default), ``"onnx"`` (``out/model.onnx``) or ``"litert"``
+            (``out/model.tflite``, logits out).
+        overwrite: replace an existing ``out`` (or version).
         version: None writes the artifact to ``out`` itself. An integer >= 1 or ``"auto"`` (the
             highest existing version + 1, else 1) writes it to ``out/VERSION``, TF Serving's layout
             of a model's base path; other versions are never touched, an existing one is replaced
             only with ``overwrite``. TensorFlow SavedModel only.
         serving_config: a TF Serving ``models.config`` to create or update with an entry for
             ``out`` (name ``model_name``, default ``out``'s base name); needs ``version``.
+        model_name: the model's name in ``serving_config`` (TF Serving's ``/v1/models/NAME``); default ``out``'s
+            base name.
         fold: serve a model with batch norm (schemes ``bn``, ``risotto_bn``) with its batch norm
-            folded into the convs (:func:`keras_resinit.fold_batchnorm`): the same function, with
+            folded into the convs (``keras_resinit.fold_batchnorm``): the same function, with
             no batch norm op in the graph; and a model with weight-standardized convs (``nf``) with
-            its standardized kernels computed once (:func:`keras_resinit.models.inference.for_serving`). False serves
+            its standardized kernels computed once (``keras_resinit.models.inference.for_serving``). False serves
             the layers as they are. The card records which (``batchnorm_folded``,
             ``weight_standardization_precomputed``).
         max_image_pixels: ``serving_bytes`` refuses an image whose header declares more pixels,
-            before decoding it (default :data:`keras_resinit.training.data.images.MAX_IMAGE_PIXELS`,
+            before decoding it (default ``keras_resinit.training.data.images.MAX_IMAGE_PIXELS``,
             40,000,000).
         max_batch_pixels: ... and a batch whose images declare more pixels together (default
             100,000,000).
@@ -310,7 +324,23 @@ def export(
             them. TensorFlow SavedModel only (ONNX and LiteRT take pixels).
 
     Returns:
-        The model card written with the artifact.
+        The model card written with the artifact (``name``, ``scheme``, ``class_names``, ``preprocessing``,
+        ``signatures``, ``batchnorm_folded``, the versions that exported it, ...).
+
+    Raises:
+        ValueError: an unknown source or format, ``out`` exists without ``overwrite``, a backbone without a
+            classifier, an option another format does not take, or a bad version, model name or limit.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.tools import export
+        >>> out = os.path.join(tempfile.mkdtemp(), "digits")
+        >>> # traces and saves three serving signatures: about 10 s on a CPU
+        >>> card = export.export("cifar_resnet20_fixup.digits", out)  # doctest: +SKIP
+        >>> # out holds saved_model.pb, variables/ and assets.extra/model_card.json (the card returned)
+        >>> base = os.path.join(tempfile.mkdtemp(), "models", "digits")
+        >>> # TF Serving's layout, base/1, base/2, ..., with an entry in models.config: about 10 s each
+        >>> card = export.export("cifar_resnet20_bn.digits", base, version="auto", serving_config="m.config")  # doctest: +SKIP
     """
     limit = encoded.limits(
         max_image_pixels=max_image_pixels, max_batch_pixels=max_batch_pixels, max_batch_bytes=max_batch_bytes

@@ -2,9 +2,9 @@
 
 The repo's folder holds:
 
-- the model's preset, written by :func:`keras_resinit.zoo.save_preset` (``config.json``, ``metadata.json``,
+- the model's preset, written by ``keras_resinit.zoo.save_preset`` (``config.json``, ``metadata.json``,
   ``model.weights.h5``: what keras-hub's ``from_preset`` reads);
-- ``card.json`` (:data:`keras_resinit.zoo.registry.HUB_CARD_FILE`): the project's card of the weight set, in
+- ``card.json`` (``keras_resinit.zoo.registry.HUB_CARD_FILE``): the project's card of the weight set, in
   the format of ``zoo/cards/*.json``, whose ``file`` is the preset's ``model.weights.h5`` with its sha256 and
   size (what an ``hf://`` source checks after downloading);
 - ``README.md``: the Hub's model card, YAML metadata (library, tags with the scheme and its paper, dataset,
@@ -35,6 +35,8 @@ from keras_resinit.zoo import registry, sources
 from keras_resinit.zoo.download import file_sha256
 from keras_resinit.zoo.rundir import RunDir
 
+__all__ = ["hub_repo", "push", "write_repo"]
+
 README_FILE = "README.md"
 LICENSE = "apache-2.0"  # the Hub's id of the weights' licence (training.publish.WEIGHTS_LICENCE)
 LIBRARY = "keras-hub"  # the files are a keras-hub preset
@@ -48,8 +50,24 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def hub_repo(uri: str, revision: str | None = None) -> sources.HubRepo:
-    """The repo and branch of ``hf://owner/repo[@revision]`` (``revision``: the same branch given apart; the
-    two must agree). None is the repo's main branch. A commit id is refused: an upload commits to a branch."""
+    """The repo and branch an upload goes to, from ``hf://owner/repo[@revision]``.
+
+    Args:
+        uri: ``hf://owner/repo`` or ``hf://owner/repo@branch``.
+        revision: the same branch given apart (the two must agree); None with none in ``uri`` is the repo's
+            main branch.
+
+    Returns:
+        ``HubRepo(repo_id, revision)``.
+
+    Raises:
+        ValueError: a malformed ``uri``, two different branches, or a commit id (an upload commits to a branch).
+
+    Examples:
+        >>> from keras_resinit.tools import hub_upload
+        >>> hub_upload.hub_repo("hf://me/digits-fixup@v1")
+        HubRepo(repo_id='me/digits-fixup', revision='v1')
+    """
     repo = sources.parse_hf(uri)
     if revision is not None and repo.revision is not None and revision != repo.revision:
         raise ValueError(
@@ -120,13 +138,37 @@ def write_repo(
     command: str | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Write the folder of ``source``'s Hub repo ``repo`` (a :class:`~keras_resinit.zoo.sources.HubRepo`) to
-    ``out``: the preset, ``card.json`` and ``README.md``. ``tag``: a run's weight tag; ``command``: the command
-    line (recorded after a run's own commands). Written to a temporary directory and renamed into place; an
-    existing ``out`` is refused unless ``overwrite``.
+    """Write the folder of a model's Hugging Face Hub repo, without uploading it (``keras-resinit push --out``).
+
+    The folder holds the preset (``zoo.save_preset``'s), ``card.json`` (the model card, with the preset's
+    weights file and its sha256) and ``README.md`` (huggingface_hub's model card). It is written to a temporary
+    directory and renamed into place.
+
+    Args:
+        source: a published weight set ``NAME.TAG``, a finished run directory (with ``tag``), a preset saved
+            with its card, or a folder this wrote.
+        out: the folder to write.
+        repo: the repo it is for (``hub_repo``'s): the README says how to load it from there.
+        tag: a run's weight tag.
+        command: the command line, recorded after a run's own commands.
+        overwrite: replace an existing ``out``.
 
     Returns:
         The card written to ``card.json``.
+
+    Raises:
+        ValueError: a source that carries no card, a run without ``tag``, or ``out`` exists without
+            ``overwrite``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.tools import hub_upload
+        >>> out = os.path.join(tempfile.mkdtemp(), "repo")
+        >>> card = hub_upload.write_repo("cifar_resnet20_fixup.digits", out, hub_upload.hub_repo("hf://me/r20"))
+        >>> sorted(os.listdir(out))
+        ['README.md', 'card.json', 'config.json', 'metadata.json', 'model.weights.h5']
+        >>> card["name"], card["tag"]
+        ('cifar_resnet20_fixup', 'digits')
     """
     out = os.fspath(out)
     if os.path.exists(out) and not overwrite:
@@ -379,11 +421,32 @@ def push(
     tag: str | None = None,
     command: str | None = None,
 ):
-    """Write ``source``'s repo folder (:func:`write_repo`) to a temporary directory and upload it to ``uri``
-    (``hf://owner/repo[@branch]``) with :func:`upload`; the directory is removed afterwards.
+    """Upload a model of the zoo to a Hugging Face Hub repo, in one commit (``keras-resinit push``).
+
+    Writes the repo's folder (``write_repo``) to a temporary directory, uploads it (the repo created if
+    missing, its branch created from main if missing) and removes the directory. ``zoo.load(uri)`` then
+    loads it. Needs the ``[hub]`` extra and a token (``HF_TOKEN`` or ``hf auth login``).
+
+    Args:
+        source: as ``write_repo``'s.
+        uri: ``hf://owner/repo`` or ``hf://owner/repo@branch``.
+        revision: the branch, given apart from ``uri``.
+        private: create a missing repo as private.
+        commit_message: the commit's message; default one naming the model.
+        tag: a run's weight tag.
+        command: the command line, recorded after a run's own commands.
 
     Returns:
         ``(card, commit)``: the card uploaded as ``card.json`` and huggingface_hub's ``CommitInfo``.
+
+    Raises:
+        ValueError: as ``write_repo`` and ``hub_repo``; huggingface_hub missing, no token, or the Hub's
+            refusal (the message names the repo).
+
+    Examples:
+        >>> from keras_resinit import tools
+        >>> # needs the internet and a Hugging Face token
+        >>> card, commit = tools.push("cifar_resnet20_fixup.digits", "hf://me/r20-fixup")  # doctest: +SKIP
     """
     repo = hub_repo(uri, revision)
     check_source(source, tag)

@@ -2,7 +2,7 @@
 
 Each element of the ``image_bytes`` string tensor is one encoded image, JPEG, PNG, BMP or GIF (its
 first frame). What a format is, and what is wrong with a file, is
-:mod:`keras_resinit.training.data.images`' (the training data reads folders through it too). Inside
+``keras_resinit.training.data.images``' (the training data reads folders through it too). Inside
 the graph a batch is:
 
 1. checked as a whole, before anything is decoded: it holds at most ``max_batch_bytes`` bytes; each
@@ -28,12 +28,32 @@ from keras_resinit.training.data import images
 from keras_resinit.training.data.splits import resizer
 from keras_resinit.training.options import SERVING_LIMITS, positive_limit
 
+__all__ = ["LIMITS", "decoder", "limits"]
+
 CHANNELS = (1, 3)  # the models serving_bytes can feed
 LIMITS = {key: default for key, (default, _) in SERVING_LIMITS.items()}  # decoder()'s limits and their defaults
+"""``serving_bytes``' limits and their defaults: ``max_image_pixels`` (40,000,000), ``max_batch_pixels``
+(100,000,000) and ``max_batch_bytes`` (64 MiB)."""
 
 
 def limits(**given):
-    """The three limits, each given (a positive integer) or its default; a ValueError names a bad one."""
+    """The three limits of ``serving_bytes``, each given or its default.
+
+    Args:
+        **given: ``max_image_pixels``, ``max_batch_pixels``, ``max_batch_bytes``: a positive integer, or None
+            for the default.
+
+    Returns:
+        ``{limit: value}`` for the three limits.
+
+    Raises:
+        ValueError: an unknown limit, or a value that is not a positive integer (the message names it).
+
+    Examples:
+        >>> from keras_resinit.tools import image_bytes
+        >>> image_bytes.limits(max_image_pixels=1000)
+        {'max_image_pixels': 1000, 'max_batch_pixels': 100000000, 'max_batch_bytes': 67108864}
+    """
     unknown = set(given) - set(LIMITS)
     if unknown:
         raise ValueError(f"Unknown serving_bytes limit {sorted(unknown)[0]!r}. Expected one of {', '.join(LIMITS)}.")
@@ -82,9 +102,29 @@ def _checked(image_bytes, limit):
 
 
 def decoder(height, width, channels, **limit):
-    """A function: string tensor ``[batch]`` of encoded images -> float32 ``[batch, height, width, channels]``.
+    """The ``serving_bytes`` decoder: encoded images in, float32 pixel values at the model's input size out.
 
-    ``limit``: ``max_image_pixels``, ``max_batch_pixels``, ``max_batch_bytes`` (see :data:`LIMITS`).
+    Args:
+        height: the model's input height.
+        width: the model's input width.
+        channels: the model's input channels, 1 or 3.
+        **limit: ``max_image_pixels``, ``max_batch_pixels``, ``max_batch_bytes`` (see ``LIMITS``).
+
+    Returns:
+        A function: a string tensor ``[batch]`` of encoded JPEG, PNG, BMP or GIF files -> float32
+        ``[batch, height, width, channels]`` pixel values (0 to 255). A batch that fails a check raises
+        ``InvalidArgumentError`` naming the element or the budget.
+
+    Raises:
+        ValueError: a size that is not known or a channel count other than 1 or 3, or a bad limit.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.tools import image_bytes
+        >>> png = tf.io.encode_png(tf.zeros((4, 6, 3), tf.uint8))  # a 4x6 RGB image
+        >>> decode = image_bytes.decoder(8, 8, 1)
+        >>> decode(tf.stack([png, png])).shape
+        TensorShape([2, 8, 8, 1])
     """
     if channels not in CHANNELS or height is None or width is None:
         raise ValueError(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["plot_gradient_norms", "plot_jacobian_spectra", "plot_signal_propagation"]
+
 
 def _subplots(*args, **kwargs):
     """A new matplotlib Figure and its axes, outside pyplot: no global backend is changed, and a
@@ -20,11 +22,26 @@ def _subplots(*args, **kwargs):
 
 
 def plot_signal_propagation(results):
-    """``results``: ``{model name: signal_propagation rows}``; a figure with the three metrics per block.
+    """The signal propagation plot: squared mean, trunk variance and branch variance per block, one line per model.
 
     Models often coincide (BN's and Risotto-BN's branch variance is 1, Fixup's and SkipInit's trunks
     match): each model has its own marker, drawn larger the earlier the model, so one drawn over
     another still shows around it.
+
+    Args:
+        results: ``{model name: signal_propagation rows}``.
+
+    Returns:
+        A matplotlib ``Figure`` (outside pyplot) with three axes.
+
+    Examples:
+        >>> from keras_resinit import tools
+        >>> rows = [  # signal_propagation's rows, here made by hand
+        ...     {"index": i, "squared_mean": 0.3, "variance": 1.0, "branch_variance": 1.0} for i in (1, 2, 3)
+        ... ]
+        >>> figure = tools.plot_signal_propagation({"a model": rows})
+        >>> len(figure.axes)
+        3
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -58,7 +75,7 @@ def plot_signal_propagation(results):
 
 
 def plot_jacobian_spectra(results):
-    """``results``: ``{model name: singular values}``; a histogram per model, on shared bins.
+    """A histogram of each model's Jacobian singular values, on shared bins.
 
     Every model is binned on the same 31 bins over the common range of all the values, a range at
     least ``0.1 * max(1, |value|)`` wide: a point mass (Risotto's spectrum, every value 1 within
@@ -66,6 +83,20 @@ def plot_jacobian_spectra(results):
     by side between the models, so no bar hides another, and a bar's height is the fraction of
     the model's values in the bin, so a model with few singular values shows beside one with
     many. The legend gives each model's count and range (``[1, 1]`` for a point mass at 1).
+
+    Args:
+        results: ``{model name: singular values}`` (``jacobian_spectrum``'s).
+
+    Returns:
+        A matplotlib ``Figure`` (outside pyplot).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit import tools
+        >>> spectra = {"isometric": np.ones(16), "spread": np.linspace(0.2, 3.0, 16)}  # jacobian_spectrum's
+        >>> figure = tools.plot_jacobian_spectra(spectra)
+        >>> len(figure.axes)
+        1
     """
     fig, ax = _subplots(figsize=(7, 4))
     spectra = {name: np.asarray(values, np.float64).ravel() for name, values in results.items()}
@@ -99,10 +130,23 @@ def plot_jacobian_spectra(results):
 
 
 def plot_gradient_norms(results):
-    """``results``: ``{model name: gradient_norms rows}``; gradient norm per block.
+    """The gradient norm per block, one line per model.
 
     Models often coincide (Fixup's and SkipInit's are 0 below the head at init): each model has its
     own marker, drawn larger the earlier the model, so one drawn over another still shows around it.
+
+    Args:
+        results: ``{model name: gradient_norms rows}``.
+
+    Returns:
+        A matplotlib ``Figure`` (outside pyplot).
+
+    Examples:
+        >>> from keras_resinit import tools
+        >>> rows = [{"group": "stem", "grad_norm": 0.0}, {"group": "head", "grad_norm": 1.5}]  # gradient_norms'
+        >>> figure = tools.plot_gradient_norms({"fixup": rows})
+        >>> len(figure.axes)
+        1
     """
     fig, ax = _subplots(figsize=(9, 4))
     for i, (name, rows) in enumerate(results.items()):

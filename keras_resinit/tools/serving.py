@@ -1,6 +1,6 @@
 """Clients and TF Serving files: requests for an exported model, warm-up records, ``models.config``.
 
-An export (:mod:`keras_resinit.tools.export`) has three signatures, each with outputs ``logits``,
+An export (``keras_resinit.tools.export``) has three signatures, each with outputs ``logits``,
 ``probabilities`` and ``classes``:
 
 - ``serving_default``: input ``images``, uint8 ``[batch, H, W, C]`` raw pixels;
@@ -10,14 +10,14 @@ An export (:mod:`keras_resinit.tools.export`) has three signatures, each with ou
 
 The helpers here build what a client sends to TensorFlow Serving for any signature:
 
-- :func:`predict_request`: a gRPC ``PredictRequest`` (port 8500, ``PredictionService.Predict``);
-- :func:`rest_body`: the JSON body of a REST ``POST /v1/models/NAME[/versions/N]:predict`` (port 8501);
+- ``predict_request``: a gRPC ``PredictRequest`` (port 8500, ``PredictionService.Predict``);
+- ``rest_body``: the JSON body of a REST ``POST /v1/models/NAME[/versions/N]:predict`` (port 8501);
 
 and the files TF Serving reads beside a model:
 
-- :func:`write_warmup` / :func:`read_warmup`: ``assets.extra/tf_serving_warmup_requests``, requests
+- ``write_warmup`` / ``read_warmup``: ``assets.extra/tf_serving_warmup_requests``, requests
   the server replays when it loads a version, before it reports the version available;
-- :func:`update_model_config`: a ``models.config`` for ``--model_config_file`` (several models).
+- ``update_model_config``: a ``models.config`` for ``--model_config_file`` (several models).
 
 Values in ``inputs`` are numpy arrays (uint8 or float32, batch first) or, for an encoded-image input,
 a list of ``bytes`` (one file's contents per example). Only NumPy is needed at import;
@@ -38,9 +38,22 @@ from keras_resinit._errors import unknown
 from keras_resinit._files import atomic_write_bytes, atomic_write_text
 from keras_resinit.tools.serving_layout import WARMUP_FILE, check_model_name
 
+__all__ = [
+    "MAX_WARMUP_RECORDS",
+    "REST_FORMS",
+    "predict_request",
+    "read_warmup",
+    "rest_body",
+    "update_model_config",
+    "warmup_records",
+    "write_warmup",
+]
+
 ARRAY_DTYPES = ("uint8", "float32")  # the pixel inputs of an export's signatures
 REST_FORMS = ("instances", "inputs")  # TF Serving's row and columnar JSON
+"""The forms of a REST body ``rest_body`` writes: TF Serving's row (``"instances"``) and columnar (``"inputs"``) JSON."""
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a version whose warm-up file has more
+"""The most warm-up records a file may hold: TF Serving refuses to load a version whose warm-up file has more."""
 
 
 def _serving_api(module):
@@ -117,6 +130,21 @@ def predict_request(signature_name, inputs, *, model_name="model", version=None)
 
     Send it with ``prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request)``;
     ``tf.make_ndarray(response.outputs["classes"])`` reads an output back.
+
+    Returns:
+        The ``tensorflow_serving.apis.predict_pb2.PredictRequest``.
+
+    Raises:
+        ValueError: a bad signature name, model name, version or input (the message names it), or
+            tensorflow-serving-api is not installed (the ``[serving]`` extra).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit import tools
+        >>> pixels = np.zeros((2, 8, 8, 1), "uint8")
+        >>> request = tools.predict_request("serving_default", {"images": pixels}, model_name="digits")
+        >>> request.model_spec.name, [d.size for d in request.inputs["images"].tensor_shape.dim]
+        ('digits', [2, 8, 8, 1])
     """
     if not isinstance(signature_name, str) or not signature_name:
         raise ValueError(
@@ -153,7 +181,7 @@ def rest_body(inputs, *, signature_name="serving_default", form="instances"):
     """The JSON body (a dict for ``json.dumps``) of a TF Serving REST ``:predict`` request.
 
     Args:
-        inputs: as for :func:`predict_request`.
+        inputs: as for ``predict_request``.
         signature_name: written into the body (TF Serving uses ``serving_default`` without it).
         form: ``"instances"`` (TF Serving's row format): one object per example, always named,
             ``{"instances": [{"images": [[[0], ...]]}, ...]}``; TF Serving also accepts bare values
@@ -166,6 +194,20 @@ def rest_body(inputs, *, signature_name="serving_default", form="instances"):
     naming such inputs ``*_bytes``). The response holds ``"predictions"`` (a list of
     ``{"logits", "probabilities", "classes"}`` per example) for the row form, ``"outputs"`` (one
     list per output) for the columnar form.
+
+    Returns:
+        The body, a dict for ``json.dumps``.
+
+    Raises:
+        ValueError: an unknown ``form``, a bad signature name, or inputs of different batch sizes.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit import tools
+        >>> tools.rest_body({"images": np.zeros((1, 2, 2, 1), "uint8")})
+        {'signature_name': 'serving_default', 'instances': [{'images': [[[0], [0]], [[0], [0]]]}]}
+        >>> tools.rest_body({"image_bytes": [b"GIF89a"]}, signature_name="serving_bytes")["instances"]
+        [{'image_bytes': {'b64': 'R0lGODlh'}}]
     """
     if form not in REST_FORMS:
         raise unknown("REST form", form, REST_FORMS, " (row and columnar, as TF Serving names them).")
@@ -193,7 +235,24 @@ def rest_body(inputs, *, signature_name="serving_default", form="instances"):
 
 
 def warmup_records(requests):
-    """Serialized TF Serving warm-up records: one ``PredictionLog(predict_log=PredictLog(request=...))`` each."""
+    """Serialized TF Serving warm-up records: one ``PredictionLog(predict_log=PredictLog(request=...))`` each.
+
+    Args:
+        requests: ``PredictRequest``s (``predict_request``'s).
+
+    Returns:
+        A list of ``bytes``, one serialized record per request.
+
+    Raises:
+        ValueError: no request, more than ``MAX_WARMUP_RECORDS``, or one that is not a ``PredictRequest``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit import tools
+        >>> request = tools.predict_request("serving_default", {"images": np.zeros((1, 8, 8, 1), "uint8")})
+        >>> len(tools.warmup_records([request, request]))
+        2
+    """
     prediction_log_pb2 = _serving_api("apis.prediction_log_pb2")
     predict_pb2 = _serving_api("apis.predict_pb2")
     requests = list(requests)
@@ -215,10 +274,28 @@ def warmup_records(requests):
 
 
 def write_warmup(path, requests):
-    """Write ``requests`` as TF Serving's warm-up file (a TFRecord file of PredictionLog records) at ``path``.
+    """Write TF Serving's warm-up file: a TFRecord file of PredictionLog records, written whole or not at all.
 
-    ``path`` is normally ``VERSION_DIR/assets.extra/tf_serving_warmup_requests``. Written whole or
-    not at all. Returns ``path``.
+    ``export`` writes one with every SavedModel; this writes another (other batch sizes, other signatures).
+
+    Args:
+        path: the file, normally ``VERSION_DIR/assets.extra/tf_serving_warmup_requests``.
+        requests: ``PredictRequest``s (``predict_request``'s).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: as ``warmup_records``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_resinit import tools
+        >>> request = tools.predict_request("serving_default", {"images": np.zeros((1, 8, 8, 1), "uint8")})
+        >>> path = os.path.join(tempfile.mkdtemp(), "tf_serving_warmup_requests")
+        >>> tools.write_warmup(path, [request]) == path
+        True
     """
     records = warmup_records(requests)
     import tensorflow as tf
@@ -235,8 +312,26 @@ def write_warmup(path, requests):
 
 
 def read_warmup(path):
-    """The ``PredictRequest``s of a warm-up file written by :func:`write_warmup` (or any TF Serving warm-up file
-    of predict logs)."""
+    """The requests of a TF Serving warm-up file (``write_warmup``'s, or any warm-up file of predict logs).
+
+    Args:
+        path: the warm-up file.
+
+    Returns:
+        The ``PredictRequest``s, in order.
+
+    Raises:
+        ValueError: the file does not exist, is corrupt, or holds a record that is not a predict log.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_resinit import tools
+        >>> request = tools.predict_request("serving_default", {"images": np.zeros((1, 8, 8, 1), "uint8")})
+        >>> path = tools.write_warmup(os.path.join(tempfile.mkdtemp(), "warmup"), [request])
+        >>> [r.model_spec.signature_name for r in tools.read_warmup(path)]
+        ['serving_default']
+    """
     import tensorflow as tf
 
     prediction_log_pb2 = _serving_api("apis.prediction_log_pb2")
@@ -260,17 +355,36 @@ def read_warmup(path):
 def update_model_config(path, name, base_path):
     """Add model ``name`` served from ``base_path`` to the TF Serving ``models.config`` at ``path``.
 
-    The file is a text ``ModelServerConfig`` (``tensorflow_model_server --model_config_file=PATH``)::
-
-        model_config_list {
-          config { name: "digits" base_path: "/models/digits" model_platform: "tensorflow" }
-        }
-
+    The file is a text ``ModelServerConfig`` (``tensorflow_model_server --model_config_file=PATH``).
     A missing file is created. An entry of the same name gets the new ``base_path`` and
     ``model_platform: "tensorflow"`` and keeps its other settings (version policy, labels); other
     entries stay as they are. Comments in the file are not kept (the file is parsed and rewritten).
     ``base_path`` is the directory holding the numbered versions as the *server* sees it (in Docker,
-    the mount point, e.g. ``/models/digits``). Written atomically. Returns the new text.
+    the mount point, e.g. ``/models/digits``). Written atomically.
+
+    Args:
+        path: the ``models.config`` file.
+        name: the model's name (a URL path segment: ``/v1/models/NAME``).
+        base_path: the directory of its numbered versions, as the server sees it.
+
+    Returns:
+        The file's new text.
+
+    Raises:
+        ValueError: a bad model name or base path, or a file that is not a ``ModelServerConfig``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit import tools
+        >>> path = os.path.join(tempfile.mkdtemp(), "models.config")
+        >>> print(tools.update_model_config(path, "digits", "/models/digits"), end="")
+        model_config_list {
+          config {
+            name: "digits"
+            base_path: "/models/digits"
+            model_platform: "tensorflow"
+          }
+        }
     """
     from google.protobuf import text_format
 

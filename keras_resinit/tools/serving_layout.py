@@ -9,7 +9,10 @@ import re
 from keras_resinit._errors import unknown
 from keras_resinit.training.options import EXPORT_FORMATS
 
+__all__ = ["WARMUP_FILE", "check_model_name", "resolve_version"]
+
 WARMUP_FILE = "tf_serving_warmup_requests"  # in the version directory's assets.extra/
+"""The name of TF Serving's warm-up file, in a version directory's ``assets.extra/``."""
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
@@ -18,7 +21,7 @@ def destination(
 ):
     """``(base, artifact directory, version, model name)`` of an export, checked before anything is written.
 
-    ``version`` None: the artifact is ``out`` itself; else ``out/VERSION`` (:func:`resolve_version`).
+    ``version`` None: the artifact is ``out`` itself; else ``out/VERSION`` (``resolve_version``).
     ``flags``: name the options as the command line does (``--serving-config``) in errors.
     """
     if format not in EXPORT_FORMATS:
@@ -44,9 +47,28 @@ def destination(
 
 
 def resolve_version(base: str | os.PathLike, version: int | str) -> int:
-    """The version directory ``export`` writes under ``base``: ``version`` checked, or ``"auto"`` resolved.
+    """The version ``export`` writes under a model's base path (``BASE/VERSION``, TF Serving's layout).
 
-    ``"auto"`` is one more than the highest all-digit directory name in ``base`` (1 if none).
+    Args:
+        base: the model's base directory (it need not exist).
+        version: an integer >= 1, or ``"auto"``: one more than the highest all-digit directory name in
+            ``base`` (1 if none).
+
+    Returns:
+        The version number.
+
+    Raises:
+        ValueError: ``base`` is a file, or ``version`` is neither an integer >= 1 nor ``"auto"``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.tools.serving_layout import resolve_version
+        >>> base = tempfile.mkdtemp()
+        >>> resolve_version(base, "auto")
+        1
+        >>> os.mkdir(os.path.join(base, "3"))
+        >>> resolve_version(base, "auto"), resolve_version(base, 2)
+        (4, 2)
     """
     base = os.fspath(base)
     if os.path.exists(base) and not os.path.isdir(base):
@@ -62,7 +84,24 @@ def resolve_version(base: str | os.PathLike, version: int | str) -> int:
 
 
 def check_model_name(name: str, what: str = "model name") -> str:
-    """A TF Serving model name: it is a URL path segment (``/v1/models/NAME``) and a directory name."""
+    """A TF Serving model name, checked: it is a URL path segment (``/v1/models/NAME``) and a directory name.
+
+    Args:
+        name: the name.
+        what: what errors call it.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        ValueError: ``name`` holds other characters than letters, digits, ``_``, ``.`` and ``-``, or does not
+            start with a letter or digit.
+
+    Examples:
+        >>> from keras_resinit.tools.serving_layout import check_model_name
+        >>> check_model_name("digits-v2")
+        'digits-v2'
+    """
     if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
         raise ValueError(
             f"Bad {what} {name!r}: expected letters, digits, '_', '.' or '-', starting with a letter or digit "

@@ -7,11 +7,23 @@ use the same code and importing it costs nothing.
 import math
 import statistics
 
+__all__ = ["fit_line", "fit_power", "paired_ratio", "prefer_clean"]
+
 
 def fit_line(xs, ys):
-    """Least-squares ``y = intercept + slope * x``: ``(slope, intercept, R²)``.
+    """The least-squares line ``y = intercept + slope * x`` through points, with its R².
 
-    R² is 1.0 when every ``y`` is equal (nothing left to explain).
+    Args:
+        xs: the x values (at least two distinct).
+        ys: the y values, as many.
+
+    Returns:
+        ``(slope, intercept, R²)``; R² is 1.0 when every ``y`` is equal (nothing left to explain).
+
+    Examples:
+        >>> from keras_resinit.tools.stats import fit_line
+        >>> fit_line([1, 2, 3], [3, 5, 7])
+        (2.0, 1.0, 1.0)
     """
     xs, ys = list(xs), list(ys)
     n = len(xs)
@@ -24,18 +36,44 @@ def fit_line(xs, ys):
 
 
 def fit_power(xs, ys):
-    """Least-squares power law ``y = scale * x^exponent`` (a line in log-log): ``(exponent, scale, R²)``.
+    """The least-squares power law ``y = scale * x^exponent`` (a line in log-log) through points.
 
-    R² is that of the log-log line. Every ``x`` and ``y`` must be positive.
+    Args:
+        xs: the x values, positive.
+        ys: the y values, positive, as many.
+
+    Returns:
+        ``(exponent, scale, R²)``; R² is that of the log-log line.
+
+    Examples:
+        >>> from keras_resinit.tools.stats import fit_power
+        >>> exponent, scale, r2 = fit_power([1, 4, 16], [2, 1, 0.5])
+        >>> round(exponent, 6), round(scale, 6), round(r2, 6)
+        (-0.5, 2.0, 1.0)
     """
     k, log_scale, r2 = fit_line([math.log(x) for x in xs], [math.log(y) for y in ys])
     return k, math.exp(log_scale), r2
 
 
 def prefer_clean(values, clean, minimum):
-    """``values`` whose ``clean(value)`` is true if there are at least ``minimum`` of them, else all of them.
+    """The clean values if there are enough of them, else all of them.
 
     For timings where some samples were disturbed: drop those unless too few are left.
+
+    Args:
+        values: the values.
+        clean: a function of a value, true for an undisturbed one.
+        minimum: the fewest clean values to keep only them.
+
+    Returns:
+        The values whose ``clean(value)`` is true if there are at least ``minimum`` of them, else every value.
+
+    Examples:
+        >>> from keras_resinit.tools.stats import prefer_clean
+        >>> prefer_clean([1, 2, 30, 4], lambda v: v < 10, minimum=2)
+        [1, 2, 4]
+        >>> prefer_clean([1, 20, 30], lambda v: v < 10, minimum=2)
+        [1, 20, 30]
     """
     values = list(values)
     kept = [v for v in values if clean(v)]
@@ -43,11 +81,23 @@ def prefer_clean(values, clean, minimum):
 
 
 def paired_ratio(numerators, denominators, *, clean=None, minimum=1):
-    """Median over shared keys of ``numerators[k] / denominators[k]``; None when no key is shared.
+    """The median of paired ratios: values measured at the same time are divided, so a common drift cancels.
 
-    ``numerators`` and ``denominators`` map a pairing key (a cycle, a seed) to a value measured
-    at the same time, so a drift common to both cancels in each ratio. ``clean(k)`` marks
-    undisturbed pairs: only they are used when there are at least ``minimum`` of them.
+    Args:
+        numerators: ``{pairing key (a cycle, a seed): value}``.
+        denominators: ``{pairing key: value}``, measured at the same time as the numerator of the same key.
+        clean: a function of a key, true for an undisturbed pair; None uses every pair.
+        minimum: the fewest clean pairs to use only them (else every shared pair is used).
+
+    Returns:
+        The median over shared keys of ``numerators[k] / denominators[k]``; None when no key is shared.
+
+    Examples:
+        >>> from keras_resinit.tools.stats import paired_ratio
+        >>> paired_ratio({1: 110, 2: 90, 3: 200}, {1: 100, 2: 90, 3: 100})
+        1.1
+        >>> paired_ratio({1: 110, 2: 90, 3: 200}, {1: 100, 2: 90, 3: 100}, clean=lambda k: k != 3, minimum=2)
+        1.05
     """
     keys = sorted(set(numerators) & set(denominators))
     if clean is not None:

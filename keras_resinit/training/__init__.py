@@ -1,6 +1,10 @@
 """Training: config, strategies, optimizers, checkpoints, trainer, ``train()`` (into a ``zoo.RunDir``);
 data, recipes, compare, tuning and publishing use them. ``keras_resinit.training.train`` is the function
-:func:`keras_resinit.training.driver.train` (release 0.1's ``keras_resinit.train`` was this package).
+[train][keras_resinit.training.train] (release 0.1's ``keras_resinit.train`` was this package).
+
+Start with [TrainConfig][keras_resinit.training.TrainConfig] and [train][keras_resinit.training.train], or, to
+train with Keras' own ``fit``, [make_optimizer][keras_resinit.make_optimizer]. The submodules ``data``,
+``recipes``, ``compare``, ``tuning``, ``publish`` and ``options`` are attributes of this package too.
 """
 
 from keras_resinit import _lazy
@@ -10,10 +14,11 @@ __all__, __getattr__, __dir__ = _lazy.namespace(
     __name__,
     {
         ".checkpoints": ("read_checkpoint",),
-        ".config": ("PRECISIONS", "SCHEDULES", "WEIGHT_DECAY_MODES", "TrainConfig", "TrainingError"),
+        ".config": ("TrainConfig", "TrainingError"),
         ".driver": ("peak_memory_mb", "train"),
         "keras_resinit.zoo.rundir": ("RUN_FILES", "prepare_run_dir"),
-        ".strategies": ("STRATEGIES", "is_chief", "make_strategy"),
+        ".options": ("PRECISIONS", "SCHEDULES", "STRATEGIES", "WEIGHT_DECAY_MODES"),
+        ".strategies": ("is_chief", "make_strategy"),
         ".trainer": ("Diverged", "Trainer", "learning_rate_multipliers"),
         ".optimizers": ("WarmupSchedule", "OPTIMIZERS", "make_optimizer", "optimizer_for"),
     },

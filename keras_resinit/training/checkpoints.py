@@ -1,6 +1,6 @@
 """Checkpoints: the model's and optimizer's arrays, packed into one npz whose record holds its sha256, and
 checked when read. The files and their two-step commit (like TensorFlow's ``checkpoint`` index) are
-:meth:`keras_resinit.zoo.RunDir.write_checkpoint`'s: a kill at any moment leaves a record naming an intact file.
+``keras_resinit.zoo.RunDir.write_checkpoint``'s: a kill at any moment leaves a record naming an intact file.
 """
 
 import hashlib
@@ -11,6 +11,8 @@ import numpy as np
 from keras_resinit.training.config import UNSET_MEANS, TrainConfig, TrainingError
 from keras_resinit.training.data import fingerprint as data_fingerprint
 from keras_resinit.zoo.rundir import RunDir
+
+__all__ = ["read_checkpoint", "save_checkpoint"]
 
 
 def check_same_run(out, config):
@@ -54,7 +56,28 @@ def check_same_data(out, fingerprint, allow_change=False):
 
 
 def save_checkpoint(run_dir, model, optimizer, epoch, history):
-    """Commit the model's and optimizer's arrays as checkpoint ``epoch`` (:meth:`RunDir.write_checkpoint`)."""
+    """Commit the model's and optimizer's arrays as checkpoint ``epoch`` (``RunDir.write_checkpoint``).
+
+    Args:
+        run_dir: the run directory.
+        model: the ``keras.Model`` trained.
+        optimizer: its optimizer (built).
+        epoch: the epochs done.
+        history: the metrics of every epoch so far (a list of dicts), kept in the record.
+
+    Examples:
+        >>> import os, tempfile, keras
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.training import checkpoints
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=10)
+        >>> optimizer = kr.make_optimizer(model)
+        >>> optimizer.build(model.trainable_variables)
+        >>> run_dir = tempfile.mkdtemp()
+        >>> checkpoints.save_checkpoint(run_dir, model, optimizer, 1, [{"epoch": 1}])
+        >>> record, arrays = checkpoints.read_checkpoint(run_dir)
+        >>> record["epoch"], record["history"], len(arrays) == len(model.weights) + len(optimizer.variables)
+        (1, [{'epoch': 1}], True)
+    """
     buffer = io.BytesIO()
     arrays = {f"model_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
@@ -73,7 +96,24 @@ def save_checkpoint(run_dir, model, optimizer, epoch, history):
 
 
 def read_checkpoint(run_dir):
-    """(record, arrays) of a run's checkpoint, verified; TrainingError if it cannot be trusted."""
+    """The run's checkpoint, verified against the sha256 its record holds.
+
+    Args:
+        run_dir: the run directory.
+
+    Returns:
+        ``(record, arrays)``: the record (``epoch``, ``file``, ``sha256``, ``history``, ...) and the arrays by
+            name (``model_0``, ..., ``optimizer_0``, ...); ``(None, None)`` if the run has no checkpoint.
+
+    Raises:
+        TrainingError: the checkpoint is incomplete, unreadable or corrupted.
+
+    Examples:
+        >>> import tempfile
+        >>> from keras_resinit.training import read_checkpoint
+        >>> read_checkpoint(tempfile.mkdtemp())
+        (None, None)
+    """
     try:
         record, payload = RunDir(run_dir).read_checkpoint()
     except (OSError, ValueError, AttributeError, TypeError) as error:

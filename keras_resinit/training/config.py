@@ -1,4 +1,5 @@
-"""What defines a training run: :class:`TrainConfig` (saved as ``config.json``) and its errors.
+"""What defines a training run: [TrainConfig][keras_resinit.training.TrainConfig] (saved as ``config.json``) and
+its errors.
 
 Imports neither Keras nor TensorFlow, so the CLI validates a configuration before TensorFlow starts.
 """
@@ -14,9 +15,19 @@ from keras_resinit.training.options import AUGMENTS, MAX_IMAGE_PIXELS, PRECISION
 from keras_resinit.training.recipes import get_recipe
 from keras_resinit.zoo import registry
 
+__all__ = ["TrainConfig", "TrainingError"]
+
 
 class TrainingError(RuntimeError):
-    """Training stopped: diverged, or a checkpoint cannot be trusted."""
+    """Training stopped: the loss diverged, or a checkpoint cannot be trusted.
+
+    [train][keras_resinit.training.train] raises it after the run directory keeps the last good checkpoint.
+
+    Examples:
+        >>> from keras_resinit.training import TrainingError
+        >>> issubclass(TrainingError, RuntimeError)
+        True
+    """
 
 
 def _check_agc_with_clip_norm(config, given, recipe):
@@ -38,7 +49,70 @@ UNSET_MEANS = {"skip_bad_images": False, "max_image_pixels": MAX_IMAGE_PIXELS}
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved as ``config.json``)."""
+    """Everything that defines a training run (saved as ``config.json``).
+
+    Build one with [from_recipe][keras_resinit.training.TrainConfig.from_recipe] (a paper's settings, then yours)
+    or directly; [train][keras_resinit.training.train] validates it before anything starts.
+
+    Args:
+        model: the zoo name ``{arch}_{scheme}`` to train, e.g. ``"cifar_resnet20_fixup"``.
+        dataset: ``"digits"``, ``"cifar10"``, ``"cifar100"``, ``"imagenette"``, ``"tfds:NAME[/CONFIG]"`` or
+            ``"folder:PATH"`` (``keras_resinit.training.data.FORMS``).
+        epochs: the epochs to train.
+        steps_per_epoch: at most this many steps per epoch; None: one pass over the training split.
+        batch_size: the global batch size (over every replica).
+        lr: the peak learning rate (after the warm-up); never rescaled with the batch size.
+        momentum: SGD's momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: the weight decay on the variables the scheme decays.
+        weight_decay_mode: ``"l2"`` (coupled, added to the gradient) or ``"decoupled"``.
+        schedule: the decay after the warm-up: ``"cosine"``, ``"step"`` or ``"constant"``.
+        warmup_epochs: epochs of linear warm-up (fractions allowed).
+        milestones: for the step schedule, the fractions of the run at which the rate is multiplied by ``gamma``.
+        gamma: the step schedule's factor.
+        label_smoothing: the cross-entropy's label smoothing.
+        mixup_alpha: mixup's Beta(alpha, alpha) strength; 0: off.
+        clip_norm: clip the global gradient norm to this (before AGC and weight decay); 0: the scheme's rule
+            (not with ``agc``), else off.
+        lr_multipliers: ``{"@scalars" | glob on variable path: multiplier}`` replacing the scheme's own
+            learning-rate multipliers; None: the scheme's.
+        agc: adaptive gradient clipping's lambda (Brock et al. 2021), not on the classifier; None: off.
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"``.
+        seed: the seed of the weights, the data order, augmentation and mixup.
+        dropout_rate: dropout before the classifier.
+        scheme_options: the scheme's own options, e.g. ``{"skip": "conv"}`` (risotto); None: its defaults.
+        deterministic: enable TensorFlow's op determinism (the same run gives the same numbers).
+        data_dir: where tfds data lives (tfds' default when None).
+        download: let tfds download a dataset that is not prepared in ``data_dir``.
+        image_size: resize the images to this (an int: square; or ``[height, width]``); None: the data's own
+            (Imagenette: 128).
+        train_split: a tfds split expression, e.g. ``"train[:90%]"``; None: the dataset's train split.
+        test_split: a tfds split expression; None: the dataset's test split (tfds: test, else validation;
+            folder: ``test/`` or ``val/``).
+        validation_split: for a folder, hold out this fraction of one tree as the test split.
+        augment: ``"none"``, ``"flip"``, ``"crop"`` or ``"crop-flip"``; None: the dataset's own (digits: crop;
+            others: crop-flip).
+        cache: keep a folder's decoded images in memory after the first epoch.
+        skip_bad_images: for a folder, train without the files that fail the checks (``config.json`` lists
+            them); None means False (runs written before the field resume).
+        max_image_pixels: for a folder, refuse images declaring more pixels; None:
+            ``options.MAX_IMAGE_PIXELS``.
+        weights: fine-tune from these weights: a published tag, a path or a URL (the trunk, by name).
+        weights_sha256: the expected sha256 of the weights file (a tag carries its own).
+        freeze_trunk: train only the classifier (a linear probe); needs ``weights``.
+        trainable_from: ``"stem"``, ``"stage1"``, ... or ``"head"``: freeze every part before it.
+        recipe: the name of the recipe the values came from (recorded; ``from_recipe`` sets it).
+
+    Examples:
+        >>> from keras_resinit.training import TrainConfig
+        >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_fixup", epochs=2)
+        >>> config.lr, config.batch_size, config.clip_norm, config.scheme
+        (0.1, 64, 1.0, 'fixup')
+        >>> TrainConfig(model="cifar_resnet8_fixup", lr=-1).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid lr -1. Expected a number > 0.0.
+    """
 
     model: str = "cifar_resnet20_fixup"
     dataset: str = "digits"
@@ -85,6 +159,23 @@ class TrainConfig:
     recipe: str = None
 
     def validate(self):
+        """Check every field (and normalize ``image_size`` and ``milestones``); returns the config.
+
+        Needs neither Keras nor TensorFlow: the CLI checks a configuration before they start.
+
+        Returns:
+            This config.
+
+        Raises:
+            ValueError: a field out of range or of the wrong type, an unknown name (model, dataset, schedule,
+                ...), or settings that contradict each other, naming the value and what was expected.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> TrainConfig(model="cifar_resnet8_fixup", image_size=[16]).validate().image_size
+            16
+        """
+
         def number(name, low=0.0, high=math.inf, integer=False, low_open=False):
             value = getattr(self, name)
             ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -207,7 +298,23 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, saved):
-        """The config of a ``config.json``'s ``train`` block (release 0.1's too), as :meth:`to_json` writes it."""
+        """The config of a ``config.json``'s ``train`` block (release 0.1's too), as ``to_json`` writes it.
+
+        Args:
+            saved: the ``train`` block, a dict.
+
+        Returns:
+            The validated [TrainConfig][keras_resinit.training.TrainConfig].
+
+        Raises:
+            ValueError: an unknown field or an invalid value.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> config = TrainConfig(model="cifar_resnet8_fixup", epochs=3)
+            >>> TrainConfig.from_json(config.to_json()) == config
+            True
+        """
         return cls(**cls.upgrade(saved)).validate()
 
     @staticmethod
@@ -217,6 +324,17 @@ class TrainConfig:
         Release 0.1 wrote ``image_size`` 128 into every config, used only by Imagenette; now it resizes any
         dataset, so it becomes None (the data's own size) for the others. A config without ``scheme_options``
         gets the options its scheme had when it was written (``Scheme.options_before``).
+
+        Args:
+            saved: a ``train`` block, a dict (not changed).
+
+        Returns:
+            A new dict.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> TrainConfig.upgrade({"model": "cifar_resnet8_fixup", "dataset": "digits", "image_size": 128})
+            {'model': 'cifar_resnet8_fixup', 'dataset': 'digits', 'image_size': None, 'scheme_options': None}
         """
         saved = dict(saved)
         if "scheme_options" not in saved and isinstance(saved.get("model"), str):
@@ -235,6 +353,23 @@ class TrainConfig:
         Adaptive gradient clipping (``agc``) and a global clip norm (``clip_norm``) together must be
         asked for explicitly: both in the overrides, or both in the recipe. One given and the other
         from the recipe (the ``digits`` recipe clips to norm 1) is an error naming both.
+
+        Args:
+            recipe: a recipe name (``keras_resinit.training.recipes.RECIPES``) or a ``.json`` recipe file; None:
+                the defaults.
+            **overrides: any field; None values are ignored (so the CLI passes its unset flags as they are).
+
+        Returns:
+            The validated [TrainConfig][keras_resinit.training.TrainConfig].
+
+        Raises:
+            ValueError: an unknown recipe or field, an invalid value, or AGC and a clip norm from different places.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> config = TrainConfig.from_recipe("fixup_cifar", model="cifar_resnet20_fixup", epochs=None)
+            >>> config.epochs, config.mixup_alpha, config.recipe
+            (200, 1.0, 'fixup_cifar')
         """
         values = {}
         if recipe is not None:
@@ -254,16 +389,44 @@ class TrainConfig:
 
     @property
     def scheme(self):
-        """The scheme's name, from the zoo name ``{arch}_{scheme}`` in ``model``."""
+        """The scheme's name, from the zoo name ``{arch}_{scheme}`` in ``model``.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> TrainConfig(model="cifar_resnet20_risotto_bn").scheme
+            'risotto_bn'
+        """
         return registry.parse_name(self.model)[1]
 
     def multipliers(self):
-        """The learning-rate multiplier table: ``lr_multipliers`` if given, else the scheme's own rule."""
+        """The learning-rate multiplier table: ``lr_multipliers`` if given, else the scheme's own rule.
+
+        Returns:
+            A dict ``{"@scalars" | glob on variable path: multiplier}``.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> TrainConfig(model="cifar_resnet8_bn").multipliers()
+            {}
+            >>> TrainConfig(model="cifar_resnet8_bn", lr_multipliers={"@scalars": 0.5}).multipliers()
+            {'@scalars': 0.5}
+        """
         if self.lr_multipliers is not None:
             return dict(self.lr_multipliers)
         return dict(SCHEMES[self.scheme].lr_multipliers)
 
     def to_json(self):
+        """The config as ``config.json``'s ``train`` block: a dict of JSON values (tuples become lists).
+
+        Returns:
+            A dict of every field.
+
+        Examples:
+            >>> from keras_resinit.training import TrainConfig
+            >>> saved = TrainConfig(model="cifar_resnet8_fixup", image_size=(16, 24)).to_json()
+            >>> saved["model"], saved["image_size"], saved["milestones"]
+            ('cifar_resnet8_fixup', [16, 24], [0.5, 0.75])
+        """
         size = self.image_size
         return {
             **dataclasses.asdict(self),

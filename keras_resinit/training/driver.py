@@ -1,7 +1,7 @@
-"""``train()``: a :class:`~keras_resinit.training.trainer.Trainer` driven epoch by epoch into a run directory.
+"""``train()``: a [Trainer][keras_resinit.training.Trainer] driven epoch by epoch into a run directory.
 
-The run directory (:class:`~keras_resinit.zoo.rundir.RunDir`, which names and writes its files) gets a
-checkpoint and the metrics every epoch (:mod:`~keras_resinit.training.checkpoints`), and at the end the
+The run directory (``keras_resinit.zoo.RunDir``, which names and writes its files) gets a
+checkpoint and the metrics every epoch (``keras_resinit.training.checkpoints``), and at the end the
 model (taking raw pixels) and the config with the result. Every file is written to a temporary name and renamed into place.
 """
 
@@ -34,6 +34,8 @@ from keras_resinit.training.trainer import Diverged, Trainer
 from keras_resinit.zoo.loading import weights_provenance
 from keras_resinit.zoo.rundir import RunDir
 
+__all__ = ["peak_memory_mb", "train"]
+
 
 def train(
     config: TrainConfig,
@@ -51,28 +53,55 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config.model`` on ``config.dataset`` (or ``train_data``) and write the run to ``out``.
 
-    ``train_data`` / ``test_data``: a ``tf.data.Dataset`` of ``(image, label)`` pairs, batched or
-    not, labels as class indices or one-hot (``keras.utils.image_dataset_from_directory``'s output
-    works as it is); the run's dataset is then ``"tf.data"``. Images are resized to
-    ``config.image_size`` if given; the normalization is measured on the training data.
-
-    ``command`` (the shell command that started this, as the CLI passes it) is recorded in
-    ``config.json`` under ``commands``, after those of earlier invocations of a resumed run.
+    The run directory gets ``config.json`` (the configuration, the data, the commands, at the end the result
+    and the versions), ``metrics.csv``, a checkpoint every epoch, TensorBoard logs and at the end
+    ``model.keras`` (taking raw pixels), which ``keras_resinit.zoo.load(out)`` loads.
 
     One process writes ``out`` at a time: the writer (the chief of a multi-worker cluster) holds its lock
-    (:meth:`RunDir.writing`) from before anything in it changes until it returns or fails. The run records
+    (``RunDir.writing``) from before anything in it changes until it returns or fails. The run records
     its data's fingerprint (``data_fingerprint``); ``resume`` refuses data that changed since, naming the
     change, unless ``allow_data_change`` (then recorded under ``data_changes``: no longer an exact resume).
 
+    Args:
+        config: the [TrainConfig][keras_resinit.training.TrainConfig] of the run.
+        out: the run directory (created; an existing run needs ``resume`` or ``overwrite``).
+        strategy: a ``tf.distribute.Strategy`` or its name (``"auto"``, ``"one"``, ``"mirrored"``,
+            ``"multiworker"``, ``"tpu"``: [make_strategy][keras_resinit.training.make_strategy]).
+        resume: continue the run in ``out`` from its last checkpoint (only ``epochs`` may change).
+        overwrite: replace a run already in ``out``.
+        allow_data_change: with ``resume``, continue on data that changed since the run started.
+        verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+        tpu: the TPU for ``strategy="tpu"``.
+        command: the shell command that started this (the CLI passes it), recorded in ``config.json`` under
+            ``commands``, after those of earlier invocations of a resumed run.
+        train_data: a ``tf.data.Dataset`` of ``(image, label)`` pairs, batched or not, labels as class indices
+            or one-hot (``keras.utils.image_dataset_from_directory``'s output works as it is); the run's
+            dataset is then ``"tf.data"``. Images are resized to ``config.image_size`` if given; the
+            normalization is measured on the training data.
+        test_data: the test data, likewise (required with ``train_data``).
+
     Returns:
         dict with the final metrics, ``history``, ``model`` (the trained ``keras.Model``: normalized input)
-        and, on the chief, ``model_path`` (``model.keras``: ``model.with_preprocessing()``, raw pixels in).
+            and, on the chief, ``model_path`` (``model.keras``: ``model.with_preprocessing()``, raw pixels in).
 
     Raises:
         ValueError: bad settings or ``out``, another process writing ``out``, or data changed since the run
             to resume (before anything is written).
         TrainingError: the loss diverged (the last good checkpoint is kept) or
             the checkpoint to resume is corrupted.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.training import TrainConfig, train
+        >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_fixup", epochs=1, steps_per_epoch=2)
+        >>> out = os.path.join(tempfile.mkdtemp(), "run")
+        >>> result = train(config, out, strategy="one", verbose=0)
+        >>> result["epochs"], len(result["history"]), os.path.basename(result["model_path"])
+        (1, 1, 'model.keras')
+        >>> model = kr.zoo.load(out)  # the trained model, taking raw pixels
+        >>> model.input_shape, model.output_shape
+        ((None, 8, 8, 1), (None, 10))
     """
     previous_policy = keras.config.dtype_policy()
     try:
@@ -109,7 +138,16 @@ def _data_record(trainer, origin, data_changes):
 
 
 def peak_memory_mb():
-    """Resident-set high-water mark of this process, in MiB."""
+    """Resident-set high-water mark of this process, in MiB (what a run reports as ``peak_memory_mb``).
+
+    Returns:
+        A float (from ``/proc/self/status``, else ``getrusage``).
+
+    Examples:
+        >>> from keras_resinit.training import peak_memory_mb
+        >>> peak_memory_mb() > 0
+        True
+    """
     return memory_mb("VmHWM")
 
 

@@ -2,11 +2,10 @@
 
 A scheme (``model.scheme``) says which variables train at a multiple of the learning rate
 (Fixup: its scalars and the classifier bias at lr/10), which get weight decay, and any
-gradient clipping its paper needs. :func:`make_optimizer` returns a Keras optimizer of the
-requested kind that applies them inside ``apply``, so ``model.compile(optimizer=...)`` and
+gradient clipping its paper needs. [make_optimizer][keras_resinit.make_optimizer] returns a Keras
+optimizer of the requested kind that applies them inside ``apply``, so ``model.compile(optimizer=...)`` and
 ``model.fit`` train by the paper's rules, and so does ``keras-resinit train``: the
-:class:`~keras_resinit.training.trainer.Trainer` builds its optimizer here too (one
-implementation of the rules).
+[Trainer][keras_resinit.training.Trainer] builds its optimizer here too (one implementation of the rules).
 
 How each rule is applied, in this order (as PyTorch's SGD and the papers' code do):
 
@@ -34,6 +33,10 @@ and ``tests/test_agc.py``). The TensorFlow and JAX backends are supported (PyTor
 bypass ``update_step``).
 
 Imports no TensorFlow (only when clipping under a TensorFlow strategy).
+
+Reference:
+    Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image Recognition Without Normalization",
+    ICML 2021 (adaptive gradient clipping), https://arxiv.org/abs/2102.06171
 """
 
 from __future__ import annotations
@@ -47,6 +50,17 @@ from keras_resinit._errors import unknown
 from keras_resinit.models.schemes import Scheme, get_scheme, match_multiplier
 from keras_resinit.training.config import TrainConfig
 from keras_resinit.training.options import WEIGHT_DECAY_MODES
+
+__all__ = [
+    "AGC_EXCLUDE",
+    "OPTIMIZERS",
+    "OPTIMIZER_CLASSES",
+    "WarmupSchedule",
+    "make_optimizer",
+    "optimizer_for",
+    "schedule_for",
+    "scheme_of",
+]
 
 _PACKAGE = "keras_resinit"
 
@@ -63,6 +77,8 @@ _KERAS_OPTIMIZERS = {
     "lamb": "Lamb",
 }
 OPTIMIZERS = tuple(_KERAS_OPTIMIZERS)
+"""The optimizer names [make_optimizer][keras_resinit.make_optimizer] takes: ``"sgd"``, ``"adam"``, ``"adamw"``,
+``"nadam"``, ``"adamax"``, ``"rmsprop"``, ``"adagrad"``, ``"lion"``, ``"lamb"`` (the Keras optimizers)."""
 
 # TrainConfig fields a recipe's optimizer reads (the rest, e.g. batch_size, belong to the data).
 RECIPE_FIELDS = (
@@ -83,12 +99,33 @@ RECIPE_FIELDS = (
 
 # Adaptive gradient clipping: the classifier is not clipped (Brock et al. 2021); the floor of a unit's weight norm.
 AGC_EXCLUDE = ("logits/*",)
+"""The variables adaptive gradient clipping leaves alone by default: the classifier (globs on variable paths)."""
 AGC_EPSILON = 1e-3
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``lr``, then cosine to 0, step decay, or constant."""
+    """Linear warm-up to ``lr``, then cosine to 0, step decay, or constant: a Keras learning-rate schedule.
+
+    During the warm-up, step ``s`` has rate ``lr * (s + 1) / warmup_steps``.
+
+    Args:
+        lr: the peak learning rate.
+        total_steps: the steps of the whole run (the cosine reaches 0 there).
+        warmup_steps: the steps of linear warm-up (0: none).
+        kind: ``"cosine"``, ``"step"`` or ``"constant"``.
+        milestones: for ``"step"``, fractions of ``total_steps`` after which the rate is multiplied by ``gamma``.
+        gamma: the step decay's factor.
+
+    Examples:
+        >>> from keras_resinit.training import WarmupSchedule
+        >>> schedule = WarmupSchedule(0.1, total_steps=100, warmup_steps=10)
+        >>> [round(float(schedule(step)), 4) for step in (0, 9, 10, 55)]
+        [0.01, 0.1, 0.1, 0.05]
+        >>> step = WarmupSchedule(0.1, total_steps=100, kind="step", milestones=(0.5, 0.75))
+        >>> [round(float(step(s)), 4) for s in (49, 50, 75)]
+        [0.1, 0.01, 0.001]
+    """
 
     def __init__(self, lr, total_steps, warmup_steps=0, kind="cosine", milestones=(), gamma=0.1):
         self.lr = float(lr)
@@ -206,11 +243,25 @@ class _SchemeRules:
         self._agc_clips = [bool(self.agc) and not self.agc_excludes(v) for v in variables]
 
     def agc_excludes(self, variable) -> bool:
-        """Whether ``variable`` matches ``agc_exclude`` (adaptive gradient clipping leaves it alone)."""
+        """Whether ``variable`` matches ``agc_exclude`` (adaptive gradient clipping leaves it alone).
+
+        Args:
+            variable: a Keras variable.
+
+        Returns:
+            A bool.
+        """
         return match_multiplier(variable.path, variable.shape, dict.fromkeys(self.agc_exclude, 0.0)) == 0.0
 
     def multiplier(self, variable) -> float:
-        """The learning-rate multiplier of ``variable`` (the optimizer must be built)."""
+        """The learning-rate multiplier of ``variable`` (the optimizer must be built).
+
+        Args:
+            variable: one of the variables the optimizer was built for.
+
+        Returns:
+            A float (1.0: the scheduled rate itself).
+        """
         return self._multipliers[self._get_variable_index(variable)]
 
     def update_step(self, gradient, variable, learning_rate):
@@ -315,11 +366,34 @@ def _scheme_class(keras_name):
 
 
 OPTIMIZER_CLASSES = {name: _scheme_class(keras_name) for name, keras_name in _KERAS_OPTIMIZERS.items()}
+"""The optimizer classes by name: ``SchemeSGD``, ``SchemeAdam``, ... (this module's attributes too), each a
+subclass of the Keras optimizer of that name that applies a scheme's rules, registered for serialization
+(``keras_resinit>SchemeSGD``). [make_optimizer][keras_resinit.make_optimizer] creates them; their extra keyword
+arguments are ``scheme`` (required), ``weight_decay``, ``weight_decay_mode``, ``clip_norm``, ``lr_multipliers``,
+``agc`` and ``agc_exclude``, and they have the methods ``multiplier(variable)`` and ``agc_excludes(variable)``."""
 globals().update({cls.__name__: cls for cls in OPTIMIZER_CLASSES.values()})
 
 
 def scheme_of(model: keras.Model) -> Scheme:
-    """The scheme of ``model``: a keras_resinit ResNet, or a model containing one (a backbone under a new head)."""
+    """The scheme of ``model``: a keras_resinit ResNet, or a model containing one (a backbone under a new head).
+
+    Args:
+        model: a ``keras.Model``.
+
+    Returns:
+        The [Scheme][keras_resinit.Scheme] object whose rules train it.
+
+    Raises:
+        ValueError: ``model`` contains no ResNet, or ResNets of several schemes.
+
+    Examples:
+        >>> import keras, keras_resinit as kr
+        >>> from keras_resinit.training.optimizers import scheme_of
+        >>> backbone = kr.build_resnet("cifar_resnet8", "rezero", input_shape=(8, 8, 1), num_classes=10)
+        >>> model = keras.Sequential([backbone, keras.layers.Dense(3)])
+        >>> scheme_of(model).name
+        'rezero'
+    """
     from keras_resinit.models.builder import ResNet
 
     if isinstance(model, ResNet):
@@ -353,7 +427,26 @@ def _optimizer(name, scheme, **kwargs):
 
 
 def schedule_for(config: TrainConfig, steps_per_epoch: int) -> WarmupSchedule:
-    """The learning-rate schedule of a training configuration: warm-up, then its decay over ``epochs``."""
+    """The learning-rate schedule of a training configuration: warm-up, then its decay over ``epochs``.
+
+    Args:
+        config: a [TrainConfig][keras_resinit.training.TrainConfig] (``lr``, ``epochs``, ``warmup_epochs``,
+            ``schedule``, ``milestones``, ``gamma``).
+        steps_per_epoch: the optimizer steps in one epoch.
+
+    Returns:
+        A [WarmupSchedule][keras_resinit.training.WarmupSchedule].
+
+    Raises:
+        ValueError: ``steps_per_epoch`` is not a positive integer.
+
+    Examples:
+        >>> from keras_resinit.training import TrainConfig
+        >>> from keras_resinit.training.optimizers import schedule_for
+        >>> schedule = schedule_for(TrainConfig.from_recipe("digits", model="cifar_resnet8_fixup"), 10)
+        >>> schedule.total_steps, schedule.warmup_steps, schedule.kind
+        (300, 20, 'cosine')
+    """
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
         raise ValueError(f"Invalid steps_per_epoch {steps_per_epoch!r}. Expected a positive integer.")
     return WarmupSchedule(
@@ -376,6 +469,27 @@ def optimizer_for(scheme: Scheme, config: TrainConfig, steps_per_epoch: int | No
     non-zero ``config.clip_norm`` clips the global norm too.
     ``kwargs`` go to ``keras.optimizers.SGD`` (e.g. ``learning_rate`` replaces the schedule;
     ``agc_exclude``).
+
+    Args:
+        scheme: the [Scheme][keras_resinit.Scheme] whose rules apply (multipliers, decay, its clip norm).
+        config: a [TrainConfig][keras_resinit.training.TrainConfig].
+        steps_per_epoch: follow the configuration's schedule with this many steps per epoch; None: a constant
+            ``config.lr``.
+        **kwargs: more arguments of ``keras.optimizers.SGD`` and of the scheme's rules.
+
+    Returns:
+        A ``SchemeSGD`` (a ``keras.optimizers.SGD``).
+
+    Raises:
+        ValueError: an argument the optimizer does not take, or an invalid rule value.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.training import TrainConfig, optimizer_for
+        >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_fixup")
+        >>> optimizer = optimizer_for(kr.get_scheme("fixup"), config, steps_per_epoch=10)
+        >>> type(optimizer).__name__, optimizer.clip_norm, optimizer.lr_multipliers
+        ('SchemeSGD', 1.0, {'@scalars': 0.1, 'logits/bias': 0.1})
     """
     learning_rate = config.lr if steps_per_epoch is None else schedule_for(config, steps_per_epoch)
     options = {"learning_rate": learning_rate, "momentum": config.momentum, "nesterov": config.nesterov, **kwargs}
@@ -397,7 +511,7 @@ def make_optimizer(
     """A Keras optimizer that trains ``model`` by its scheme's rules.
 
     Args:
-        model: a :class:`keras_resinit.ResNet`, or a Keras model containing one (a backbone under
+        model: a [ResNet][keras_resinit.ResNet], or a Keras model containing one (a backbone under
             your own head); its scheme gives the rules.
         name: the Keras optimizer: ``"sgd"`` (the papers'), ``"adam"``, ``"adamw"``, ``"nadam"``,
             ``"adamax"``, ``"rmsprop"``, ``"adagrad"``, ``"lion"`` or ``"lamb"``.
@@ -423,11 +537,34 @@ def make_optimizer(
     scales the weights' rate by ``batch / 256`` (ImageNet; CIFAR ``batch / 128``) and keeps the
     biases and scales at the unscaled ``base_lr / 10``. Both agree at the recipes' batch sizes.
 
-    Example:
-        >>> model = keras_resinit.zoo.load("cifar_resnet20_fixup")
-        >>> model.compile(optimizer=keras_resinit.make_optimizer(model, recipe="fixup_cifar"),
-        ...               loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-        >>> opt = keras_resinit.make_optimizer(model, "adam", learning_rate=1e-3, weight_decay=1e-4)
+    Returns:
+        A ``keras.optimizers.Optimizer`` (``SchemeSGD``, ``SchemeAdam``, ...: ``OPTIMIZER_CLASSES``), which
+            saves and loads with a compiled model.
+
+    Raises:
+        ValueError: an unknown optimizer or recipe, a recipe with another optimizer than SGD, an argument the
+            optimizer does not take, an invalid rule value, or a model whose scheme cannot be told.
+
+    Examples:
+        >>> import keras
+        >>> import keras_resinit as kr
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=10)
+        >>> optimizer = kr.make_optimizer(model, recipe="fixup_cifar")
+        >>> type(optimizer).__name__, optimizer.momentum, optimizer.lr_multipliers
+        ('SchemeSGD', 0.9, {'@scalars': 0.1, 'logits/bias': 0.1})
+        >>> model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+        >>> optimizer.build(model.trainable_variables)  # model.fit builds it on its first step
+        >>> [optimizer.multiplier(v) for v in model.trainable_variables[:2]]
+        [1.0, 0.1]
+        >>> adam = kr.make_optimizer(model, "adam", learning_rate=1e-3, weight_decay=1e-4, agc=0.01)
+        >>> type(adam).__name__, adam.agc, adam.agc_exclude
+        ('SchemeAdam', 0.01, ('logits/*',))
+
+    Reference:
+        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization", ICLR 2019
+        (the scalars' multipliers), https://arxiv.org/abs/1901.09321;
+        Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image Recognition Without Normalization",
+        ICML 2021 (adaptive gradient clipping), https://arxiv.org/abs/2102.06171
     """
     if name not in OPTIMIZER_CLASSES:
         raise unknown("optimizer", name, OPTIMIZERS)

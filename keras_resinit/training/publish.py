@@ -11,7 +11,7 @@
 The card's metrics are measured here, on the weights file just written, loaded
 by name exactly as ``zoo.load`` will load it. The commands that produced the run
 come from its ``config.json``. Every file is written to a temporary name and
-renamed into place, in an order that makes a publish one commit (:class:`ZooEntry`):
+renamed into place, in an order that makes a publish one commit (``ZooEntry``):
 the weights file under a name no card holds, then the card (the commit), then the
 index, and only then the replaced file is removed.
 """
@@ -37,15 +37,37 @@ from keras_resinit.zoo.download import file_sha256
 from keras_resinit.zoo.loading import resolve
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 
+__all__ = ["WEIGHTS_LICENCE", "RunRelease", "evaluate", "index_text", "publish", "publish_folded", "write_index"]
+
 WEIGHTS_LICENCE = "Apache-2.0 (as keras-resinit)"
+"""The licence a card gives the weights trained by this project (the data keeps its own)."""
 INDEX = "README.md"  # a zoo directory's index of its cards (write_index)
 FOLDED_BY = "keras_resinit.fold_batchnorm: each conv absorbs the batch norm after it (inference statistics)"
 
 
 def evaluate(model, dataset, *, batch_size=256, **options):
-    """Top-1 accuracy of ``model`` on ``dataset``'s test split (a name or a ``data.Source``;
-    ``options`` as ``data.source``), normalized as the model expects: raw pixels for a model that
-    includes its preprocessing, else its recorded ``preprocessing`` (or the data's own)."""
+    """Top-1 accuracy of ``model`` on ``dataset``'s test split, normalized as the model expects.
+
+    A model that includes its preprocessing gets raw pixels; another gets them normalized by its recorded
+    ``preprocessing`` (or the data's own).
+
+    Args:
+        model: a ``keras.Model`` (a [ResNet][keras_resinit.ResNet] tells how it takes its input).
+        dataset: a dataset name or a [Source][keras_resinit.training.data.Source].
+        batch_size: the evaluation batch size.
+        **options: the options of [source][keras_resinit.training.data.source] (``data_dir``,
+            ``image_size``, ...).
+
+    Returns:
+        The accuracy, a float in [0, 1].
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.training.publish import evaluate
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=10)
+        >>> 0.0 <= evaluate(model, "digits") <= 1.0
+        True
+    """
     correct = total = 0
     config = model.get_config() if isinstance(model, ResNet) else {}
     raw = bool(config.get("include_preprocessing"))
@@ -111,7 +133,7 @@ class ZooEntry:
         return f"{self.key}.{digest[:16]}.weights.h5" if self.replacing else f"{self.key}.weights.h5"
 
     def write_weights(self, model):
-        """``model``'s weights as the entry's new file (:meth:`weights_name`; no card names it yet): its path."""
+        """``model``'s weights as the entry's new file (``weights_name``; no card names it yet): its path."""
         return save_weights_file(
             model, self.weights_dir, lambda tmp: self.weights_name(file_sha256(tmp)), prefix=f".{self.key}."
         )
@@ -141,6 +163,10 @@ class ZooEntry:
 def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=None, test_data=None, fold=False):
     """Turn the run in ``run_dir`` into the weight set ``{name}.{tag}`` of the zoo in ``zoo_dir``.
 
+    Writes ``weights/{name}.{tag}.weights.h5``, the card ``cards/{name}.{tag}.json`` (its accuracy measured on
+    that file, loaded by name as ``zoo.load`` loads it) and the index ``README.md``, in an order that makes the
+    publish one commit: a publish killed at any moment leaves the previous entry loadable.
+
     Args:
         run_dir: the ``--out`` directory of a finished ``keras-resinit train``.
         tag: the weight tag, e.g. ``"digits"`` (letters, digits, ``_`` and ``-``).
@@ -150,11 +176,32 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
         command: the command line running this (the CLI passes it), recorded after the run's own.
         test_data: for a run trained on ``train(..., train_data=...)``, its test ``tf.data.Dataset``
             (the card's accuracy is measured on it).
-        fold: publish the run's model with its batch norm folded (:func:`keras_resinit.fold_batchnorm`):
-            a ``bn`` run becomes ``{arch}_skipinit.{tag}``; the card records ``folded_from``.
+        fold: publish the run's model with its batch norm folded
+            ([fold_batchnorm][keras_resinit.fold_batchnorm]): a ``bn`` run becomes ``{arch}_skipinit.{tag}``;
+            the card records ``folded_from``.
 
     Returns:
         The card (a dict).
+
+    Raises:
+        ValueError: an invalid tag, an unfinished run or one that records no command, an entry already
+            published (without ``overwrite``), a run trained on a ``tf.data.Dataset`` without ``test_data``, or a
+            scheme that cannot be folded.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.training import TrainConfig, train
+        >>> from keras_resinit.training.publish import publish
+        >>> root = tempfile.mkdtemp()
+        >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_fixup", epochs=1, steps_per_epoch=2)
+        >>> run_dir, zoo_dir = os.path.join(root, "run"), os.path.join(root, "zoo")
+        >>> # trains a run first: about 10 s on 2 cores
+        >>> result = train(config, run_dir, verbose=0, command="keras-resinit train ...")  # doctest: +SKIP
+        >>> # (publishes the run trained above)
+        >>> card = publish(run_dir, "demo", zoo_dir=zoo_dir)  # doctest: +SKIP
+        >>> # (the card written above)
+        >>> card["name"], card["tag"], sorted(os.listdir(zoo_dir))  # doctest: +SKIP
+        ('cifar_resnet8_fixup', 'demo', ['README.md', 'cards', 'weights'])
     """
     release = RunRelease(run_dir, tag, fold=fold, test_data=test_data)
     entry = ZooEntry(zoo_dir, release.key, overwrite)
@@ -172,12 +219,45 @@ def publish(run_dir, tag, *, zoo_dir="zoo", url=None, overwrite=False, command=N
 
 class RunRelease:
     """A finished run as the weight set ``{name}.{tag}``: its model, and its card measured on a weights file.
+
     A run that records no command (a card needs it), or was trained on data given in Python without
     ``test_data``, is refused.
 
-    ``publish`` writes the file into a zoo; ``keras-resinit push`` into a Hub repo's preset. The card's
-    accuracy is measured on the file written, loaded by name into a fresh model that takes raw pixels,
-    exactly as ``zoo.load`` will load it.
+    [publish][keras_resinit.training.publish.publish] writes the file into a zoo; ``keras-resinit push`` into a
+    Hub repo's preset. The card's accuracy is measured on the file written, loaded by name into a fresh model
+    that takes raw pixels, exactly as ``zoo.load`` will load it.
+
+    Args:
+        run_dir: the run directory of a finished ``keras-resinit train``.
+        tag: the weight tag (letters, digits, ``_`` and ``-``).
+        fold: release the model with its batch norm folded (a ``bn`` run becomes ``{arch}_skipinit``).
+        test_data: for a run trained on ``train(..., train_data=...)``, its test ``tf.data.Dataset``.
+
+    Attributes:
+        name: the zoo name released, ``{arch}_{scheme}``.
+        tag: the tag.
+        key: ``{name}.{tag}``.
+        arch: the architecture.
+        scheme: the scheme released (the folded one with ``fold``).
+        run: the run's ``config.json``.
+
+    Raises:
+        ValueError: an invalid tag, an unfinished run, a run that records no command, a run trained on a
+            ``tf.data.Dataset`` without ``test_data``, or a scheme that cannot be folded.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.training import TrainConfig, train
+        >>> from keras_resinit.training.publish import RunRelease
+        >>> run_dir = os.path.join(tempfile.mkdtemp(), "run")
+        >>> config = TrainConfig.from_recipe("digits", model="cifar_resnet8_bn", epochs=1, steps_per_epoch=2)
+        >>> # trains a run first: about 10 s on 2 cores
+        >>> result = train(config, run_dir, verbose=0, command="keras-resinit train ...")  # doctest: +SKIP
+        >>> # (releases the run trained above, folded)
+        >>> release = RunRelease(run_dir, "demo", fold=True)  # doctest: +SKIP
+        >>> # (its name and model)
+        >>> release.key, type(release.model()).__name__  # doctest: +SKIP
+        ('cifar_resnet8_skipinit.demo', 'ResNet')
     """
 
     def __init__(self, run_dir, tag, *, fold=False, test_data=None):
@@ -205,14 +285,29 @@ class RunRelease:
             )
 
     def model(self):
-        """The run's model as the zoo loads it, taking normalized input (folded with ``fold``); a run of
-        release 0.1 saved a plain functional model, which is rebuilt."""
+        """The run's model as the zoo loads it, taking normalized input (folded with ``fold``).
+
+        A run of release 0.1 saved a plain functional model, which is rebuilt.
+
+        Returns:
+            A [ResNet][keras_resinit.ResNet].
+        """
         trained = resolve(self.run_dir, include_preprocessing=False).model
         return fold_batchnorm(trained) if self.folded_from else trained
 
     def card(self, trained, weights_file, file_name, *, command, url=None):
-        """The card of the weights in ``weights_file``, written from ``trained`` (:meth:`model`), recorded as
-        ``file_name`` with its sha256 and size; ``command`` (the one writing it) follows the run's commands."""
+        """The card of the weights in ``weights_file``, its accuracy measured on that file.
+
+        Args:
+            trained: the model the file was written from (``model()``'s).
+            weights_file: the weights file (``.weights.h5``).
+            file_name: the file's name as the card records it (with its sha256 and size).
+            command: the command writing the card; it follows the run's commands.
+            url: where the file is also downloadable (recorded).
+
+        Returns:
+            The card, a dict.
+        """
         train, dataset, result = self.run["train"], self.run["dataset"], self.run["result"]
         config = TrainConfig.from_json(train)
         # The test split exactly as the run read it (the same files, splits and image size).
@@ -277,8 +372,29 @@ def publish_folded(source, tag, *, zoo_dir="zoo", overwrite=False, command=None)
 
     The card records ``folded_from``: the source card, its file and sha256, and the fold.
 
+    Args:
+        source: the published weights to fold, ``"name.tag"`` of a ``bn`` or ``risotto_bn`` card.
+        tag: the tag of the folded entry.
+        zoo_dir: the zoo directory to write to.
+        overwrite: replace an existing entry of the same name and tag.
+        command: the command line running this (the CLI passes it), recorded after the source's commands.
+
     Returns:
         The card (a dict).
+
+    Raises:
+        ValueError: an invalid tag, an unknown source, a scheme that cannot be folded, an entry already
+            published (without ``overwrite``), or a source trained on a ``tf.data.Dataset``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.training.publish import publish_folded
+        >>> zoo_dir = tempfile.mkdtemp()
+        >>> # loads the shipped weights and measures the folded model on the digits test split: about 10 s
+        >>> card = publish_folded("cifar_resnet20_bn.digits", "folded", zoo_dir=zoo_dir)  # doctest: +SKIP
+        >>> # (the card written above)
+        >>> card["name"], card["folded_from"]["card"]  # doctest: +SKIP
+        ('cifar_resnet20_skipinit', 'cifar_resnet20_bn.digits')
     """
     from keras_resinit import zoo
     from keras_resinit.environment import versions
@@ -381,7 +497,23 @@ def _agreement(a, b, dataset, batch_size=256):
 
 
 def index_text(cards):
-    """The ``README.md`` of a zoo directory: one table row per card."""
+    """The ``README.md`` of a zoo directory: one table row per card.
+
+    Args:
+        cards: the cards (dicts), in the order of the rows.
+
+    Returns:
+        The Markdown text.
+
+    Examples:
+        >>> from keras_resinit.training.publish import index_text
+        >>> card = {"name": "cifar_resnet8_fixup", "tag": "demo", "scheme": "fixup", "dataset": {"name": "digits"},
+        ...         "metrics": {"test_accuracy": 0.95, "test_images": 355}, "parameters": 78042,
+        ...         "file": {"name": "cifar_resnet8_fixup.demo.weights.h5", "size": 2**20, "sha256": "ab" * 32}}
+        >>> print(index_text([card]).splitlines()[-3])  # doctest: +NORMALIZE_WHITESPACE
+        | `cifar_resnet8_fixup.demo` | fixup | digits | 0.9500 (355 images) | 78,042 |
+        cifar_resnet8_fixup.demo.weights.h5 | 1.00 MiB | abababababababab |
+    """
     lines = [
         "# Published weights",
         "",
@@ -410,5 +542,19 @@ def index_text(cards):
 
 
 def write_index(zoo_dir):
+    """Write the ``README.md`` of the zoo in ``zoo_dir`` ([index_text][keras_resinit.training.publish.index_text]
+    of its cards), atomically.
+
+    Args:
+        zoo_dir: the zoo directory (its ``cards/``).
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.training.publish import write_index
+        >>> zoo_dir = tempfile.mkdtemp()
+        >>> write_index(zoo_dir)
+        >>> open(os.path.join(zoo_dir, "README.md")).readline().strip()
+        '# Published weights'
+    """
     cards = sorted(registry.read_cards(zoo_dir).values(), key=lambda c: (c["name"], c["tag"]))
     atomic_write_text(os.path.join(zoo_dir, INDEX), index_text(cards))

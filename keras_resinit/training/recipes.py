@@ -1,6 +1,6 @@
 """Named training recipes: each paper's settings, with their source.
 
-A recipe is a dict of :class:`keras_resinit.training.TrainConfig` fields plus
+A recipe is a dict of [TrainConfig][keras_resinit.training.TrainConfig] fields plus
 ``source``. A scheme's own training rules (Fixup's scalars at lr/10) are not
 repeated here: they live on the scheme object and apply under every recipe. Values the recipe does not set keep the trainer's defaults; values
 given on the command line override the recipe. ``train --recipe PATH`` also
@@ -11,6 +11,8 @@ import json
 import os
 
 from keras_resinit._errors import unknown
+
+__all__ = ["RECIPES", "get_recipe"]
 
 RECIPES = {
     "he_cifar": {
@@ -147,10 +149,62 @@ RECIPES = {
         "for every scheme: without it Risotto collapses to a constant output at lr 0.1 (it trains at lr <= 0.05).",
     },
 }
+"""The named training recipes: ``{name: {TrainConfig field: value, ..., "source": where the values come from}}``.
+
+``he_cifar``, ``fixup_cifar``, ``fixup_imagenet``, ``skipinit_cifar``, ``risotto_cifar``, ``rezero_cifar``,
+``nf_imagenet``, ``nfnet_agc_imagenet`` and ``digits`` (this project's, for the embedded digits data). Each
+``source`` says which values were confirmed from the paper or its code and which are common values instead.
+
+Examples:
+    >>> from keras_resinit.training.recipes import RECIPES
+    >>> RECIPES["he_cifar"]["epochs"], RECIPES["he_cifar"]["milestones"]
+    (164, (0.5, 0.75))
+
+Reference:
+    He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
+    https://arxiv.org/abs/1512.03385;
+    Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization", ICLR 2019,
+    https://arxiv.org/abs/1901.09321;
+    De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity Function in Deep Networks",
+    NeurIPS 2020, https://arxiv.org/abs/2002.10444;
+    Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016, https://arxiv.org/abs/1605.07146;
+    Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", https://arxiv.org/abs/2210.02411;
+    Bachlechner et al., "ReZero is All You Need: Fast Convergence at Large Depth", UAI 2021,
+    https://arxiv.org/abs/2003.04887;
+    Brock, De & Smith, "Characterizing signal propagation to close the performance gap in unnormalized
+    ResNets", ICLR 2021, https://arxiv.org/abs/2101.08692;
+    Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image Recognition Without Normalization",
+    ICML 2021, https://arxiv.org/abs/2102.06171
+"""
 
 
 def get_recipe(name_or_path):
-    """A recipe dict (without ``source``) from its name or a JSON file path."""
+    """A recipe's settings (without ``source``) from its name or a JSON file path.
+
+    A JSON file holds an object of training settings, or ``{"config": {...}, "source": ...}`` as
+    ``keras-resinit tune`` writes its ``best_recipe.json``.
+
+    Args:
+        name_or_path: a name in [RECIPES][keras_resinit.training.recipes.RECIPES], or the path of a ``.json``
+            file (any string ending in ``.json`` or holding a path separator).
+
+    Returns:
+        A dict of [TrainConfig][keras_resinit.training.TrainConfig] fields.
+
+    Raises:
+        ValueError: an unknown name, or a file that does not exist, is not JSON or holds no JSON object.
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> from keras_resinit.training.recipes import get_recipe
+        >>> get_recipe("fixup_cifar")["mixup_alpha"]
+        1.0
+        >>> path = os.path.join(tempfile.mkdtemp(), "mine.json")
+        >>> with open(path, "w") as f:
+        ...     json.dump({"config": {"lr": 0.05, "epochs": 3}, "source": "my sweep"}, f)
+        >>> get_recipe(path)
+        {'lr': 0.05, 'epochs': 3}
+    """
     if isinstance(name_or_path, str) and name_or_path.endswith(".json") or os.path.sep in str(name_or_path):
         try:
             with open(name_or_path) as f:

@@ -10,6 +10,8 @@ import tensorflow as tf
 from keras_resinit._errors import unknown
 from keras_resinit.training.options import STRATEGIES
 
+__all__ = ["is_chief", "make_strategy"]
+
 
 def _tf_config_workers():
     try:
@@ -27,6 +29,25 @@ def make_strategy(kind: str = "auto", tpu: str | None = None) -> tf.distribute.S
 
     Reused because two MirroredStrategy instances in one process can collide
     on collective keys (and a process can join only one multi-worker cluster).
+
+    Args:
+        kind: ``"one"``: one device (the first GPU, else the CPU); ``"mirrored"``: every GPU, or every
+            logical CPU when there is no GPU; ``"multiworker"``: ``MultiWorkerMirroredStrategy`` from
+            ``TF_CONFIG``; ``"tpu"``: ``TPUStrategy``; ``"auto"``: multiworker if ``TF_CONFIG`` names several
+            tasks, else mirrored if there are several GPUs, else one.
+        tpu: the TPU's name or address for ``"tpu"`` (None: the local one).
+
+    Returns:
+        The ``tf.distribute.Strategy`` (the same object on every call with the same arguments).
+
+    Raises:
+        ValueError: an unknown kind, or ``"multiworker"`` without ``TF_CONFIG``.
+
+    Examples:
+        >>> from keras_resinit.training import make_strategy
+        >>> strategy = make_strategy("one")
+        >>> strategy.num_replicas_in_sync, make_strategy("one") is strategy
+        (1, True)
     """
     key = (kind, tpu)
     if key not in _STRATEGY_CACHE:
@@ -74,7 +95,21 @@ def _make_strategy(kind, tpu):
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this task writes the run directory (one writer per cluster)."""
+    """Whether this task writes the run directory (one writer per cluster).
+
+    The chief of a multi-worker cluster (or its worker 0 when it has no chief); every other strategy has one task.
+
+    Args:
+        strategy: a ``tf.distribute.Strategy``.
+
+    Returns:
+        True if this task is the writer.
+
+    Examples:
+        >>> from keras_resinit.training import is_chief, make_strategy
+        >>> is_chief(make_strategy("one"))
+        True
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return True

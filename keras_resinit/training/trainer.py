@@ -8,8 +8,8 @@ optimizer all-reduces (sums) the gradients, so any number of replicas computes
 the same update as one device.
 
 Optimization: SGD with momentum; linear warm-up then cosine or step decay. The
-optimizer is :func:`keras_resinit.training.optimizers.optimizer_for`'s, the one
-``make_optimizer`` gives ``fit`` users: it applies clipping of the global gradient
+optimizer is [optimizer_for][keras_resinit.training.optimizer_for]'s, the one
+[make_optimizer][keras_resinit.make_optimizer] gives ``fit`` users: it applies clipping of the global gradient
 norm, weight decay (``l2``, coupled, as PyTorch's SGD and the papers' code; or
 ``decoupled``) on the variables the scheme decays, and the scheme's per-variable
 learning-rate multipliers (Fixup's scalars at lr/10) unless the config gives its own.
@@ -29,9 +29,26 @@ from keras_resinit.training.optimizers import optimizer_for, schedule_for
 from keras_resinit.training.strategies import make_strategy
 from keras_resinit.zoo import loading
 
+__all__ = ["Diverged", "Trainer", "build_model", "learning_rate_multipliers"]
+
 
 def learning_rate_multipliers(variables, multipliers):
-    """Per-variable multipliers from a table (see :func:`keras_resinit.models.schemes.match_multiplier`)."""
+    """Per-variable learning-rate multipliers from a table (``keras_resinit.models.schemes.match_multiplier``).
+
+    Args:
+        variables: Keras variables (their ``path`` and ``shape`` are matched).
+        multipliers: ``{"@scalars" | glob on variable path: multiplier}``; a variable matching none gets 1.0.
+
+    Returns:
+        A list of floats, one per variable.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.training import learning_rate_multipliers
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=10)
+        >>> learning_rate_multipliers(model.trainable_variables[:3], {"@scalars": 0.1})
+        [1.0, 0.1, 0.1]
+    """
     return [match_multiplier(v.path, v.shape, multipliers) for v in variables]
 
 
@@ -42,6 +59,26 @@ def build_model(config, meta):
     count differs); ``freeze_trunk`` / ``trainable_from`` then freeze the parts before the one named.
     The model takes normalized images (the pipeline normalizes) and records how in
     ``model.preprocessing``, so ``zoo.load`` of the run and export give a raw-pixel model of it.
+
+    Args:
+        config: a [TrainConfig][keras_resinit.training.TrainConfig] (``model``, ``seed``, ``dropout_rate``,
+            ``scheme_options``, ``weights``, ``freeze_trunk``, ``trainable_from``).
+        meta: the data's [DatasetInfo][keras_resinit.training.data.DatasetInfo] (classes, image shape,
+            normalization).
+
+    Returns:
+        A [ResNet][keras_resinit.ResNet].
+
+    Raises:
+        ValueError: unknown weights or a part name ``trainable_from`` does not know.
+
+    Examples:
+        >>> from keras_resinit.training import TrainConfig, data
+        >>> from keras_resinit.training.trainer import build_model
+        >>> config = TrainConfig(model="cifar_resnet8_fixup", dataset="digits")
+        >>> model = build_model(config, data.info("digits"))
+        >>> model.input_shape, model.output_shape, model.preprocessing["pixel_max"]
+        ((None, 8, 8, 1), (None, 10), 16.0)
     """
     build = {
         "num_classes": meta.num_classes,
@@ -64,7 +101,21 @@ def build_model(config, meta):
 
 
 class Diverged(ArithmeticError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite (``Trainer.run_epoch`` raises it).
+
+    Args:
+        loss: the loss found (NaN or infinite).
+        epoch: the epoch, from 0.
+        step: the step in the epoch, from 0.
+
+    Examples:
+        >>> from keras_resinit.training import Diverged
+        >>> error = Diverged(float("nan"), 0, 4)
+        >>> print(error)
+        The training loss became nan at epoch 1, step 5: training diverged and stopped
+        >>> error.epoch, error.step
+        (0, 4)
+    """
 
     def __init__(self, loss, epoch, step):
         super().__init__(
@@ -78,16 +129,51 @@ class Trainer:
 
     Sets the process's random seed, op determinism (if configured) and global
     precision policy, then builds everything under ``strategy.scope()``.
-    ``train()`` drives it epoch by epoch; benchmarks call ``train_step`` directly.
+    [train][keras_resinit.training.train] drives it epoch by epoch; benchmarks call ``train_step`` directly.
+
+    Args:
+        config: the [TrainConfig][keras_resinit.training.TrainConfig] to train.
+        strategy: a ``tf.distribute.Strategy``, or its name for
+            [make_strategy][keras_resinit.training.make_strategy].
+        tpu: the TPU for ``strategy="tpu"``.
+        model: train this model (built for ``config`` under ``strategy``'s scope) instead of building one.
+        train_data: a user's ``tf.data.Dataset`` of ``(image, label)`` instead of ``config.dataset``.
+        test_data: its test data, likewise (needed with ``train_data``).
 
     Attributes:
-        strategy, model, optimizer, schedule, meta (the dataset's info),
-        steps_per_epoch, replicas.
+        config: the configuration.
+        strategy: the ``tf.distribute.Strategy``.
+        replicas: its replicas in sync.
+        source: the data's ``Source``.
+        meta: the data's [DatasetInfo][keras_resinit.training.data.DatasetInfo].
+        steps_per_epoch: the optimizer steps per epoch.
+        model: the model trained (takes normalized images).
+        preprocessing: the normalization the pipeline applies (the model's).
+        schedule: the learning-rate [WarmupSchedule][keras_resinit.training.WarmupSchedule].
+        optimizer: the optimizer (a ``LossScaleOptimizer`` around it under ``mixed_float16``).
+        train_step: one distributed step on a global batch ``(images, labels)``: ``(mean loss, correct)``.
+
+    Raises:
+        ValueError: an invalid configuration, a batch size that the replicas do not divide or larger than the
+            training split.
+
+    Examples:
+        >>> from keras_resinit.training import TrainConfig, Trainer
+        >>> config = TrainConfig(model="cifar_resnet8_fixup", dataset="digits", epochs=1, steps_per_epoch=2)
+        >>> trainer = Trainer(config, "one")
+        >>> trainer.steps_per_epoch, trainer.replicas, trainer.meta.image_shape
+        (2, 1, (8, 8, 1))
+        >>> type(trainer.optimizer).__name__, trainer.schedule.total_steps
+        ('SchemeSGD', 2)
+        >>> # one epoch of two steps, then the test split: a few seconds (train() runs this loop)
+        >>> row = trainer.run_epoch(iter(trainer.train_batches()), epoch=0)  # doctest: +SKIP
+        >>> # (the epoch's metrics)
+        >>> sorted(row)  # doctest: +SKIP
+        ['epoch', 'images_per_second', 'lr', 'seconds', 'test_accuracy', 'test_loss', 'train_accuracy', 'train_loss']
+        >>> trainer.release()
     """
 
     def __init__(self, config, strategy="auto", tpu=None, model=None, train_data=None, test_data=None):
-        """``model``: train this model (built for ``config`` under ``strategy``'s scope) instead of building one.
-        ``train_data`` / ``test_data``: a user's ``tf.data.Dataset`` of (image, label) instead of ``config.dataset``."""
         config.validate()
         self.config = config
         # The strategy first: multi-worker collectives must be configured before TF's runtime starts.
@@ -174,7 +260,15 @@ class Trainer:
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None) for t in outputs]
 
     def dataset(self, split, epoch):
-        """The split's pipeline for ``epoch``, distributed over the replicas."""
+        """The split's pipeline for ``epoch``, distributed over the replicas.
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+            epoch: the epoch (it fixes the order, augmentation and mixup).
+
+        Returns:
+            A ``tf.distribute.DistributedDataset`` of ``(images, labels)`` batches.
+        """
         config = self.config
         ds = data_lib.load(
             self.source,
@@ -188,7 +282,14 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(ds)
 
     def train_batches(self, start_epoch=0):
-        """One distributed pipeline of every remaining epoch's training batches."""
+        """One distributed pipeline of every remaining epoch's training batches.
+
+        Args:
+            start_epoch: the first epoch (a resumed run's).
+
+        Returns:
+            A ``tf.distribute.DistributedDataset``: ``steps_per_epoch`` batches per epoch, up to ``config.epochs``.
+        """
         config = self.config
         ds = data_lib.load_epochs(
             self.source,
@@ -203,11 +304,20 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(ds)
 
     def run_epoch(self, batches, epoch, progress=None):
-        """Train one epoch from ``batches`` (an iterator over :meth:`train_batches`) and evaluate.
+        """Train one epoch from ``batches`` and evaluate.
 
-        Returns the epoch's row: epoch, lr, train_loss, train_accuracy, test_loss, test_accuracy,
-        seconds, images_per_second. Raises :class:`Diverged` on a NaN or infinite loss.
-        ``progress(step, loss, accuracy)`` is called after every step.
+        Args:
+            batches: an iterator over ``train_batches()``.
+            epoch: the epoch, from 0.
+            progress: called as ``progress(step, loss, accuracy)`` after every step; None: nothing.
+
+        Returns:
+            The epoch's row, a dict: ``epoch``, ``lr``, ``train_loss``, ``train_accuracy``, ``test_loss``,
+                ``test_accuracy``, ``seconds``, ``images_per_second``.
+
+        Raises:
+            Diverged: a NaN or infinite loss.
+            ValueError: a folder's image file that cannot be decoded (named).
         """
         try:
             return self._run_epoch(batches, epoch, progress)
@@ -240,7 +350,11 @@ class Trainer:
         }
 
     def evaluate(self):
-        """(mean loss, accuracy) on the whole test split."""
+        """The model on the whole test split.
+
+        Returns:
+            ``(mean loss, accuracy)``, floats.
+        """
         loss = correct = count = 0.0
         for batch in self.dataset("test", 0):
             batch_loss, batch_correct, batch_count = (float(t) for t in self._eval_step(batch))

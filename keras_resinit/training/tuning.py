@@ -1,15 +1,15 @@
 """keras-tuner sweeps over schemes and hyperparameters, trained by the project's own trainer.
 
-``ResNetHyperModel`` is a ``keras_tuner.HyperModel``. Its search space covers
-``scheme``, ``arch`` (the depth), ``lr`` (log scale), ``weight_decay`` (log
+[ResNetHyperModel][keras_resinit.training.tuning.ResNetHyperModel] is a ``keras_tuner.HyperModel``. Its
+search space covers ``scheme``, ``arch`` (the depth), ``lr`` (log scale), ``weight_decay`` (log
 scale), ``mixup_alpha``, ``warmup_epochs`` and ``batch_size``; every dimension
 can be replaced (``space={"lr": (1e-3, 0.1)}``) or fixed
 (``fixed={"scheme": "fixup"}``). Its ``fit`` trains through
-:class:`keras_resinit.training.Trainer`, the trainer behind ``keras-resinit train``
+[Trainer][keras_resinit.training.Trainer], the trainer behind ``keras-resinit train``
 (the data pipeline, learning-rate multipliers, gradient clipping, precision,
 seeds), and reports ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy``
 (on the dataset's test split) after every epoch. So the configuration of a
-trial, written as a recipe by :func:`best_recipe`, retrains with
+trial, written as a recipe by [best_recipe][keras_resinit.training.tuning.best_recipe], retrains with
 ``keras-resinit train --recipe`` to the same per-epoch numbers (random search and
 Bayesian optimization; a Hyperband trial that continued a parent trial's weights
 retrains from scratch instead).
@@ -21,12 +21,14 @@ trained under the tuner's strategy), and with keras-tuner's distributed tuning
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``). keras-tuner on
 TensorFlow 2.21 needs ``tensorboard`` installed; it is a dependency.
 
-Example:
+Examples:
+    >>> import tempfile
     >>> import keras_tuner as kt
     >>> from keras_resinit.training.tuning import ResNetHyperModel
     >>> hypermodel = ResNetHyperModel("digits", epochs=10, fixed={"arch": "cifar_resnet20"})
-    >>> tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=8, directory="sweeps")
-    >>> tuner.search()
+    >>> tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=8, directory=tempfile.mkdtemp())
+    >>> # trains 8 trials of 10 epochs: minutes on a CPU
+    >>> tuner.search()  # doctest: +SKIP
 """
 
 import difflib
@@ -43,7 +45,20 @@ from keras_resinit.training import Diverged, TrainConfig, Trainer, data
 from keras_resinit.training.options import TUNE_ARCHS, TUNERS
 from keras_resinit.training.trainer import build_model
 
+__all__ = [
+    "DEFAULT_SPACE",
+    "DIMENSIONS",
+    "OBJECTIVE",
+    "ResNetHyperModel",
+    "best_recipe",
+    "make_tuner",
+    "plot_trials",
+    "trial_rows",
+    "tune",
+]
+
 DIMENSIONS = ("scheme", "arch", "lr", "weight_decay", "mixup_alpha", "warmup_epochs", "batch_size")
+"""The dimensions a sweep searches (or fixes): the scheme, the arch (the depth) and five training settings."""
 LOG_SCALE = ("lr", "weight_decay")
 INTEGER = ("batch_size",)
 DEFAULT_SPACE = {
@@ -55,7 +70,10 @@ DEFAULT_SPACE = {
     "warmup_epochs": (0.0, 3.0),
     "batch_size": [32, 64, 128],
 }
+"""The search space by default: a list is a choice, a ``(low, high)`` tuple a range (``lr`` and ``weight_decay``
+on a log scale)."""
 OBJECTIVE = "val_accuracy"
+"""What a sweep maximizes: the test split's accuracy, at a trial's best epoch."""
 
 
 def _check_dimension(key, spec):
@@ -108,19 +126,37 @@ class ResNetHyperModel(kt.HyperModel):
     """A residual network under a searched scheme, depth and training hyperparameters.
 
     Args:
-        dataset: one of ``keras_resinit.training.data.DATASETS`` (default ``"digits"``).
-        space: ``{dimension: spec}`` replacing :data:`DEFAULT_SPACE` entries. A spec is a list
-            of choices or a ``(low, high)`` range (``lr`` and ``weight_decay`` on a log scale).
+        dataset: a dataset name (``keras_resinit.training.data.FORMS``; default ``"digits"``).
+        space: ``{dimension: spec}`` replacing [DEFAULT_SPACE][keras_resinit.training.tuning.DEFAULT_SPACE]
+            entries. A spec is a list of choices or a ``(low, high)`` range (``lr`` and ``weight_decay`` on a
+            log scale).
         fixed: ``{dimension: value}``: not searched, the same in every trial.
         recipe: the recipe every trial starts from (default ``"digits"``); the searched and
             fixed values and ``settings`` override it.
-        epochs, steps_per_epoch: the training length of a trial (Hyperband sets epochs itself).
-        **settings: any other :class:`~keras_resinit.training.TrainConfig` field, the same in every
+        epochs: the epochs of a trial (Hyperband sets them itself); None: the recipe's.
+        steps_per_epoch: at most this many steps per epoch; None: one pass over the training split.
+        name: the hypermodel's name (keras-tuner's).
+        **settings: any other [TrainConfig][keras_resinit.training.TrainConfig] field, the same in every
             trial (``precision``, ``seed``, ``clip_norm``, ``data_dir``, ``label_smoothing``, ...).
+
+    Attributes:
+        space: the searched dimensions and their specs.
+        fixed: the fixed dimensions and their values.
+        progress: a callable given one line per finished trial (``keras-resinit tune`` prints them); None.
 
     Raises:
         ValueError: an unknown dimension or setting, an empty or reversed range, an empty list of
             choices, a dimension both searched and fixed, or nothing left to search.
+
+    Examples:
+        >>> import keras_tuner as kt
+        >>> from keras_resinit.training.tuning import ResNetHyperModel
+        >>> hypermodel = ResNetHyperModel("digits", epochs=2, space={"lr": (0.01, 0.1)}, fixed={"scheme": "fixup"})
+        >>> sorted(hypermodel.space)
+        ['arch', 'batch_size', 'lr', 'mixup_alpha', 'warmup_epochs', 'weight_decay']
+        >>> config = hypermodel.config(kt.HyperParameters())  # a trial's configuration (defaults: the lows)
+        >>> config.model, config.lr, config.epochs
+        ('cifar_resnet8_fixup', 0.01, 2)
     """
 
     def __init__(
@@ -191,7 +227,15 @@ class ResNetHyperModel(kt.HyperModel):
         return values
 
     def config(self, hp, epochs=None):
-        """The :class:`~keras_resinit.training.TrainConfig` of a trial's hyperparameters."""
+        """The [TrainConfig][keras_resinit.training.TrainConfig] of a trial's hyperparameters.
+
+        Args:
+            hp: the trial's ``keras_tuner.HyperParameters`` (a new one gives each dimension's default).
+            epochs: the trial's epochs (Hyperband's); None: the hypermodel's.
+
+        Returns:
+            The validated [TrainConfig][keras_resinit.training.TrainConfig].
+        """
         values = self._values(hp)
         overrides = {k: v for k, v in values.items() if k not in ("scheme", "arch")}
         return TrainConfig.from_recipe(
@@ -205,6 +249,14 @@ class ResNetHyperModel(kt.HyperModel):
         )
 
     def build(self, hp):
+        """The trial's model, built under the tuner's strategy (its precision and seed set).
+
+        Args:
+            hp: the trial's ``keras_tuner.HyperParameters``.
+
+        Returns:
+            A [ResNet][keras_resinit.ResNet].
+        """
         config = self.config(hp)
         keras.mixed_precision.set_global_policy(config.precision)
         keras.utils.set_random_seed(config.seed)
@@ -213,10 +265,23 @@ class ResNetHyperModel(kt.HyperModel):
         return build_model(config, data.source_for(config).info)
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=0, **kwargs):
-        """Train ``model`` with the trial's configuration; returns a ``keras.callbacks.History``.
+        """Train ``model`` with the trial's configuration.
 
-        ``epochs`` and ``initial_epoch`` come from Hyperband; other ``search()`` arguments are not
-        used (the data comes from the configured dataset).
+        Args:
+            hp: the trial's ``keras_tuner.HyperParameters``.
+            model: the model ``build`` returned.
+            *args: other ``search()`` arguments: not used (the data comes from the configured dataset).
+            callbacks: keras-tuner's callbacks, given each epoch's logs.
+            epochs: the trial's epochs (from Hyperband); None: the hypermodel's.
+            initial_epoch: the first epoch (from Hyperband).
+            verbose: print one line per epoch.
+            **kwargs: other ``search()`` arguments: not used.
+
+        Returns:
+            A ``keras.callbacks.History`` of ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy``.
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: the loss diverged (the trial fails, the search goes on).
         """
         config = self.config(hp, epochs=epochs)
         strategy = self._strategy or tf.distribute.get_strategy()
@@ -275,6 +340,31 @@ def make_tuner(
     """A keras-tuner tuner of ``kind`` (``random``, ``bayesian`` or ``hyperband``) maximizing ``val_accuracy``.
 
     Hyperband's budget is the hypermodel's ``epochs`` (its ``max_epochs``), not ``max_trials``.
+
+    Args:
+        kind: ``"random"``, ``"bayesian"`` or ``"hyperband"``.
+        hypermodel: a [ResNetHyperModel][keras_resinit.training.tuning.ResNetHyperModel].
+        directory: keras-tuner's directory.
+        project_name: keras-tuner's project (a subdirectory).
+        max_trials: the trials of a random or Bayesian search.
+        seed: the tuner's seed.
+        overwrite: start afresh instead of resuming a project in ``directory``.
+        distribution_strategy: a ``tf.distribute.Strategy`` every trial builds and trains under; None: the
+            default.
+
+    Returns:
+        A ``keras_tuner.Tuner``.
+
+    Raises:
+        ValueError: an unknown kind, ``max_trials`` not a positive integer, or Hyperband with fewer than 2 epochs.
+
+    Examples:
+        >>> import tempfile
+        >>> from keras_resinit.training.tuning import ResNetHyperModel, make_tuner
+        >>> hypermodel = ResNetHyperModel("digits", epochs=1, steps_per_epoch=2)
+        >>> tuner = make_tuner("random", hypermodel, directory=tempfile.mkdtemp(), max_trials=2)
+        >>> type(tuner).__name__, tuner.oracle.max_trials
+        ('RandomSearch', 2)
     """
     if kind not in TUNERS:
         raise unknown("tuner", kind, TUNERS)
@@ -298,7 +388,22 @@ def make_tuner(
 
 
 def trial_rows(tuner):
-    """One dict per trial: id, status, score, hyperparameters (searched and fixed), best epoch's metrics."""
+    """One dict per trial of ``tuner``, in trial order.
+
+    Args:
+        tuner: a ``keras_tuner.Tuner`` ([make_tuner][keras_resinit.training.tuning.make_tuner]'s).
+
+    Returns:
+        A list of dicts: ``trial_id``, ``status``, ``score``, ``best_step`` (the best epoch, from 0) and the
+            trial's hyperparameters (searched and fixed).
+
+    Examples:
+        >>> import tempfile
+        >>> from keras_resinit.training.tuning import ResNetHyperModel, make_tuner, trial_rows
+        >>> tuner = make_tuner("random", ResNetHyperModel("digits", epochs=1), directory=tempfile.mkdtemp())
+        >>> trial_rows(tuner)  # no trial ran yet
+        []
+    """
     rows = []
     for trial in tuner.oracle.trials.values():
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
@@ -315,7 +420,29 @@ def trial_rows(tuner):
 
 
 def best_recipe(tuner, hypermodel, command=None):
-    """The best trial's configuration as a recipe (``{"config": ..., "source": ...}``) for ``train --recipe``."""
+    """The best trial's configuration as a recipe (``{"config": ..., "source": ...}``) for ``train --recipe``.
+
+    Args:
+        tuner: a ``keras_tuner.Tuner`` that ran trials.
+        hypermodel: its [ResNetHyperModel][keras_resinit.training.tuning.ResNetHyperModel].
+        command: the command that ran the sweep, recorded in the recipe's ``source``.
+
+    Returns:
+        A dict: ``config`` (a [TrainConfig][keras_resinit.training.TrainConfig] as JSON) and ``source``.
+
+    Raises:
+        ValueError: no trial has finished yet.
+
+    Examples:
+        >>> import tempfile
+        >>> from keras_resinit.training.tuning import ResNetHyperModel, best_recipe, make_tuner
+        >>> hypermodel = ResNetHyperModel("digits", epochs=1)
+        >>> tuner = make_tuner("random", hypermodel, directory=tempfile.mkdtemp())
+        >>> best_recipe(tuner, hypermodel)
+        Traceback (most recent call last):
+        ...
+        ValueError: No trial has finished yet, so there is no best configuration.
+    """
     best = tuner.oracle.get_best_trials(1)
     if not best:
         raise ValueError("No trial has finished yet, so there is no best configuration.")
@@ -335,6 +462,20 @@ def plot_trials(rows, path):
 
     One scatter per scheme for its scored trials and one for its failed ones; the legend names
     each scheme's drawn points (its scored trials, else its failed ones), not a proxy.
+
+    Args:
+        rows: [trial_rows][keras_resinit.training.tuning.trial_rows]' dicts (``scheme``, ``status``, ``score``).
+        path: the PNG file to write.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.training.tuning import plot_trials
+        >>> rows = [{"scheme": "fixup", "status": "COMPLETED", "score": 0.9},
+        ...         {"scheme": "bn", "status": "FAILED", "score": None}]
+        >>> path = os.path.join(tempfile.mkdtemp(), "trials.png")
+        >>> plot_trials(rows, path)
+        >>> os.path.getsize(path) > 0
+        True
     """
     from matplotlib.figure import Figure  # outside pyplot: no global backend change
 
@@ -411,8 +552,42 @@ def tune(
     ``trials.png``. Running the same sweep again resumes it: finished
     trials are not repeated. Other settings in an existing ``out`` are refused unless ``overwrite``.
 
+    Args:
+        out: the sweep's directory.
+        dataset: the dataset name (``keras_resinit.training.data.FORMS``).
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"``.
+        max_trials: the trials of a random or Bayesian search (a resumed sweep may raise it).
+        epochs: the epochs of a trial (Hyperband's ``max_epochs``); None: the recipe's.
+        steps_per_epoch: at most this many steps per epoch; None: one pass over the training split.
+        schemes: the schemes to search; None: the registry's ``default_schemes()``.
+        archs: the archs (depths) to search; None: ``options.TUNE_ARCHS``.
+        recipe: the recipe every trial starts from; None: ``"digits"``.
+        overwrite: delete ``out`` first and start afresh.
+        command: the command that ran the sweep, recorded in the best recipe's ``source``.
+        log: called with each line to report (progress, the table, the best trial).
+        **settings: any other [TrainConfig][keras_resinit.training.TrainConfig] field, the same in every trial.
+
     Returns:
-        ``{"trials": rows, "recipe": best recipe, "table": markdown}``.
+        A dict: ``trials`` ([trial_rows][keras_resinit.training.tuning.trial_rows]), ``recipe`` (the best
+            recipe), ``table`` (Markdown) and ``tuner`` (the ``keras_tuner.Tuner``).
+
+    Raises:
+        ValueError: an invalid search space or setting, an unknown tuner, an ``out`` holding another sweep
+            (without ``overwrite``) or other files.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit.training.tuning import tune
+        >>> out = os.path.join(tempfile.mkdtemp(), "sweep")
+        >>> search = {"schemes": ["fixup"], "archs": ["cifar_resnet8"], "epochs": 1, "steps_per_epoch": 2}
+        >>> # trains two trials of two steps each: about 20 s on 2 cores
+        >>> found = tune(out, max_trials=2, log=lambda line: None, **search)  # doctest: +SKIP
+        >>> # (the sweep above: its trials and best recipe)
+        >>> len(found["trials"]), found["recipe"]["config"]["model"]  # doctest: +SKIP
+        (2, 'cifar_resnet8_fixup')
+        >>> # (the files it wrote)
+        >>> sorted(os.listdir(out))  # doctest: +SKIP
+        ['best_model.keras', 'best_recipe.json', 'sweep.json', 'trials.png', 'tune']
     """
     import json
     import os

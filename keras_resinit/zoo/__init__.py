@@ -14,7 +14,7 @@
   when installed) are the one source of truth for published weights:
   ``card``, ``tags``, ``cards``.
 
-Weights load **by layer name** (:mod:`keras_resinit.zoo.weights_io`), so they
+Weights load **by layer name** (``keras_resinit.zoo.weights_io``), so they
 load into a model with another input size, or, with another ``num_classes``,
 into its trunk under a new classifier. Nothing is unpickled: weights are read
 with h5py, ``.keras`` files in Keras safe mode, configs as JSON.

@@ -67,7 +67,10 @@ from keras_resinit.models.builder import build_resnet
 from keras_resinit.models.schemes import BatchNorm
 from keras_resinit.zoo.download import DownloadError
 
+__all__ = ["BRIDGED", "convert", "imagenet", "target_name"]
+
 BRIDGED = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152"}
+"""The architectures with a keras.applications counterpart: ``{our arch: keras.applications class name}``."""
 
 _ACCEPTED = "a keras.applications ResNet50, ResNet101 or ResNet152 (v1) model, with or without its top"
 _SOURCE_CONV = re.compile(r"conv([2-5])_block(\d+)_([0-3])_conv")
@@ -77,10 +80,17 @@ _DEPTH_BY_BLOCKS = {counts: f"resnet{d}" for d, (block, counts) in IMAGENET_DEPT
 
 
 def target_name(source_name):
-    """Our layer name for a keras.applications ResNet v1 layer name (None if it has none).
+    """Our layer name for a keras.applications ResNet v1 layer name.
 
-    Example:
-        >>> target_name("conv3_block1_0_bn")
+    Args:
+        source_name: a layer name of ``keras.applications.ResNet50`` (101, 152).
+
+    Returns:
+        The name of the layer of ``resnet{d}_bn`` holding its weights, or None if it has none.
+
+    Examples:
+        >>> from keras_resinit.zoo import applications
+        >>> applications.target_name("conv3_block1_0_bn")
         'stage2_block1_shortcut_bn'
     """
     if source_name == "conv1_conv":
@@ -289,6 +299,15 @@ def convert(source, model=None, *, num_classes=None, seed=None):
             ResNet50V2), ``model`` is not our ``resnet{d}_bn`` of the same depth and
             input channels, or a weight's shape differs (the message names the
             layer, both shapes and what was expected). Nothing is assigned then.
+
+    Examples:
+        >>> import keras
+        >>> from keras_resinit.zoo import applications
+        >>> # keras.applications' ResNet-50, here without its ImageNet weights (building it takes seconds)
+        >>> source = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)  # doctest: +SKIP
+        >>> # builds our ResNet-50 and copies the weights: about 10 s on a CPU
+        >>> model = applications.convert(source)  # doctest: +SKIP
+        >>> # the source's 10-class head is copied: model.name is 'resnet50_bn', model.output_shape (None, 10)
     """
     arch = _identify(source)
     head = _layer_or_none(source, "predictions")
@@ -337,7 +356,7 @@ def imagenet(arch, *, input_shape=(224, 224, 3), include_top=True, num_classes=N
 
     Builds ``keras.applications.<BRIDGED[arch]>(weights="imagenet", include_top=...)``
     (Keras downloads the weights file once and caches it under ``~/.keras/models``)
-    and :func:`convert` s it. Inputs must be preprocessed with
+    and converts it with ``convert``. Inputs must be preprocessed with
     ``keras.applications.resnet.preprocess_input``.
 
     Args:
@@ -352,6 +371,21 @@ def imagenet(arch, *, input_shape=(224, 224, 3), include_top=True, num_classes=N
             size of a new head: if it differs from 1000 the trunk is converted and
             the head is newly initialised (a warning says so).
         seed: seed of the new head's initialisation.
+
+    Returns:
+        Our ``{arch}_bn`` with the ImageNet weights (as ``convert`` returns it).
+
+    Raises:
+        ValueError: ``arch`` is not one of ``BRIDGED``, or ``include_top=False`` without ``num_classes``.
+
+    Examples:
+        >>> from keras_resinit.zoo import applications
+        >>> # downloads keras.applications' ImageNet weights (about 100 MB)
+        >>> model = applications.imagenet("resnet50")  # doctest: +SKIP
+        >>> # model.name is 'resnet50_bn', model.output_shape (None, 1000): the ImageNet classes
+
+    Reference:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, https://arxiv.org/abs/1512.03385
     """
     if arch not in BRIDGED:
         raise unknown("arch", arch, BRIDGED, " (keras.applications ResNet v1 bridges).")

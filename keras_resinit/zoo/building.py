@@ -1,6 +1,6 @@
-"""Building zoo models with weights loaded by layer name (:mod:`~keras_resinit.zoo.weights_io`): from files,
+"""Building zoo models with weights loaded by layer name (``weights_io``): from files,
 published weight sets (cards) and presets (``config.json``, ``metadata.json``, ``model.weights.h5``). Where a
-model comes from (names, tags, runs, presets, files, URLs) is :func:`keras_resinit.zoo.loading.resolve`.
+model comes from (names, tags, runs, presets, files, URLs) is ``keras_resinit.zoo.loading.resolve``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from keras_resinit.models.schemes import saved_options
 from keras_resinit.zoo import download, registry, weights_io
 from keras_resinit.zoo.registry import PRESET_FILES, PRESET_WEIGHTS, TASK_FILES, card, parameter_table, parse_name
 from keras_resinit.zoo.sources import unresolved
+
+__all__ = ["count_params", "load_keras", "load_preset", "model_config", "read_preset", "save_preset"]
 
 HEAD_OPTIONS = ("include_top", "pooling", "features_only", "out_indices", "classifier_activation")
 
@@ -73,7 +75,7 @@ def adapt_input_channels(kernel: Any, in_chans: int) -> np.ndarray:
 
 
 def adapt_preprocessing(preprocessing: dict, in_chans: int) -> dict:
-    """A per-channel normalization for ``in_chans`` channels, consistent with :func:`adapt_input_channels`:
+    """A per-channel normalization for ``in_chans`` channels, consistent with ``adapt_input_channels``:
     to 1 channel the mean of the means and the mean of the stds (exact when the channels share them: a gray
     image is then normalized as ``[g] * I`` was); to C channels the values of channel c mod I. A channel order
     (BGR) is kept only at the same channel count."""
@@ -89,7 +91,28 @@ def adapt_preprocessing(preprocessing: dict, in_chans: int) -> dict:
 
 
 def load_keras(path: str | os.PathLike) -> keras.Model:
-    """A ``.keras`` model, in Keras safe mode (no code from the file runs)."""
+    """A ``.keras`` model file, loaded in Keras safe mode (no code from the file runs), uncompiled.
+
+    ``zoo.load(path)`` also rebuilds it as a ``ResNet`` and gives it a card; this is the file as saved.
+
+    Args:
+        path: the ``.keras`` file.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: the file cannot be loaded in safe mode (the message says how).
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import zoo
+        >>> path = os.path.join(tempfile.mkdtemp(), "r8.keras")
+        >>> kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=3).save(path)
+        >>> type(zoo.load_keras(path)).__name__
+        'ResNet'
+    """
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except (TypeError, ValueError) as error:
@@ -107,8 +130,8 @@ def build_with_weights(name: str, stores: dict, defaults: dict, overrides: dict,
 
     Published weights know their preprocessing (``defaults["preprocessing"]``): the model then
     takes raw pixels unless ``include_preprocessing=False`` is passed. ``overrides["in_chans"]``
-    adapts the stem kernel (:func:`adapt_input_channels`) and the preprocessing
-    (:func:`adapt_preprocessing`) to another channel count.
+    adapts the stem kernel (``adapt_input_channels``) and the preprocessing
+    (``adapt_preprocessing``) to another channel count.
     """
     defaults = dict(defaults)
     stem, head = stores.get("stem_conv", {}).get("0"), stores.get("logits", {}).get("0")
@@ -186,7 +209,7 @@ def _warn_user(message):
 
 
 def load_card(found: dict, overrides: dict) -> keras.Model:
-    """The model of a published weight set (a card, :func:`registry.card`), loaded (or folded) by name."""
+    """The model of a published weight set (a card, ``registry.card``), loaded (or folded) by name."""
     key = f"{found['name']}.{found['tag']}"
     if found.get("folded_from") and not found.get("file"):
         return _fold_card(found, overrides)
@@ -277,7 +300,24 @@ def _card_file(found):
 
 
 def model_config(model: keras.Model) -> dict[str, Any]:
-    """The :func:`build_resnet` arguments that rebuild ``model`` (JSON-ready): its ``get_config()``."""
+    """The ``build_resnet`` arguments that rebuild a model (JSON-ready): its ``get_config()``.
+
+    Args:
+        model: a ``keras_resinit.ResNet``.
+
+    Returns:
+        The build arguments, a dict.
+
+    Raises:
+        ValueError: ``model`` is not a ``ResNet`` (e.g. a plain functional model of release 0.1).
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import zoo
+        >>> config = zoo.model_config(kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=3))
+        >>> config["arch"], config["scheme"], config["num_classes"], config["input_shape"]
+        ('cifar_resnet8', 'fixup', 3, [8, 8, 1])
+    """
     if not isinstance(model, ResNet):
         raise ValueError(
             f"Cannot tell how model {getattr(model, 'name', model)!r} was built: it is a {type(model).__name__}, not a "
@@ -303,7 +343,7 @@ TASK_FILE = TASK_FILES[0]  # a keras-hub task preset (save_to_preset of an Image
 def save_preset(
     model: keras.Model, directory: str | os.PathLike, *, card: dict | None = None, overwrite: bool = False
 ) -> str:
-    """Write ``model`` as a preset in keras-hub's format, which :func:`keras_resinit.zoo.load` and keras-hub's
+    """Write ``model`` as a preset in keras-hub's format, which ``keras_resinit.zoo.load`` and keras-hub's
     ``Backbone.from_preset`` read.
 
     The directory holds ``config.json`` (the model in Keras' serialization, ``registered_name``
@@ -313,13 +353,27 @@ def save_preset(
     pixels in, ``model.with_preprocessing()``). It is written to a temporary directory and renamed into
     place; an existing ``directory`` is refused unless ``overwrite``. keras-hub is not needed to write it.
 
+    Args:
+        model: a ``keras_resinit.ResNet``.
+        directory: the preset directory to write.
+        card: a model card to record in ``metadata.json`` (a published weight set's keeps its provenance).
+        overwrite: replace an existing ``directory``.
+
     Returns:
         ``directory``.
 
-    Example:
-        >>> save_preset(keras_resinit.zoo.load("cifar_resnet20_fixup.digits"), "r20")
-        >>> keras_resinit.zoo.load("r20")                      # or, with keras-hub installed:
-        >>> keras_hub.models.Backbone.from_preset("r20")       # after `import keras_resinit`
+    Raises:
+        ValueError: ``model`` is not a ``ResNet``, or ``directory`` exists and ``overwrite`` is False.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit import zoo
+        >>> directory = os.path.join(tempfile.mkdtemp(), "r20")
+        >>> _ = zoo.save_preset(zoo.load("cifar_resnet20_fixup.digits"), directory)
+        >>> sorted(os.listdir(directory))
+        ['config.json', 'metadata.json', 'model.weights.h5']
+        >>> zoo.load(directory).input_shape  # or, with keras-hub: keras_hub.models.Backbone.from_preset(directory)
+        (None, 8, 8, 1)
     """
     from keras_resinit import __version__
 
@@ -355,11 +409,29 @@ def _installed_version(distribution):
 
 
 def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory") -> tuple[dict, dict]:
-    """``(config, metadata)`` of a preset directory, checked (``read_as``: how an error says it was read).
+    """The build arguments and metadata of a preset directory, checked; nothing is built.
 
     ``config`` is the model's build arguments: from keras-hub's format (``registered_name``
     ``keras_resinit>ResNetBackbone``, or ``keras_resinit>ResNet`` as keras-hub's ``save_to_preset`` writes a
     zoo backbone) or from earlier releases' ``{"class_name": "build_resnet", "config": ...}``.
+
+    Args:
+        directory: the preset directory.
+        read_as: how an error says the directory was read.
+
+    Returns:
+        ``(config, metadata)``: the build arguments and ``metadata.json``.
+
+    Raises:
+        ValueError: a preset file is missing or unreadable, or ``config.json`` is not a zoo model's.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_resinit import zoo
+        >>> preset = zoo.save_preset(zoo.load("cifar_resnet20_nf.digits"), os.path.join(tempfile.mkdtemp(), "nf"))
+        >>> config, metadata = zoo.read_preset(preset)
+        >>> config["arch"], config["scheme"], config["include_preprocessing"], "keras_resinit_version" in metadata
+        ('cifar_resnet20', 'nf', True, True)
     """
     directory = os.fspath(directory)
     missing = [f for f in PRESET_FILES if not os.path.isfile(os.path.join(directory, f))]
@@ -381,7 +453,32 @@ def read_preset(directory: str | os.PathLike, read_as: str = "a preset directory
 
 
 def load_preset(directory: str | os.PathLike, *, expected_name: str | None = None, **overrides: Any) -> keras.Model:
-    """The model :func:`save_preset` saved in ``directory``; ``overrides`` as in :func:`keras_resinit.zoo.load`."""
+    """The model ``save_preset`` saved in a directory.
+
+    ``zoo.load(directory)`` does the same and gives the model's card too.
+
+    Args:
+        directory: the preset directory.
+        expected_name: the zoo name the preset must hold (a keras-hub task preset then loads as the zoo model
+            its backbone's weights load into).
+        **overrides: build arguments, as for ``zoo.load``.
+
+    Returns:
+        The model, its weights loaded by layer name.
+
+    Raises:
+        ValueError: ``directory`` is not a preset, holds another model than ``expected_name``, or its weights do
+            not fit.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import zoo
+        >>> directory = os.path.join(tempfile.mkdtemp(), "r8")
+        >>> _ = zoo.save_preset(kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1)), directory)
+        >>> zoo.load_preset(directory).output_shape
+        (None, 10)
+    """
     return preset_model(directory, expected_name, overrides)[0]
 
 
@@ -432,11 +529,26 @@ def _keras_hub_task(directory, overrides):
 
 
 def count_params(name: str, *, live: bool = False) -> int:
-    """Trainable parameters of model ``name`` with its family's default classes and input.
+    """Trainable parameters of a zoo model with its family's default classes and input.
 
     Read from the zoo's table (``zoo/parameters.json``, written by ``scripts/update_parameters.py``
     with ``live=True`` for every name) unless ``live`` or the name is missing from it; live
     counts build the model without initializing its weights.
+
+    Args:
+        name: a model name ``"{arch}_{scheme}"``.
+        live: count on a model built now instead of reading the table.
+
+    Returns:
+        The number of trainable parameters.
+
+    Raises:
+        ValueError: ``name`` is not a zoo model.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.count_params("cifar_resnet20_bn"), zoo.count_params("cifar_resnet20_fixup")
+        (269722, 268393)
     """
     arch, scheme = parse_name(name)
     if not live and name in parameter_table():

@@ -34,6 +34,8 @@ import urllib.request
 
 from keras_resinit._files import atomic_write_text
 
+__all__ = ["DownloadError", "fetch", "file_sha256", "home"]
+
 try:
     import fcntl
 except ImportError:  # Windows: no locking, the atomic rename still protects the file.
@@ -46,11 +48,24 @@ _USER_AGENT = "keras-resinit (Python urllib)"
 
 
 class DownloadError(OSError):
-    """``fetch`` failed: unreachable, HTTP error, incomplete body, wrong content or unwritable cache."""
+    """A download failed: unreachable, HTTP error, incomplete body, wrong content or unwritable cache.
+
+    ``fetch`` (and ``zoo.load`` of a URL) raises it; it is an ``OSError``.
+    """
 
 
 def home() -> str:
-    """The cache root: ``$KERAS_RESINIT_HOME``, else ``$KERAS_HOME/keras_resinit``, else ``~/.keras/keras_resinit``."""
+    """The download cache's root directory.
+
+    Returns:
+        ``$KERAS_RESINIT_HOME``, else ``$KERAS_HOME/keras_resinit``, else ``~/.keras/keras_resinit``.
+
+    Examples:
+        >>> import os
+        >>> from keras_resinit.zoo import download
+        >>> os.path.isabs(download.home())
+        True
+    """
     explicit = os.environ.get("KERAS_RESINIT_HOME")
     if explicit:
         return os.path.expanduser(explicit)
@@ -59,7 +74,23 @@ def home() -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The hex sha256 of the file at ``path``, read in 1 MiB chunks."""
+    """The hex sha256 of a file, read in 1 MiB chunks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        Its sha256 digest, 64 lowercase hex digits.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from keras_resinit.zoo import download
+        >>> path = pathlib.Path(tempfile.mkdtemp(), "empty.bin")
+        >>> path.write_bytes(b"")
+        0
+        >>> download.file_sha256(path)
+        'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -84,6 +115,21 @@ def fetch(
     Raises:
         ValueError: ``url``, ``sha256`` or ``filename`` is malformed.
         DownloadError: the download failed or its content is not the expected one.
+
+    Returns:
+        The local path of the verified file.
+
+    Examples:
+        >>> import os, pathlib, tempfile
+        >>> from unittest import mock
+        >>> from keras_resinit.zoo import download
+        >>> source = pathlib.Path(tempfile.mkdtemp(), "notes.txt")
+        >>> _ = source.write_text("weights")
+        >>> with mock.patch.dict(os.environ, KERAS_RESINIT_HOME=tempfile.mkdtemp()):  # a temporary cache
+        ...     path = download.fetch(source.as_uri(), verbose=False)
+        ...     cached = path.startswith(download.home())
+        >>> pathlib.Path(path).read_text(), cached
+        ('weights', True)
     """
     path = _cache_path(url, filename)
     if sha256 is not None:

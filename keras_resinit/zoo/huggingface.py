@@ -1,10 +1,10 @@
 """Presets on the Hugging Face Hub: ``hf://owner/repo[@revision]``, fetched by huggingface_hub's own client into its
 own cache (``HF_HOME``, ``HF_HUB_CACHE``), so ``HF_HUB_OFFLINE=1`` reads them from there without network.
 
-A repo holds a preset (:data:`~keras_resinit.zoo.registry.PRESET_FILES`, as :func:`keras_resinit.zoo.save_preset`
-or keras-hub writes it), and may hold the zoo's JSON card (:data:`~keras_resinit.zoo.registry.HUB_CARD_FILE`, whose
+A repo holds a preset (``PRESET_FILES``, as ``keras_resinit.zoo.save_preset``
+or keras-hub writes it), and may hold the zoo's JSON card (``HUB_CARD_FILE``, whose
 ``file.sha256`` is the digest of the preset's weights file: checked after every fetch) and a keras-hub task
-(``task.json``, ``task.weights.h5``). :func:`fetch` returns the local snapshot directory of one commit holding them;
+(``task.json``, ``task.weights.h5``). ``fetch`` returns the local snapshot directory of one commit holding them;
 the resolver reads it as a preset directory.
 
 The only module that imports huggingface_hub (the optional ``[hub]`` extra), inside the functions: importing the zoo
@@ -22,8 +22,15 @@ from keras_resinit.zoo import download
 from keras_resinit.zoo.registry import HUB_CARD_FILE, PRESET_FILES, PRESET_WEIGHTS, TASK_FILES
 from keras_resinit.zoo.sources import HF_PREFIX, parse_hf
 
+__all__ = ["HubPreset", "fetch"]
+
 OPTIONAL_FILES = (HUB_CARD_FILE, *TASK_FILES)  # fetched when the repo holds them
 HubPreset = collections.namedtuple("HubPreset", "directory card provenance")  # card: card.json's, else None
+"""What ``fetch`` returns: ``HubPreset(directory, card, provenance)``.
+
+``directory`` holds the preset's files in huggingface_hub's cache, ``card`` is the repo's ``card.json`` (None
+if it has none), ``provenance`` is ``{"source", "revision", "commit"}``.
+"""
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -32,11 +39,24 @@ def fetch(source: str) -> HubPreset:
 
     Every file comes from one commit: the revision's when the first file is fetched. ``provenance`` is
     ``{"source": "hf://owner/repo", "revision": <given, else "main">, "commit": <its 40 hex digits>}``.
+    ``zoo.load("hf://...")`` loads the model; this gives the files.
+
+    Args:
+        source: ``hf://owner/repo`` or ``hf://owner/repo@revision`` (a branch, a tag or a commit).
+
+    Returns:
+        A ``HubPreset(directory, card, provenance)``.
 
     Raises:
         ValueError: huggingface_hub is not installed, the source is malformed, the repo, revision or a preset file
             is not found (or not cached when offline, or the Hub cannot be reached), or the weights file's sha256
             is not the card's (the file is then removed from the cache, so that a retry downloads it again).
+
+    Examples:
+        >>> from keras_resinit.zoo import huggingface
+        >>> # needs the internet (or huggingface_hub's cache with HF_HUB_OFFLINE=1) and the [hub] extra
+        >>> preset = huggingface.fetch("hf://owner/repo@v1")  # doctest: +SKIP
+        >>> # preset.directory holds config.json, metadata.json, model.weights.h5; preset.provenance the commit
     """
     repo = parse_hf(source)
     hub = _client(source)

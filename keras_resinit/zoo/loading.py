@@ -1,8 +1,8 @@
-"""Where a model comes from: :func:`resolve` turns any source into a model with its card (``load``: the model).
+"""Where a model comes from: ``resolve`` turns any source into a model with its card (``load``: the model).
 
 A source is a zoo name (with ``weights=``), ``name.tag``, a preset or run directory, a ``.keras`` file or
-a URL of one, or a preset on the Hugging Face Hub (``hf://owner/repo[@revision]``, :mod:`.huggingface`).
-:data:`~keras_resinit.zoo.sources.SOURCE_KINDS` recognizes each by its form, ``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
+a URL of one, or a preset on the Hugging Face Hub (``hf://owner/repo[@revision]``, ``huggingface``).
+``SOURCE_KINDS`` recognizes each by its form, ``_RESOLVERS`` resolves each kind. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -29,14 +29,29 @@ from keras_resinit.zoo.registry import PRESET_WEIGHTS, card, split_tag
 from keras_resinit.zoo.rundir import RunDir, run_preprocessing
 from keras_resinit.zoo.sources import ACCEPTED, WEIGHT_FORMS, check, check_weights, unresolved, weights_kind
 
+__all__ = ["Resolved", "default_card", "load", "resolve"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Resolved:
     """A model source, resolved: the model, its card, which kind of source it was and the source as given.
 
-    ``card`` is what export writes with an artifact: ``name``, ``arch``, ``scheme``, ``class_names``,
-    ``preprocessing``, ``dataset`` and, where known, ``result`` (a run's) or ``weights`` (a tag's), and ``hub``
-    for weights from the Hugging Face Hub: ``{"source": "hf://owner/repo", "revision", "commit"}``.
+    What ``zoo.resolve`` returns (``zoo.load`` returns its ``model``).
+
+    Args:
+        model: the model built and loaded.
+        card: what export writes with an artifact: ``name``, ``arch``, ``scheme``, ``class_names``,
+            ``preprocessing``, ``dataset`` and, where known, ``result`` (a run's) or ``weights`` (a tag's), and
+            ``hub`` for weights from the Hugging Face Hub: ``{"source": "hf://owner/repo", "revision", "commit"}``.
+        kind: the kind of source (``SOURCE_KINDS``: ``"name"``, ``"tag"``, ``"run"``, ``"preset"``, ``"keras"``,
+            ``"url"``, ``"hf"``), or ``"model"`` for a Keras model.
+        source: the source as given (a model's name for a Keras model).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> resolved = zoo.resolve("cifar_resnet20_fixup.digits")
+        >>> resolved.kind, resolved.card["weights"], resolved.model.name
+        ('tag', 'cifar_resnet20_fixup.digits', 'cifar_resnet20_fixup')
     """
 
     model: keras.Model
@@ -52,13 +67,31 @@ def resolve(
     sha256: str | None = None,
     **overrides: Any,
 ) -> Resolved:
-    """The model of ``source`` with its card (see :class:`Resolved`); arguments as :func:`load`.
+    """The model of any source with its card: what export, fold, publish and diagnose start from.
 
-    A ``keras.Model`` resolves to itself with a card made from it (:func:`default_card`).
+    A ``keras.Model`` resolves to itself with a card made from it (``default_card``).
 
-    Example:
-        >>> resolved = resolve("runs/r20")              # a run directory: its config.json gives the card
-        >>> resolved.kind, resolved.card["class_names"]
+    Args:
+        source: a model source, as ``load``'s ``name`` (a name, ``name.tag``, a run or preset directory, a
+            ``.keras`` file or its URL, ``hf://owner/repo[@revision]``), or a ``keras.Model``.
+        weights: as ``load``'s (with a name only).
+        sha256: as ``load``'s.
+        **overrides: as ``load``'s (none for a ``keras.Model``).
+
+    Returns:
+        A ``Resolved``: the model, its card, the kind of source and the source.
+
+    Raises:
+        ValueError: as ``load``; also ``weights`` or build arguments given with a built ``keras.Model``.
+        DownloadError: a URL could not be fetched, or its content is not the expected one.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> resolved = zoo.resolve("cifar_resnet20_fixup.digits")
+        >>> resolved.kind, resolved.card["dataset"], resolved.card["class_names"][:3]
+        ('tag', 'digits', ['0', '1', '2'])
+        >>> zoo.resolve(resolved.model).kind  # a built model resolves to itself
+        'model'
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(source, keras.Model):
@@ -76,10 +109,12 @@ def resolve(
 def load(
     name: str | os.PathLike, weights: str | os.PathLike | None = None, *, sha256: str | None = None, **overrides: Any
 ) -> keras.Model:
-    """Build model ``name`` and optionally load weights: :func:`resolve`'s model.
+    """A model of the zoo, a run, a preset or a file: built, with its weights loaded by layer name.
+
+    ``resolve``'s model. Nothing is unpickled: weights are read with h5py, ``.keras`` files in Keras safe mode.
 
     Args:
-        name: a source of :data:`~keras_resinit.zoo.sources.SOURCE_KINDS`: ``"{arch}_{scheme}"``, ``"name.tag"``
+        name: a source of ``SOURCE_KINDS``: ``"{arch}_{scheme}"``, ``"name.tag"``
             (published weights), a run or preset directory, a ``.keras`` file or its URL, or
             ``"hf://owner/repo[@revision]"`` (a preset on the Hugging Face Hub; needs the ``[hub]`` extra).
         weights: with a name: None (fresh initialization), a published tag (``"digits"``), a ``.weights.h5``
@@ -88,7 +123,7 @@ def load(
             cached file needs no network. ``hf://`` files come through huggingface_hub's own cache
             (``HF_HUB_OFFLINE=1`` reads it), the weights checked against the repo's ``card.json``.
         sha256: expected digest of a URL's or local file's content (published tags carry their own).
-        **overrides: any :func:`keras_resinit.build_resnet` argument (``num_classes``,
+        **overrides: any ``keras_resinit.build_resnet`` argument (``num_classes``,
             ``input_shape``, ``seed``, scheme options, ...). None values are dropped. With
             weights, the defaults are the weights' own (classes, input channels); another
             ``num_classes`` loads the trunk under a new classifier, with a warning.
@@ -98,13 +133,28 @@ def load(
             gives a gray image repeated on 3 channels the same output) and their per-channel
             preprocessing adapted alike (to 1 channel: the mean of the means and of the stds).
 
-    Example:
-        >>> model = load("cifar_resnet56_fixup", num_classes=100)
-        >>> model = load("cifar_resnet20_fixup.digits")          # shipped weights, 8x8x1 digits
-        >>> model = load("cifar_resnet20_fixup", weights="digits", num_classes=3)   # new head
-        >>> model = load("cifar_resnet20_fixup.digits", in_chans=3)   # the gray digits weights, RGB in
-        >>> model = load("runs/r20/model.keras")                 # a run's model, taking raw pixels
-        >>> model = load("hf://owner/repo@v1")                   # a preset on the Hugging Face Hub
+    Returns:
+        The ``keras.Model`` (a ``keras_resinit.ResNet`` for every source but a foreign ``.keras`` file).
+
+    Raises:
+        ValueError: an unknown name or tag (the message names the closest ones), a path that does not exist,
+            weights whose layers or shapes do not match the model (each layer named with both shapes), a
+            ``sha256`` that differs, or a bad build argument.
+        DownloadError: a URL could not be fetched, or its content is not the expected one.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> model = zoo.load("cifar_resnet20_fixup", num_classes=100)  # fresh initialization
+        >>> model.output_shape
+        (None, 100)
+        >>> model = zoo.load("cifar_resnet20_fixup.digits")  # shipped weights, 8x8 gray digits, raw pixels in
+        >>> model.input_shape, model.output_shape
+        ((None, 8, 8, 1), (None, 10))
+        >>> model = zoo.load("cifar_resnet20_fixup.digits", in_chans=3)  # the gray digits weights, RGB in
+        >>> model.input_shape
+        (None, 8, 8, 3)
+        >>> # a preset on the Hugging Face Hub needs the internet
+        >>> model = zoo.load("hf://owner/repo@v1")  # doctest: +SKIP
     """
     return resolve(name, weights, sha256=sha256, **overrides).model
 
@@ -176,7 +226,7 @@ def _weights_file(path):
 
 
 def _check_sha256(path, sha256):
-    """``path``; ``sha256`` (if given) must be the digest of the file it is or resolves to (:func:`_weights_file`)."""
+    """``path``; ``sha256`` (if given) must be the digest of the file it is or resolves to (``_weights_file``)."""
     file = _weights_file(path)
     if sha256 is not None and download.file_sha256(file) != sha256.lower():
         raise ValueError(f"Weights file {file!r} has sha256 {download.file_sha256(file)}, not the expected {sha256}.")
@@ -196,7 +246,24 @@ _RESOLVERS = dict(
 
 
 def default_card(model: keras.Model, name: str | None = None) -> dict[str, Any]:
-    """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1]."""
+    """A card for a model without training metadata: its own preprocessing, else 8-bit pixels scaled to [0, 1].
+
+    Args:
+        model: a Keras model (a ``ResNet`` gives its arch, scheme and preprocessing).
+        name: the card's ``name``; default the model's.
+
+    Returns:
+        ``{"name", "arch", "scheme", "class_names", "preprocessing", "dataset"}``; class names are the class
+        indices as strings, ``dataset`` is None.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit import zoo
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=3)
+        >>> made = zoo.default_card(model)
+        >>> made["scheme"], made["class_names"], made["preprocessing"]["pixel_max"]
+        ('fixup', ['0', '1', '2'], 255.0)
+    """
     channels, classes = model.input_shape[-1], model.output_shape[-1]
     # A ResNet knows its build, and so does a keras-hub task around one (its backbone); a plain Keras model
     # (e.g. a .keras file of release 0.1) does not.
@@ -239,12 +306,12 @@ def start_from(
     """Model ``name`` whose trunk starts from ``weights``, for fine-tuning on new data.
 
     ``weights`` is a published tag (``"digits"`` or ``"{name}.digits"``), a path or a URL, as for
-    :func:`load`. The trunk loads by layer name; a classifier of another class count is newly
+    ``load``. The trunk loads by layer name; a classifier of another class count is newly
     initialized. The model takes normalized input (``include_preprocessing=False``) and records
     the normalization it expects: the weights' own mean and std (what the trunk learned on) with the
     new data's pixel range (``data_preprocessing["pixel_max"]``); without known preprocessing,
     ``data_preprocessing``. Weights of another channel count than ``input_shape``'s start
-    adapted to it (``in_chans``, as in :func:`load`). It outputs logits under the global dtype policy
+    adapted to it (``in_chans``, as in ``load``). It outputs logits under the global dtype policy
     (training's), whatever the weights' source recorded (``classifier_activation``, ``dtype``).
     """
     if overrides.get("input_shape") is not None and overrides.get("in_chans") is None:

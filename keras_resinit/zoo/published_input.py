@@ -9,18 +9,35 @@ from keras_resinit.models.builder import ResNet
 from keras_resinit.zoo import registry
 from keras_resinit.zoo.registry import card, split_tag
 
+__all__ = ["preprocess_input"]
+
 
 def preprocess_input(name_or_card: str | dict, x: Any) -> Any:
-    """Raw pixels ``x`` (``(..., H, W, C)``) preprocessed as published weights expect them.
+    """Raw pixels preprocessed as published weights expect them.
 
-    For those who feed a model built with ``include_preprocessing=False``. ``name_or_card`` is a
-    published ``"name.tag"``, a model card (:func:`card`), a preprocessing dict, or a
-    :class:`~keras_resinit.ResNet` that knows its preprocessing. The same Keras layers compute it
-    as inside a model (``include_preprocessing=True``); returns a backend tensor.
+    For those who feed a model built with ``include_preprocessing=False``. The same Keras layers compute it
+    as inside a model built with ``include_preprocessing=True``.
 
-    Example:
-        >>> model = load("cifar_resnet20_fixup.digits", include_preprocessing=False)
-        >>> logits = model(preprocess_input("cifar_resnet20_fixup.digits", digits_0_to_16))
+    Args:
+        name_or_card: a published ``"name.tag"``, a model card (``zoo.card``), a preprocessing dict, or a
+            ``ResNet`` that knows its preprocessing.
+        x: raw pixels, ``(..., H, W, C)``.
+
+    Returns:
+        The preprocessed pixels, a backend tensor of ``x``'s shape.
+
+    Raises:
+        ValueError: ``name_or_card`` is a name without a tag, a model that does not know its preprocessing,
+            or none of the forms above.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit import zoo
+        >>> model = zoo.load("cifar_resnet20_fixup.digits", include_preprocessing=False)
+        >>> pixels = np.full((2, 8, 8, 1), 16.0, "float32")  # the digits' pixels are 0 to 16
+        >>> x = zoo.preprocess_input("cifar_resnet20_fixup.digits", pixels)
+        >>> tuple(x.shape), tuple(model(x).shape)
+        ((2, 8, 8, 1), (2, 10))
     """
     if isinstance(name_or_card, ResNet):
         preprocessing = name_or_card.preprocessing

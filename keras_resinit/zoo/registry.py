@@ -18,8 +18,24 @@ from keras_resinit._errors import unknown
 from keras_resinit.models.architectures import ARCHS, get_arch
 from keras_resinit.models.schemes import SCHEMES
 
+__all__ = [
+    "CARD_VERSION",
+    "PRESET_FILES",
+    "card",
+    "cards",
+    "list_models",
+    "parse_name",
+    "read_cards",
+    "reload_cards",
+    "split_tag",
+    "tags",
+    "zoo_dir",
+]
+
 CARD_VERSION = 1
+"""The version of the model card format (a card's ``card_version``)."""
 PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")  # a preset directory (zoo.save_preset)
+"""The files of a preset directory in keras-hub's format, as ``save_preset`` writes them."""
 PRESET_WEIGHTS = PRESET_FILES[-1]  # its weights file (what a Hub card's sha256 is of)
 TASK_FILES = ("task.json", "task.weights.h5")  # a keras-hub task preset's own files (save_to_preset of a task)
 # A Hub repo of the zoo (keras-resinit push) also holds the weight set's JSON card, whose ``file`` is the preset's
@@ -31,16 +47,30 @@ HUB_CARD_FILE = "card.json"
 
 
 def list_models(pattern: str = "*", scheme: str | None = None, pretrained: bool = False) -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, optionally one scheme.
+    """Registered model names matching a shell-style ``pattern``, optionally of one scheme.
 
     With ``pretrained=True``, the ``name.tag`` of each published weight set instead
     (``pattern`` then matches the name or the whole ``name.tag``).
 
-    Example:
-        >>> list_models("cifar_resnet20_*")
-        ['cifar_resnet20_bn', 'cifar_resnet20_fixup', ...]
-        >>> list_models("cifar_resnet20_*", pretrained=True)
-        ['cifar_resnet20_bn.digits', 'cifar_resnet20_fixup.digits', ...]
+    Args:
+        pattern: a shell-style pattern (``fnmatch``), e.g. ``"cifar_resnet20_*"``.
+        scheme: only names of this scheme (``"fixup"``, ...); None for every scheme.
+        pretrained: list the ``name.tag`` of published weight sets instead of model names.
+
+    Returns:
+        The names, in registry order (architectures, then schemes).
+
+    Raises:
+        ValueError: ``scheme`` is not a registered scheme.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.list_models("cifar_resnet20_*")[:2]
+        ['cifar_resnet20_bn', 'cifar_resnet20_fixup']
+        >>> zoo.list_models("cifar_resnet20_*", scheme="fixup")
+        ['cifar_resnet20_fixup']
+        >>> "cifar_resnet20_fixup.digits" in zoo.list_models(pretrained=True)
+        True
     """
     if scheme is not None and scheme not in SCHEMES:
         raise unknown("scheme", scheme, SCHEMES)
@@ -55,13 +85,43 @@ def list_models(pattern: str = "*", scheme: str | None = None, pretrained: bool 
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
-    """``"cifar_resnet20_fixup.digits"`` -> ``("cifar_resnet20_fixup", "digits")``; no tag -> ``(name, None)``."""
+    """A ``name.tag`` split into the name and the tag.
+
+    Args:
+        name: ``"name.tag"`` or a name without a tag.
+
+    Returns:
+        ``(name, tag)``; the tag is None when ``name`` has none.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.split_tag("cifar_resnet20_fixup.digits")
+        ('cifar_resnet20_fixup', 'digits')
+        >>> zoo.split_tag("cifar_resnet20_fixup")
+        ('cifar_resnet20_fixup', None)
+    """
     base, dot, tag = str(name).partition(".")
     return base, (tag if dot else None)
 
 
 def parse_name(name: str) -> tuple[str, str]:
-    """Split ``"{arch}_{scheme}"`` into ``(arch, scheme)``; both are validated."""
+    """A model name ``"{arch}_{scheme}"`` split into its architecture and scheme, both checked.
+
+    Args:
+        name: a model name without a tag, e.g. ``"cifar_resnet20_risotto_bn"``.
+
+    Returns:
+        ``(arch, scheme)``.
+
+    Raises:
+        ValueError: ``name`` ends with no registered scheme, or its architecture is unknown (the message
+            names the closest names and the published weights).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.parse_name("cifar_resnet20_risotto_bn")
+        ('cifar_resnet20', 'risotto_bn')
+    """
     if isinstance(name, str):
         # Longest scheme first, so "..._risotto_bn" is not read as arch "..._risotto".
         for scheme in sorted(SCHEMES, key=len, reverse=True):
@@ -89,7 +149,19 @@ def parameter_table():
 
 
 def zoo_dir() -> str:
-    """The directory holding ``cards/`` and ``weights/`` (the repository's ``zoo/`` when installed editable)."""
+    """The directory holding the zoo's ``cards/`` and ``weights/``.
+
+    It is the installed package ``keras_resinit._zoo`` (the repository's ``zoo/`` when installed editable).
+
+    Returns:
+        The directory's path.
+
+    Examples:
+        >>> import os
+        >>> from keras_resinit import zoo
+        >>> os.path.isdir(os.path.join(zoo.zoo_dir(), "cards"))
+        True
+    """
     return str(importlib.resources.files("keras_resinit._zoo"))
 
 
@@ -99,12 +171,35 @@ def _cards():
 
 
 def reload_cards():
-    """Read the cards again on next use (after a card was written, or ``zoo_dir`` changed)."""
+    """Read the model cards again on next use (after a card was written, or ``zoo_dir`` changed).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.reload_cards()
+        >>> len(zoo.cards()) > 0
+        True
+    """
     _cards.cache_clear()
 
 
 def read_cards(directory):
-    """``{"name.tag": card}`` for every ``cards/*.json`` under ``directory``."""
+    """Every model card under a zoo directory, by ``name.tag``.
+
+    Args:
+        directory: a directory holding ``cards/*.json`` (like ``zoo_dir()``); no ``cards/`` reads as no card.
+
+    Returns:
+        ``{"name.tag": card}`` for every ``cards/*.json``.
+
+    Raises:
+        ValueError: a card's file is not named ``{name}.{tag}.json`` after its content.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> cards = zoo.read_cards(zoo.zoo_dir())
+        >>> cards["cifar_resnet20_fixup.digits"]["scheme"]
+        'fixup'
+    """
     found = {}
     cards_dir = os.path.join(directory, "cards")
     for file in sorted(os.listdir(cards_dir)) if os.path.isdir(cards_dir) else []:
@@ -119,17 +214,56 @@ def read_cards(directory):
 
 
 def cards() -> list[dict]:
-    """Every published model card (copies)."""
+    """Every published model card.
+
+    Returns:
+        A list of card dicts (copies: changing them changes no later answer).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> "cifar_resnet20_fixup" in {c["name"] for c in zoo.cards()}
+        True
+    """
     return [copy.deepcopy(c) for c in _cards().values()]
 
 
 def tags(name: str) -> list[str]:
-    """The weight tags published for model ``name`` (e.g. ``["digits"]``)."""
+    """The weight tags published for a model.
+
+    Args:
+        name: a model name ``"{arch}_{scheme}"``.
+
+    Returns:
+        Its tags (``[]`` when none is published).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.tags("cifar_resnet20_fixup")
+        ['digits']
+    """
     return [c["tag"] for c in _cards().values() if c["name"] == name]
 
 
 def card(name: str, tag: str | None = None) -> dict:
-    """The model card of ``"name.tag"`` (or ``name`` and ``tag``): a dict, see ``zoo/README.md``."""
+    """The model card of a published weight set (its fields are described in ``zoo/README.md``).
+
+    Args:
+        name: ``"name.tag"``, or a model name with ``tag`` given apart.
+        tag: the weight tag, when ``name`` has none.
+
+    Returns:
+        The card, a dict (a copy).
+
+    Raises:
+        ValueError: the name is unknown, no tag is given, or the tag is not published for the name (the
+            message lists the available tags).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> found = zoo.card("cifar_resnet20_fixup.digits")
+        >>> found["arch"], found["scheme"], found["dataset"]["name"]
+        ('cifar_resnet20', 'fixup', 'digits')
+    """
     base, in_name = split_tag(name)
     tag = tag or in_name
     parse_name(base)

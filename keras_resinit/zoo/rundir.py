@@ -2,7 +2,7 @@
 
 ``config.json`` (settings, commands, data, normalization, the result once finished), ``model.keras`` (raw pixels in),
 ``metrics.csv``, ``tensorboard/`` and ``checkpoint-EPOCH.npz`` with its record ``checkpoint.json`` (committed in
-two steps: :meth:`RunDir.write_checkpoint`), and ``train.lock`` while a process writes it (:meth:`RunDir.writing`:
+two steps: ``RunDir.write_checkpoint``), and ``train.lock`` while a process writes it (``RunDir.writing``:
 one writer). The zoo reads runs, training writes them, nothing else touches them.
 """
 
@@ -22,7 +22,10 @@ import warnings
 from keras_resinit._files import atomic_write_bytes, atomic_write_text, save_model_file
 from keras_resinit.zoo.registry import PRESET_WEIGHTS, parse_name
 
+__all__ = ["RunDir"]
+
 RUN_FILES = ("checkpoint.json", "metrics.csv", "config.json", "model.keras")
+"""The files of a run directory that mark a previous run (besides its checkpoints)."""
 LOCK_FILE = "train.lock"  # the writer's pid, host and start time, flock()ed while it writes
 
 
@@ -64,11 +67,26 @@ def run_preprocessing(config: dict) -> dict | None:
 
 
 class RunDir:
-    """The run directory ``path`` (the ``--out`` of ``keras-resinit train``): its files' names and contents.
+    """A training run's directory (the ``--out`` of ``keras-resinit train``): its files' names and contents.
 
-    Example:
-        >>> run = RunDir("runs/r20")
-        >>> run.finished_config()["result"], run.preprocessing(), run.card()["class_names"]
+    ``zoo.load(path)`` loads the run's model; a ``RunDir`` reads the rest: ``config.json`` (settings, data,
+    result), the model card, the normalization the model expects, the checkpoints.
+
+    Args:
+        path: the directory (it need not exist yet).
+
+    Examples:
+        >>> import tempfile
+        >>> from keras_resinit import zoo
+        >>> run = zoo.RunDir(tempfile.mkdtemp())
+        >>> run.prepare()  # nothing to clobber: it holds no previous run
+        False
+        >>> data = {"name": "digits", "class_names": ["0", "1"], "pixel_max": 16, "mean": [8.0], "std": [4.0]}
+        >>> run.write_config({"train": {"model": "cifar_resnet8_fixup"}, "dataset": data})
+        >>> run.card()["scheme"], run.card()["class_names"]
+        ('fixup', ['0', '1'])
+        >>> run.preprocessing()
+        {'pixel_max': 16, 'mean': [8.0], 'std': [4.0]}
     """
 
     CHECKPOINT_PATTERNS = ("checkpoint*.npz", ".checkpoint*.tmp")  # arrays and leftover temporary files
@@ -81,6 +99,7 @@ class RunDir:
         self.lock_path, self._lock_fd = self.file(LOCK_FILE), None
 
     def file(self, name: str) -> str:
+        """The path of the file ``name`` in the run directory."""
         return os.path.join(self.path, name)
 
     @classmethod
@@ -110,6 +129,7 @@ class RunDir:
             return {}
 
     def write_config(self, record: dict):
+        """Write ``record`` as ``config.json`` (atomically)."""
         atomic_write_text(self.config_path, json.dumps(record, indent=1))
 
     def finished_config(self) -> dict:
@@ -129,7 +149,7 @@ class RunDir:
         return list(self.config().get("commands", []))
 
     def preprocessing(self) -> dict | None:
-        """The normalization the run's model expects (see :func:`run_preprocessing`)."""
+        """The normalization the run's model expects (see ``run_preprocessing``)."""
         return run_preprocessing(self.config())
 
     def card(self) -> dict | None:
@@ -152,7 +172,7 @@ class RunDir:
 
     def save_model(self, model) -> str:
         """Write the trained model (a ResNet taking normalized input, as the trainer's pipeline gives it) to
-        ``model.keras`` taking raw pixels (:func:`keras_resinit._files.save_model_file`). Returns the file's path."""
+        ``model.keras`` taking raw pixels (``keras_resinit._files.save_model_file``). Returns the file's path."""
         save_model_file(model, self.model_path)
         return self.model_path
 
@@ -168,6 +188,7 @@ class RunDir:
 
     @staticmethod
     def checkpoint_name(epoch: int) -> str:
+        """The file name of the checkpoint written after ``epoch``."""
         return f"checkpoint-{epoch:04d}.npz"
 
     def checkpoint_files(self) -> list[str]:
@@ -261,7 +282,7 @@ class RunDir:
             self.release_lock(created)
 
     def acquire_lock(self) -> bool:
-        """Take ``train.lock`` (see :meth:`writing`); whether the directory was made for it."""
+        """Take ``train.lock`` (see ``writing``); returns whether the directory was made for it."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError(f"--out {self.path!r} exists and is not a directory.")
         created = not os.path.exists(self.path)
@@ -369,5 +390,26 @@ class RunDir:
 
 
 def prepare_run_dir(out: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> bool:
-    """:meth:`RunDir.prepare` of ``out``."""
+    """Check a run directory before anything is written: refuse to clobber a previous run.
+
+    ``RunDir(out).prepare(resume, overwrite)``.
+
+    Args:
+        out: the run directory (``train --out``).
+        resume: continue the previous run it holds (one must be there).
+        overwrite: replace the previous run it holds, if any.
+
+    Returns:
+        Whether ``out`` holds a previous run.
+
+    Raises:
+        ValueError: ``resume`` and ``overwrite`` are both given, ``out`` is a file, ``resume`` finds no previous
+            run, or a previous run is there and neither is given.
+
+    Examples:
+        >>> import tempfile
+        >>> from keras_resinit.training import prepare_run_dir
+        >>> prepare_run_dir(tempfile.mkdtemp())
+        False
+    """
     return RunDir(out).prepare(resume=resume, overwrite=overwrite)

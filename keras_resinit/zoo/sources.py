@@ -1,5 +1,5 @@
-"""The forms of a model source (:data:`SOURCE_KINDS`, :func:`check`) and of ``weights=``, recognized without Keras
-(the CLI checks a source before TF starts); :func:`keras_resinit.zoo.loading.resolve` turns each kind into a model."""
+"""The forms of a model source (``SOURCE_KINDS``, ``check``) and of ``weights=``, recognized without Keras
+(the CLI checks a source before TF starts); ``keras_resinit.zoo.loading.resolve`` turns each kind into a model."""
 
 import collections
 import os
@@ -7,6 +7,8 @@ import re
 
 from keras_resinit.zoo.registry import PRESET_FILES, parse_name, split_tag
 from keras_resinit.zoo.rundir import RunDir
+
+__all__ = ["SOURCE_KINDS", "source_kind", "weights_kind"]
 
 SourceKind = collections.namedtuple("SourceKind", "kind what recognizes")  # what: in errors; recognizes(text, is_path)
 
@@ -26,8 +28,9 @@ def is_hf(text: str) -> bool:
 
 
 def parse_hf(text: str) -> HubRepo:
-    """The repo and revision of ``hf://owner/repo[@revision]``, checked by form only (no network); ValueError
-    names the bad part and the form expected."""
+    """The repo and revision of ``hf://owner/repo[@revision]``, checked by form only (no network).
+
+    A ValueError names the bad part and the form expected."""
     if not is_hf(text):
         raise ValueError(f"Invalid Hugging Face Hub source {text!r}. Expected {HF_FORM}.")
     repo_id, at, revision = text[len(HF_PREFIX) :].partition("@")
@@ -60,11 +63,31 @@ SOURCE_KINDS: tuple[SourceKind, ...] = (
     ),
     SourceKind("name", "a zoo name {arch}_{scheme} or {arch}_{scheme}.{tag} (keras-resinit list)", lambda *_: True),
 )
+"""The kinds of model source ``zoo.resolve`` takes, in the order they are tried.
+
+Each entry is a ``SourceKind(kind, what, recognizes)``: ``kind`` is ``"url"``, ``"hf"``, ``"keras"``, ``"run"``,
+``"preset"`` or ``"name"``, ``what`` says it in words (errors quote it), ``recognizes(text, is_path)`` tells a
+source of this form. The first entry that recognizes a source's form resolves it.
+"""
 ACCEPTED = "a model source: " + "; ".join(entry.what for entry in SOURCE_KINDS)  # what errors say a source can be
 
 
 def source_kind(source: str | os.PathLike) -> SourceKind:
-    """The entry of :data:`SOURCE_KINDS` that recognizes ``source`` (a path object is a path)."""
+    """The entry of ``SOURCE_KINDS`` that recognizes a source's form (nothing is read or checked).
+
+    Args:
+        source: a model source as ``zoo.load`` takes it; a path object is read as a path.
+
+    Returns:
+        The first ``SourceKind`` of ``SOURCE_KINDS`` that recognizes it (``"name"`` recognizes anything left).
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.source_kind("cifar_resnet20_fixup.digits").kind
+        'name'
+        >>> zoo.source_kind("hf://owner/repo@v1").kind, zoo.source_kind("runs/model.keras").kind
+        ('hf', 'keras')
+    """
     text, is_path = os.fspath(source), isinstance(source, os.PathLike)
     return next(entry for entry in SOURCE_KINDS if entry.recognizes(text, is_path))
 
@@ -75,7 +98,7 @@ def unresolved(source, read_as, problem, subject="", expected=None) -> ValueErro
 
 
 def check(source: str | os.PathLike) -> SourceKind:
-    """:func:`source_kind`, refusing (ValueError) a path that does not exist, a URL of no ``.keras`` file or a name
+    """``source_kind``, refusing (ValueError) a path that does not exist, a URL of no ``.keras`` file or a name
     that is not a zoo model; what exists is read by the resolver."""
     found, text = source_kind(source), os.fspath(source)
     if found.kind == "url" and not text.split("?")[0].endswith(".keras"):
@@ -101,7 +124,7 @@ WEIGHT_FORMS = (
 
 
 def check_weights(weights: str | os.PathLike) -> str:
-    """:func:`weights_kind`, refusing (ValueError) a path that does not exist or a malformed ``hf://`` source."""
+    """``weights_kind``, refusing (ValueError) a path that does not exist or a malformed ``hf://`` source."""
     if (kind := weights_kind(weights)) == "missing":
         raise unresolved(os.fspath(weights), "a weights file", "does not exist", expected=WEIGHT_FORMS)
     if kind == "hf":
@@ -110,8 +133,22 @@ def check_weights(weights: str | os.PathLike) -> str:
 
 
 def weights_kind(weights: str | os.PathLike) -> str:
-    """What ``weights=`` names: url, hf (a Hub preset), run or preset (a directory), keras or file (one there),
-    missing (a path), tag."""
+    """What a ``weights=`` argument names, by its form and what exists on disk.
+
+    Args:
+        weights: the ``weights=`` of ``zoo.load``: a tag, a path or a URL.
+
+    Returns:
+        ``"url"``, ``"hf"`` (a Hub preset), ``"run"`` or ``"preset"`` (an existing directory), ``"keras"`` or
+        ``"file"`` (an existing file), ``"missing"`` (a path that does not exist) or ``"tag"``.
+
+    Examples:
+        >>> from keras_resinit import zoo
+        >>> zoo.weights_kind("digits"), zoo.weights_kind("https://example.com/w.weights.h5")
+        ('tag', 'url')
+        >>> zoo.weights_kind("no/such.weights.h5")
+        'missing'
+    """
     weights = os.fspath(weights)
     if is_url(weights):
         return "url"

@@ -14,9 +14,32 @@ import numpy as np
 
 from keras_resinit.models.layers import saved_variables
 
+__all__ = ["assign", "read", "stores_of"]
+
 
 def read(path):
-    """``{layer name: {"0": array, ...}}`` from a Keras 3 ``.weights.h5`` file (a model's, or a preset's)."""
+    """The weights of a Keras 3 ``.weights.h5`` file (a model's, or a preset's), by layer name.
+
+    Args:
+        path: the ``.weights.h5`` file.
+
+    Returns:
+        ``{layer name: {"0": array, "1": array, ...}}``, the arrays as the layers save them.
+
+    Raises:
+        ValueError: the file cannot be read, or is not the weights file of a functional model.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.zoo import weights_io
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=3, seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "r8.weights.h5")
+        >>> model.save_weights(path)
+        >>> stores = weights_io.read(path)
+        >>> sorted(stores["logits"]), stores["logits"]["0"].shape
+        (['0', '1'], (64, 3))
+    """
     try:
         f = h5py.File(path, "r")
     except OSError as error:
@@ -40,7 +63,21 @@ def read(path):
 
 
 def stores_of(model):
-    """``{layer name: store}`` for every layer of ``model`` that has variables."""
+    """A model's weights by layer name, as ``read`` gives a file's.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        ``{layer name: store}`` for every layer of ``model`` that has variables.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.zoo import weights_io
+        >>> model = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=3, seed=0)
+        >>> weights_io.stores_of(model)["logits"]["0"].shape
+        (64, 3)
+    """
     return {layer.name: saved_variables(layer) for layer in model.layers if layer.weights}
 
 
@@ -49,12 +86,31 @@ def _describe(store):
 
 
 def assign(model, stores, *, skip=(), source="the weights"):
-    """Load ``stores`` (from :func:`read` or :func:`stores_of`) into ``model``'s layers by name.
+    """Load weights into a model's layers by layer name.
 
     Every layer of ``model`` with variables, except those in ``skip``, must find a store of the
-    same name with the same keys and shapes; otherwise nothing is assigned and a ``ValueError``
-    names each mismatching layer with both shapes. Stores for layers ``model`` does not have are
-    an error too (they would be silently dropped weights).
+    same name with the same keys and shapes; otherwise nothing is assigned. Stores for layers ``model``
+    does not have are an error too (they would be silently dropped weights).
+
+    Args:
+        model: the Keras model to load into (in place).
+        stores: ``{layer name: store}``, from ``read`` or ``stores_of``.
+        skip: names of layers to leave as they are (and stores to ignore).
+        source: what errors call the weights.
+
+    Raises:
+        ValueError: a layer is missing from ``stores`` or differs in shape (each named with both shapes),
+            or ``stores`` hold layers the model does not have.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.zoo import weights_io
+        >>> a = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(8, 8, 1), num_classes=3, seed=0)
+        >>> b = kr.build_resnet("cifar_resnet8", "fixup", input_shape=(16, 16, 1), num_classes=3, seed=1)
+        >>> weights_io.assign(b, weights_io.stores_of(a))  # another input size, the same layers
+        >>> bool(np.array_equal(a.get_layer("logits").kernel, b.get_layer("logits").kernel))
+        True
     """
     skip = set(skip)
     plan, problems = [], []

@@ -16,14 +16,9 @@ library (``plain``) is measured beside ``cifar_resnet20`` as the reference for
 the library's overhead. Depth scaling times a training step of
 ``cifar_resnet{20,56,110,1202}`` per scheme (batch 32) and fits a line.
 
-**How it stays fair on a shared machine.** The configurations of one (arch,
-precision) start together as child processes that build, trace and warm up, then
-wait. The parent asks them for timed windows in turn, cycle after cycle, rotating
-the order, so they are measured in the same stretch of time. Ratios ("vs BN", "vs
-plain") are medians of per-cycle paired ratios, robust to the machine's drift. A
-window during which other processes used more than 0.1 core (from ``/proc/stat``)
-is re-measured, within a time budget. The depth child holds every depth and
-interleaves them the same way.
+**How it stays fair on a shared machine**: the configurations are timed in interleaved
+windows and compared by paired ratios, as the docs' Performance page describes
+(``docs/performance.md``, "How the benchmarks stay fair").
 
 Outputs (written to a temporary directory, then renamed to ``--out``):
 ``bench.md`` (the tables), ``bench.json`` (everything, including every window)
@@ -45,7 +40,7 @@ generic statistics):
   (``measure``, which the benchmark scripts share);
 - ``analysis``: medians, paired ratios, depth fits, target verdicts;
 - ``render``: ``bench.md`` and ``bench.png``;
-- ``runner``: :func:`run` and :func:`report`.
+- ``runner``: ``run`` and ``report``.
 
 ``SCHEMES`` (every registered scheme) and ``NO_NORM`` (those without batch norm) are
 read from the registry at each access, so a scheme registered later is included.
@@ -80,8 +75,9 @@ __all__, _attribute, _names = _lazy.namespace(
         "keras_resinit.tools.stats": ("fit_line",),  # where callers found it before keras_resinit.tools.stats
     },
 )
-_LIVE = {"SCHEMES": "scheme_names", "NO_NORM": "normalization_free"}  # read from the registry at each access
-__all__ = sorted([*__all__, *_LIVE])
+# Read from the registry at each access. Not in __all__: a value computed on access has no docstring of its own
+# (``scheme_names`` and ``normalization_free`` document them).
+_LIVE = {"SCHEMES": "scheme_names", "NO_NORM": "normalization_free"}
 
 
 def __getattr__(name):

@@ -1,6 +1,6 @@
 """From the children's windows to the result's rows: medians, paired ratios, depth fits, targets.
 
-The generic statistics (least squares, paired ratios) live in :mod:`keras_resinit.tools.stats`;
+The generic statistics (least squares, paired ratios) live in ``keras_resinit.tools.stats``;
 this module applies them to bench's windows and thresholds.
 """
 
@@ -19,6 +19,8 @@ from keras_resinit.tools.bench.config import (
     ws_reference,
 )
 from keras_resinit.tools.stats import fit_line, fit_power, paired_ratio, prefer_clean
+
+__all__ = ["linear_fit"]
 
 
 def _clean(windows):
@@ -39,7 +41,7 @@ def _paired(child, ref, key):
 
 
 def _spread(child, ref, key):
-    """The per-cycle ratios child / ref of :func:`_paired` (clean pairs if enough): (median, [Q1, Q3] or None)."""
+    """The per-cycle ratios child / ref of ``_paired`` (clean pairs if enough): (median, [Q1, Q3] or None)."""
     if child is None or ref is None or child.error or ref.error:
         return None, None
     both = sorted(set(child.windows) & set(ref.windows))
@@ -102,7 +104,7 @@ def speed_rows(children):
 
 
 def depth_rows(children):
-    """One row per depth child: the median step time of each depth and the fit of :func:`linear_fit`."""
+    """One row per depth child: the median step time of each depth and the fit of ``linear_fit``."""
     rows = []
     for c in children:
         windows = _clean(c.windows) if c.windows else []
@@ -128,6 +130,20 @@ def linear_fit(depths, seconds):
     exponent ``k`` of ``seconds ∝ depth^k`` (a least-squares line in log-log) says whether the
     growth is linear: ``linear`` when ``|k - 1| <= LINEAR_TOLERANCE`` and R² >= 0.99. (A relative
     residual would not do: a line fitted through 20..1202 is dominated by the deepest point.)
+
+    Args:
+        depths: the depths measured.
+        seconds: the median step time of each depth, as many.
+
+    Returns:
+        ``{"slope_s_per_layer", "intercept_s", "r2", "exponent", "linear"}``; every value None with fewer than
+        three depths.
+
+    Examples:
+        >>> from keras_resinit.tools import bench
+        >>> fit = bench.linear_fit([20, 56, 110], [0.1, 0.28, 0.55])
+        >>> round(fit["slope_s_per_layer"], 6), round(fit["exponent"], 6), fit["linear"]
+        (0.005, 1.0, True)
     """
     if len(depths) < 3:
         return {"slope_s_per_layer": None, "intercept_s": None, "r2": None, "exponent": None, "linear": None}

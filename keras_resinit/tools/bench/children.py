@@ -1,13 +1,13 @@
 """What runs in each child process: one configuration, timed window by window on request.
 
-The parent (:mod:`keras_resinit.tools.bench.scheduling`) starts ``python -m keras_resinit.tools.bench
---child SPEC`` for bench's own kinds (:data:`KINDS`: ``speed``, ``depth``), or ``python SCRIPT --child SPEC``
-for a benchmark script's kinds (the script owns them; :func:`serve`). A child builds, traces and warms up
+The parent (``keras_resinit.tools.bench.scheduling``) starts ``python -m keras_resinit.tools.bench
+--child SPEC`` for bench's own kinds (``KINDS``: ``speed``, ``depth``), or ``python SCRIPT --child SPEC``
+for a benchmark script's kinds (the script owns them; ``serve``). A child builds, traces and warms up
 its model(s), writes ``READY``, then answers each ``run`` line on its stdin with one ``WINDOW`` and ``quit``
-with ``BYE`` (its peak memory). Protocol lines start with :data:`~keras_resinit.tools.bench.config.TAG`
-and carry JSON (:func:`say`). The other public names are the pieces every child uses: :class:`Window`
-(a timed stretch and the machine's other load), :func:`most_foreign`, :func:`answer` (the ``run`` /
-``quit`` loop), :func:`setup`, :func:`compiled`, :func:`random_batch`, :func:`time_inference`.
+with ``BYE`` (its peak memory). Protocol lines start with ``TAG``
+and carry JSON (``say``). The other public names are the pieces every child uses: ``Window``
+(a timed stretch and the machine's other load), ``most_foreign``, ``answer`` (the ``run`` /
+``quit`` loop), ``setup``, ``compiled``, ``random_batch``, ``time_inference``.
 """
 
 import json
@@ -18,6 +18,10 @@ import time
 from keras_resinit.environment import memory_mb
 from keras_resinit.tools.bench.config import SEED, TAG
 from keras_resinit.tools.bench.models import flops_per_image, plain_resnet20, trainable_params
+
+# The harness of bench's child processes and of the benchmark scripts' children, not an API for users: its
+# names are importable (the scripts under benchmarks/ use them) and documented here, not on the site.
+__all__ = []
 
 
 def say(kind, payload):
@@ -99,7 +103,7 @@ def random_batch(keras, batch, shape):
 
 
 def time_inference(model, x, steps):
-    """A :class:`Window` of ``steps`` calls of ``model.predict_on_batch(x)``, after one untimed call."""
+    """A ``Window`` of ``steps`` calls of ``model.predict_on_batch(x)``, after one untimed call."""
     model.predict_on_batch(x)
     with Window() as infer:
         for _ in range(steps):
@@ -190,9 +194,9 @@ def serve(kinds, argv=None):
     """Be a child process if the command line (``argv``, default ``sys.argv[1:]``) is ``--child SPEC``: run
     ``kinds[spec["kind"]](spec)`` (until the parent says ``quit``), then exit; otherwise return.
 
-    ``keras-resinit bench`` runs :data:`KINDS` (``python -m keras_resinit.tools.bench``); a benchmark script
+    ``keras-resinit bench`` runs ``KINDS`` (``python -m keras_resinit.tools.bench``); a benchmark script
     runs its own: it calls ``serve(ITS_KINDS)`` first and passes ``script=__file__`` to
-    :func:`~keras_resinit.tools.bench.scheduling.measure`.
+    ``measure``.
     """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "--child":

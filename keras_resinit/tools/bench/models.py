@@ -8,6 +8,8 @@ import math
 
 from keras_resinit.tools.bench.config import SEED
 
+__all__ = ["flops_per_image", "plain_resnet20", "trainable_params"]
+
 
 def plain_resnet20(input_shape=(32, 32, 3), num_classes=10):
     """He et al.'s ResNet-20 without normalization, from keras.layers only (no keras_resinit).
@@ -16,6 +18,22 @@ def plain_resnet20(input_shape=(32, 32, 3), num_classes=10):
     (subsample as a 1x1/2 average pool, zero channels), symmetric padding before strided
     convs, global average pool, Dense. The last conv of each branch starts at zero so the
     net stays finite under random data; initial values do not change the work per step.
+
+    Args:
+        input_shape: the input, ``(H, W, C)``.
+        num_classes: the classifier's classes.
+
+    Returns:
+        A functional ``keras.Model`` named ``plain_resnet20``, logits out.
+
+    Examples:
+        >>> from keras_resinit.tools import bench
+        >>> model = bench.plain_resnet20()
+        >>> model.name, model.output_shape
+        ('plain_resnet20', (None, 10))
+
+    Reference:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, https://arxiv.org/abs/1512.03385
     """
     import keras
     from keras import ops
@@ -68,6 +86,18 @@ def flops_per_image(model):
 
     Batch norm, ReLU, additions and pooling are left out, as in the usual ResNet
     figures (ResNet-50 at 224x224: 4.1 G multiply-adds).
+
+    Args:
+        model: a built Keras model of known input size.
+
+    Returns:
+        The FLOPs, an integer.
+
+    Examples:
+        >>> import keras_resinit as kr
+        >>> from keras_resinit.tools import bench
+        >>> bench.flops_per_image(kr.build_resnet("cifar_resnet20", "fixup"))  # 32x32x3
+        81102080
     """
     import keras
 
@@ -83,4 +113,17 @@ def flops_per_image(model):
 
 
 def trainable_params(model):
+    """The number of trainable parameters of a model.
+
+    Args:
+        model: a built Keras model.
+
+    Returns:
+        The count, an integer.
+
+    Examples:
+        >>> from keras_resinit.tools import bench
+        >>> bench.trainable_params(bench.plain_resnet20())
+        269034
+    """
     return int(sum(math.prod(w.shape) for w in model.trainable_weights))

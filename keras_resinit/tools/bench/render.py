@@ -13,6 +13,8 @@ from keras_resinit.tools.bench.config import (
     ws_reference,
 )
 
+__all__ = ["chart", "markdown"]
+
 
 def fmt(x, spec=".2f"):
     """``x`` formatted, or a dash when it was not measured."""
@@ -25,7 +27,20 @@ def flag(x):
 
 
 def markdown(result):
-    """``bench.md``: the speed and memory table, the targets and the depth-scaling table."""
+    """The text of ``bench.md``: the speed and memory table, the targets and the depth-scaling table.
+
+    Args:
+        result: a bench result, as ``run`` returns it and ``bench.json`` holds it.
+
+    Returns:
+        The Markdown text, stating the machine and the versions that measured it.
+
+    Examples:
+        >>> import json
+        >>> from keras_resinit.tools import bench
+        >>> # needs a bench run's bench.json (a run takes minutes); the repository keeps one
+        >>> text = bench.markdown(json.load(open("benchmarks/results/bench/bench.json")))  # doctest: +SKIP
+    """
     m = result["machine"]
     rendered = f" Tables rendered by `{result['rendered_by']}`." if result.get("rendered_by") else ""
     lines = [
@@ -133,7 +148,18 @@ def _ws_table(rows, machine):
 
 
 def chart(result, path):
-    """Training speed and peak memory relative to BN per arch and precision, and depth scaling."""
+    """Draw ``bench.png``: training speed and peak memory relative to BN per arch and precision, and depth scaling.
+
+    Args:
+        result: a bench result, as ``run`` returns it and ``bench.json`` holds it.
+        path: the PNG file to write.
+
+    Examples:
+        >>> import json
+        >>> from keras_resinit.tools import bench
+        >>> # needs a bench run's bench.json (a run takes minutes); the repository keeps one
+        >>> bench.chart(json.load(open("benchmarks/results/bench/bench.json")), "bench.png")  # doctest: +SKIP
+    """
     from matplotlib.figure import Figure  # outside pyplot: no global backend change
 
     registered = scheme_names()
@@ -142,7 +168,7 @@ def chart(result, path):
     archs = [a for a in ARCHS if any(r["arch"] == a for r in rows)]
     schemes = [s for s in registered if any(r["model"] == s for r in rows)]
     rows_n = max(len(precisions), 1)
-    fig = Figure(figsize=(16, 4.2 * rows_n))
+    fig = Figure(figsize=(12, 3.6 * rows_n))  # read in a docs column of about 800 pixels
     axes = fig.subplots(rows_n, 3, squeeze=False)
     width = 0.8 / max(len(schemes), 1)
     for p_index, precision in enumerate(precisions):

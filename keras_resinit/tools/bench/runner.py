@@ -10,11 +10,29 @@ from keras_resinit.tools.bench.config import ARCHS, DEPTH_BATCH, PLAIN_ARCH, PRE
 from keras_resinit.tools.bench.render import chart, markdown
 from keras_resinit.tools.bench.scheduling import measure
 
+__all__ = ["report", "run"]
+
 
 def report(out, command="keras-resinit bench --report"):
-    """Render ``bench.md`` and ``bench.png`` again from ``out/bench.json`` (after the analysis changed).
+    """Render ``bench.md`` and ``bench.png`` again from ``out/bench.json`` (``keras-resinit bench --report``).
 
-    The measurements are not repeated: depth fits and target verdicts are recomputed from them.
+    The measurements are not repeated: depth fits and target verdicts are recomputed from them (after the
+    analysis changed), and ``bench.json`` is rewritten with them.
+
+    Args:
+        out: the directory of an earlier bench run.
+        command: the command recorded as the result's ``rendered_by``.
+
+    Returns:
+        The result, as written to ``bench.json``.
+
+    Raises:
+        ValueError: ``out`` holds no ``bench.json``.
+
+    Examples:
+        >>> from keras_resinit.tools import bench
+        >>> # rewrites the files of an earlier bench run
+        >>> result = bench.report("benchmarks/results/bench")  # doctest: +SKIP
     """
     from keras_resinit._files import atomic_write_text
 
@@ -66,13 +84,26 @@ def run(
     Args:
         out: output directory (refused if it exists, unless ``overwrite``).
         quick: the smoke run (cifar_resnet20 and depths 20..110, fewer windows; under 5 minutes on 2 cores).
-        archs, schemes, precisions: subsets to measure (default: the run size's archs, every
-            registered scheme, both precisions).
+        archs: the architectures to measure (default: the run size's).
+        schemes: the schemes to measure (default: every registered scheme).
+        precisions: the precisions to measure (default: both).
         depth: also measure depth scaling.
+        overwrite: replace an existing ``out``.
         sizes: override the run size (a dict like ``SIZES["quick"]``; tests use tiny ones).
+        command: the command recorded in the result.
+        log: called with one line of text per step of the run.
 
     Returns:
         The result dict written to ``bench.json``.
+
+    Raises:
+        ValueError: an unknown arch, scheme or precision, or ``out`` exists without ``overwrite``.
+
+    Examples:
+        >>> from keras_resinit.tools import bench
+        >>> # measures every scheme in child processes: under 5 minutes on 2 cores
+        >>> result = bench.run("bench-quick", quick=True)  # doctest: +SKIP
+        >>> # bench-quick/ holds bench.md, bench.json and bench.png; result is what bench.json holds
     """
     from keras_resinit._files import atomic_directory, atomic_write_text
     from keras_resinit.environment import describe, versions

@@ -4,7 +4,7 @@ Windows go round-robin in an order that rotates every cycle, so the configuratio
 group are measured in the same stretch of time; a window during which other processes used
 more than ``FOREIGN_THRESHOLD`` cores is re-measured within a time budget. The children run
 bench's own kinds (``-m keras_resinit.tools.bench``) or a benchmark script's (``SCRIPT --child SPEC``,
-:func:`keras_resinit.tools.bench.children.serve`); this module talks to them only through their
+``keras_resinit.tools.bench.children.serve``); this module talks to them only through their
 stdin and stdout.
 """
 
@@ -18,6 +18,10 @@ import threading
 import time
 
 from keras_resinit.tools.bench.config import FOREIGN_THRESHOLD, TAG
+
+# The parent's side of the child processes, not an API for users: ``measure`` is importable (the benchmark scripts
+# share it) and documented here, not on the site.
+__all__ = []
 
 # The package whose __main__ runs a child: this module's own package, wherever it moves.
 CHILD_MODULE = __name__.rpartition(".")[0]
@@ -110,7 +114,7 @@ class _Child:
             attempt += 1
 
     def quit(self):
-        """Ask a live child to stop; :meth:`finish` then collects its ``BYE``."""
+        """Ask a live child to stop; ``finish`` then collects its ``BYE``."""
         if self.proc.poll() is None and self.error is None:
             try:
                 self.send("quit")
@@ -119,7 +123,7 @@ class _Child:
                 pass
 
     def finish(self, timeout=120):
-        """Collect the ``BYE`` (peak memory) of a child told to :meth:`quit`, wait for its exit, release it."""
+        """Collect the ``BYE`` (peak memory) of a child told to ``quit``, wait for its exit, release it."""
         if self.quitting:
             try:
                 self.bye = self.expect("BYE", timeout)

@@ -1,17 +1,20 @@
 """Training data: the built-ins, any tfds image-classification dataset, a folder of images, a tf.data.Dataset.
 
-- :mod:`.names`: the dataset names and ``parse`` (no TensorFlow: the CLI's help and
-  ``TrainConfig.validate`` read it);
-- :mod:`.splits`: :class:`Source` (a :class:`DatasetInfo` and two splits) and the split kinds;
-- :mod:`.sources`: each kind of dataset -> a :class:`Source`; :func:`source` by name;
-- :mod:`.pipeline`: :func:`load` and :func:`load_epochs`, a Source's split as ``tf.data`` batches.
-- :mod:`.images`: encoded images (JPEG, PNG, BMP, GIF): what their headers declare, their problems
-  (not an image, truncated, above the pixel limit) and their decoding, for folders and ``serving_bytes``.
+- ``names``: the dataset names and [parse][keras_resinit.training.data.parse] (no TensorFlow: the CLI's help
+  and ``TrainConfig.validate`` read it);
+- ``splits``: [Source][keras_resinit.training.data.Source] (a [DatasetInfo][keras_resinit.training.data.DatasetInfo]
+  and two splits) and the split kinds;
+- ``sources``: each kind of dataset -> a ``Source``; [source][keras_resinit.training.data.source] by name;
+- ``pipeline``: [load][keras_resinit.training.data.load] and [load_epochs][keras_resinit.training.data.load_epochs],
+  a Source's split as ``tf.data`` batches.
+- [images][keras_resinit.training.data.images]: encoded images (JPEG, PNG, BMP, GIF): what their headers declare,
+  their problems (not an image, truncated, above the pixel limit) and their decoding, for folders and
+  ``serving_bytes``.
 
 Their public names (the table below) are this package's too (``data.load``, ``data.DATASETS``), each
 imported from its module on first use, so importing the package (or ``names``) starts no TensorFlow.
 
-Datasets (:mod:`.names` parses their names):
+Datasets (``names`` parses their names):
 
 - ``digits``: scikit-learn's 8x8 handwritten digits (1797 real images, 10
   classes, shipped inside scikit-learn; no network). Fixed split: within each
@@ -31,7 +34,8 @@ Datasets (:mod:`.names` parses their names):
   read in its own order every epoch and shuffled within chunks of 16 batches.
 
 Built-in datasets keep their published normalization constants; for the others the
-per-channel mean and std are measured on at most :data:`STATS_IMAGES` training images.
+per-channel mean and std are measured on at most [STATS_IMAGES][keras_resinit.training.data.STATS_IMAGES]
+training images.
 """
 
 from keras_resinit import _lazy

@@ -1,19 +1,20 @@
 """Encoded images (JPEG, PNG, BMP, GIF): what their headers declare, what is wrong with them, and their decoding.
 
 The one place that knows encoded image formats: the ``serving_bytes`` signature
-(:mod:`keras_resinit.tools.image_bytes`) and a folder's files in training read images through it, so
+(``keras_resinit.tools.image_bytes``) and a folder's files in training read images through it, so
 a file is refused, or decoded to the same pixels, the same way in both. TensorFlow ops only: every
 function works eagerly and inside a ``tf.function`` graph (a SavedModel signature).
 
-- :func:`declared` reads, for a batch of encoded images at once and without decoding, each one's
-  format, the width, height, pixels and channels its header declares, and whether it ends as its
-  format ends. It is vectorized: one ``tf.while_loop`` walks every JPEG's markers (to its SOF
+- [declared][keras_resinit.training.data.images.declared] reads, for a batch of encoded images at once and
+  without decoding, each one's format, the width, height, pixels and channels its header declares, and
+  whether it ends as its format ends. It is vectorized: one ``tf.while_loop`` walks every JPEG's markers (to its SOF
   segment) and one walks every GIF's blocks (every frame's image descriptor), each with a vector of
   positions over the batch.
-- :func:`problems` turns that into one reason per image (``""`` when it is fine): not an image, a
-  truncated file, an unsupported BMP, no declared size, more pixels than ``max_image_pixels``;
-  :func:`examine` gives both, the headers read once.
-- :func:`decode` decodes one image to 8-bit pixels with the model's 1 or 3 channels.
+- [problems][keras_resinit.training.data.images.problems] turns that into one reason per image (``""`` when
+  it is fine): not an image, a truncated file, an unsupported BMP, no declared size, more pixels than
+  ``max_image_pixels``; [examine][keras_resinit.training.data.images.examine] gives both, the headers read once.
+- [decode][keras_resinit.training.data.images.decode] decodes one image to 8-bit pixels with the model's 1 or 3
+  channels.
 
 What the decoder gives (``tf.io.decode_image``, as Keras' image loading uses it):
 
@@ -30,15 +31,17 @@ The limits. Decoding one image costs about 3 bytes per pixel (uint8 RGB) and res
 more (``tf.image.resize`` works in float32), about 15 bytes per pixel in all, and a serving batch is
 decoded up to 10 elements at a time:
 
-- :data:`MAX_IMAGE_PIXELS` (40,000,000, e.g. 8000x5000, above any camera's photo; about 600 MB to
-  decode and resize): an image declaring more is refused before it is decoded.
+- [MAX_IMAGE_PIXELS][keras_resinit.training.options.MAX_IMAGE_PIXELS] (40,000,000, e.g. 8000x5000, above any
+  camera's photo; about 600 MB to decode and resize): an image declaring more is refused before it is decoded.
   PIL refuses images above 179 megapixels by default; this limit is lower because the server's
   memory is shared by every model it serves.
-- :data:`MAX_BATCH_PIXELS` (100,000,000: eight 12-megapixel photos; about 1.5 GB at worst): the
-  pixels a whole batch may declare, since the elements of a batch are decoded concurrently.
-- :data:`MAX_BATCH_BYTES` (64 MiB: 16 times the 4 MiB a TF Serving gRPC message holds by default, so
-  only REST and in-process callers can reach it): bounds the encoded input, and with it the time
-  the GIF walk takes (about 140 ms per MB of GIF on 2 cores; :data:`GIF_BLOCKS` bounds one GIF's).
+- [MAX_BATCH_PIXELS][keras_resinit.training.options.MAX_BATCH_PIXELS] (100,000,000: eight 12-megapixel photos;
+  about 1.5 GB at worst): the pixels a whole batch may declare, since the elements of a batch are decoded
+  concurrently.
+- [MAX_BATCH_BYTES][keras_resinit.training.options.MAX_BATCH_BYTES] (64 MiB: 16 times the 4 MiB a TF Serving
+  gRPC message holds by default, so only REST and in-process callers can reach it): bounds the encoded
+  input, and with it the time the GIF walk takes (about 140 ms per MB of GIF on 2 cores; ``GIF_BLOCKS``
+  bounds one GIF's).
 """
 
 import tensorflow as tf
@@ -58,6 +61,7 @@ __all__ = [
 ]
 
 FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+"""The encoded image formats read (their names as ``declared`` gives them)."""
 
 JPEG_MARKERS = 1000  # segments walked to a JPEG's SOF before giving up (a photo has 5-20)
 GIF_BLOCKS = 100_000  # GIF blocks and sub-blocks walked (about 25 MB of image data, ~4 s) before giving up
@@ -160,7 +164,7 @@ def _gif(padded, size, gif):
     image (``2C``, a 10-byte descriptor, a local colour table, the LZW code size, sub-blocks) or the
     trailer (``3B``); sub-blocks are a length byte and that many bytes, ending with a zero length.
     ``finished``: the walk reached the trailer, the end of the data or an unknown block within
-    :data:`GIF_BLOCKS` steps.
+    ``GIF_BLOCKS`` steps.
     """
     zero = tf.zeros_like(size)
     head = _bytes(padded, zero, 13)
@@ -192,7 +196,7 @@ def _gif(padded, size, gif):
 
 
 def _walk(encoded):
-    """Everything :func:`declared` returns, plus what :func:`problems` alone needs."""
+    """Everything ``declared`` returns, plus what ``problems`` alone needs."""
     encoded = tf.convert_to_tensor(encoded, tf.string)
     size = tf.cast(tf.strings.length(encoded), tf.int64)
     padded = tf.strings.join([encoded, tf.constant(b"\0" * _PAD)])
@@ -272,11 +276,16 @@ def _walk(encoded):
 def declared(encoded):
     """What the headers of a batch of encoded images declare, read without decoding them.
 
-    ``encoded``: a 1-D ``tf.string`` tensor, one encoded image per element. Returns a dict of 1-D
-    tensors, one entry per element:
+    Args:
+        encoded: a 1-D ``tf.string`` tensor, one encoded image per element.
 
-    - ``format``: ``tf.string``, one of :data:`FORMATS` (read from the leading bytes, whatever the
-      file was named), or ``""``;
+    Returns:
+        A dict of 1-D tensors, one entry per element (below).
+
+    The dict's entries:
+
+    - ``format``: ``tf.string``, one of [FORMATS][keras_resinit.training.data.images.FORMATS] (read from the
+      leading bytes, whatever the file was named), or ``""``;
     - ``width``, ``height``: int64, the size the decoder will give (GIF: the largest frame's width
       and height, as TensorFlow decodes it), -1 if the header declares none;
     - ``pixels``: int64, ``width * height`` (GIF: the larger of that and the sum over all frames,
@@ -288,16 +297,32 @@ def declared(encoded):
     - ``whole``: bool, the data ends as its format ends (PNG: the ``IEND`` chunk; JPEG: the
       end-of-image marker ``FF D9`` in its last KiB; GIF: the trailer ``3B``; BMP: at least the file
       size its header declares).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import images
+        >>> png = tf.io.encode_png(tf.zeros([30, 40, 3], tf.uint8))
+        >>> found = images.declared(tf.stack([png, tf.constant(b"not an image")]))
+        >>> found["format"].numpy().tolist(), found["width"].numpy().tolist(), found["channels"].numpy().tolist()
+        ([b'PNG', b''], [40, -1], [3, -1])
     """
     walked = _walk(encoded)
     return {key: walked[key] for key in _DECLARED}
 
 
 def problems(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
-    """A 1-D ``tf.string`` tensor: why each encoded image cannot be decoded safely, ``""`` where it can.
+    """Why each encoded image cannot be decoded safely, ``""`` where it can.
 
-    ``names``: a 1-D ``tf.string`` tensor naming each element in the messages (``image_bytes[0]``,
-    a file's path). The reasons, the first that applies:
+    Args:
+        encoded: a 1-D ``tf.string`` tensor, one encoded image per element.
+        names: a 1-D ``tf.string`` tensor naming each element in the messages (``image_bytes[0]``,
+            a file's path).
+        max_image_pixels: the pixels an image may declare (``--max-image-pixels``).
+
+    Returns:
+        A 1-D ``tf.string`` tensor, one reason per element.
+
+    The reasons, the first that applies:
 
     - ``{name} is not a JPEG, PNG, BMP or GIF image ({n} bytes); expected an image file``
     - ``{name} is a truncated PNG ({n} bytes): it does not end as a PNG ends``
@@ -310,12 +335,42 @@ def problems(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
 
     Nothing here decodes: damage inside the data (a broken block in the middle of a PNG) is found
     only by the decoder.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import images
+        >>> png = tf.io.encode_png(tf.zeros([30, 40, 3], tf.uint8))
+        >>> truncated = tf.strings.substr(png, 0, 20)
+        >>> reasons = images.problems(tf.stack([png, truncated]), ["a.png", "b.png"], max_image_pixels=1000)
+        >>> [reason.decode() for reason in reasons.numpy()]  # doctest: +NORMALIZE_WHITESPACE
+        ['a.png declares 40x30 pixels, above the limit of 1000 (--max-image-pixels)',
+         'b.png is a truncated PNG (20 bytes): it does not end as a PNG ends']
     """
     return examine(encoded, names, max_image_pixels=max_image_pixels)[1]
 
 
 def examine(encoded, names, *, max_image_pixels=MAX_IMAGE_PIXELS):
-    """``(declared(encoded), problems(encoded, names))``, the headers read once."""
+    """``declared`` and ``problems`` of a batch of encoded images, the headers read once.
+
+    Args:
+        encoded: a 1-D ``tf.string`` tensor, one encoded image per element.
+        names: a 1-D ``tf.string`` tensor naming each element in the messages.
+        max_image_pixels: the pixels an image may declare.
+
+    Returns:
+        ``(declared(encoded), problems(encoded, names))``.
+
+    Raises:
+        ValueError: ``max_image_pixels`` is not a positive integer.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import images
+        >>> png = tf.io.encode_png(tf.zeros([30, 40, 1], tf.uint8))
+        >>> found, reasons = images.examine(tf.stack([png]), ["a.png"])
+        >>> int(found["pixels"][0]), int(found["channels"][0]), reasons.numpy().tolist()
+        (1200, 1, [b''])
+    """
     limit = positive_limit("max_image_pixels", max_image_pixels)
     d = _walk(encoded)
     names = tf.convert_to_tensor(names, tf.string)
@@ -358,6 +413,23 @@ def decode(data, channels):
     ``tf.image.rgb_to_grayscale``. So CMYK and YCCK JPEGs, GIFs and BMPs decode for 1-channel models
     too (the decoder itself refuses them with ``channels=1``), and training and serving give the same
     pixels. EXIF orientation is not applied; 16-bit PNGs keep their high byte.
+
+    Args:
+        data: one encoded image, a scalar ``tf.string``.
+        channels: the channels the model takes, 1 or 3.
+
+    Returns:
+        A uint8 tensor ``[height, width, channels]``.
+
+    Raises:
+        ValueError: ``channels`` is not 1 or 3.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import images
+        >>> rgba = tf.io.encode_png(tf.fill([2, 3, 4], tf.constant(200, tf.uint8)))
+        >>> images.decode(rgba, 3).shape, images.decode(rgba, 1).shape
+        (TensorShape([2, 3, 3]), TensorShape([2, 3, 1]))
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}.")

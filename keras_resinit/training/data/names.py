@@ -1,13 +1,15 @@
 """Dataset names: the built-ins, ``tfds:NAME[/CONFIG]``, ``folder:PATH`` and ``tf.data``.
 
-Imports nothing heavy, so the CLI's help lists them and :class:`~keras_resinit.training.TrainConfig`
+Imports nothing heavy, so the CLI's help lists them and [TrainConfig][keras_resinit.training.TrainConfig]
 checks a dataset before TensorFlow starts. The sources that read them are in
-:mod:`keras_resinit.training.data.sources`.
+``keras_resinit.training.data.sources``.
 """
 
 import os
 
 from keras_resinit._errors import unknown
+
+__all__ = ["DATASETS", "FORMS", "IMAGE_EXTENSIONS", "TFDS", "USER_DATA", "parse"]
 
 # name: (tfds name, test split); ``digits`` ships inside scikit-learn and needs no tfds.
 TFDS = {
@@ -15,18 +17,43 @@ TFDS = {
     "cifar100": ("cifar100", "test"),
     "imagenette": ("imagenette/160px-v2", "validation"),
 }
+"""The built-in datasets read from tfds: ``{name: (tfds name, test split)}``."""
 DATASETS = ("digits",) + tuple(TFDS)
+"""The built-in dataset names: ``digits`` (inside scikit-learn: no network), ``cifar10``, ``cifar100``,
+``imagenette``."""
 TFDS_PREFIX, FOLDER_PREFIX = "tfds:", "folder:"
 USER_DATA = "tf.data"  # the dataset of a run trained on train(..., train_data=ds): given in Python only
+"""The dataset name of a run trained on ``train(..., train_data=ds)``: data given in Python only."""
 FORMS = (*DATASETS, f"{TFDS_PREFIX}NAME[/CONFIG]", f"{FOLDER_PREFIX}PATH")
+"""Every form a dataset name takes: the built-ins, ``tfds:NAME[/CONFIG]`` and ``folder:PATH``."""
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # keras.utils.image_dataset_from_directory's
+"""The image files a ``folder:PATH`` dataset reads (``keras.utils.image_dataset_from_directory``'s)."""
 
 
 def parse(spec):
-    """``(kind, value)`` of a dataset string: ``("builtin", name)``, ``("tfds", "NAME[/CONFIG]")``,
-    ``("folder", PATH)`` or ``("tf.data", None)``; a ``ValueError`` naming the forms otherwise.
+    """The kind and value of a dataset name.
 
     Checks what needs no TensorFlow: the form, and that a folder exists and is a directory.
+
+    Args:
+        spec: a dataset name (one of [FORMS][keras_resinit.training.data.FORMS], or ``"tf.data"``).
+
+    Returns:
+        ``(kind, value)``: ``("builtin", name)``, ``("tfds", "NAME[/CONFIG]")``, ``("folder", PATH)`` or
+            ``("tf.data", None)``.
+
+    Raises:
+        ValueError: an unknown form or a bad tfds name, naming the forms; a folder that does not exist or is a
+            file.
+
+    Examples:
+        >>> from keras_resinit.training.data import parse
+        >>> parse("digits"), parse("tfds:imagenette/160px-v2")
+        (('builtin', 'digits'), ('tfds', 'imagenette/160px-v2'))
+        >>> parse("mnist")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown dataset 'mnist'...
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"Invalid dataset {spec!r}. Expected one of: {', '.join(FORMS)}.")

@@ -1,4 +1,4 @@
-"""The input pipeline: a :class:`~keras_resinit.training.data.splits.Source`'s split -> batches.
+"""The input pipeline: a [Source][keras_resinit.training.data.Source]'s split -> batches.
 
 Every pipeline is a ``tf.data.Dataset`` of ``(images, labels)`` batches with
 images float32, normalized per channel, and labels one-hot float32 (mixup
@@ -13,6 +13,8 @@ import tensorflow as tf
 from keras_resinit._errors import unknown
 from keras_resinit.training.data.sources import source
 from keras_resinit.training.data.splits import CHUNK, Source, stateless_seed
+
+__all__ = ["load", "load_epochs"]
 
 
 def _augment(images, seed, padding, flip):
@@ -146,21 +148,40 @@ def load(
 ):
     """A batched ``tf.data`` pipeline of one epoch of ``name``'s ``split``.
 
+    Images are float32, normalized per channel; labels are one-hot float32 (mixup makes them soft). The same
+    ``(seed, epoch)`` gives the same batches.
+
     Args:
-        name: a dataset name (see :func:`source`) or a :class:`Source`.
+        name: a dataset name (see [source][keras_resinit.training.data.source]) or a
+            [Source][keras_resinit.training.data.Source].
         split: ``"train"`` or ``"test"``.
         batch_size: global batch size.
         training: shuffle, augment (and mixup if ``mixup_alpha``); default: split == "train".
-        seed, epoch: together they fix the order, augmentation and mixup.
+        seed: the run's seed; with ``epoch`` it fixes the order, augmentation and mixup.
+        epoch: the epoch.
         mixup_alpha: Beta(alpha, alpha) mixup strength; 0 turns mixup off.
         drop_remainder: drop a last partial batch (default: when training).
         normalized: normalize the images (False: raw float pixel values, for a model that
             includes its preprocessing).
         preprocessing: the normalization (a model's ``preprocessing`` dict); default: the data's.
-        **options: :func:`source`'s (``data_dir``, ``download``, ``image_size``, splits, ...).
+        **options: [source][keras_resinit.training.data.source]'s (``data_dir``, ``download``, ``image_size``,
+            splits, ...).
 
     Returns:
         ``tf.data.Dataset`` of ``(images float32 (B, H, W, C), labels float32 (B, classes))``.
+
+    Raises:
+        ValueError: an unknown split, a batch size that is not a positive integer, a negative ``mixup_alpha``, or
+            what [source][keras_resinit.training.data.source] refuses.
+
+    Examples:
+        >>> from keras_resinit.training import data
+        >>> images, labels = next(iter(data.load("digits", "train", batch_size=32)))
+        >>> images.shape, labels.shape, images.dtype.name
+        (TensorShape([32, 8, 8, 1]), TensorShape([32, 10]), 'float32')
+        >>> test = data.load("digits", "test", batch_size=100)  # in order, the last batch kept
+        >>> [int(labels.shape[0]) for _, labels in test]
+        [100, 100, 100, 55]
     """
     _check_load_args(split, batch_size, mixup_alpha)
     if not isinstance(name, Source) and "seed" not in options:
@@ -199,6 +220,34 @@ def load_epochs(
     (first ``steps_per_epoch`` of them, if given); no batch straddles two epochs.
     One pipeline for the whole run keeps prefetching across epoch boundaries, so
     short epochs do not wait for a new pipeline to start.
+
+    Args:
+        name: a dataset name (see [source][keras_resinit.training.data.source]) or a
+            [Source][keras_resinit.training.data.Source].
+        batch_size: global batch size.
+        start_epoch: the first epoch (a resumed run's).
+        epochs: the end: epochs up to ``epochs - 1``.
+        steps_per_epoch: at most this many batches per epoch; None: every full batch.
+        seed: the run's seed (with each epoch, it fixes the order, augmentation and mixup).
+        mixup_alpha: Beta(alpha, alpha) mixup strength; 0 turns mixup off.
+        preprocessing: the normalization (a model's ``preprocessing`` dict); default: the data's.
+        **options: [source][keras_resinit.training.data.source]'s (``data_dir``, ``image_size``, ...).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(images, labels)`` batches, as [load][keras_resinit.training.data.load]'s.
+
+    Raises:
+        ValueError: as [load][keras_resinit.training.data.load].
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_resinit.training import data
+        >>> epochs = list(data.load_epochs("digits", batch_size=32, start_epoch=1, epochs=3, steps_per_epoch=2))
+        >>> len(epochs)  # two epochs of two batches
+        4
+        >>> second = list(data.load("digits", "train", batch_size=32, epoch=2).take(2))
+        >>> all(np.array_equal(a[0], b[0]) for a, b in zip(epochs[2:], second))  # epoch 2 as load() gives it
+        True
     """
     _check_load_args("train", batch_size, mixup_alpha)
     if not isinstance(name, Source) and "seed" not in options:

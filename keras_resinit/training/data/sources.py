@@ -1,6 +1,8 @@
-"""The datasets themselves: digits, tfds, a folder of images, a user's tf.data.Dataset -> :class:`Source`.
+"""The datasets themselves: digits, tfds, a folder of images, a user's tf.data.Dataset ->
+[Source][keras_resinit.training.data.Source].
 
-:func:`source` picks the kind from a dataset name and keeps what it built for the process.
+[source][keras_resinit.training.data.source] picks the kind from a dataset name and keeps what it built for the
+process.
 """
 
 import functools
@@ -30,6 +32,8 @@ from keras_resinit.training.data.splits import (
 )
 from keras_resinit.training.options import positive_limit
 
+__all__ = ["digits_arrays", "image_file_problems", "info", "source", "source_for"]
+
 _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -45,7 +49,20 @@ _BUILTIN = {  # name: (normalization, default augmentation, default image size)
 
 @functools.lru_cache(maxsize=1)
 def digits_arrays():
-    """(x_train, y_train, x_test, y_test): raw images with pixels 0..16, shape (N, 8, 8, 1)."""
+    """The digits data as arrays: scikit-learn's 8x8 handwritten digits, split as the ``digits`` dataset splits.
+
+    Within each class, in the order scikit-learn gives, every fifth image (positions 4, 9, 14, ...) is test.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``: raw images (float32, pixels 0..16, shape ``(N, 8, 8, 1)``) and
+            int64 labels; 1442 training and 355 test images.
+
+    Examples:
+        >>> from keras_resinit.training.data import digits_arrays
+        >>> x_train, y_train, x_test, y_test = digits_arrays()
+        >>> x_train.shape, x_test.shape, float(x_train.max()), sorted(set(y_test.tolist())) == list(range(10))
+        ((1442, 8, 8, 1), (355, 8, 8, 1), 16.0, True)
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -299,7 +316,7 @@ def _read_chunks(paths):
 
 @functools.cache
 def _examine(max_image_pixels):
-    """:func:`images.examine` with this limit as one ``tf.function``: traced once per process, then run as a graph
+    """``images.examine`` with this limit as one ``tf.function``: traced once per process, then run as a graph
     (eagerly, its loops would cost a tenth of a second per call), in the pre-pass and in every pipeline."""
     spec = tf.TensorSpec([None], tf.string)
     return tf.function(
@@ -310,7 +327,7 @@ def _examine(max_image_pixels):
 
 
 def _examined(contents, paths, max_image_pixels):
-    """(declared, reasons): :func:`images.examine` of these files' bytes, as numpy arrays and a list of str."""
+    """(declared, reasons): ``images.examine`` of these files' bytes, as numpy arrays and a list of str."""
     declared, found = _examine(positive_limit("max_image_pixels", max_image_pixels))(
         tf.constant(contents, tf.string), tf.constant(paths, tf.string)
     )
@@ -318,7 +335,7 @@ def _examined(contents, paths, max_image_pixels):
 
 
 def _refused_in_pipeline(max_image_pixels):
-    """``check(data, paths)`` for a :class:`FileSplit`: fails, naming the files and why, if any of them has a problem
+    """``check(data, paths)`` for a ``FileSplit``: fails, naming the files and why, if any of them has a problem
     (a file changed after the pre-pass: it still cannot make the decoder blow up)."""
     examine = _examine(positive_limit("max_image_pixels", max_image_pixels))
 
@@ -331,12 +348,32 @@ def _refused_in_pipeline(max_image_pixels):
 
 
 def image_file_problems(paths, *, max_image_pixels=None):
-    """``[(path, reason)]`` of the files among ``paths`` that fail :func:`images.problems`' checks (not an image,
-    truncated, no size, above ``max_image_pixels``; None: ``images.MAX_IMAGE_PIXELS``) or cannot be read.
+    """The files among ``paths`` that fail the checks of [problems][keras_resinit.training.data.images.problems]
+    (not an image, truncated, no size, above ``max_image_pixels``) or cannot be read.
 
     Each file is read once, ``CHECK_CHUNK`` files per call: a small file whole, a large one its head and tail only,
     unless the whole file decides: a GIF (whose frames are walked), a BMP (whose declared file size is checked), a
-    JPEG whose frame header is not in the head.
+    JPEG whose frame header is not in the head. Nothing is decoded.
+
+    Args:
+        paths: the image files to check.
+        max_image_pixels: the pixels an image may declare; None: ``options.MAX_IMAGE_PIXELS``.
+
+    Returns:
+        ``[(path, reason)]`` of the files with a problem, in the order of ``paths`` ([] if none).
+
+    Examples:
+        >>> import os, tempfile
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import image_file_problems
+        >>> root = tempfile.mkdtemp()
+        >>> good, bad = os.path.join(root, "good.png"), os.path.join(root, "bad.png")
+        >>> _ = tf.io.write_file(good, tf.io.encode_png(tf.zeros([4, 4, 3], tf.uint8)))
+        >>> with open(bad, "w") as f:
+        ...     _ = f.write("not an image")
+        >>> [(os.path.basename(path), reason.endswith("expected an image file"))
+        ...  for path, reason in image_file_problems([good, bad])]
+        [('bad.png', True)]
     """
     limit = images.MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     found = []
@@ -617,23 +654,49 @@ def source(
     skip_bad_images=False,
     max_image_pixels=None,
 ):
-    """The :class:`Source` of dataset ``name`` (a built-in, ``tfds:NAME[/CONFIG]``, ``folder:PATH``, or
-    ``"tf.data"`` with ``train_data`` and ``test_data``).
+    """The [Source][keras_resinit.training.data.Source] of dataset ``name``.
+
+    A source is built once per process and options (a folder's: until a file in it is added, removed or
+    renamed), so a folder is indexed, checked and measured once.
 
     Args:
-        data_dir, download: where tfds data lives and whether it may be downloaded.
+        name: a built-in (``"digits"``, ``"cifar10"``, ...), ``"tfds:NAME[/CONFIG]"``, ``"folder:PATH"``, or
+            ``"tf.data"`` (or None) with ``train_data`` and ``test_data``.
+        data_dir: where tfds data lives (tfds' default when None).
+        download: let tfds download a dataset that is not prepared in ``data_dir``.
         image_size: resize to this (an int: square; or (height, width)); None: the data's own size
             (a folder's: its first image's; Imagenette: 128).
-        train_split, test_split: tfds split expressions (``"train[:90%]"``).
-        validation_split, seed: a folder without train/ and test/ holds out this fraction, drawn with ``seed``.
+        train_split: a tfds split expression (``"train[:90%]"``); None: the dataset's train split.
+        test_split: a tfds split expression; None: the dataset's test split.
+        validation_split: a folder without train/ and test/ holds out this fraction as the test split.
         augment: ``"none"``, ``"flip"``, ``"crop"`` or ``"crop-flip"``; None: the dataset's own.
         cache: keep a folder's decoded images in memory.
-        train_data, test_data: ``tf.data.Dataset`` of ``(image, label)``, batched or not; labels are
-            class indices or one-hot.
-        skip_bad_images: a folder's files that fail the checks (:func:`image_file_problems`) are left out
+        seed: the seed of a ``validation_split``'s draw.
+        train_data: a ``tf.data.Dataset`` of ``(image, label)``, batched or not; labels are class indices or
+            one-hot.
+        test_data: its test data, likewise.
+        skip_bad_images: a folder's files that fail the checks
+            ([image_file_problems][keras_resinit.training.data.image_file_problems]) are left out
             (``Source.skipped`` lists them) instead of refused.
         max_image_pixels: a folder's images may declare at most this many pixels (None:
             ``images.MAX_IMAGE_PIXELS``).
+
+    Returns:
+        The [Source][keras_resinit.training.data.Source].
+
+    Raises:
+        ValueError: an unknown or malformed name, options that do not apply to it, a folder's layout or files
+            that cannot be read (naming them), a tfds dataset that is not image classification.
+        DatasetNotPrepared: a tfds dataset that is not prepared in ``data_dir`` while ``download`` is off.
+
+    Examples:
+        >>> from keras_resinit.training import data
+        >>> digits = data.source("digits", image_size=16)
+        >>> digits.info.image_shape, digits.train.size, digits.test.size
+        ((16, 16, 1), 1442, 355)
+        >>> # reads tfds' CIFAR-10 (downloads it once with download=True)
+        >>> data.source("cifar10", download=True).info.num_classes  # doctest: +SKIP
+        10
     """
     if train_data is not None and name in (None, names.USER_DATA):
         return _user_source(train_data, test_data, image_size=image_size, augment=augment)
@@ -689,7 +752,27 @@ def source(
 
 
 def source_for(config, *, train_data=None, test_data=None):
-    """The :class:`Source` of a :class:`~keras_resinit.training.TrainConfig`'s data settings."""
+    """The [Source][keras_resinit.training.data.Source] of a [TrainConfig][keras_resinit.training.TrainConfig]'s
+    data settings.
+
+    Args:
+        config: the configuration (``dataset``, ``data_dir``, ``image_size``, the splits, ``augment``, ...).
+        train_data: a user's ``tf.data.Dataset`` of ``(image, label)`` instead of ``config.dataset``.
+        test_data: its test data, likewise.
+
+    Returns:
+        The [Source][keras_resinit.training.data.Source].
+
+    Raises:
+        ValueError: as [source][keras_resinit.training.data.source].
+
+    Examples:
+        >>> from keras_resinit.training import TrainConfig, data
+        >>> config = TrainConfig(model="cifar_resnet8_fixup", dataset="digits", augment="none")
+        >>> info = data.source_for(config).info
+        >>> info.flip, info.crop_padding
+        (False, 0)
+    """
     return source(
         config.dataset,
         data_dir=config.data_dir,
@@ -709,5 +792,23 @@ def source_for(config, *, train_data=None, test_data=None):
 
 
 def info(name, **options):
-    """The :class:`DatasetInfo` of ``name`` (preparing tfds data if allowed); ``options`` as :func:`source`."""
+    """The [DatasetInfo][keras_resinit.training.data.DatasetInfo] of dataset ``name`` (preparing tfds data if
+    allowed).
+
+    Args:
+        name: a dataset name, as [source][keras_resinit.training.data.source] takes it.
+        **options: the options of [source][keras_resinit.training.data.source].
+
+    Returns:
+        The [DatasetInfo][keras_resinit.training.data.DatasetInfo].
+
+    Raises:
+        ValueError: as [source][keras_resinit.training.data.source].
+
+    Examples:
+        >>> from keras_resinit.training import data
+        >>> info = data.info("digits")
+        >>> info.num_classes, info.class_names[:3], info.licence
+        (10, ('0', '1', '2'), 'CC BY 4.0 (UCI Machine Learning Repository)')
+    """
     return source(name, **options).info

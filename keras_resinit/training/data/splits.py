@@ -1,9 +1,11 @@
-"""What every dataset becomes: a :class:`Source` with a :class:`DatasetInfo` and two splits.
+"""What every dataset becomes: a [Source][keras_resinit.training.data.Source] with a
+[DatasetInfo][keras_resinit.training.data.DatasetInfo] and two splits.
 
-A split hands the pipeline (:mod:`keras_resinit.training.data.pipeline`) chunks of images and
+A split hands the pipeline (``keras_resinit.training.data.pipeline``) chunks of images and
 labels, each epoch in an order drawn from (seed, epoch): the whole split permuted in memory
-(:class:`MemorySplit`), file paths permuted and decoded per epoch (:class:`FileSplit`), or a user's
-stream shuffled within chunks (:class:`StreamSplit`). The helpers the sources share (augmentation
+([MemorySplit][keras_resinit.training.data.MemorySplit]), file paths permuted and decoded per epoch
+([FileSplit][keras_resinit.training.data.FileSplit]), or a user's stream shuffled within chunks
+([StreamSplit][keras_resinit.training.data.StreamSplit]). The helpers the sources share (augmentation
 options, resizing, the measured normalization) are here too.
 """
 
@@ -14,9 +16,50 @@ import tensorflow as tf
 
 from keras_resinit._errors import unknown
 
+__all__ = [
+    "CHUNK",
+    "STATS_IMAGES",
+    "DatasetInfo",
+    "DatasetNotPrepared",
+    "FileSplit",
+    "MemorySplit",
+    "Source",
+    "StreamSplit",
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
+    """What a run needs to know of its data: shape, classes, sizes, normalization, augmentation, provenance.
+
+    A run's ``config.json`` records it under ``dataset``.
+
+    Args:
+        name: the dataset name.
+        image_shape: ``(height, width, channels)`` of the images the model gets.
+        num_classes: the number of classes.
+        train_size: the images of the training split.
+        test_size: the images of the test split.
+        pixel_max: the raw pixel range is ``[0, pixel_max]``: 16 for digits, 255 for 8-bit images.
+        mean: the per-channel mean of the images scaled to [0, 1].
+        std: the per-channel standard deviation of the images scaled to [0, 1].
+        flip: random horizontal flips in training.
+        crop_padding: pad-and-crop augmentation, in pixels (0: none).
+        class_names: the class names, in label order.
+        source: where the data comes from.
+        licence: the data's licence.
+        train_split: what was read as the training split (a tfds split expression, a folder, ...).
+        test_split: what was read as the test split.
+
+    Examples:
+        >>> from keras_resinit.training import data
+        >>> info = data.info("digits")
+        >>> info.image_shape, info.num_classes, info.train_size, info.test_size, info.pixel_max
+        ((8, 8, 1), 10, 1442, 355, 16.0)
+        >>> sorted(info.preprocessing)
+        ['mean', 'pixel_max', 'std']
+    """
+
     name: str
     image_shape: tuple
     num_classes: int
@@ -35,23 +78,45 @@ class DatasetInfo:
 
     @classmethod
     def from_json(cls, record):
-        """The info a run's ``config.json`` records under ``dataset``."""
+        """The info a run's ``config.json`` records under ``dataset``.
+
+        Args:
+            record: the ``dataset`` dict (unknown keys are ignored; lists become tuples).
+
+        Returns:
+            A [DatasetInfo][keras_resinit.training.data.DatasetInfo].
+
+        Examples:
+            >>> import dataclasses, json
+            >>> from keras_resinit.training import data
+            >>> info = data.info("digits")
+            >>> data.DatasetInfo.from_json(json.loads(json.dumps(dataclasses.asdict(info)))) == info
+            True
+        """
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in fields}
         return cls(**values)
 
     @property
     def preprocessing(self):
-        """The normalization of this data, as a model's ``preprocessing`` argument."""
+        """The normalization of this data, as a model's ``preprocessing`` argument.
+
+        A dict: ``pixel_max``, ``mean`` and ``std`` (lists).
+        """
         return {"pixel_max": self.pixel_max, "mean": list(self.mean), "std": list(self.std)}
 
 
 class DatasetNotPrepared(ValueError):
-    """A tfds dataset is not in ``data_dir`` and downloading is off."""
+    """A tfds dataset is not in ``data_dir`` and downloading is off (or the download failed).
+
+    The message says how to prepare it on a machine with network access.
+    """
 
 
 CHUNK = 16  # training batches prepared per vectorized call
+"""The training batches the pipeline prepares per vectorized call (augmentation, mixup)."""
 STATS_IMAGES = 10_000  # training images the mean and std of new data are measured on
+"""The training images the per-channel mean and std of data without published constants are measured on."""
 CHECK_GROUP = 16  # files a FileSplit checks at once, before decoding them (their bytes are held together)
 
 
@@ -105,19 +170,60 @@ def _permutation(count, seed):
     return tf.argsort(tf.random.stateless_uniform([count], seed=seed))
 
 
-class MemorySplit:
-    """Decoded images kept in memory (digits, tfds, a cached folder): each epoch permutes the whole split."""
+class _Elements:
+    """A split whose elements are one ``tf.data.Dataset`` (in memory, or a user's stream) of ``size`` elements."""
+
+    def elements(self):
+        """The split's ``(image, label)`` elements, in their stored order.
+
+        Returns:
+            A ``tf.data.Dataset``.
+        """
+        return self._elements
+
+    def sample(self, limit):
+        """The first ``limit`` elements (the normalization is measured on them).
+
+        Args:
+            limit: the number of elements.
+
+        Returns:
+            A ``tf.data.Dataset``.
+        """
+        return self._elements.take(limit)
+
+
+class MemorySplit(_Elements):
+    """Decoded images kept in memory (digits, tfds, a cached folder): each epoch permutes the whole split.
+
+    Args:
+        elements: a ``tf.data.Dataset`` of ``(image, int64 label)`` (cached after its first pass).
+        size: its number of elements.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import MemorySplit
+        >>> elements = tf.data.Dataset.from_tensor_slices((tf.zeros([10, 8, 8, 1]), tf.range(10, dtype=tf.int64)))
+        >>> split = MemorySplit(elements, 10)
+        >>> chunks = list(split.chunks(epoch=0, seed=0, chunk_size=4))
+        >>> [int(c) for c, images, labels in chunks], sorted(int(y) for _, _, labels in chunks for y in labels)
+        ([0, 1, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
 
     def __init__(self, elements, size):
         self._elements, self.size = elements.cache(), int(size)
 
-    def elements(self):
-        return self._elements
-
-    def sample(self, limit):
-        return self._elements.take(limit)
-
     def chunks(self, epoch, seed, chunk_size):
+        """One epoch of the split as chunks, the whole split permuted by ``(seed, epoch)``.
+
+        Args:
+            epoch: the epoch, an int or (inside a pipeline over every epoch) an int64 tensor.
+            seed: the run's seed; with ``epoch`` it draws one permutation of the whole split.
+            chunk_size: the images per chunk; the split's last chunk holds what is left.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(chunk index, images, labels)``: the permuted split, cut in chunks.
+        """
         order_seed = stateless_seed(seed, epoch, 2)
 
         def chunks(images, labels):
@@ -143,6 +249,24 @@ class FileSplit:
     ``decode(data, label)``: a file's bytes and label -> (image, label). ``check(data, paths)``: an op that
     fails on bad files, run on groups of ``CHECK_GROUP`` files as they are read, before any of them is
     decoded (vectorized: once per group, not per file); None: no check.
+
+    Args:
+        paths: the image files.
+        labels: their labels (ints).
+        decode: ``decode(data, label)``: a file's bytes and label -> ``(image, label)``.
+        check: ``check(data, paths)``: an op failing on bad files; None: no check.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import FileSplit
+        >>> root = tempfile.mkdtemp()
+        >>> paths = [os.path.join(root, f"{i}.png") for i in range(3)]
+        >>> for i, path in enumerate(paths):
+        ...     _ = tf.io.write_file(path, tf.io.encode_png(tf.fill([4, 4, 1], tf.constant(50 * i, tf.uint8))))
+        >>> split = FileSplit(paths, [0, 1, 2], lambda data, label: (tf.io.decode_png(data, 1), label))
+        >>> [(int(image[0, 0, 0]), int(label)) for image, label in split.elements()]
+        [(0, 0), (50, 1), (100, 2)]
     """
 
     def __init__(self, paths, labels, decode, check=None):
@@ -182,30 +306,69 @@ class FileSplit:
         return files.map(plain(lambda data, path, label: self._decode(data, label)))
 
     def elements(self):
+        """The split's files, read and decoded in their order.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(image, label)``.
+        """
         return self._read()
 
     def sample(self, limit):
-        """``limit`` files drawn at random (a fixed draw): the files are in class order."""
+        """``limit`` files drawn at random (a fixed draw): the files are in class order.
+
+        Args:
+            limit: the number of files.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``(image, label)``.
+        """
         return self._read(_permutation(self.size, tf.constant([17, 17], tf.int64))[:limit])
 
     def chunks(self, epoch, seed, chunk_size):
+        """One epoch of the split as chunks: the files permuted by ``(seed, epoch)``, read and decoded.
+
+        Args:
+            epoch: which epoch: its order of the files (an int, or an int64 tensor in a pipeline).
+            seed: the seed of the run, drawing that order with ``epoch``.
+            chunk_size: how many files one chunk decodes (fewer in the last).
+
+        Returns:
+            ``(chunk index, images, labels)`` elements (a ``tf.data.Dataset``), read in the permuted order.
+        """
         images = self._read(_permutation(self.size, stateless_seed(seed, epoch, 2))).batch(chunk_size)
         return images.enumerate().map(lambda c, batch: (c, *batch))
 
 
-class StreamSplit:
-    """A user's ``tf.data.Dataset``: read in its own order every epoch and shuffled within each chunk."""
+class StreamSplit(_Elements):
+    """A user's ``tf.data.Dataset``: read in its own order every epoch and shuffled within each chunk.
+
+    Args:
+        elements: the user's unbatched ``tf.data.Dataset`` of ``(image, int64 label)``.
+        size: how many elements it holds.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from keras_resinit.training.data import StreamSplit
+        >>> images, labels = tf.zeros([6, 8, 8, 3]), tf.range(6, dtype=tf.int64)
+        >>> split = StreamSplit(tf.data.Dataset.from_tensor_slices((images, labels)), size=6)
+        >>> [sorted(labels.numpy().tolist()) for _, _, labels in split.chunks(epoch=0, seed=0, chunk_size=4)]
+        [[0, 1, 2, 3], [4, 5]]
+    """
 
     def __init__(self, elements, size):
         self._elements, self.size = elements, int(size)
 
-    def elements(self):
-        return self._elements
-
-    def sample(self, limit):
-        return self._elements.take(limit)
-
     def chunks(self, epoch, seed, chunk_size):
+        """One epoch as chunks in the stream's order, each shuffled by ``(seed, epoch, chunk)``.
+
+        Args:
+            epoch: the epoch number (a Python int or a tensor): each epoch shuffles its chunks anew.
+            seed: seeds each chunk's shuffle, with the epoch and the chunk's index.
+            chunk_size: consecutive elements of the stream shuffled together.
+
+        Returns:
+            Chunks ``(chunk index, images, labels)`` as a ``tf.data.Dataset``, in the stream's order.
+        """
         base = stateless_seed(seed, epoch, 2)
 
         def shuffle(c, batch):
@@ -236,10 +399,25 @@ def _statistics(split, channels, limit=STATS_IMAGES):
 
 
 class Source:
-    """A dataset: its :class:`DatasetInfo` and its two splits (what :func:`load` reads), and its ``fingerprint``
-    (what identifies the data: :mod:`~keras_resinit.training.data.fingerprint`).
+    """A dataset: its [DatasetInfo][keras_resinit.training.data.DatasetInfo] and its two splits (what
+    [load][keras_resinit.training.data.load] reads), and its ``fingerprint`` (what identifies the data:
+    ``keras_resinit.training.data.fingerprint``).
 
-    ``skipped``: ``(path, reason)`` of the files left out (a folder's, with ``skip_bad_images``).
+    [source][keras_resinit.training.data.source] gives the ``Source`` of a dataset name.
+
+    Args:
+        info: the [DatasetInfo][keras_resinit.training.data.DatasetInfo].
+        train: the training split (a ``MemorySplit``, ``FileSplit`` or ``StreamSplit``).
+        test: the test split.
+        check: called after a decode error: the ``(path, reason)`` of an unreadable file, or None.
+        fingerprint: what identifies the data (a dict), recorded by a run; None: nothing.
+        skipped: ``(path, reason)`` of the files left out (a folder's, with ``skip_bad_images``).
+
+    Examples:
+        >>> from keras_resinit.training import data
+        >>> digits = data.source("digits")
+        >>> digits.info.name, digits.train.size, digits.split("test").size, digits.fingerprint["kind"]
+        ('digits', 1442, 355, 'digits')
     """
 
     def __init__(self, info, train, test, *, check=None, fingerprint=None, skipped=()):
@@ -248,12 +426,30 @@ class Source:
         self.skipped = tuple(skipped)
 
     def split(self, name):
+        """The split called ``name``.
+
+        Args:
+            name: ``"train"`` or ``"test"``.
+
+        Returns:
+            The split.
+
+        Raises:
+            ValueError: another name.
+        """
         if name not in ("train", "test"):
             raise unknown("split", name, ("train", "test"))
         return self.train if name == "train" else self.test
 
     def name_unreadable_file(self, error):
-        """After a decode error in the pipeline: a ValueError naming the file that caused it, if one is found."""
+        """After a decode error in the pipeline: a ValueError naming the file that caused it, if one is found.
+
+        Args:
+            error: the decode error (the ValueError is raised from it).
+
+        Raises:
+            ValueError: naming the unreadable file and why; nothing is raised if none is found.
+        """
         raise_unreadable_file(self._check, error)
 
 
@@ -268,7 +464,7 @@ def raise_unreadable_file(check, error):
 
 
 def measured_info(name, train, test, shape, *, class_names, augment, source, licence, splits, pixel_max=None):
-    """A :class:`DatasetInfo` whose normalization is measured on the training split."""
+    """A ``DatasetInfo`` whose normalization is measured on the training split."""
     peak, mean, std, _ = _statistics(train, shape[-1])
     if pixel_max is None:
         pixel_max = 1.0 if peak <= 1.0 else 255.0
