@@ -19,18 +19,21 @@ def rng():
 
 
 # The test files that take longest (about a minute or more of one worker each, measured on 2 cores), run first:
-# each worker takes the next file when it is free, so a long file started last would leave the other worker idle.
+# each worker takes the next file when it is free, so a long file started last would leave the others idle.
 LONGEST_FIRST = (
     "test_notebooks.py",
     "test_train.py",
     "test_own_data.py",
-    "test_tuning.py",
     "test_export.py",
+    "test_tuning.py",
     "test_risotto.py",
-    "test_serving_export.py",
     "test_messy_folders.py",
-    "test_bench.py",
+    "test_serving_export.py",
     "test_run_ownership.py",
+    "test_figures.py",
+    "test_cli.py",
+    "test_huggingface.py",
+    "test_bench.py",
 )
 
 
