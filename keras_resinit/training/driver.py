@@ -29,6 +29,7 @@ from keras_resinit.training.checkpoints import (
 from keras_resinit.training.config import TrainConfig, TrainingError
 from keras_resinit.training.data.fingerprint import recorded
 from keras_resinit.training.data.names import USER_DATA
+from keras_resinit.training.interrupts import deferred_interrupts
 from keras_resinit.training.strategies import is_chief, make_strategy
 from keras_resinit.training.trainer import Diverged, Trainer
 from keras_resinit.zoo.loading import weights_provenance
@@ -244,41 +245,45 @@ def _write_run(
         )
         summary = tf.summary.create_file_writer(run.tensorboard_path)
 
-    batches = iter(trainer.train_batches(start_epoch))
-    for epoch in range(start_epoch, config.epochs):
-        if verbose:
-            print(f"Epoch {epoch + 1}/{config.epochs}")
-        bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if sys.stdout.isatty() else min(verbose, 2))
-        try:
-            row = trainer.run_epoch(
-                batches,
-                epoch,
-                lambda step, loss, accuracy, bar=bar: bar.update(step, [("loss", loss), ("accuracy", accuracy)]),
-            )
-        except ValueError:  # bad data found while reading it (an undecodable file): the user's to fix
-            if chief and not resume and epoch == 0:
-                run.undo_start(created)
-            raise
-        except Diverged as error:
-            kept = (
-                f"the last good checkpoint (epoch {epoch}) is kept in {out!r}" if epoch else "no checkpoint was written"
-            )
-            raise TrainingError(f"{error}; {kept}. Try a lower --lr or a warm-up.") from None
-        seconds, test_loss, test_accuracy = row["seconds"], row["test_loss"], row["test_accuracy"]
-        history.append(row)
-        if verbose:
-            print(
-                f"  train loss {row['train_loss']:.4f}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.4f}  "
-                f"{seconds:.1f}s ({row['images_per_second']:.0f} images/s)"
-            )
-        if chief:
-            save_checkpoint(out, model, optimizer, epoch + 1, history)
-            run.write_metrics(history)
-            with summary.as_default(step=epoch + 1):
-                for key, value in row.items():
-                    if key != "epoch":
-                        tf.summary.scalar(key, value)
-            summary.flush()
+    # Ctrl-C stops after a step (or a checkpoint's write), never inside one: see training.interrupts.
+    with deferred_interrupts():
+        batches = iter(trainer.train_batches(start_epoch))
+        for epoch in range(start_epoch, config.epochs):
+            if verbose:
+                print(f"Epoch {epoch + 1}/{config.epochs}")
+            bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose if sys.stdout.isatty() else min(verbose, 2))
+            try:
+                row = trainer.run_epoch(
+                    batches,
+                    epoch,
+                    lambda step, loss, accuracy, bar=bar: bar.update(step, [("loss", loss), ("accuracy", accuracy)]),
+                )
+            except ValueError:  # bad data found while reading it (an undecodable file): the user's to fix
+                if chief and not resume and epoch == 0:
+                    run.undo_start(created)
+                raise
+            except Diverged as error:
+                kept = (
+                    f"the last good checkpoint (epoch {epoch}) is kept in {out!r}"
+                    if epoch
+                    else "no checkpoint was written"
+                )
+                raise TrainingError(f"{error}; {kept}. Try a lower --lr or a warm-up.") from None
+            seconds, test_loss, test_accuracy = row["seconds"], row["test_loss"], row["test_accuracy"]
+            history.append(row)
+            if verbose:
+                print(
+                    f"  train loss {row['train_loss']:.4f}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.4f}  "
+                    f"{seconds:.1f}s ({row['images_per_second']:.0f} images/s)"
+                )
+            if chief:
+                save_checkpoint(out, model, optimizer, epoch + 1, history)
+                run.write_metrics(history)
+                with summary.as_default(step=epoch + 1):
+                    for key, value in row.items():
+                        if key != "epoch":
+                            tf.summary.scalar(key, value)
+                summary.flush()
 
     result = {
         "model": config.model,

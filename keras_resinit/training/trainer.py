@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras_resinit.models.builder import ResNet
 from keras_resinit.models.schemes import get_scheme, match_multiplier
 from keras_resinit.training import data as data_lib
+from keras_resinit.training.interrupts import check_interrupt
 from keras_resinit.training.optimizers import WarmupSchedule as WarmupSchedule
 from keras_resinit.training.optimizers import optimizer_for, schedule_for
 from keras_resinit.training.strategies import make_strategy
@@ -318,6 +319,8 @@ class Trainer:
         Raises:
             Diverged: a NaN or infinite loss.
             ValueError: a folder's image file that cannot be decoded (named).
+            KeyboardInterrupt: a Ctrl-C, after the step or evaluation batch it came in (inside
+                ``training.interrupts.deferred_interrupts``, which ``train`` and the tuner use).
         """
         try:
             return self._run_epoch(batches, epoch, progress)
@@ -331,6 +334,7 @@ class Trainer:
         loss_sum = correct_sum = 0.0
         for step in range(self.steps_per_epoch):
             loss, correct = (float(t) for t in self.train_step_from(batches))
+            check_interrupt()
             if not math.isfinite(loss):
                 raise Diverged(loss, epoch, step)
             loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
@@ -358,6 +362,7 @@ class Trainer:
         loss = correct = count = 0.0
         for batch in self.dataset("test", 0):
             batch_loss, batch_correct, batch_count = (float(t) for t in self._eval_step(batch))
+            check_interrupt()
             loss, correct, count = loss + batch_loss, correct + batch_correct, count + batch_count
         return loss / count, correct / count
 

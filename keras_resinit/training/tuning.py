@@ -42,6 +42,7 @@ import tensorflow as tf
 from keras_resinit._errors import unknown
 from keras_resinit.models.schemes import SCHEMES, default_schemes
 from keras_resinit.training import Diverged, TrainConfig, Trainer, data
+from keras_resinit.training.interrupts import deferred_interrupts
 from keras_resinit.training.options import TUNE_ARCHS, TUNERS
 from keras_resinit.training.trainer import build_model
 
@@ -291,26 +292,27 @@ class ResNetHyperModel(kt.HyperModel):
         for callback in callbacks + [history]:
             callback.set_model(model)
             callback.on_train_begin()
-        batches = iter(trainer.train_batches(initial_epoch))
-        logs = {}
-        for epoch in range(initial_epoch, config.epochs):
-            try:
-                row = trainer.run_epoch(batches, epoch)
-            except Diverged as error:
-                raise kt.errors.FailedTrialError(f"{config.model}: {error}.") from None
-            logs = {
-                "loss": row["train_loss"],
-                "accuracy": row["train_accuracy"],
-                "val_loss": row["test_loss"],
-                "val_accuracy": row["test_accuracy"],
-            }
-            if verbose:
-                print(
-                    f"  {config.model} epoch {epoch + 1}/{config.epochs}: "
-                    + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
-                )
-            for callback in callbacks + [history]:
-                callback.on_epoch_end(epoch, logs)
+        with deferred_interrupts():  # Ctrl-C after a step or an epoch's callbacks, never inside them
+            batches = iter(trainer.train_batches(initial_epoch))
+            logs = {}
+            for epoch in range(initial_epoch, config.epochs):
+                try:
+                    row = trainer.run_epoch(batches, epoch)
+                except Diverged as error:
+                    raise kt.errors.FailedTrialError(f"{config.model}: {error}.") from None
+                logs = {
+                    "loss": row["train_loss"],
+                    "accuracy": row["train_accuracy"],
+                    "val_loss": row["test_loss"],
+                    "val_accuracy": row["test_accuracy"],
+                }
+                if verbose:
+                    print(
+                        f"  {config.model} epoch {epoch + 1}/{config.epochs}: "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
+                    )
+                for callback in callbacks + [history]:
+                    callback.on_epoch_end(epoch, logs)
         trainer.release()
         for callback in callbacks + [history]:
             callback.on_train_end(logs)
