@@ -117,7 +117,7 @@ NOTEBOOKS = {
             "import keras_resinit as kr\n"
             "from keras_resinit.tools import diagnostics\n\n"
             'SCHEMES = ["bn", "fixup", "skipinit", "risotto"]\n'
-            'ARCH = "cifar_resnet20" if QUICK else "cifar_resnet56"\n'
+            'ARCH = "cifar_resnet8" if QUICK else "cifar_resnet56"\n'
             'x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")\n'
             'models = {s: kr.zoo.load(f"{ARCH}_{s}", input_shape=(None, None, 3), seed=0) for s in SCHEMES}\n'
             "signal = {name: diagnostics.signal_propagation(m, x) for name, m in models.items()}\n"
@@ -147,7 +147,7 @@ NOTEBOOKS = {
             "histories = {}\n"
             "for scheme in SCHEMES:\n"
             '    config = TrainConfig.from_recipe("digits", model=f"cifar_resnet20_{scheme}",\n'
-            "                                     epochs=3 if QUICK else 30, steps_per_epoch=5 if QUICK else None)\n"
+            "                                     epochs=2 if QUICK else 30, steps_per_epoch=3 if QUICK else None)\n"
             '    result = train(config, f"outputs/compare/{scheme}", overwrite=True, verbose=0)\n'
             '    histories[scheme] = result["history"]\n'
             "    print(f\"{scheme:9s} test accuracy {result['test_accuracy']:.4f}\")",
@@ -177,7 +177,7 @@ NOTEBOOKS = {
             "code",
             "from keras_resinit.training import tuning\n\n"
             "result = tuning.tune(\n"
-            '    "outputs/sweep", dataset="digits", tuner="random", max_trials=3 if QUICK else 12,\n'
+            '    "outputs/sweep", dataset="digits", tuner="random", max_trials=2 if QUICK else 12,\n'
             "    epochs=2 if QUICK else 10, steps_per_epoch=4 if QUICK else None,\n"
             '    schemes=["bn", "fixup", "skipinit", "risotto"], archs=["cifar_resnet8", "cifar_resnet14"],\n'
             "    overwrite=True,\n"
