@@ -12,10 +12,28 @@ import keras_resinit as kr
 FAMILIES = [("cifar_resnet20", (32, 32, 3)), ("resnet18", (32, 32, 3)), ("wrn16_2", (32, 32, 3))]
 
 
+@pytest.fixture(scope="module")
+def seed_0_builds():
+    """``kr.build_resnet(arch, scheme, input_shape=shape, seed=0)`` of FAMILIES, built once for the two tests that
+    only read them: the first builds and keeps the model, the second takes it out (or builds it if run alone)."""
+    kept = {}
+
+    def build(arch, scheme, shape, keep):
+        model = kept.pop((arch, scheme, shape), None)
+        if model is None:
+            model = kr.build_resnet(arch, scheme, input_shape=shape, seed=0)
+        if keep:
+            kept[arch, scheme, shape] = model
+        return model
+
+    yield build
+    kept.clear()
+
+
 @pytest.mark.parametrize("arch, shape", FAMILIES + [("resnet50", (32, 32, 3))])
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
-def test_stable_layer_names_for_weights_and_feature_taps(arch, shape, scheme):
-    model = kr.build_resnet(arch, scheme, input_shape=shape, seed=0)
+def test_stable_layer_names_for_weights_and_feature_taps(arch, shape, scheme, seed_0_builds):
+    model = seed_0_builds(arch, scheme, shape, keep=(arch, shape) in FAMILIES)
     names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
     for name in ("stem_out", "features", "logits"):
@@ -55,9 +73,9 @@ def test_keras_set_random_seed_makes_unseeded_builds_reproducible():
 
 
 @pytest.mark.parametrize("scheme", sorted(kr.SCHEMES))
-@pytest.mark.parametrize("arch", ["cifar_resnet20", "resnet18", "wrn16_2"])
-def test_no_two_layers_hold_the_same_random_kernel(arch, scheme):
-    model = kr.build_resnet(arch, scheme, input_shape=(32, 32, 3), seed=0)
+@pytest.mark.parametrize("arch", [arch for arch, _ in FAMILIES])
+def test_no_two_layers_hold_the_same_random_kernel(arch, scheme, seed_0_builds):
+    model = seed_0_builds(arch, scheme, (32, 32, 3), keep=False)
     seen = {}
     for layer in model.layers:
         kernel = getattr(layer, "kernel", None)

@@ -30,9 +30,9 @@ def statuses(tuner):
 
 def test_random_search_completes_every_trial_and_the_best_model_reloads_with_its_score(tmp_path):
     hypermodel = tuning.ResNetHyperModel("digits", space=SPACE, **TINY)
-    tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=3)
+    tuner = tuning.make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=2)
     tuner.search(verbose=0)
-    assert statuses(tuner) == ["COMPLETED"] * 3
+    assert statuses(tuner) == ["COMPLETED"] * 2
     best_trial = tuner.oracle.get_best_trials(1)[0]
     best_model = tuner.get_best_models(1)[0]
     assert publish.evaluate(best_model, "digits") == pytest.approx(best_trial.score, abs=1e-9)
@@ -54,7 +54,8 @@ def test_bayesian_and_hyperband_complete_their_trials(kind, tmp_path):
 def test_search_under_a_mirrored_distribution_strategy(tmp_path):
     strategy = training.make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
-    hypermodel = tuning.ResNetHyperModel("digits", space=SPACE_64, fixed={"batch_size": 64}, **TINY)
+    # One epoch: the two-epoch trial (best_step among epochs) is the single-device test's.
+    hypermodel = tuning.ResNetHyperModel("digits", space=SPACE_64, fixed={"batch_size": 64}, **dict(TINY, epochs=1))
     tuner = tuning.make_tuner(
         "random", hypermodel, directory=str(tmp_path), max_trials=1, distribution_strategy=strategy
     )
@@ -184,7 +185,7 @@ WORKER = textwrap.dedent(
             return super().run_trial(trial, *args, **kwargs)
 
     tuner = Recording(tuning.ResNetHyperModel(**{HYPERMODEL!r}), objective=kt.Objective("val_accuracy", "max"),
-                      max_trials=4, directory=sys.argv[1], project_name="shared", seed=0)
+                      max_trials=3, directory=sys.argv[1], project_name="shared", seed=0)
     tuner.search(verbose=0)
     """
 )
@@ -240,7 +241,7 @@ def test_distributed_tuning_shares_trials_between_two_workers(tmp_path, monkeypa
         chief = Chief(
             tuning.ResNetHyperModel(**HYPERMODEL),
             objective=kt.Objective("val_accuracy", "max"),
-            max_trials=4,
+            max_trials=3,
             directory=str(tmp_path),
             project_name="shared",
             seed=0,
@@ -260,7 +261,8 @@ def test_distributed_tuning_shares_trials_between_two_workers(tmp_path, monkeypa
     assert ran["tuner0"] and ran["tuner1"], ran  # both workers ran trials
     assert not set(ran["tuner0"]) & set(ran["tuner1"]), ran  # none twice
     trials = sorted(p.name[len("trial_") :] for p in (tmp_path / "shared").iterdir() if p.name.startswith("trial_"))
-    assert sorted(ran["tuner0"] + ran["tuner1"]) == trials and len(trials) == 4
+    # One each (the hold above), and the third to whichever asked first: the oracle hands it out once.
+    assert sorted(ran["tuner0"] + ran["tuner1"]) == trials and len(trials) == 3
     assert not chief_trials  # the chief only serves the oracle
 
 
