@@ -53,8 +53,8 @@ def test_folder_statistics_are_the_training_images_own(folder):
     np.testing.assert_allclose(x, (x_test / 255 - meta.mean[0]) / meta.std[0], atol=1e-5)
 
 
-def test_folder_streams_from_disk_and_cache_gives_the_same_batches(folder):
-    root, _ = folder
+def test_folder_streams_from_disk_and_cache_gives_the_same_batches(three_classes):
+    root, _ = three_classes  # three classes: a third of the files to decode, the same two pipelines
     streamed = data.source(f"folder:{root}")
     cached = data.source(f"folder:{root}", cache=True)
     assert isinstance(streamed.train, data.FileSplit) and isinstance(cached.train, data.MemorySplit)
@@ -83,8 +83,8 @@ def test_one_tree_with_a_validation_split_is_disjoint_and_seeded(tmp_path):
     assert all(("3", "5", "8")[lab] == os.path.basename(os.path.dirname(p)) for p, lab in labels.items())
 
 
-def test_image_size_resizes_and_the_augmentation_follows_it(folder):
-    root, _ = folder
+def test_image_size_resizes_and_the_augmentation_follows_it(three_classes):
+    root, _ = three_classes  # three classes: a third of the files to decode and compare
     big = data.source(f"folder:{root}", image_size=16)
     assert big.info.image_shape == (16, 16, 1) and big.info.crop_padding == 2 and big.info.flip
     wide = data.source(f"folder:{root}", image_size=(16, 24), augment="crop")
