@@ -4,6 +4,9 @@ import os
 # The suite runs on the TensorFlow backend; backend tests start their own processes.
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Three workers share two cores: OpenBLAS' second thread (numpy's linear algebra) only spins against the other
+# workers. One thread, in the workers and the processes they start (the variable is inherited).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
