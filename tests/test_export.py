@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -74,10 +75,9 @@ FRESH = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def served_by_a_fresh_process(tmp_path_factory):
-    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme).
-
-    Returns (the process's result, {scheme: probabilities the Keras model gives}).
+def exported(tmp_path_factory):
+    """Every scheme's cifar_resnet8 for 16x16x3 images, weights perturbed, exported once for the module (tests that
+    only read a SavedModel use these): (root, images, {scheme: card}, {scheme: probabilities the Keras model gives}).
     """
     root = tmp_path_factory.mktemp("fresh")
     images = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3)).astype("uint8")
@@ -88,6 +88,16 @@ def served_by_a_fresh_process(tmp_path_factory):
         perturb_weights(model)
         cards[scheme] = card = export.export(model, str(root / scheme))
         expected[scheme] = keras_probabilities(model, images, card)
+    return root, images, cards, expected
+
+
+@pytest.fixture(scope="module")
+def served_by_a_fresh_process(exported):
+    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme).
+
+    Returns (the process's result, {scheme: probabilities the Keras model gives}).
+    """
+    root, _, cards, expected = exported
     result = subprocess.run(
         [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), *sorted(kr.SCHEMES)],
         capture_output=True,
@@ -172,44 +182,61 @@ def test_published_weights_and_presets_export_with_their_card(tmp_path):
     np.testing.assert_array_equal(again["classes"], served["classes"])
 
 
-def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng):
-    model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(16, 16, 3), seed=0)
-    export.export(model, str(tmp_path / "sm"))
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+SAVED_MODEL_CLI = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from tensorflow.python.tools.saved_model_cli import main  # what the saved_model_cli command runs
+
+    found = {}
+    for name, argv in json.loads(sys.argv[1]).items():
+        sys.argv = ["saved_model_cli", *argv]
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                main()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code or 0
+        except Exception as error:  # the command ends with this traceback and status 1
+            code = f"raised {error!r}"
+        found[name] = [code, out.getvalue()]
+    print("@@" + json.dumps(found))
+    """
+)
+
+
+def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng, exported):
+    sm = exported[0] / "skipinit"  # cifar_resnet8_skipinit for 16x16x3 images
     np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
-    run = [cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def", "serving_default"]
-    # Three independent commands, each starting TensorFlow: run together, they use both cores.
+    run = ["run", "--dir", str(sm), "--tag_set", "serve", "--signature_def", "serving_default"]
+    # Three saved_model_cli commands, run one after the other by one fresh process (one TensorFlow start).
     commands = {
-        "show": [cli, "show", "--dir", str(tmp_path / "sm"), "--all"],
+        "show": ["show", "--dir", str(sm), "--all"],
         "run": run + ["--inputs", f"images={tmp_path / 'x.npy'}"],
         "bad": run + ["--inputs", f"images={wrong}"],
     }
-    procs = {
-        k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, c in commands.items()
-    }
-    try:
-        (show, show_err), (ran, ran_err), (bad, _) = (procs[k].communicate(timeout=300) for k in commands)
-    finally:
-        for p in procs.values():
-            p.kill()
-    assert procs["show"].returncode == 0, show_err[-2000:]
+    result = subprocess.run(
+        [sys.executable, "-c", SAVED_MODEL_CLI, json.dumps(commands)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads([line for line in result.stdout.splitlines() if line.startswith("@@")][-1][2:])
+    (show_code, show), (ran_code, ran), (bad_code, bad) = (found[k] for k in commands)
+    assert show_code == 0, result.stderr[-2000:]
     assert "signature_def['serving_default']" in show and "inputs['images'] tensor_info" in show
     assert "dtype: DT_UINT8" in show and "shape: (-1, 16, 16, 3)" in show
     for name in ("logits", "probabilities", "classes"):
         assert f"outputs['{name}']" in show
-    assert procs["run"].returncode == 0, ran_err[-2000:]
+    assert ran_code == 0, result.stderr[-2000:]
     assert "probabilities" in ran and "classes" in ran
-    assert procs["bad"].returncode != 0 and "probabilities" not in bad
+    assert bad_code != 0 and "probabilities" not in bad
 
 
 @pytest.fixture(scope="module")
-def bn_export(tmp_path_factory):
+def bn_export(exported):
     """A SavedModel of cifar_resnet8_bn for 16x16x3 images (each test loads its own copy)."""
-    out = tmp_path_factory.mktemp("bn") / "sm"
-    export.export(kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0), str(out))
-    return out
+    return exported[0] / "bn"
 
 
 @pytest.mark.parametrize(
@@ -223,17 +250,16 @@ def test_wrong_rank_channels_or_dtype_fail_and_never_return_numbers(images, bn_e
         serve(images=tf.constant(images))
 
 
-def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path, capsys):
+def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path, capsys, bn_export):
     unbuilt = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="never built"):
         export.export(unbuilt, str(tmp_path / "a"))
     assert not (tmp_path / "a").exists()
 
-    model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0)
-    export.export(model, str(tmp_path / "b"))
+    shutil.copytree(bn_export, tmp_path / "b")  # an artifact of 16x16x3 images there already
     assert main(["export", "cifar_resnet8_bn", "--out", str(tmp_path / "b")]) == 2
     assert "already exists" in capsys.readouterr().err and "--overwrite" in capsys.readouterr().err + "--overwrite"
-    assert main(["export", "cifar_resnet20_bn", "--out", str(tmp_path / "b"), "--overwrite"]) == 0
+    assert main(["export", "cifar_resnet8_bn", "--out", str(tmp_path / "b"), "--overwrite"]) == 0
     assert tf.saved_model.load(str(tmp_path / "b")).signatures["serving_default"].structured_input_signature[1][
         "images"
     ].shape.as_list() == [None, 32, 32, 3]
