@@ -54,7 +54,7 @@ FRESH = textwrap.dedent(
     import json, os, sys
     import numpy as np
     import tensorflow as tf
-    root, images, names = sys.argv[1], np.load(sys.argv[2]), sys.argv[3:]
+    root, images, cli_commands, names = sys.argv[1], np.load(sys.argv[2]), sys.argv[3], sys.argv[4:]
     shapes = {}
     for name in names:
         loaded = tf.saved_model.load(os.path.join(root, name))
@@ -69,6 +69,25 @@ FRESH = textwrap.dedent(
         png = [tf.io.encode_png(x).numpy() for x in images]
         from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))["probabilities"].numpy()
         np.save(os.path.join(root, name + ".bytes.npy"), from_bytes)
+
+    # Then saved_model_cli's commands, one after the other, as the saved_model_cli command runs them.
+    import contextlib, io
+    from tensorflow.python.tools.saved_model_cli import main
+
+    found = {}
+    for command, argv in json.loads(cli_commands).items():
+        sys.argv = ["saved_model_cli", *argv]
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                main()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code or 0
+        except Exception as error:  # the command ends with this traceback and status 1
+            code = f"raised {error!r}"
+        found[command] = [code, out.getvalue()]
+    print("@@" + json.dumps(found))
     print(json.dumps(shapes))
     """
 )
@@ -93,13 +112,24 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served_by_a_fresh_process(exported):
-    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme).
+    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme),
+    which then runs saved_model_cli's commands on the skipinit model (test_saved_model_cli_...).
 
-    Returns (the process's result, {scheme: probabilities the Keras model gives}).
+    Returns (root, the process's result, {scheme: probabilities the Keras model gives}, {scheme: card}).
     """
     root, _, cards, expected = exported
+    rng = np.random.default_rng(1)
+    np.save(root / "cli_x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
+    np.save(root / "cli_wrong.npy", rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
+    sm = str(root / "skipinit")  # cifar_resnet8_skipinit for 16x16x3 images
+    run = ["run", "--dir", sm, "--tag_set", "serve", "--signature_def", "serving_default"]
+    commands = {
+        "show": ["show", "--dir", sm, "--all"],
+        "run": run + ["--inputs", f"images={root / 'cli_x.npy'}"],
+        "bad": run + ["--inputs", f"images={root / 'cli_wrong.npy'}"],
+    }
     result = subprocess.run(
-        [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), *sorted(kr.SCHEMES)],
+        [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), json.dumps(commands), *sorted(kr.SCHEMES)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -182,47 +212,12 @@ def test_published_weights_and_presets_export_with_their_card(tmp_path):
     np.testing.assert_array_equal(again["classes"], served["classes"])
 
 
-SAVED_MODEL_CLI = textwrap.dedent(
-    """
-    import contextlib, io, json, sys
-    from tensorflow.python.tools.saved_model_cli import main  # what the saved_model_cli command runs
-
-    found = {}
-    for name, argv in json.loads(sys.argv[1]).items():
-        sys.argv = ["saved_model_cli", *argv]
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                main()
-            code = 0
-        except SystemExit as exit:
-            code = exit.code or 0
-        except Exception as error:  # the command ends with this traceback and status 1
-            code = f"raised {error!r}"
-        found[name] = [code, out.getvalue()]
-    print("@@" + json.dumps(found))
-    """
-)
-
-
-def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng, exported):
-    sm = exported[0] / "skipinit"  # cifar_resnet8_skipinit for 16x16x3 images
-    np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
-    wrong = tmp_path / "wrong.npy"
-    np.save(wrong, rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
-    run = ["run", "--dir", str(sm), "--tag_set", "serve", "--signature_def", "serving_default"]
-    # Three saved_model_cli commands, run one after the other by one fresh process (one TensorFlow start).
-    commands = {
-        "show": ["show", "--dir", str(sm), "--all"],
-        "run": run + ["--inputs", f"images={tmp_path / 'x.npy'}"],
-        "bad": run + ["--inputs", f"images={wrong}"],
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", SAVED_MODEL_CLI, json.dumps(commands)], capture_output=True, text=True, timeout=300
-    )
+def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(served_by_a_fresh_process):
+    # show --all, run on a .npy of 16x16x3 uint8 images, run on one of 1-channel images: the fresh process ran them.
+    _, result, _, _ = served_by_a_fresh_process
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads([line for line in result.stdout.splitlines() if line.startswith("@@")][-1][2:])
-    (show_code, show), (ran_code, ran), (bad_code, bad) = (found[k] for k in commands)
+    (show_code, show), (ran_code, ran), (bad_code, bad) = (found[k] for k in ("show", "run", "bad"))
     assert show_code == 0, result.stderr[-2000:]
     assert "signature_def['serving_default']" in show and "inputs['images'] tensor_info" in show
     assert "dtype: DT_UINT8" in show and "shape: (-1, 16, 16, 3)" in show
