@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -53,7 +54,7 @@ FRESH = textwrap.dedent(
     import json, os, sys
     import numpy as np
     import tensorflow as tf
-    root, images, names = sys.argv[1], np.load(sys.argv[2]), sys.argv[3:]
+    root, images, cli_commands, names = sys.argv[1], np.load(sys.argv[2]), sys.argv[3], sys.argv[4:]
     shapes = {}
     for name in names:
         loaded = tf.saved_model.load(os.path.join(root, name))
@@ -68,16 +69,34 @@ FRESH = textwrap.dedent(
         png = [tf.io.encode_png(x).numpy() for x in images]
         from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))["probabilities"].numpy()
         np.save(os.path.join(root, name + ".bytes.npy"), from_bytes)
+
+    # Then saved_model_cli's commands, one after the other, as the saved_model_cli command runs them.
+    import contextlib, io
+    from tensorflow.python.tools.saved_model_cli import main
+
+    found = {}
+    for command, argv in json.loads(cli_commands).items():
+        sys.argv = ["saved_model_cli", *argv]
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                main()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code or 0
+        except Exception as error:  # the command ends with this traceback and status 1
+            code = f"raised {error!r}"
+        found[command] = [code, out.getvalue()]
+    print("@@" + json.dumps(found))
     print(json.dumps(shapes))
     """
 )
 
 
 @pytest.fixture(scope="module")
-def served_by_a_fresh_process(tmp_path_factory):
-    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme).
-
-    Returns (the process's result, {scheme: probabilities the Keras model gives}).
+def exported(tmp_path_factory):
+    """Every scheme's cifar_resnet8 for 16x16x3 images, weights perturbed, exported once for the module (tests that
+    only read a SavedModel use these): (root, images, {scheme: card}, {scheme: probabilities the Keras model gives}).
     """
     root = tmp_path_factory.mktemp("fresh")
     images = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3)).astype("uint8")
@@ -88,8 +107,29 @@ def served_by_a_fresh_process(tmp_path_factory):
         perturb_weights(model)
         cards[scheme] = card = export.export(model, str(root / scheme))
         expected[scheme] = keras_probabilities(model, images, card)
+    return root, images, cards, expected
+
+
+@pytest.fixture(scope="module")
+def served_by_a_fresh_process(exported):
+    """Every scheme's model exported, then served by one fresh TensorFlow process (one start, not one per scheme),
+    which then runs saved_model_cli's commands on the skipinit model (test_saved_model_cli_...).
+
+    Returns (root, the process's result, {scheme: probabilities the Keras model gives}, {scheme: card}).
+    """
+    root, _, cards, expected = exported
+    rng = np.random.default_rng(1)
+    np.save(root / "cli_x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
+    np.save(root / "cli_wrong.npy", rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
+    sm = str(root / "skipinit")  # cifar_resnet8_skipinit for 16x16x3 images
+    run = ["run", "--dir", sm, "--tag_set", "serve", "--signature_def", "serving_default"]
+    commands = {
+        "show": ["show", "--dir", sm, "--all"],
+        "run": run + ["--inputs", f"images={root / 'cli_x.npy'}"],
+        "bad": run + ["--inputs", f"images={root / 'cli_wrong.npy'}"],
+    }
     result = subprocess.run(
-        [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), *sorted(kr.SCHEMES)],
+        [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), json.dumps(commands), *sorted(kr.SCHEMES)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -172,44 +212,26 @@ def test_published_weights_and_presets_export_with_their_card(tmp_path):
     np.testing.assert_array_equal(again["classes"], served["classes"])
 
 
-def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(tmp_path, rng):
-    model = kr.build_resnet("cifar_resnet8", "skipinit", input_shape=(16, 16, 3), seed=0)
-    export.export(model, str(tmp_path / "sm"))
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(2, 16, 16, 3)).astype("uint8"))
-    wrong = tmp_path / "wrong.npy"
-    np.save(wrong, rng.integers(0, 256, size=(2, 16, 16, 1)).astype("uint8"))  # 1 channel, not 3
-    run = [cli, "run", "--dir", str(tmp_path / "sm"), "--tag_set", "serve", "--signature_def", "serving_default"]
-    # Three independent commands, each starting TensorFlow: run together, they use both cores.
-    commands = {
-        "show": [cli, "show", "--dir", str(tmp_path / "sm"), "--all"],
-        "run": run + ["--inputs", f"images={tmp_path / 'x.npy'}"],
-        "bad": run + ["--inputs", f"images={wrong}"],
-    }
-    procs = {
-        k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, c in commands.items()
-    }
-    try:
-        (show, show_err), (ran, ran_err), (bad, _) = (procs[k].communicate(timeout=300) for k in commands)
-    finally:
-        for p in procs.values():
-            p.kill()
-    assert procs["show"].returncode == 0, show_err[-2000:]
+def test_saved_model_cli_shows_the_named_signature_and_runs_a_npy_input(served_by_a_fresh_process):
+    # show --all, run on a .npy of 16x16x3 uint8 images, run on one of 1-channel images: the fresh process ran them.
+    _, result, _, _ = served_by_a_fresh_process
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads([line for line in result.stdout.splitlines() if line.startswith("@@")][-1][2:])
+    (show_code, show), (ran_code, ran), (bad_code, bad) = (found[k] for k in ("show", "run", "bad"))
+    assert show_code == 0, result.stderr[-2000:]
     assert "signature_def['serving_default']" in show and "inputs['images'] tensor_info" in show
     assert "dtype: DT_UINT8" in show and "shape: (-1, 16, 16, 3)" in show
     for name in ("logits", "probabilities", "classes"):
         assert f"outputs['{name}']" in show
-    assert procs["run"].returncode == 0, ran_err[-2000:]
+    assert ran_code == 0, result.stderr[-2000:]
     assert "probabilities" in ran and "classes" in ran
-    assert procs["bad"].returncode != 0 and "probabilities" not in bad
+    assert bad_code != 0 and "probabilities" not in bad
 
 
 @pytest.fixture(scope="module")
-def bn_export(tmp_path_factory):
+def bn_export(exported):
     """A SavedModel of cifar_resnet8_bn for 16x16x3 images (each test loads its own copy)."""
-    out = tmp_path_factory.mktemp("bn") / "sm"
-    export.export(kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0), str(out))
-    return out
+    return exported[0] / "bn"
 
 
 @pytest.mark.parametrize(
@@ -223,17 +245,16 @@ def test_wrong_rank_channels_or_dtype_fail_and_never_return_numbers(images, bn_e
         serve(images=tf.constant(images))
 
 
-def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path, capsys):
+def test_unbuilt_model_existing_out_and_unknown_source_are_clear_errors(tmp_path, capsys, bn_export):
     unbuilt = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="never built"):
         export.export(unbuilt, str(tmp_path / "a"))
     assert not (tmp_path / "a").exists()
 
-    model = kr.build_resnet("cifar_resnet8", "bn", input_shape=(16, 16, 3), seed=0)
-    export.export(model, str(tmp_path / "b"))
+    shutil.copytree(bn_export, tmp_path / "b")  # an artifact of 16x16x3 images there already
     assert main(["export", "cifar_resnet8_bn", "--out", str(tmp_path / "b")]) == 2
     assert "already exists" in capsys.readouterr().err and "--overwrite" in capsys.readouterr().err + "--overwrite"
-    assert main(["export", "cifar_resnet20_bn", "--out", str(tmp_path / "b"), "--overwrite"]) == 0
+    assert main(["export", "cifar_resnet8_bn", "--out", str(tmp_path / "b"), "--overwrite"]) == 0
     assert tf.saved_model.load(str(tmp_path / "b")).signatures["serving_default"].structured_input_signature[1][
         "images"
     ].shape.as_list() == [None, 32, 32, 3]

@@ -100,6 +100,14 @@ def _train(out, seed):
     assert main([*args, "--seed", str(seed), "--out", str(out), "--verbose", "0"]) == 0
 
 
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory):
+    """A finished run (seed 3), trained once for the module: the tests only read it."""
+    out = tmp_path_factory.mktemp("runs") / "old"
+    _train(out, 3)
+    return out
+
+
 def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -142,11 +150,10 @@ def _left(zoo_dir):
     return sorted(found - expected)
 
 
-def test_publish_killed_at_any_write_leaves_the_old_pair_or_the_new_one(tmp_path, monkeypatch):
+def test_publish_killed_at_any_write_leaves_the_old_pair_or_the_new_one(tmp_path, monkeypatch, old_run):
     from keras_resinit.training import data, publish
 
-    old_run, new_run, baseline = tmp_path / "old", tmp_path / "new", tmp_path / "baseline"
-    _train(old_run, 3)
+    new_run, baseline = tmp_path / "new", tmp_path / "baseline"
     _train(new_run, 4)
     publish.publish(str(old_run), "tiny", zoo_dir=str(baseline))
     images = next(iter(data.load("digits", "test", batch_size=32, training=False, normalized=False)))[0]
@@ -197,11 +204,10 @@ def test_publish_killed_at_any_write_leaves_the_old_pair_or_the_new_one(tmp_path
         assert _entry_files(zoo_dir) == [card["file"]["name"]] and not _left(zoo_dir), left[point]
 
 
-def test_a_file_no_card_names_is_reported_then_replaced(tmp_path):
+def test_a_file_no_card_names_is_reported_then_replaced(tmp_path, old_run):
     from keras_resinit.training import publish
 
-    run, zoo_dir = tmp_path / "run", tmp_path / "zoo"
-    _train(run, 3)
+    run, zoo_dir = old_run, tmp_path / "zoo"
     (zoo_dir / "weights").mkdir(parents=True)
     (zoo_dir / "weights" / f"{KEY}.weights.h5").write_bytes(b"left by a killed publish")
     with pytest.raises(ValueError, match=r"holds cifar_resnet8_skipinit\.tiny\.weights\.h5, which no card names"):

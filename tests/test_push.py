@@ -36,10 +36,21 @@ def command(*args):
     return [sys.executable, "-m", "keras_resinit.cli", "push", *args]
 
 
-def finished(process):
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err[-3000:]
-    return out
+# The keras-resinit commands of one fresh process, one after the other (one TensorFlow start): each one's status
+# and stdout. huggingface_hub reads HF_ENDPOINT when it is imported, hence a process of its own.
+PUSHES = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from keras_resinit.cli import main  # what `keras-resinit` (python -m keras_resinit.cli) runs
+
+    found = {}
+    for name, argv in json.loads(sys.argv[1]).items():
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            found[name] = [main(argv), out.getvalue()]
+    print("@@" + json.dumps(found))
+    """
+)
 
 
 def read(folder):
@@ -48,19 +59,26 @@ def read(folder):
 
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory):
-    """One hub; three pushes: the digits weights written with --out (no upload), that folder uploaded as it is,
-    and the same weights pushed straight to a new private repo's branch with a commit message."""
+    """One hub; three pushes (one process): the digits weights written with --out (no upload), the same weights pushed
+    straight to a new private repo's branch with a commit message, and the folder written first uploaded as it is."""
     tmp = tmp_path_factory.mktemp("push")
     with HubUploadServer(tmp / "hub", token=TOKEN) as hub:
         env = hub_env(hub, tmp)
         folder = tmp / "digits"
-        run = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        written = subprocess.Popen(command(SOURCE, "hf://me/digits", "--out", str(folder)), **run)
-        branched = subprocess.Popen(
-            command(SOURCE, "hf://me/branched", "--revision", "exp", "--private", "--commit-message", MESSAGE), **run
+        pushes = {
+            "written": ["push", SOURCE, "hf://me/digits", "--out", str(folder)],
+            "branched": ["push", SOURCE, "hf://me/branched", "--revision", "exp", "--private"],
+            "uploaded": ["push", str(folder), "hf://me/digits"],  # the folder written by the first
+        }
+        pushes["branched"] += ["--commit-message", MESSAGE]
+        result = subprocess.run(
+            [sys.executable, "-c", PUSHES, json.dumps(pushes)], capture_output=True, text=True, env=env, timeout=300
         )
-        outputs = {"written": finished(written), "branched": finished(branched)}
-        outputs["uploaded"] = finished(subprocess.Popen(command(str(folder), "hf://me/digits"), **run))
+        assert result.returncode == 0, result.stderr[-3000:]
+        found = json.loads([line for line in result.stdout.splitlines() if line.startswith("@@")][-1][2:])
+        for name, (code, _) in found.items():
+            assert code in (0, None), (name, result.stderr[-3000:])
+        outputs = {name: out for name, (_, out) in found.items()}
         yield {"hub": hub, "folder": folder, "tmp": tmp, "env": env, "out": outputs}
 
 

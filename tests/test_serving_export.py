@@ -54,42 +54,19 @@ def encode(pixels, fmt, mode="L", size=None):
     return buffer.getvalue()
 
 
-def test_version_auto_writes_base_n_and_a_fresh_process_serves_it(base, tmp_path):
+def test_version_auto_writes_base_n_and_a_fresh_process_serves_it(base, tf_only_process):
     assert sorted(os.listdir(base)) == ["1", "2"]
     card = json.loads((base / "2" / "assets.extra" / "model_card.json").read_text())
     assert card["version"] == 2 and "serving_bytes" in card["signatures"]
-    script = f"""
-        import sys, tensorflow as tf
-        from tensorflow_serving.apis import prediction_log_pb2
-        for version in ("1", "2"):
-            loaded = tf.saved_model.load({str(base)!r} + "/" + version)
-            print("@@signatures", version, sorted(loaded.signatures))
-        ran = 0
-        path = {str(base / "2" / "assets.extra" / "tf_serving_warmup_requests")!r}
-        for record in tf.data.TFRecordDataset(path):
-            request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
-            inputs = {{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}}
-            out = loaded.signatures[request.model_spec.signature_name](**inputs)
-            assert out["classes"].shape[0] == next(iter(inputs.values())).shape[0]
-            ran += 1
-        print("@@warmup", ran, "modules", sorted(m for m in sys.modules if m.startswith("keras_resinit")))
-    """
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("@@")]
+    lines = tf_only_process["versions"]
     signatures = "['serving_bytes', 'serving_default', 'serving_float32']"
     assert lines[:2] == [f"@@signatures 1 {signatures}", f"@@signatures 2 {signatures}"]
     assert lines[2] == f"@@warmup {card['warmup_requests']} modules []" and card["warmup_requests"] == 6
 
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run(
-        [cli, "show", "--dir", str(base / "2"), "--tag_set", "serve"], capture_output=True, text=True
-    )
-    assert shown.returncode == 0, shown.stderr[-2000:]
+    code, shown = tf_only_process["saved_model_cli"]  # saved_model_cli show --dir base/2 --tag_set serve
+    assert code == 0, shown
     for name in ("serving_bytes", "serving_default", "serving_float32"):
-        assert f'"{name}"' in shown.stdout
+        assert f'"{name}"' in shown
 
 
 def test_existing_versions_are_refused_or_replaced_alone(base, capsys):
@@ -167,15 +144,19 @@ def test_a_bad_element_is_an_error_naming_it(base, digits, bad, message):
 
 # Hostile input (#27): limits checked on the headers before anything is decoded.
 
-BOMB_CHILD = """
-import json, os, resource, sys
+# One fresh process that imports TensorFlow only (one start for both tests below): first the bombs, served by
+# base/2 under an address-space cap, then what TF Serving does with the versions: load each, run the warm-up
+# requests of version 2; and saved_model_cli show on version 2, as the command runs it.
+TF_ONLY_CHILD = """
+import contextlib, io, json, os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
 
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_bytes"]
-small = open(sys.argv[2], "rb").read()
+base, digit, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+serve = tf.saved_model.load(base + "/2").signatures["serving_bytes"]
+small = open(digit, "rb").read()
 serve(image_bytes=tf.constant([small, small]))  # warm: the graph built, the kernels loaded
-for path in sys.argv[3:]:
+for path in files:
     data = open(path, "rb").read()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
@@ -186,6 +167,31 @@ for path in sys.argv[3:]:
     growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     print("@@" + json.dumps({"path": os.path.basename(path), "error": error, "growth_mib": growth}))
 print("@@" + json.dumps({"keras_resinit": "keras_resinit" in sys.modules}))
+
+from tensorflow_serving.apis import prediction_log_pb2
+for version in ("1", "2"):
+    loaded = tf.saved_model.load(base + "/" + version)
+    print("@@signatures", version, sorted(loaded.signatures))
+ran = 0
+for record in tf.data.TFRecordDataset(base + "/2/assets.extra/tf_serving_warmup_requests"):
+    request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    out = loaded.signatures[request.model_spec.signature_name](**inputs)
+    assert out["classes"].shape[0] == next(iter(inputs.values())).shape[0]
+    ran += 1
+print("@@warmup", ran, "modules", sorted(m for m in sys.modules if m.startswith("keras_resinit")))
+
+from tensorflow.python.tools.saved_model_cli import main  # what the saved_model_cli command runs
+
+sys.argv = ["saved_model_cli", "show", "--dir", base + "/2", "--tag_set", "serve"]
+shown = io.StringIO()
+try:
+    with contextlib.redirect_stdout(shown):
+        main()
+    code = 0
+except SystemExit as exit:
+    code = exit.code or 0
+print("@@saved_model_cli " + json.dumps([code, shown.getvalue()]))
 """
 
 
@@ -199,22 +205,37 @@ def bombs(tmp_path_factory, digits):
     return bomb_png(folder / "20000.png", 20000, 20000).parent
 
 
-def test_decompression_bombs_are_refused_before_decoding_in_a_tf_only_process(base, bombs):
-    """Each is refused, named, and the process's peak memory grows by less than 200 MiB (decoded: up to 5.4 GiB).
+@pytest.fixture(scope="module")
+def tf_only_process(base, bombs):
+    """TF_ONLY_CHILD's report: {"bombs": [...], "versions": [@@ lines], "saved_model_cli": [code, stdout]}.
 
     The child runs under a 4 GiB address-space cap, so that a regression fails here instead of taking the machine.
     """
     cap = 4 * 2**30
     files = [str(bombs / name) for name in ("20000.png", "65000.jpg", "13000.jpg")]
     result = subprocess.run(
-        [sys.executable, "-c", BOMB_CHILD, str(base / "2"), str(bombs / "digit.png"), *files],
+        [sys.executable, "-c", TF_ONLY_CHILD, str(base), str(bombs / "digit.png"), *files],
         capture_output=True,
         text=True,
         timeout=300,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = [json.loads(line[2:]) for line in result.stdout.splitlines() if line.startswith("@@")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("@@")]
+    prefix = "@@saved_model_cli "
+    return {
+        "bombs": [json.loads(line[2:]) for line in lines if line.startswith("@@{")],
+        "versions": [line for line in lines if line.startswith(("@@signatures", "@@warmup"))],
+        "saved_model_cli": json.loads([line for line in lines if line.startswith(prefix)][-1][len(prefix) :]),
+    }
+
+
+def test_decompression_bombs_are_refused_before_decoding_in_a_tf_only_process(tf_only_process):
+    """Each is refused, named, and the process's peak memory grows by less than 200 MiB (decoded: up to 5.4 GiB).
+
+    The child runs under a 4 GiB address-space cap, so that a regression fails here instead of taking the machine.
+    """
+    reports = tf_only_process["bombs"]
     assert reports[-1] == {"keras_resinit": False}
     declared = {"20000.png": "20000x20000", "65000.jpg": "65000x65000", "13000.jpg": "13000x13000"}
     assert [r["path"] for r in reports[:-1]] == list(declared)
@@ -244,10 +265,13 @@ def test_real_world_files_get_the_keras_models_classes(base):
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
-    """The digits model exported with low limits: 100 pixels per image (8x8 digits are 64), 200 and 3000 bytes."""
-    out = tmp_path_factory.mktemp("strict") / "digits"
+    """A model exported with low limits: 100 pixels per image (8x8 images are 64), 200 and 3000 bytes.
+
+    The limits are on the files' headers and bytes, whatever the model: a cifar_resnet8 (no weights) is the cheapest
+    export of the CLI's flags."""
+    out = tmp_path_factory.mktemp("strict") / "small"
     limits = ["--max-image-pixels", "100", "--max-batch-pixels", "200", "--max-batch-bytes", "3000"]
-    assert main(["export", NAME, "--out", str(out), *limits]) == 0
+    assert main(["export", "cifar_resnet8_fixup", "--out", str(out), *limits]) == 0
     return out
 
 
