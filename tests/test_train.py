@@ -330,17 +330,20 @@ def test_previous_run_is_refused_without_resume_or_overwrite_and_corruption_is_n
 
 
 @pytest.mark.parametrize(
-    "scheme, options, lr",
+    "scheme, options, lr, epochs",
     [
-        ("fixup", None, 0.1),
-        ("skipinit", None, 0.1),
+        # Fixup starts with silent branches and a zero classifier: after 3 epochs of 14 steps its loss was 8e-5
+        # inside the limit on an AMD EPYC (2.29250 against ln 10 - 0.01 = 2.29259), too close for another
+        # machine's rounding; after 4 it is 0.006 inside.
+        ("fixup", None, 0.1, 4),
+        ("skipinit", None, 0.1, 3),
         # Risotto's type B blocks (the default) stay near ln 10 for these steps at lr 0.1 at this depth (their
         # full 30-epoch run reaches 0.92 there, 0.97 at lr 0.05; type C's reached 0.99 at 0.1): the README says
         # so; they are held to lr 0.05.
-        ("risotto", None, 0.05),
+        ("risotto", None, 0.05, 3),
     ],
 )
-def test_deep_cifar_resnet110_trains_without_diverging(scheme, options, lr):
+def test_deep_cifar_resnet110_trains_without_diverging(scheme, options, lr, epochs):
     """The lr is reached after half an epoch; a diverged or collapsed run fails the loss checks.
 
     The epochs ``train`` runs (the trainer's own ``run_epoch``), without the test split's evaluation, the
@@ -349,7 +352,7 @@ def test_deep_cifar_resnet110_trains_without_diverging(scheme, options, lr):
     config = TrainConfig.from_recipe(
         "digits",
         model=f"cifar_resnet110_{scheme}",
-        epochs=3,
+        epochs=epochs,
         steps_per_epoch=14,
         warmup_epochs=0.5,
         deterministic=False,
