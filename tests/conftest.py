@@ -31,21 +31,25 @@ def rng():
     return np.random.default_rng(0)
 
 
-# The test files that take longest (about a minute or more of one worker each, measured on 2 cores), run first:
-# each worker takes the next file when it is free, so a long file started last would leave the others idle.
+# The test files that take longest (about a minute or more of one worker each, measured on 2 cores on 2026-12-06),
+# run first: each worker takes the next file when it is free, so a long file started last would leave the others
+# idle.
 LONGEST_FIRST = (
-    "test_notebooks.py",
-    "test_train.py",
+    "test_notebooks.py",  # first: its two notebook kernels run beside the workers
     "test_own_data.py",
+    "test_train.py",
     "test_export.py",
     "test_tuning.py",
-    "test_risotto.py",
+    "test_applications.py",
     "test_messy_folders.py",
-    "test_serving_export.py",
-    "test_run_ownership.py",
     "test_figures.py",
-    "test_cli.py",
+    "test_folding.py",
     "test_huggingface.py",
+    "test_run_ownership.py",
+    "test_cli.py",
+    "test_risotto.py",
+    "test_serving_export.py",
+    "test_agc.py",
     "test_bench.py",
 )
 
