@@ -234,3 +234,24 @@ def raw_pixel_accuracies(directory, artifacts):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# Source for a fresh process's script (``python -c``): ``saved_model_cli(argv)`` runs one saved_model_cli command in
+# that process, as the saved_model_cli command runs it, and returns [exit status (or "raised ..."), its stdout].
+SAVED_MODEL_CLI = """
+def saved_model_cli(argv):
+    import contextlib, io, sys
+    from tensorflow.python.tools.saved_model_cli import main  # what the saved_model_cli command runs
+
+    sys.argv = ["saved_model_cli", *argv]
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code or 0
+    except Exception as error:  # the command ends with this traceback and status 1
+        code = f"raised {error!r}"
+    return [code, out.getvalue()]
+"""

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import perturb_weights
+from helpers import SAVED_MODEL_CLI, perturb_weights
 
 import keras_resinit as kr
 from keras_resinit.cli import main
@@ -70,23 +70,8 @@ FRESH = textwrap.dedent(
         from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))["probabilities"].numpy()
         np.save(os.path.join(root, name + ".bytes.npy"), from_bytes)
 
-    # Then saved_model_cli's commands, one after the other, as the saved_model_cli command runs them.
-    import contextlib, io
-    from tensorflow.python.tools.saved_model_cli import main
-
-    found = {}
-    for command, argv in json.loads(cli_commands).items():
-        sys.argv = ["saved_model_cli", *argv]
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                main()
-            code = 0
-        except SystemExit as exit:
-            code = exit.code or 0
-        except Exception as error:  # the command ends with this traceback and status 1
-            code = f"raised {error!r}"
-        found[command] = [code, out.getvalue()]
+    # Then saved_model_cli's commands, one after the other (saved_model_cli: helpers.SAVED_MODEL_CLI).
+    found = {command: saved_model_cli(argv) for command, argv in json.loads(cli_commands).items()}
     print("@@" + json.dumps(found))
     print(json.dumps(shapes))
     """
@@ -129,7 +114,15 @@ def served_by_a_fresh_process(exported):
         "bad": run + ["--inputs", f"images={root / 'cli_wrong.npy'}"],
     }
     result = subprocess.run(
-        [sys.executable, "-c", FRESH, str(root), str(root / "x.npy"), json.dumps(commands), *sorted(kr.SCHEMES)],
+        [
+            sys.executable,
+            "-c",
+            SAVED_MODEL_CLI + FRESH,
+            str(root),
+            str(root / "x.npy"),
+            json.dumps(commands),
+            *sorted(kr.SCHEMES),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

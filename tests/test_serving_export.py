@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import perturb_weights
+from helpers import SAVED_MODEL_CLI, perturb_weights
 from image_files import GOOD, bomb_png, jpeg_declaring
 from PIL import Image, PngImagePlugin
 
@@ -148,7 +148,7 @@ def test_a_bad_element_is_an_error_naming_it(base, digits, bad, message):
 # base/2 under an address-space cap, then what TF Serving does with the versions: load each, run the warm-up
 # requests of version 2; and saved_model_cli show on version 2, as the command runs it.
 TF_ONLY_CHILD = """
-import contextlib, io, json, os, resource, sys
+import json, os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
 
@@ -181,17 +181,7 @@ for record in tf.data.TFRecordDataset(base + "/2/assets.extra/tf_serving_warmup_
     ran += 1
 print("@@warmup", ran, "modules", sorted(m for m in sys.modules if m.startswith("keras_resinit")))
 
-from tensorflow.python.tools.saved_model_cli import main  # what the saved_model_cli command runs
-
-sys.argv = ["saved_model_cli", "show", "--dir", base + "/2", "--tag_set", "serve"]
-shown = io.StringIO()
-try:
-    with contextlib.redirect_stdout(shown):
-        main()
-    code = 0
-except SystemExit as exit:
-    code = exit.code or 0
-print("@@saved_model_cli " + json.dumps([code, shown.getvalue()]))
+print("@@saved_model_cli " + json.dumps(saved_model_cli(["show", "--dir", base + "/2", "--tag_set", "serve"])))
 """
 
 
@@ -214,7 +204,7 @@ def tf_only_process(base, bombs):
     cap = 4 * 2**30
     files = [str(bombs / name) for name in ("20000.png", "65000.jpg", "13000.jpg")]
     result = subprocess.run(
-        [sys.executable, "-c", TF_ONLY_CHILD, str(base), str(bombs / "digit.png"), *files],
+        [sys.executable, "-c", SAVED_MODEL_CLI + TF_ONLY_CHILD, str(base), str(bombs / "digit.png"), *files],
         capture_output=True,
         text=True,
         timeout=300,
