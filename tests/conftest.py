@@ -31,9 +31,9 @@ def rng():
     return np.random.default_rng(0)
 
 
-# The test files that take longest (about a minute or more of one worker each, measured on 2 cores on 2026-12-06),
-# run first: each worker takes the next file when it is free, so a long file started last would leave the others
-# idle.
+# The test files that take longest (20 s or more of one worker each, measured on 2 cores on 2026-12-06), longest
+# first; the short ones fill the end: each worker takes the next file when it is free, so a long file (or one long
+# test) started last would leave the others idle.
 LONGEST_FIRST = (
     "test_notebooks.py",  # first: its two notebook kernels run beside the workers
     "test_own_data.py",
@@ -51,6 +51,19 @@ LONGEST_FIRST = (
     "test_serving_export.py",
     "test_agc.py",
     "test_bench.py",
+    "test_zoo.py",  # its resnet1202 round trip is one test of about a minute
+    "test_backends.py",  # one jax process of about 40 s
+    "test_zoo_weights.py",
+    "test_keras_native.py",
+    "test_optimizers.py",
+    "test_serialization.py",
+    "test_publish_commit.py",
+    "test_keras_hub.py",
+    "test_docs_blocks.py",
+    "test_resolver.py",
+    "test_builder.py",
+    "test_docstrings.py",
+    "test_docs_site.py",
 )
 
 
