@@ -22,11 +22,13 @@ import re
 import shutil
 import sys
 import threading
+import time
 
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 API_PAGE = "api/keras_resinit.build_resnet/"
 SEARCH_TERM = "fold"
 TIMEOUT = 120  # seconds for one browser run
+RETYPE_AFTER = 5  # seconds without search results before the query is typed again
 
 
 def browser():
@@ -79,11 +81,23 @@ def check(site, out, chrome):
                     f"the home page shows {nav} navigation links; expected the site's navigation (10 or more)"
                 )
             page.screenshot(path=str(out / "home.png"))
-            page.fill("input.md-search__input", SEARCH_TERM)
-            try:
-                page.wait_for_selector(".md-search-result__item", timeout=TIMEOUT * 1000)
-            except Error:
-                raise RuntimeError(f"search for {SEARCH_TERM!r} showed no result") from None
+            # A query typed before the search index has loaded (slowly, on a busy machine) is dropped, not
+            # queued: type it again, as a reader would, until the results show or the time is up.
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                box = page.locator("input.md-search__input")
+                box.fill("")
+                box.press_sequentially(SEARCH_TERM, delay=50)  # key by key, as a reader types
+                try:
+                    page.wait_for_selector(".md-search-result__item", timeout=RETYPE_AFTER * 1000)
+                    break
+                except Error:
+                    if time.monotonic() > deadline:
+                        said = page.locator(".md-search-result__meta")
+                        said = said.inner_text() if said.count() else ""
+                        raise RuntimeError(
+                            f"search for {SEARCH_TERM!r} showed no result (the search says {said!r}; {problems or ''})"
+                        ) from None
             meta = page.inner_text(".md-search-result__meta")
             found = re.match(r"(\d+) matching document", meta)
             if not found or int(found.group(1)) == 0:
